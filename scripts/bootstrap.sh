@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs everything the build, the tests and the module toolchains need, from Debian's archive.
+# Idempotent: when everything is present it touches nothing and returns in well under a second.
+#
+# V8 comes from Debian's libnode108/libnode-dev, unpacked into a build-local prefix
+# (.deps/libnode) instead of installed: the machine's NodeSource Node.js conflicts with libnode108.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+prefix="$root/.deps/libnode"
+
+packages=(
+  # C++ build
+  cmake g++ make pkg-config ninja-build
+  libboost1.81-dev libsimdjson-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
+  libre2-dev libssl-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
+  # V8's runtime libraries (libnode108 itself is unpacked below)
+  libicu72 libuv1 libuv1-dev libc-ares2 libnghttp2-14 libbrotli1 libssl3 zlib1g
+  # C/C++ modules -> wasm32-wasi
+  clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32
+  # Rust modules -> wasm32-wasi, offline from Debian's crates
+  rustc cargo libstd-rust-dev-wasm32
+  librust-serde-dev librust-serde-derive-dev librust-serde-json-dev librust-bincode-dev
+  # inspection of modules, tests
+  binaryen wabt curl jq python3
+)
+
+missing=()
+installed="$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${packages[@]}" 2>/dev/null || true)"
+for p in "${packages[@]}"; do
+  grep -qx "$p installed" <<<"$installed" || missing+=("$p")
+done
+
+need_v8=0
+[ -f "$prefix/usr/lib/x86_64-linux-gnu/libnode.so.108" ] && [ -f "$prefix/usr/include/node/v8.h" ] || need_v8=1
+
+if [ ${#missing[@]} -eq 0 ] && [ $need_v8 -eq 0 ]; then
+  exit 0
+fi
+
+as_root=()
+[ "$(id -u)" -eq 0 ] || as_root=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+
+echo "bootstrap: installing ${missing[*]:-nothing from apt}${need_v8:+ (and V8)}" >&2
+"${as_root[@]}" apt-get update -qq
+if [ ${#missing[@]} -gt 0 ]; then
+  "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ $need_v8 -eq 1 ]; then
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && apt-get download -qq libnode108 libnode-dev)
+  rm -rf "$prefix"
+  mkdir -p "$prefix"
+  for deb in "$work"/*.deb; do dpkg -x "$deb" "$prefix"; done
+  [ -f "$prefix/usr/lib/x86_64-linux-gnu/libnode.so.108" ] || { echo "bootstrap: libnode.so.108 missing after unpack" >&2; exit 1; }
+fi
+echo "bootstrap: done" >&2

@@ -1,0 +1,22 @@
+// The wasmq executable: parses the command line and hands over to a subcommand.
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "cli/transform_command.h"
+
+int main(int argc, char** argv) {
+  // Logs go to stderr: stdout carries command output (NDJSON, JSON).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("wasmq"));
+
+  CLI::App app{"wasmq: a message broker with a WebAssembly ETL engine"};
+  app.require_subcommand(1);
+  int exit_code = 0;
+  wasmq::cli::add_transform_command(app, exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return exit_code;
+}

@@ -1,0 +1,83 @@
+#include "common/message_json.h"
+
+#include <boost/json.hpp>
+#include <chrono>
+
+#include "common/base64.h"
+#include "common/utf8.h"
+
+namespace wasmq {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status message_from_json(const boost::json::value& json, int64_t default_timestamp, Message* out) {
+  if (!json.is_object()) return invalid_argument("a message must be a JSON object");
+  const auto& obj = json.get_object();
+  *out = Message{};
+  out->timestamp = default_timestamp;
+  bool has_value = false;
+  for (const auto& [name, v] : obj) {
+    if (name == "key") {
+      if (v.is_null()) continue;
+      if (!v.is_string()) return invalid_argument("key: must be a string or null");
+      out->key = std::string(v.get_string());
+    } else if (name == "value") {
+      if (!v.is_string()) return invalid_argument("value: must be a string (use value_base64 for binary data)");
+      if (has_value) return invalid_argument("value: give either value or value_base64, not both");
+      out->value = std::string(v.get_string());
+      has_value = true;
+    } else if (name == "value_base64") {
+      if (!v.is_string()) return invalid_argument("value_base64: must be a string");
+      if (has_value) return invalid_argument("value_base64: give either value or value_base64, not both");
+      auto decoded = base64_decode(v.get_string());
+      if (!decoded) return invalid_argument("value_base64: not valid base64");
+      out->value = std::move(*decoded);
+      has_value = true;
+    } else if (name == "headers") {
+      if (v.is_null()) continue;
+      if (!v.is_object()) return invalid_argument("headers: must be an object of strings");
+      for (const auto& [hname, hvalue] : v.get_object()) {
+        if (!hvalue.is_string()) {
+          return invalid_argument("headers." + std::string(hname) + ": must be a string");
+        }
+        out->set_header(std::string(hname), std::string(hvalue.get_string()));
+      }
+    } else if (name == "timestamp") {
+      if (v.is_null()) continue;
+      if (v.is_int64()) {
+        out->timestamp = v.get_int64();
+      } else if (v.is_uint64()) {
+        return invalid_argument("timestamp: out of range");
+      } else {
+        return invalid_argument("timestamp: must be an integer (milliseconds since the epoch)");
+      }
+    } else if (name == "partition") {
+      if (!v.is_null() && !v.is_int64()) return invalid_argument("partition: must be an integer");
+    } else {
+      return invalid_argument(std::string(name) + ": unknown field");
+    }
+  }
+  if (!has_value) return invalid_argument("value: missing (give value or value_base64)");
+  return Status::ok();
+}
+
+boost::json::object message_to_json(const Message& m) {
+  boost::json::object obj;
+  obj["key"] = m.key ? boost::json::value(*m.key) : boost::json::value(nullptr);
+  if (is_valid_utf8(m.value)) {
+    obj["value"] = m.value;
+  } else {
+    obj["value_base64"] = base64_encode(m.value);
+  }
+  boost::json::object headers;
+  for (const auto& [name, value] : m.headers) headers[name] = value;
+  obj["headers"] = std::move(headers);
+  obj["timestamp"] = m.timestamp;
+  return obj;
+}
+
+}  // namespace wasmq

@@ -1,0 +1,20 @@
+#include "common/status.h"
+
+namespace wasmq {
+
+const char* status_code_name(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return "ok";
+    case StatusCode::kInvalidArgument: return "invalid_argument";
+    case StatusCode::kInvalidModule: return "invalid_module";
+    case StatusCode::kModuleFailed: return "module_failed";
+    case StatusCode::kTimeout: return "timeout";
+    case StatusCode::kLimitExceeded: return "limit_exceeded";
+    case StatusCode::kNotFound: return "not_found";
+    case StatusCode::kIo: return "io_error";
+    case StatusCode::kInternal: return "internal";
+  }
+  return "unknown";
+}
+
+}  // namespace wasmq

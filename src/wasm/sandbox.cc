@@ -1,0 +1,509 @@
+#include "wasm/sandbox.h"
+
+#include <spdlog/spdlog.h>
+#include <v8-array-buffer.h>
+#include <v8-context.h>
+#include <v8-exception.h>
+#include <v8-function.h>
+#include <v8-isolate.h>
+#include <v8-local-handle.h>
+#include <v8-persistent-handle.h>
+#include <v8-primitive.h>
+#include <v8-wasm.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "common/bincode.h"
+#include "wasm/wasi.h"
+#include "wasm/watchdog.h"
+
+namespace wasmq::wasm {
+namespace {
+
+// Lines a sandbox forwards from module stdout/stderr per second; the rest are counted.
+constexpr int kLogLinesPerSecond = 100;
+constexpr size_t kMaxLogLineBytes = 4096;
+
+std::string to_utf8(v8::Isolate* isolate, v8::Local<v8::Value> value) {
+  v8::String::Utf8Value s(isolate, value);
+  return *s ? std::string(*s, s.length()) : std::string("<unprintable>");
+}
+
+// One instantiated module and the exports the ABI calls.
+struct Instance {
+  v8::Global<v8::Object> object;
+  v8::Global<v8::WasmMemoryObject> memory;
+  v8::Global<v8::Function> alloc;
+  v8::Global<v8::Function> dealloc;
+  v8::Global<v8::Function> process_message;
+  v8::Global<v8::Function> process_batch;
+};
+
+// What a sandbox holds for one module.
+struct ModuleSlot {
+  std::weak_ptr<const Module> module;
+  v8::Global<v8::WasmModuleObject> object;
+  std::vector<std::unique_ptr<Instance>> idle;
+};
+
+}  // namespace
+
+struct Sandbox::Impl : public WasiHost {
+  v8::Isolate* isolate = nullptr;
+  std::unique_ptr<v8::ArrayBuffer::Allocator> allocator;
+  v8::Global<v8::Context> context;
+  v8::Global<v8::Function> instance_constructor;
+  v8::Global<v8::Object> imports;
+  Watchdog::Slot* watchdog_slot = nullptr;
+  std::unordered_map<uint64_t, ModuleSlot> modules;
+  SandboxStats stats;
+
+  // The call in progress (guest code runs only inside Impl::guarded).
+  Instance* current = nullptr;
+  const Module* current_module = nullptr;
+  std::optional<int32_t> exit_code;
+
+  // Module log rate limit.
+  int64_t log_window_start = 0;
+  int log_lines_in_window = 0;
+
+  ~Impl() override {
+    modules.clear();
+    imports.Reset();
+    instance_constructor.Reset();
+    context.Reset();
+    if (watchdog_slot) Watchdog::instance().unregister_isolate(watchdog_slot);
+    if (isolate) isolate->Dispose();
+  }
+
+  // WasiHost
+  void guest_memory(uint8_t** base, size_t* size) override {
+    *base = nullptr;
+    *size = 0;
+    if (!current || current->memory.IsEmpty()) return;
+    v8::Local<v8::ArrayBuffer> buffer = current->memory.Get(isolate)->Buffer();
+    *base = static_cast<uint8_t*>(buffer->Data());
+    *size = buffer->ByteLength();
+  }
+
+  void module_output(int fd, std::string_view line) override {
+    int64_t now = std::chrono::steady_clock::now().time_since_epoch().count() / 1'000'000'000;
+    if (now != log_window_start) {
+      if (log_lines_in_window > kLogLinesPerSecond) {
+        spdlog::warn("[etl.module {}] {} output lines dropped (limit {}/s)",
+                     current_module ? current_module->id() : "?",
+                     log_lines_in_window - kLogLinesPerSecond, kLogLinesPerSecond);
+      }
+      log_window_start = now;
+      log_lines_in_window = 0;
+    }
+    if (++log_lines_in_window > kLogLinesPerSecond) {
+      ++stats.log_lines_dropped;
+      return;
+    }
+    if (line.size() > kMaxLogLineBytes) line = line.substr(0, kMaxLogLineBytes);
+    spdlog::info("[etl.module {}] {}: {}", current_module ? current_module->id() : "?",
+                 fd == 1 ? "stdout" : "stderr", line);
+  }
+
+  void module_exit(int32_t code) override { exit_code = code; }
+
+  ModuleSlot& slot_for(const std::shared_ptr<const Module>& module) {
+    auto it = modules.find(module->serial());
+    if (it != modules.end()) return it->second;
+    ModuleSlot& slot = modules[module->serial()];
+    slot.module = module;
+    return slot;
+  }
+
+  // Runs `body` as one guarded guest call of `module`: the watchdog bounds it by the module's
+  // timeout and any JavaScript exception, termination or proc_exit becomes a Status naming the
+  // cause. `body` returns a Status for failures the host detects itself.
+  template <typename Body>
+  Status guarded(const Module& module, Instance* instance, Body&& body) {
+    current = instance;
+    current_module = &module;
+    exit_code.reset();
+    v8::TryCatch try_catch(isolate);
+    Watchdog::instance().arm(watchdog_slot, module.settings().timeout_ms);
+    Status status = body();
+    bool terminated = Watchdog::instance().disarm(watchdog_slot);
+    if (terminated) {
+      isolate->CancelTerminateExecution();
+      status = Status(StatusCode::kTimeout,
+                      "timed out after " + std::to_string(module.settings().timeout_ms) + " ms");
+    } else if (exit_code) {
+      status = Status(StatusCode::kModuleFailed,
+                      "module called proc_exit(" + std::to_string(*exit_code) + ")");
+    } else if (try_catch.HasCaught()) {
+      status = classify_exception(try_catch.Exception());
+    } else if (!status.is_ok() && isolate->IsExecutionTerminating()) {
+      isolate->CancelTerminateExecution();
+    }
+    current = nullptr;
+    current_module = nullptr;
+    return status;
+  }
+
+  Status classify_exception(v8::Local<v8::Value> exception) {
+    std::string text = to_utf8(isolate, exception);
+    if (text.find("Maximum call stack size exceeded") != std::string::npos) {
+      return Status(StatusCode::kModuleFailed, "stack overflow");
+    }
+    // V8 formats traps as "RuntimeError: <reason>".
+    static constexpr std::string_view kRuntimeError = "RuntimeError: ";
+    if (text.rfind(kRuntimeError, 0) == 0) {
+      std::string reason = text.substr(kRuntimeError.size());
+      std::string message = "trap: " + reason;
+      if (current && !current->memory.IsEmpty() && current_module) {
+        size_t bytes = current->memory.Get(isolate)->Buffer()->ByteLength();
+        uint64_t limit = current_module->info().memory_max_pages.value_or(UINT64_MAX);
+        uint64_t cap = std::min<uint64_t>(limit * kWasmPageSize,
+                                          current_module->settings().memory_limit_bytes /
+                                              kWasmPageSize * kWasmPageSize);
+        if (bytes >= cap) {
+          message += " (memory is at its limit of " + std::to_string(cap) + " bytes)";
+        }
+      }
+      return Status(StatusCode::kModuleFailed, message);
+    }
+    return Status(StatusCode::kModuleFailed, "module error: " + text);
+  }
+
+  // Calls an i32 export; false when it threw (the caught exception tells why).
+  bool call(const v8::Global<v8::Function>& fn, std::initializer_list<int32_t> args,
+            int32_t* result) {
+    v8::Local<v8::Context> ctx = context.Get(isolate);
+    v8::Local<v8::Value> argv[4];
+    int argc = 0;
+    for (int32_t a : args) argv[argc++] = v8::Integer::New(isolate, a);
+    v8::MaybeLocal<v8::Value> r = fn.Get(isolate)->Call(ctx, v8::Undefined(isolate), argc, argv);
+    v8::Local<v8::Value> value;
+    if (!r.ToLocal(&value)) return false;
+    if (result) *result = value->IsInt32() ? value.As<v8::Int32>()->Value() : 0;
+    return true;
+  }
+
+  struct View {
+    uint8_t* base;
+    size_t size;
+    // Host pointer to [ptr, ptr + len) when in bounds, else nullptr. Overflow-safe.
+    uint8_t* range(uint32_t ptr, uint64_t len) const {
+      if (ptr > size || len > size - ptr) return nullptr;
+      return base + ptr;
+    }
+  };
+
+  // The memory must be re-read after every guest call: memory.grow detaches the old buffer.
+  View view(Instance* instance) {
+    v8::Local<v8::ArrayBuffer> buffer = instance->memory.Get(isolate)->Buffer();
+    return {static_cast<uint8_t*>(buffer->Data()), buffer->ByteLength()};
+  }
+
+  static Status failed(std::string message) {
+    return Status(StatusCode::kModuleFailed, std::move(message));
+  }
+  static Status caught() { return Status(StatusCode::kModuleFailed, "exception"); }
+
+  // Copies `size` bytes produced by `write` into a fresh guest buffer from alloc().
+  template <typename Write>
+  Status write_input(Instance* inst, uint64_t size, Write&& write, int32_t* ptr) {
+    if (size > INT32_MAX) {
+      return Status(StatusCode::kLimitExceeded,
+                    "input of " + std::to_string(size) + " bytes is too large for a wasm32 module");
+    }
+    if (!call(inst->alloc, {static_cast<int32_t>(size)}, ptr)) return caught();
+    uint8_t* dst = view(inst).range(static_cast<uint32_t>(*ptr), size);
+    if (!dst || (*ptr == 0 && size > 0)) {
+      return failed("alloc(" + std::to_string(size) + ") returned an out-of-bounds pointer");
+    }
+    write(dst);
+    return Status::ok();
+  }
+
+  // Reads the WasmResult at `result_ptr`, hands the result bytes to `decode`, then frees the
+  // result, the WasmResult and the input buffer (module-abi.md, steps 3-4).
+  template <typename Decode>
+  Status read_output(const Module& module, Instance* inst, int32_t result_ptr, int32_t input_ptr,
+                     uint64_t input_size, Decode&& decode) {
+    View v = view(inst);
+    const uint8_t* wasm_result = v.range(static_cast<uint32_t>(result_ptr), 8);
+    if (!wasm_result) return failed("result pointer out of bounds");
+    uint32_t ptr, len;
+    std::memcpy(&ptr, wasm_result, 4);
+    std::memcpy(&len, wasm_result + 4, 4);
+    if (len > module.settings().max_output_bytes) {
+      return Status(StatusCode::kLimitExceeded,
+                    "result of " + std::to_string(len) + " bytes exceeds the output limit of " +
+                        std::to_string(module.settings().max_output_bytes) + " bytes");
+    }
+    const uint8_t* bytes = v.range(ptr, len);
+    if (!bytes) return failed("result data out of bounds");
+    Status decoded = decode(std::span<const uint8_t>(bytes, len));
+    if (!decoded.is_ok()) return failed("invalid result encoding: " + decoded.message());
+    if (!call(inst->dealloc, {static_cast<int32_t>(ptr), static_cast<int32_t>(len)}, nullptr) ||
+        !call(inst->dealloc, {result_ptr, 8}, nullptr) ||
+        !call(inst->dealloc, {input_ptr, static_cast<int32_t>(input_size)}, nullptr)) {
+      return caught();
+    }
+    return Status::ok();
+  }
+
+  Result<std::unique_ptr<Instance>> instantiate(const std::shared_ptr<const Module>& module,
+                                                ModuleSlot& slot) {
+    v8::Local<v8::Context> ctx = context.Get(isolate);
+    if (slot.object.IsEmpty()) {
+      v8::Local<v8::WasmModuleObject> object;
+      if (!v8::WasmModuleObject::FromCompiledModule(isolate, module->compiled()).ToLocal(&object)) {
+        return Status(StatusCode::kInternal, "cannot create module object for " + module->id());
+      }
+      slot.object.Reset(isolate, object);
+    }
+    auto inst = std::make_unique<Instance>();
+    Status status = guarded(*module, inst.get(), [&]() -> Status {
+      v8::Local<v8::Value> args[] = {slot.object.Get(isolate), imports.Get(isolate)};
+      v8::Local<v8::Object> object;
+      if (!instance_constructor.Get(isolate)->NewInstance(ctx, 2, args).ToLocal(&object)) {
+        return caught();
+      }
+      v8::Local<v8::Value> exports_value;
+      if (!object->Get(ctx, v8::String::NewFromUtf8Literal(isolate, "exports"))
+               .ToLocal(&exports_value)) {
+        return caught();
+      }
+      v8::Local<v8::Object> exports = exports_value.As<v8::Object>();
+      auto get = [&](const char* name) -> v8::Local<v8::Value> {
+        v8::Local<v8::Value> v;
+        if (!exports->Get(ctx, v8::String::NewFromUtf8(isolate, name).ToLocalChecked()).ToLocal(&v)) {
+          return v8::Undefined(isolate);
+        }
+        return v;
+      };
+      inst->object.Reset(isolate, object);
+      inst->memory.Reset(isolate, get("memory").As<v8::WasmMemoryObject>());
+      inst->alloc.Reset(isolate, get("alloc").As<v8::Function>());
+      inst->dealloc.Reset(isolate, get("dealloc").As<v8::Function>());
+      inst->process_message.Reset(isolate, get("process_message").As<v8::Function>());
+      const ModuleInfo& info = module->info();
+      if (info.has_process_batch) {
+        inst->process_batch.Reset(isolate, get("process_batch").As<v8::Function>());
+      }
+      if (info.has_initialize) {
+        v8::Global<v8::Function> initialize(isolate, get("_initialize").As<v8::Function>());
+        if (!call(initialize, {}, nullptr)) return caught();
+      }
+      if (info.has_init_module) {
+        v8::Global<v8::Function> init(isolate, get("init_module").As<v8::Function>());
+        const std::string& config = module->settings().config_json;
+        int32_t ok = 0;
+        if (config.empty()) {
+          if (!call(init, {0, 0}, &ok)) return caught();
+        } else {
+          int32_t ptr = 0;
+          Status s = write_input(inst.get(), config.size(),
+                                 [&](uint8_t* dst) { std::memcpy(dst, config.data(), config.size()); },
+                                 &ptr);
+          if (!s.is_ok()) return s;
+          if (!call(init, {ptr, static_cast<int32_t>(config.size())}, &ok)) return caught();
+          if (!call(inst->dealloc, {ptr, static_cast<int32_t>(config.size())}, nullptr)) {
+            return caught();
+          }
+        }
+        if (ok == 0) {
+          ++stats.init_rejections;
+          spdlog::warn("[etl.module {}] init_module rejected its configuration; the module "
+                       "runs with its defaults", module->id());
+        }
+      }
+      return Status::ok();
+    });
+    if (!status.is_ok()) {
+      return status.with_context("cannot instantiate module " + module->id());
+    }
+    ++stats.instances_created;
+    return inst;
+  }
+
+  // An idle instance of `module`, or a new one.
+  Result<std::unique_ptr<Instance>> acquire(const std::shared_ptr<const Module>& module,
+                                            ModuleSlot& slot) {
+    if (!slot.idle.empty()) {
+      auto inst = std::move(slot.idle.back());
+      slot.idle.pop_back();
+      ++stats.instances_reused;
+      return inst;
+    }
+    return instantiate(module, slot);
+  }
+
+  // Runs one guest entry point on an instance of `module`: `run(instance)` does the ABI steps.
+  // The instance goes back to the idle list on success and is discarded on failure.
+  template <typename Run>
+  Status with_instance(const std::shared_ptr<const Module>& module, Run&& run) {
+    v8::Isolate::Scope isolate_scope(isolate);
+    v8::HandleScope handles(isolate);
+    v8::Context::Scope context_scope(context.Get(isolate));
+    ModuleSlot& slot = slot_for(module);
+    auto inst = acquire(module, slot);
+    if (!inst.is_ok()) {
+      ++stats.failed_calls;
+      return inst.status();
+    }
+    Instance* instance = inst->get();
+    ++stats.calls;
+    Status status = guarded(*module, instance, [&] { return run(instance); });
+    if (!status.is_ok()) {
+      ++stats.failed_calls;
+      ++stats.instances_discarded;
+      return status;
+    }
+    slot.idle.push_back(std::move(*inst));
+    return status;
+  }
+};
+
+Sandbox::Sandbox(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Sandbox::~Sandbox() = default;
+
+const SandboxStats& Sandbox::stats() const { return impl_->stats; }
+
+Result<std::unique_ptr<Sandbox>> Sandbox::create() {
+  auto impl = std::make_unique<Impl>();
+  impl->allocator.reset(v8::ArrayBuffer::Allocator::NewDefaultAllocator());
+  v8::Isolate::CreateParams params;
+  params.array_buffer_allocator = impl->allocator.get();
+  impl->isolate = v8::Isolate::New(params);
+  if (!impl->isolate) return Status(StatusCode::kInternal, "cannot create a V8 isolate");
+  v8::Isolate* isolate = impl->isolate;
+  {
+    v8::Isolate::Scope isolate_scope(isolate);
+    v8::HandleScope handles(isolate);
+    v8::Local<v8::Context> ctx = v8::Context::New(isolate);
+    v8::Context::Scope context_scope(ctx);
+    impl->context.Reset(isolate, ctx);
+    v8::Local<v8::Value> webassembly, constructor;
+    if (!ctx->Global()->Get(ctx, v8::String::NewFromUtf8Literal(isolate, "WebAssembly"))
+             .ToLocal(&webassembly) ||
+        !webassembly->IsObject() ||
+        !webassembly.As<v8::Object>()
+             ->Get(ctx, v8::String::NewFromUtf8Literal(isolate, "Instance"))
+             .ToLocal(&constructor) ||
+        !constructor->IsFunction()) {
+      return Status(StatusCode::kInternal, "V8 has no WebAssembly.Instance");
+    }
+    impl->instance_constructor.Reset(isolate, constructor.As<v8::Function>());
+    impl->imports.Reset(isolate, make_wasi_imports(isolate, ctx, impl.get()));
+  }
+  impl->watchdog_slot = Watchdog::instance().register_isolate(isolate);
+  return std::unique_ptr<Sandbox>(new Sandbox(std::move(impl)));
+}
+
+Result<std::shared_ptr<const Module>> Sandbox::load(std::string id,
+                                                    std::span<const uint8_t> binary,
+                                                    InstanceSettings settings) {
+  auto info = inspect_module(binary);
+  if (!info.is_ok()) return info.status();
+  auto capped = limit_memory(binary, settings.memory_limit_bytes);
+  if (!capped.is_ok()) return capped.status();
+  auto capped_info = inspect_module(*capped);
+  if (!capped_info.is_ok()) return capped_info.status();
+
+  v8::Isolate* isolate = impl_->isolate;
+  v8::Isolate::Scope isolate_scope(isolate);
+  v8::HandleScope handles(isolate);
+  v8::Context::Scope context_scope(impl_->context.Get(isolate));
+  v8::TryCatch try_catch(isolate);
+  v8::Local<v8::WasmModuleObject> object;
+  if (!v8::WasmModuleObject::Compile(isolate, v8::MemorySpan<const uint8_t>(capped->data(),
+                                                                             capped->size()))
+           .ToLocal(&object)) {
+    std::string why = try_catch.HasCaught() ? to_utf8(isolate, try_catch.Exception())
+                                            : std::string("compilation failed");
+    return Status(StatusCode::kInvalidModule, why);
+  }
+  auto compiled = std::make_unique<v8::CompiledWasmModule>(object->GetCompiledModule());
+  auto module = std::make_shared<const Module>(std::move(id), std::move(*capped_info),
+                                               std::move(settings), std::move(compiled));
+  // This isolate already has the module object: keep it.
+  impl_->slot_for(module).object.Reset(isolate, object);
+  // Forget modules that nobody holds any more.
+  std::erase_if(impl_->modules, [](const auto& entry) { return entry.second.module.expired(); });
+  return std::shared_ptr<const Module>(module);
+}
+
+Result<ProcessResult> Sandbox::process(const std::shared_ptr<const Module>& module,
+                                       const Message& message) {
+  ProcessResult result;
+  Status status = impl_->with_instance(module, [&](Instance* inst) -> Status {
+    const uint64_t size = bincode::encoded_size(message);
+    int32_t input = 0;
+    Status s = impl_->write_input(inst, size, [&](uint8_t* dst) { bincode::encode(message, dst); },
+                                  &input);
+    if (!s.is_ok()) return s;
+    int32_t out = 0;
+    if (!impl_->call(inst->process_message, {input, static_cast<int32_t>(size)}, &out)) {
+      return Impl::caught();
+    }
+    return impl_->read_output(*module, inst, out, input, size, [&](std::span<const uint8_t> bytes) {
+      return bincode::decode(bytes, &result);
+    });
+  });
+  if (!status.is_ok()) return status;
+  return result;
+}
+
+Result<std::vector<ProcessResult>> Sandbox::process_batch(
+    const std::shared_ptr<const Module>& module, std::span<const Message> messages) {
+  if (!module->info().has_process_batch) {
+    return Status(StatusCode::kInvalidArgument,
+                  "module " + module->id() + " does not export process_batch");
+  }
+  std::vector<ProcessResult> results;
+  Status status = impl_->with_instance(module, [&](Instance* inst) -> Status {
+    const uint64_t size = bincode::encoded_size(messages);
+    int32_t input = 0;
+    Status s = impl_->write_input(inst, size, [&](uint8_t* dst) { bincode::encode(messages, dst); },
+                                  &input);
+    if (!s.is_ok()) return s;
+    int32_t out = 0;
+    if (!impl_->call(inst->process_batch, {input, static_cast<int32_t>(size)}, &out)) {
+      return Impl::caught();
+    }
+    s = impl_->read_output(*module, inst, out, input, size, [&](std::span<const uint8_t> bytes) {
+      return bincode::decode(bytes, &results);
+    });
+    if (s.is_ok() && results.size() != messages.size()) {
+      return Impl::failed("process_batch returned " + std::to_string(results.size()) +
+                          " results for " + std::to_string(messages.size()) + " messages");
+    }
+    return s;
+  });
+  if (!status.is_ok()) return status;
+  return results;
+}
+
+Status Sandbox::warm_up(const std::shared_ptr<const Module>& module, size_t count) {
+  v8::Isolate::Scope isolate_scope(impl_->isolate);
+  v8::HandleScope handles(impl_->isolate);
+  v8::Context::Scope context_scope(impl_->context.Get(impl_->isolate));
+  ModuleSlot& slot = impl_->slot_for(module);
+  while (slot.idle.size() < count) {
+    auto inst = impl_->instantiate(module, slot);
+    if (!inst.is_ok()) return inst.status();
+    slot.idle.push_back(std::move(*inst));
+  }
+  return Status::ok();
+}
+
+size_t Sandbox::idle_instances(const Module& module) const {
+  auto it = impl_->modules.find(module.serial());
+  return it == impl_->modules.end() ? 0 : it->second.idle.size();
+}
+
+void Sandbox::forget(const Module& module) {
+  v8::Isolate::Scope isolate_scope(impl_->isolate);
+  impl_->modules.erase(module.serial());
+}
+
+}  // namespace wasmq::wasm

@@ -1,0 +1,75 @@
+// A Sandbox runs modules on one thread: it owns one V8 isolate and context, the per-isolate
+// module objects, and the instances it keeps between calls.
+//
+// Threading: create a Sandbox on the thread that will use it and use it only there (one per
+// ETL worker; the CLI has one). Modules (engine.h) are shared across sandboxes.
+//
+// Failure model: a call that traps, times out, overflows the stack, calls proc_exit, breaks a
+// limit or returns a malformed result fails with a Status naming the cause, and the instance it
+// ran on is discarded; the next call gets a fresh instance. A module's own `error: Some(..)`
+// result is not a failure of the call: it comes back in the ProcessResult and the instance stays.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/message.h"
+#include "common/status.h"
+#include "wasm/engine.h"
+
+namespace wasmq::wasm {
+
+// Counters of one sandbox; read on its thread.
+struct SandboxStats {
+  uint64_t calls = 0;               // guest entry points called for messages
+  uint64_t failed_calls = 0;
+  uint64_t instances_created = 0;
+  uint64_t instances_reused = 0;    // calls served by an instance kept from an earlier call
+  uint64_t instances_discarded = 0; // after a failure
+  uint64_t init_rejections = 0;     // init_module returned 0
+  uint64_t log_lines_dropped = 0;   // module stdout/stderr lines over the rate limit
+};
+
+class Sandbox {
+ public:
+  // Creates the isolate on the calling thread. initialize_engine() must have succeeded.
+  static Result<std::unique_ptr<Sandbox>> create();
+  ~Sandbox();
+  Sandbox(const Sandbox&) = delete;
+  Sandbox& operator=(const Sandbox&) = delete;
+
+  // Validates `binary` (binary.h), caps its memory at settings.memory_limit_bytes and compiles
+  // it. The module can then run in any Sandbox on any thread.
+  Result<std::shared_ptr<const Module>> load(std::string id, std::span<const uint8_t> binary,
+                                             InstanceSettings settings);
+
+  // Runs process_message on one message.
+  Result<ProcessResult> process(const std::shared_ptr<const Module>& module,
+                                const Message& message);
+
+  // Runs process_batch on `messages` (the module must export it): one result per input, in
+  // order. Any failure fails the whole batch.
+  Result<std::vector<ProcessResult>> process_batch(const std::shared_ptr<const Module>& module,
+                                                   std::span<const Message> messages);
+
+  // Creates instances of `module` until `count` are idle, so that calls find them ready.
+  Status warm_up(const std::shared_ptr<const Module>& module, size_t count);
+  // Number of idle instances kept for `module`.
+  size_t idle_instances(const Module& module) const;
+  // Drops every instance and the module object of `module` held by this sandbox.
+  void forget(const Module& module);
+
+  const SandboxStats& stats() const;
+
+  struct Impl;
+
+ private:
+  explicit Sandbox(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace wasmq::wasm

@@ -1,0 +1,376 @@
+#include "wasm/sandbox.h"
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <sstream>
+#include <thread>
+
+#include "common/message_json.h"
+#include "module_files.h"
+
+namespace wasmq::wasm {
+namespace {
+
+using testing::read_module;
+
+class SandboxTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { ASSERT_TRUE(initialize_engine().is_ok()); }
+
+  void SetUp() override {
+    auto sandbox = Sandbox::create();
+    ASSERT_TRUE(sandbox.is_ok()) << sandbox.status().message();
+    sandbox_ = std::move(*sandbox);
+  }
+
+  std::shared_ptr<const Module> load(const std::string& name, InstanceSettings settings = {}) {
+    auto binary = read_module(name);
+    EXPECT_FALSE(binary.empty()) << "module " << name << " was not built";
+    auto module = sandbox_->load(name, binary, std::move(settings));
+    EXPECT_TRUE(module.is_ok()) << name << ": " << module.status().message();
+    return module.is_ok() ? *module : nullptr;
+  }
+
+  Status load_error(const std::string& name) {
+    auto module = sandbox_->load(name, read_module(name), {});
+    return module.is_ok() ? Status::ok() : module.status();
+  }
+
+  static Message message(std::string value = "hello") {
+    Message m;
+    m.key = "k";
+    m.value = std::move(value);
+    m.headers = {{"source", "test"}};
+    m.timestamp = now_ms();
+    return m;
+  }
+
+  // After any failure, the same sandbox still runs a good module.
+  void expect_sandbox_healthy() {
+    auto module = load("passthrough");
+    ASSERT_TRUE(module);
+    auto result = sandbox_->process(module, message());
+    ASSERT_TRUE(result.is_ok()) << result.status().message();
+    ASSERT_EQ(result->transformed_messages.size(), 1u);
+    EXPECT_EQ(result->transformed_messages[0], message());
+  }
+
+  Status fails_with(const std::shared_ptr<const Module>& module, const Message& m) {
+    auto result = sandbox_->process(module, m);
+    EXPECT_FALSE(result.is_ok());
+    return result.is_ok() ? Status::ok() : result.status();
+  }
+
+  std::unique_ptr<Sandbox> sandbox_;
+};
+
+TEST_F(SandboxTest, PassesMessagesThrough) {
+  auto module = load("passthrough");
+  ASSERT_TRUE(module);
+  Message m = message(std::string("\x00\x01\xff binary", 10));
+  auto result = sandbox_->process(module, m);
+  ASSERT_TRUE(result.is_ok()) << result.status().message();
+  ASSERT_EQ(result->transformed_messages.size(), 1u);
+  EXPECT_EQ(result->transformed_messages[0], m);
+  EXPECT_TRUE(result->should_continue);
+  EXPECT_FALSE(result->error);
+}
+
+TEST_F(SandboxTest, ReusesInstancesBetweenCalls) {
+  auto module = load("passthrough");
+  ASSERT_TRUE(module);
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(sandbox_->process(module, message()).is_ok());
+  EXPECT_EQ(sandbox_->stats().instances_created, 1u);
+  EXPECT_EQ(sandbox_->stats().instances_reused, 99u);
+  EXPECT_EQ(sandbox_->idle_instances(*module), 1u);
+}
+
+TEST_F(SandboxTest, WarmUpCreatesIdleInstances) {
+  auto module = load("passthrough");
+  ASSERT_TRUE(sandbox_->warm_up(module, 3).is_ok());
+  EXPECT_EQ(sandbox_->idle_instances(*module), 3u);
+  EXPECT_EQ(sandbox_->stats().instances_created, 3u);
+  ASSERT_TRUE(sandbox_->process(module, message()).is_ok());
+  EXPECT_EQ(sandbox_->stats().instances_created, 3u);
+}
+
+TEST_F(SandboxTest, ProcessBatchReturnsOneResultPerMessageInOrder) {
+  auto module = load("passthrough");
+  ASSERT_TRUE(module->info().has_process_batch);
+  std::vector<Message> batch;
+  for (int i = 0; i < 50; ++i) batch.push_back(message("m" + std::to_string(i)));
+  auto results = sandbox_->process_batch(module, batch);
+  ASSERT_TRUE(results.is_ok()) << results.status().message();
+  ASSERT_EQ(results->size(), batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    ASSERT_EQ((*results)[i].transformed_messages.size(), 1u);
+    EXPECT_EQ((*results)[i].transformed_messages[0], batch[i]);
+  }
+}
+
+TEST_F(SandboxTest, ProcessBatchNeedsTheExport) {
+  auto module = load("passthrough_single");
+  EXPECT_FALSE(module->info().has_process_batch);
+  std::vector<Message> batch = {message()};
+  auto results = sandbox_->process_batch(module, batch);
+  ASSERT_FALSE(results.is_ok());
+  EXPECT_NE(results.status().message().find("does not export process_batch"), std::string::npos);
+}
+
+TEST_F(SandboxTest, SplitsFiltersAndStops) {
+  auto module = load("splitter");
+  Message m = message();
+  m.set_header("copies", "3");
+  auto split = sandbox_->process(module, m);
+  ASSERT_TRUE(split.is_ok()) << split.status().message();
+  ASSERT_EQ(split->transformed_messages.size(), 3u);
+  EXPECT_EQ(*split->transformed_messages[2].header("copy_index"), "2");
+
+  auto filtered = sandbox_->process(module, message("filter-me"));
+  ASSERT_TRUE(filtered.is_ok());
+  EXPECT_TRUE(filtered->transformed_messages.empty());
+  EXPECT_FALSE(filtered->error);
+
+  Message stop = message();
+  stop.set_header("stop", "1");
+  auto stopped = sandbox_->process(module, stop);
+  ASSERT_TRUE(stopped.is_ok());
+  EXPECT_FALSE(stopped->should_continue);
+}
+
+TEST_F(SandboxTest, ModuleErrorResultKeepsTheInstance) {
+  auto module = load("splitter");
+  Message m = message();
+  m.set_header("fail", "1");
+  auto result = sandbox_->process(module, m);
+  ASSERT_TRUE(result.is_ok()) << result.status().message();
+  EXPECT_EQ(result->error, "asked to fail");
+  ASSERT_TRUE(sandbox_->process(module, message()).is_ok());
+  EXPECT_EQ(sandbox_->stats().instances_created, 1u);
+  EXPECT_EQ(sandbox_->stats().instances_discarded, 0u);
+}
+
+TEST_F(SandboxTest, CpuIsLimited) {
+  InstanceSettings settings;
+  settings.timeout_ms = 200;
+  auto module = load("infinite_loop", settings);
+  auto start = std::chrono::steady_clock::now();
+  Status s = fails_with(module, message());
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(s.code(), StatusCode::kTimeout);
+  EXPECT_EQ(s.message(), "timed out after 200 ms");
+  EXPECT_GE(elapsed, std::chrono::milliseconds(200));
+  // The watchdog acts at the deadline; the margin only absorbs a busy machine.
+  EXPECT_LT(elapsed, std::chrono::milliseconds(200 + 1500));
+  EXPECT_EQ(sandbox_->stats().instances_discarded, 1u);
+  // A fresh instance runs the next call, and times out again.
+  EXPECT_EQ(fails_with(module, message()).code(), StatusCode::kTimeout);
+  EXPECT_EQ(sandbox_->stats().instances_created, 2u);
+  expect_sandbox_healthy();
+}
+
+// A terminate meant for a timed-out call must never hit the calls after it.
+TEST_F(SandboxTest, LateTerminateCannotKillTheNextCall) {
+  InstanceSettings tight;
+  tight.timeout_ms = 1;
+  auto loop = load("infinite_loop", tight);
+  auto good = load("passthrough", tight);
+  for (int round = 0; round < 30; ++round) {
+    EXPECT_EQ(fails_with(loop, message()).code(), StatusCode::kTimeout);
+    for (int i = 0; i < 200; ++i) {
+      auto r = sandbox_->process(good, message());
+      ASSERT_TRUE(r.is_ok()) << "round " << round << " call " << i << ": " << r.status().message();
+    }
+  }
+}
+
+TEST_F(SandboxTest, MemoryIsLimited) {
+  InstanceSettings settings;
+  settings.memory_limit_bytes = 4 * 1024 * 1024;
+  auto module = load("memory_hog", settings);
+  ASSERT_EQ(module->info().memory_max_pages, 64u);
+  Status s = fails_with(module, message());
+  EXPECT_EQ(s.code(), StatusCode::kModuleFailed);
+  EXPECT_NE(s.message().find("trap:"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("memory is at its limit of 4194304 bytes"), std::string::npos)
+      << s.message();
+  expect_sandbox_healthy();
+}
+
+TEST_F(SandboxTest, StackOverflowIsCaught) {
+  auto module = load("deep_recursion");
+  Status s = fails_with(module, message());
+  EXPECT_EQ(s.message(), "stack overflow");
+  expect_sandbox_healthy();
+}
+
+TEST_F(SandboxTest, TrapIsReported) {
+  auto module = load("trap");
+  Status s = fails_with(module, message());
+  EXPECT_EQ(s.message(), "trap: unreachable");
+  EXPECT_EQ(sandbox_->stats().instances_discarded, 1u);
+  expect_sandbox_healthy();
+}
+
+TEST_F(SandboxTest, BadResultPointersAreModuleErrors) {
+  auto module = load("bad_result_ptr");
+  EXPECT_EQ(fails_with(module, message("result-ptr")).message(), "result pointer out of bounds");
+  EXPECT_EQ(fails_with(module, message("data")).message(), "result data out of bounds");
+  expect_sandbox_healthy();
+}
+
+TEST_F(SandboxTest, OutputIsLimited) {
+  auto module = load("oversized_output");
+  Status s = fails_with(module, message());
+  EXPECT_EQ(s.code(), StatusCode::kLimitExceeded);
+  EXPECT_NE(s.message().find("exceeds the output limit of 16777216 bytes"), std::string::npos)
+      << s.message();
+
+  InstanceSettings small;
+  small.max_output_bytes = 1000;
+  auto limited = load("oversized_output", small);
+  Message m = message();
+  m.set_header("size", "500");
+  ASSERT_TRUE(sandbox_->process(limited, m).is_ok());
+  m.set_header("size", "5000");
+  EXPECT_NE(fails_with(limited, m).message().find("exceeds the output limit of 1000 bytes"),
+            std::string::npos);
+  expect_sandbox_healthy();
+}
+
+TEST_F(SandboxTest, ProcExitEndsTheCall) {
+  auto module = load("proc_exit");
+  EXPECT_EQ(fails_with(module, message()).message(), "module called proc_exit(3)");
+  EXPECT_EQ(sandbox_->stats().instances_discarded, 1u);
+  expect_sandbox_healthy();
+}
+
+TEST_F(SandboxTest, RefusesModulesThatBreakTheAbi) {
+  EXPECT_NE(load_error("missing_export").message().find("missing export process_message"),
+            std::string::npos);
+  EXPECT_NE(load_error("wrong_signature").message().find(
+                "export process_message has signature (i32) -> i32, expected (i32, i32) -> i32"),
+            std::string::npos)
+      << load_error("wrong_signature").message();
+  EXPECT_NE(load_error("unsupported_import").message().find("unsupported import env.foo"),
+            std::string::npos);
+  EXPECT_EQ(load_error("unsupported_import").code(), StatusCode::kInvalidModule);
+}
+
+TEST_F(SandboxTest, RefusesMalformedBinaries) {
+  std::vector<uint8_t> garbage = {'n', 'o', 't', ' ', 'w', 'a', 's', 'm'};
+  auto r = sandbox_->load("garbage", garbage, {});
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("bad magic"), std::string::npos);
+
+  auto real = read_module("passthrough");
+  std::vector<uint8_t> truncated(real.begin(), real.begin() + real.size() / 2);
+  r = sandbox_->load("truncated", truncated, {});
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidModule);
+  EXPECT_NE(r.status().message().find("malformed module"), std::string::npos)
+      << r.status().message();
+
+  // Structure intact, a function body corrupted: V8's validation names it.
+  std::vector<uint8_t> corrupt = real;
+  for (size_t i = corrupt.size() - corrupt.size() / 4; i < corrupt.size() - corrupt.size() / 4 + 64; ++i) {
+    corrupt[i] = 0xFF;
+  }
+  r = sandbox_->load("corrupt", corrupt, {});
+  EXPECT_FALSE(r.is_ok());
+  expect_sandbox_healthy();
+}
+
+TEST_F(SandboxTest, RefusesInitialMemoryAboveTheLimit) {
+  InstanceSettings settings;
+  settings.memory_limit_bytes = 65536;
+  auto r = sandbox_->load("passthrough", read_module("passthrough"), settings);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("exceeds the memory limit of 65536 bytes"), std::string::npos)
+      << r.status().message();
+}
+
+TEST_F(SandboxTest, InitModuleReceivesTheConfig) {
+  InstanceSettings settings;
+  settings.config_json = R"({"a":1})";
+  auto module = load("init_reject", settings);
+  auto result = sandbox_->process(module, message());
+  ASSERT_TRUE(result.is_ok()) << result.status().message();
+  ASSERT_EQ(result->transformed_messages.size(), 1u);
+  EXPECT_EQ(*result->transformed_messages[0].header("init_seen_len"), "7");
+  // init_module returned 0: counted, and the instance still serves calls.
+  EXPECT_EQ(sandbox_->stats().init_rejections, 1u);
+  EXPECT_TRUE(sandbox_->process(module, message()).is_ok());
+}
+
+TEST_F(SandboxTest, HeaderAdderUsesItsConfig) {
+  auto plain = load("header_adder");
+  auto result = sandbox_->process(plain, message());
+  ASSERT_TRUE(result.is_ok()) << result.status().message();
+  EXPECT_EQ(*result->transformed_messages[0].header("processed-by"), "header-adder");
+
+  InstanceSettings settings;
+  settings.config_json = R"({"team":"data","source":"replaced"})";
+  auto configured = load("header_adder", settings);
+  result = sandbox_->process(configured, message());
+  ASSERT_TRUE(result.is_ok());
+  const Message& out = result->transformed_messages[0];
+  EXPECT_EQ(*out.header("team"), "data");
+  EXPECT_EQ(*out.header("source"), "replaced");
+  EXPECT_EQ(sandbox_->stats().init_rejections, 0u);
+}
+
+TEST_F(SandboxTest, BatchLengthMismatchIsAModuleError) {
+  auto module = load("batch_mismatch");
+  std::vector<Message> batch = {message(), message()};
+  auto r = sandbox_->process_batch(module, batch);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().message(), "process_batch returned 1 results for 2 messages");
+}
+
+TEST_F(SandboxTest, WasiSubsetWorks) {
+  std::ostringstream log;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink));
+  auto module = load("wasi_probe");
+  auto result = sandbox_->process(module, message());
+  spdlog::set_default_logger(previous);
+  ASSERT_TRUE(result.is_ok()) << result.status().message();
+  const Message& out = result->transformed_messages.at(0);
+  int64_t clock_ms = std::stoll(*out.header("clock_realtime_ms"));
+  EXPECT_LT(std::llabs(clock_ms - now_ms()), 60'000);
+  EXPECT_EQ(*out.header("clock_monotonic_ok"), "true");
+  EXPECT_EQ(out.header("random_hex")->size(), 32u);
+  EXPECT_NE(*out.header("random_hex"), std::string(32, '0'));
+  EXPECT_EQ(*out.header("environ_count"), "0");
+  EXPECT_EQ(*out.header("args_count"), "0");
+  EXPECT_NE(log.str().find("[etl.module wasi_probe] stdout:"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("[etl.module wasi_probe] stderr:"), std::string::npos) << log.str();
+}
+
+// A module compiled in one sandbox runs in another sandbox on another thread.
+TEST_F(SandboxTest, CompiledModuleIsSharedAcrossThreads) {
+  auto module = load("passthrough");
+  Status status;
+  std::thread worker([&] {
+    auto other = Sandbox::create();
+    if (!other.is_ok()) {
+      status = other.status();
+      return;
+    }
+    for (int i = 0; i < 10; ++i) {
+      auto r = (*other)->process(module, message());
+      if (!r.is_ok()) status = r.status();
+    }
+  });
+  worker.join();
+  EXPECT_TRUE(status.is_ok()) << status.message();
+  EXPECT_TRUE(sandbox_->process(module, message()).is_ok());
+}
+
+}  // namespace
+}  // namespace wasmq::wasm
