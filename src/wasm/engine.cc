@@ -4,6 +4,7 @@
 #include <v8-initialization.h>
 #include <v8-wasm.h>
 
+#include <cstdlib>
 #include <mutex>
 
 namespace wasmq::wasm {
@@ -22,6 +23,8 @@ Status initialize_engine(const EngineOptions& options) {
     // compiled code is shared by every isolate. No lazy compilation, no tier-up later.
     std::string flags = "--no-liftoff --no-wasm-tier-up --no-wasm-lazy-compilation --stack-size=" +
                         std::to_string(options.stack_size_kb);
+    // Extra flags for diagnosis only (e.g. "--trace-opt"); never needed in production.
+    if (const char* extra = std::getenv("WASMQ_V8_FLAGS")) flags += std::string(" ") + extra;
     v8::V8::SetFlagsFromString(flags.c_str());
     g_platform = v8::platform::NewDefaultPlatform(options.platform_threads);
     v8::V8::InitializePlatform(g_platform.get());
