@@ -101,6 +101,7 @@ int run(const ModuleOptions& o, const std::string& input_path) {
   auto loaded = load_module(o);
   if (!loaded) return 1;
   const bool interactive = input_path.empty() || input_path == "-";
+  wasm::Sandbox::Scope entered(*loaded->sandbox);
   bool ok = read_messages(input_path, [&](size_t index, const Status& parsed, Message message) {
     boost::json::object out;
     out["input"] = index;
@@ -179,6 +180,7 @@ int bench(const ModuleOptions& o, const std::string& input_path, double seconds,
     return call_failed(r.status());
   }
 
+  wasm::Sandbox::Scope entered(*loaded->sandbox);
   uint64_t count = 0;
   const auto start = Clock::now();
   const auto end = start + std::chrono::duration<double>(seconds);

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <optional>
 
 #include "common/bincode.h"
 #include "wasm/wasi.h"
@@ -97,6 +98,9 @@ struct Sandbox::Impl : public WasiHost {
   Instance* current = nullptr;
   const Module* current_module = nullptr;
   std::optional<int32_t> exit_code;
+
+  // Depth of Sandbox::Scope objects alive on this thread for this sandbox.
+  int scope_depth = 0;
 
   // Module log rate limit.
   int64_t log_window_start = 0;
@@ -402,9 +406,12 @@ struct Sandbox::Impl : public WasiHost {
   // The instance goes back to the idle list on success and is discarded on failure.
   template <typename Run>
   Status with_instance(const std::shared_ptr<const Module>& module, Run&& run) {
-    v8::Isolate::Scope isolate_scope(isolate);
+    // Entering the isolate and context costs tens of ns: skip it inside a Sandbox::Scope.
+    std::optional<v8::Isolate::Scope> isolate_scope;
+    if (scope_depth == 0) isolate_scope.emplace(isolate);
     v8::HandleScope handles(isolate);
-    v8::Context::Scope context_scope(context.Get(isolate));
+    std::optional<v8::Context::Scope> context_scope;
+    if (scope_depth == 0) context_scope.emplace(context.Get(isolate));
     ModuleSlot& slot = slot_for(module);
     auto inst = acquire(module, slot);
     if (!inst.is_ok()) {
@@ -425,6 +432,23 @@ struct Sandbox::Impl : public WasiHost {
 };
 
 Sandbox::Sandbox(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+struct Sandbox::Scope::Entered {
+  explicit Entered(Impl* impl)
+      : isolate_scope(impl->isolate),
+        handles(impl->isolate),
+        context_scope(impl->context.Get(impl->isolate)) {}
+  v8::Isolate::Scope isolate_scope;
+  v8::HandleScope handles;
+  v8::Context::Scope context_scope;
+};
+
+Sandbox::Scope::Scope(Sandbox& sandbox)
+    : impl_(sandbox.impl_.get()), entered_(std::make_unique<Entered>(impl_)) {
+  ++impl_->scope_depth;
+}
+
+Sandbox::Scope::~Scope() { --impl_->scope_depth; }
 Sandbox::~Sandbox() = default;
 
 const SandboxStats& Sandbox::stats() const { return impl_->stats; }

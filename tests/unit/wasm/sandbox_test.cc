@@ -90,6 +90,21 @@ TEST_F(SandboxTest, ReusesInstancesBetweenCalls) {
   EXPECT_EQ(sandbox_->idle_instances(*module), 1u);
 }
 
+TEST_F(SandboxTest, CallsInsideAScopeBehaveTheSame) {
+  auto module = load("passthrough");
+  InstanceSettings tight;
+  tight.timeout_ms = 50;
+  auto loop = load("infinite_loop", tight);
+  Sandbox::Scope entered(*sandbox_);
+  for (int i = 0; i < 100; ++i) {
+    Message m = message("m" + std::to_string(i));
+    auto r = sandbox_->process(module, m);
+    ASSERT_TRUE(r.is_ok()) << r.status().message();
+    EXPECT_EQ(r->transformed_messages.at(0), m);
+    if (i % 25 == 0) EXPECT_EQ(fails_with(loop, m).code(), StatusCode::kTimeout);
+  }
+}
+
 TEST_F(SandboxTest, WarmUpCreatesIdleInstances) {
   auto module = load("passthrough");
   ASSERT_TRUE(sandbox_->warm_up(module, 3).is_ok());
