@@ -48,7 +48,7 @@ function(wasmq_rust_module crate_dir crate_name)
   set(output ${WASMQ_MODULES_DIR}/${lib_name}.wasm)
   add_custom_command(
     OUTPUT ${output}
-    COMMAND ${WASMQ_CARGO_ENV} ${DEBIAN_CARGO} build --offline --release --target wasm32-wasi
+    COMMAND ${WASMQ_CARGO_ENV} ${DEBIAN_CARGO} build --offline --release --target wasm32-wasi --lib
     COMMAND ${CMAKE_COMMAND} -E copy ${CMAKE_BINARY_DIR}/cargo/wasm32-wasi/release/${lib_name}.wasm ${output}
     WORKING_DIRECTORY ${crate_dir}
     DEPENDS ${sources}

@@ -270,6 +270,9 @@ struct Sandbox::Impl : public WasiHost {
   Status read_output(const Module& module, Instance* inst, int32_t result_ptr, uint32_t input_ptr,
                      uint64_t input_size, Decode&& decode) {
     View v = view(inst);
+    // A null pointer is what a guest returns when it ran out of memory: 8 bytes at address 0
+    // are in bounds, so it needs its own check.
+    if (result_ptr == 0) return failed("module returned a null result pointer");
     const uint8_t* wasm_result = v.range(static_cast<uint32_t>(result_ptr), 8);
     if (!wasm_result) return failed("result pointer out of bounds");
     uint32_t ptr, len;

@@ -240,6 +240,7 @@ TEST_F(SandboxTest, BadResultPointersAreModuleErrors) {
   auto module = load("bad_result_ptr");
   EXPECT_EQ(fails_with(module, message("result-ptr")).message(), "result pointer out of bounds");
   EXPECT_EQ(fails_with(module, message("data")).message(), "result data out of bounds");
+  EXPECT_EQ(fails_with(module, message("null")).message(), "module returned a null result pointer");
   expect_sandbox_healthy();
 }
 
