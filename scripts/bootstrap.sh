@@ -42,7 +42,9 @@ as_root=()
 [ "$(id -u)" -eq 0 ] || as_root=(sudo)
 export DEBIAN_FRONTEND=noninteractive
 
-echo "bootstrap: installing ${missing[*]:-nothing from apt}${need_v8:+ (and V8)}" >&2
+what="${missing[*]}"
+[ $need_v8 -eq 1 ] && what="${what:+$what, }V8 (libnode108)"
+echo "bootstrap: installing $what" >&2
 "${as_root[@]}" apt-get update -qq
 if [ ${#missing[@]} -gt 0 ]; then
   "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -50,6 +52,7 @@ fi
 
 if [ $need_v8 -eq 1 ]; then
   work="$(mktemp -d)"
+  chmod 755 "$work"  # apt's download user must be able to write there
   trap 'rm -rf "$work"' EXIT
   (cd "$work" && apt-get download -qq libnode108 libnode-dev)
   rm -rf "$prefix"

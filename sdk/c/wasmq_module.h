@@ -225,6 +225,9 @@ typedef struct wasmq_reader {
   const char *error;
   uint32_t error_offset;
   bool out_of_memory;
+  /* Set when this exact input was already decoded once without error (the batch path checks a
+   * whole batch before processing it): strings are then not validated a second time. */
+  bool input_checked;
 } wasmq_reader;
 
 /* Starts a reader over `data[0..len)`, which must stay valid while the reader is used. */
@@ -236,6 +239,7 @@ static inline void wasmq_reader_init(wasmq_reader *reader, const uint8_t *data, 
   reader->error = NULL;
   reader->error_offset = 0;
   reader->out_of_memory = false;
+  reader->input_checked = false;
 }
 
 /* Records `error` (static text) at the current position unless a failure is already recorded.
@@ -326,7 +330,7 @@ static inline bool wasmq_read_string(wasmq_reader *reader, wasmq_bytes *out) {
   const uint8_t *string_start = reader->cursor;
   uint32_t remaining_before = reader->remaining;
   if (!wasmq_read_bytes(reader, out)) return false;
-  if (!wasmq_utf8_valid(out->data, out->len)) {
+  if (!reader->input_checked && !wasmq_utf8_valid(out->data, out->len)) {
     reader->cursor = string_start;
     reader->remaining = remaining_before;
     return wasmq_reader_fail(reader, "string is not valid UTF-8");
@@ -358,8 +362,10 @@ static inline bool wasmq_reader_expect_end(wasmq_reader *reader) {
 }
 
 /* Shared body of wasmq_read_message and wasmq_skip_message: decodes one `Message`, keeping the
- * header views only when `message` is not NULL. */
-static inline bool wasmq_internal_decode_message(wasmq_reader *reader, wasmq_message *message) {
+ * header views only when `message` is not NULL. The header table goes into `scratch` when it
+ * has room for it (no allocation), else into a malloc'd table. */
+static inline bool wasmq_internal_decode_message(wasmq_reader *reader, wasmq_message *message,
+                                                 wasmq_header *scratch, uint32_t scratch_capacity) {
   wasmq_message decoded;
   memset(&decoded, 0, sizeof decoded);
   bool has_key;
@@ -373,7 +379,11 @@ static inline bool wasmq_internal_decode_message(wasmq_reader *reader, wasmq_mes
   uint32_t header_count;
   if (!wasmq_read_count(reader, WASMQ_MIN_HEADER_BYTES, &header_count)) return false;
   wasmq_header *headers = NULL;
-  if (message != NULL && header_count > 0) {
+  bool owned = false;
+  if (message != NULL && header_count > 0 && header_count <= scratch_capacity) {
+    headers = scratch;
+  } else if (message != NULL && header_count > 0) {
+    owned = true;
     /* header_count <= remaining / 16, so the table is at most the input's size on wasm32
      * (a header is 16 bytes there) and cannot overflow a 64-bit size_t elsewhere. */
     headers = (wasmq_header *)malloc((size_t)header_count * sizeof(wasmq_header));
@@ -391,14 +401,14 @@ static inline bool wasmq_internal_decode_message(wasmq_reader *reader, wasmq_mes
       ok = wasmq_read_string(reader, &header.value);
     }
     if (!ok) {
-      free(headers);
+      if (owned) free(headers);
       return false;
     }
     if (headers != NULL) headers[i] = header;
   }
   reader->context = "timestamp";
   if (!wasmq_read_i64(reader, &decoded.timestamp)) {
-    free(headers);
+    if (owned) free(headers);
     return false;
   }
   if (message != NULL) {
@@ -413,12 +423,28 @@ static inline bool wasmq_internal_decode_message(wasmq_reader *reader, wasmq_mes
  * into the reader's input and `message->headers` is a malloc'd table that the caller releases
  * with wasmq_message_release. On failure nothing is allocated and `*message` is unchanged. */
 static inline bool wasmq_read_message(wasmq_reader *reader, wasmq_message *message) {
-  return wasmq_internal_decode_message(reader, message);
+  return wasmq_internal_decode_message(reader, message, NULL, 0);
 }
 
 /* Checks and steps over one `Message` without allocating anything. */
 static inline bool wasmq_skip_message(wasmq_reader *reader) {
-  return wasmq_internal_decode_message(reader, NULL);
+  return wasmq_internal_decode_message(reader, NULL, NULL, 0);
+}
+
+/* Header table for messages decoded by the SDK's own exports, which hold one message at a
+ * time: most messages fit, and then decoding allocates nothing. */
+enum { WASMQ_INTERNAL_SCRATCH_HEADERS = 32 };
+static wasmq_header wasmq_internal_header_scratch[WASMQ_INTERNAL_SCRATCH_HEADERS];
+
+static inline bool wasmq_internal_read_message(wasmq_reader *reader, wasmq_message *message) {
+  return wasmq_internal_decode_message(reader, message, wasmq_internal_header_scratch,
+                                       WASMQ_INTERNAL_SCRATCH_HEADERS);
+}
+
+static inline void wasmq_internal_release_message(wasmq_message *message) {
+  if (message->headers != wasmq_internal_header_scratch) free((void *)message->headers);
+  message->headers = NULL;
+  message->header_count = 0;
 }
 
 /* Frees the header table of a message filled by wasmq_read_message (the views stay borrowed).
@@ -516,6 +542,9 @@ typedef struct wasmq_output {
   uint32_t message_count;
   bool should_continue;
   bool has_error;
+  /* The decoded input message, whose key and headers were checked as UTF-8 when decoded: when
+   * it is added as it is, they are not checked again. */
+  const wasmq_message *checked_message;
   char *error_copy;
   const char *error_text;
   uint32_t error_len;
@@ -615,7 +644,8 @@ static inline bool wasmq_output_add_with_headers(wasmq_output *output, const was
                                                  const wasmq_header *extra_headers,
                                                  uint32_t extra_count) {
   if (output->has_error) return false;
-  if (message->has_key && !wasmq_utf8_valid(message->key.data, message->key.len)) {
+  const bool checked = message == output->checked_message;
+  if (!checked && message->has_key && !wasmq_utf8_valid(message->key.data, message->key.len)) {
     return wasmq_internal_reject_output(output, "key is not valid UTF-8");
   }
   uint64_t size = 1 + 8 + 8 + 8;
@@ -639,7 +669,7 @@ static inline bool wasmq_output_add_with_headers(wasmq_output *output, const was
   if (size > UINT32_MAX) {
     return wasmq_internal_reject_output(output, "message is larger than 4 GiB");
   }
-  for (uint32_t i = 0; i < message->header_count; ++i) {
+  for (uint32_t i = 0; i < message->header_count && !checked; ++i) {
     const wasmq_header *header = &message->headers[i];
     if (!wasmq_utf8_valid(header->name.data, header->name.len) ||
         !wasmq_utf8_valid(header->value.data, header->value.len)) {
@@ -796,13 +826,14 @@ static inline bool wasmq_process_message_bytes(const uint8_t *input, uint32_t le
   wasmq_reader reader;
   wasmq_reader_init(&reader, input, len);
   wasmq_message message;
-  if (wasmq_read_message(&reader, &message)) {
+  if (wasmq_internal_read_message(&reader, &message)) {
     if (wasmq_reader_expect_end(&reader)) {
+      output.checked_message = &message;
       wasmq_internal_process(process, &message, &output);
     } else {
       wasmq_internal_fail_decode(&output, &reader, false, 0);
     }
-    wasmq_message_release(&message);
+    wasmq_internal_release_message(&message);
   } else {
     wasmq_internal_fail_decode(&output, &reader, false, 0);
   }
@@ -854,6 +885,7 @@ static inline bool wasmq_process_batch_bytes(const uint8_t *input, uint32_t len,
     return wasmq_internal_fail_batch(result, &check, count, checked < count, checked);
   }
 
+  reader.input_checked = true;
   for (uint32_t i = 0; i < count; ++i) {
     wasmq_output output;
     if (!wasmq_output_begin(&output, result)) {
@@ -862,9 +894,10 @@ static inline bool wasmq_process_batch_bytes(const uint8_t *input, uint32_t len,
     }
     wasmq_message message;
     wasmq_reader at_message = reader;
-    if (wasmq_read_message(&reader, &message)) {
+    if (wasmq_internal_read_message(&reader, &message)) {
+      output.checked_message = &message;
       wasmq_internal_process(process, &message, &output);
-      wasmq_message_release(&message);
+      wasmq_internal_release_message(&message);
     } else {
       /* The input was checked above, so only the header table's allocation can have failed:
        * report it for this message and step over the message to reach the next one. */
@@ -970,6 +1003,9 @@ static inline void wasmq_internal_dealloc(uint32_t address, uint32_t size) {
 static inline uint32_t wasmq_internal_run(uint32_t address, uint32_t len, bool batch,
                                           wasmq_process_fn process) {
   wasmq_buffer result = {NULL, 0, 0, false};
+  /* Most results are about as large as their input: reserve that once instead of doubling. A
+   * failure here is not an error: the buffer grows on demand later. */
+  wasmq_buffer_reserve(&result, (uint64_t)len + len / 8 + 64);
   if ((address == 0 && len != 0) || !wasmq_internal_in_memory(address, len)) {
     wasmq_output output;
     bool room = !batch || wasmq_buffer_reserve(&result, 8);
