@@ -181,6 +181,16 @@ TEST(TransformRun, ModuleFailuresAreOneLineEach) {
   }
 }
 
+TEST(TransformRun, MemoryLimitFlagCapsTheModule) {
+  CommandRun r = wasmq({"transform", "run", "--module", module("memory_hog"), "--memory-limit-bytes",
+                        "4194304"},
+                       "{\"value\": \"a\"}\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string error(r.lines.at(0).at("error").as_string());
+  EXPECT_EQ(error.rfind("trap: unreachable (memory: ", 0), 0u) << error;
+  EXPECT_NE(error.find(" of 4194304 bytes)"), std::string::npos) << error;
+}
+
 TEST(TransformRun, UnloadableModuleExitsWithOneLineReason) {
   CommandRun r = wasmq({"transform", "run", "--module", module("unsupported_import")}, "");
   EXPECT_NE(r.exit_code, 0);
