@@ -405,6 +405,25 @@ struct Sandbox::Impl : public WasiHost {
     return instantiate(module, slot);
   }
 
+  // One guest call of `export_fn` on the bincode encoding of `input`, decoding the result into
+  // `output`; `check()` may still refuse the decoded output (the instance is then discarded).
+  template <typename Input, typename Output, typename Check>
+  Status call_export(const std::shared_ptr<const Module>& module,
+                     v8::Global<v8::Function> Instance::*export_fn, const Input& input,
+                     Output* output, Check&& check) {
+    return with_instance(module, [&](Instance* inst) -> Status {
+      const uint64_t size = bincode::encoded_size(input);
+      uint32_t input_ptr = 0;
+      int32_t result_ptr = 0;
+      Status s = enter(inst, inst->*export_fn, size,
+                       [&](uint8_t* dst) { bincode::encode(input, dst); }, &input_ptr, &result_ptr);
+      if (!s.is_ok()) return s;
+      s = read_output(*module, inst, result_ptr, input_ptr, size,
+                      [&](std::span<const uint8_t> bytes) { return bincode::decode(bytes, output); });
+      return s.is_ok() ? check() : s;
+    });
+  }
+
   // Runs one guest entry point on an instance of `module`: `run(instance)` does the ABI steps.
   // The instance goes back to the idle list on success and is discarded on failure.
   template <typename Run>
@@ -532,17 +551,8 @@ Result<std::shared_ptr<const Module>> Sandbox::load(std::string id,
 Result<ProcessResult> Sandbox::process(const std::shared_ptr<const Module>& module,
                                        const Message& message) {
   ProcessResult result;
-  Status status = impl_->with_instance(module, [&](Instance* inst) -> Status {
-    const uint64_t size = bincode::encoded_size(message);
-    uint32_t input = 0;
-    int32_t out = 0;
-    Status s = impl_->enter(inst, inst->process_message, size,
-                            [&](uint8_t* dst) { bincode::encode(message, dst); }, &input, &out);
-    if (!s.is_ok()) return s;
-    return impl_->read_output(*module, inst, out, input, size, [&](std::span<const uint8_t> bytes) {
-      return bincode::decode(bytes, &result);
-    });
-  });
+  Status status = impl_->call_export(module, &Instance::process_message, message, &result,
+                                     [] { return Status::ok(); });
   if (!status.is_ok()) return status;
   return result;
 }
@@ -554,21 +564,10 @@ Result<std::vector<ProcessResult>> Sandbox::process_batch(
                   "module " + module->id() + " does not export process_batch");
   }
   std::vector<ProcessResult> results;
-  Status status = impl_->with_instance(module, [&](Instance* inst) -> Status {
-    const uint64_t size = bincode::encoded_size(messages);
-    uint32_t input = 0;
-    int32_t out = 0;
-    Status s = impl_->enter(inst, inst->process_batch, size,
-                            [&](uint8_t* dst) { bincode::encode(messages, dst); }, &input, &out);
-    if (!s.is_ok()) return s;
-    s = impl_->read_output(*module, inst, out, input, size, [&](std::span<const uint8_t> bytes) {
-      return bincode::decode(bytes, &results);
-    });
-    if (s.is_ok() && results.size() != messages.size()) {
-      return Impl::failed("process_batch returned " + std::to_string(results.size()) +
-                          " results for " + std::to_string(messages.size()) + " messages");
-    }
-    return s;
+  Status status = impl_->call_export(module, &Instance::process_batch, messages, &results, [&] {
+    if (results.size() == messages.size()) return Status::ok();
+    return Impl::failed("process_batch returned " + std::to_string(results.size()) +
+                        " results for " + std::to_string(messages.size()) + " messages");
   });
   if (!status.is_ok()) return status;
   return results;
