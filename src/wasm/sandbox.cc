@@ -127,7 +127,9 @@ struct Sandbox::Impl : public WasiHost {
   }
 
   void module_output(int fd, std::string_view line) override {
-    int64_t now = std::chrono::steady_clock::now().time_since_epoch().count() / 1'000'000'000;
+    int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count();
     if (now != log_window_start) {
       if (log_lines_in_window > kLogLinesPerSecond) {
         spdlog::warn("[etl.module {}] {} output lines dropped (limit {}/s)",
