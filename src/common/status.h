@@ -17,6 +17,7 @@ enum class StatusCode {
   kTimeout,          // a module call ran past its deadline
   kLimitExceeded,    // memory, output size or another hard limit
   kNotFound,
+  kAlreadyExists,
   kIo,
   kInternal,
 };
