@@ -192,6 +192,15 @@ Result<std::shared_ptr<PartitionLog::Segment>> open_segment(const fs::path& dir,
   if (s->log_fd < 0) return io_error("cannot open segment", s->log_path);
   s->index_fd = ::open(s->index_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (s->index_fd < 0) return io_error("cannot open index", s->index_path);
+  if (create) {
+    // The new files' directory entries must survive a crash too.
+    int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0 || ::fsync(dir_fd) != 0) {
+      if (dir_fd >= 0) ::close(dir_fd);
+      return io_error("cannot sync directory", dir);
+    }
+    ::close(dir_fd);
+  }
   return s;
 }
 
