@@ -1,0 +1,118 @@
+#include "broker/broker.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+namespace wasmq::broker {
+namespace {
+
+namespace fs = std::filesystem;
+
+class BrokerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.data_dir = fs::temp_directory_path() /
+                        ("wasmq-broker-" + std::to_string(::getpid()) + "-" +
+                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(options_.data_dir);
+    store_ = std::move(*storage::TopicStore::open(options_, nullptr));
+    broker_ = std::make_unique<Broker>(*store_, BrokerOptions{});
+  }
+  void TearDown() override {
+    broker_.reset();
+    store_.reset();
+    fs::remove_all(options_.data_dir);
+  }
+
+  static ProduceRecord record(std::optional<std::string> key, std::string value,
+                              std::optional<uint32_t> partition = std::nullopt) {
+    ProduceRecord r;
+    r.message.key = std::move(key);
+    r.message.value = std::move(value);
+    r.message.timestamp = 1763800000000;
+    r.partition = partition;
+    return r;
+  }
+
+  storage::StoreOptions options_;
+  std::unique_ptr<storage::TopicStore> store_;
+  std::unique_ptr<Broker> broker_;
+};
+
+TEST_F(BrokerTest, ProducesAndConsumesWithAutoCreate) {
+  auto out = broker_->produce("raw-events", {record("sensor-001", "a"), record(std::nullopt, "b")});
+  ASSERT_TRUE(out.is_ok()) << out.status().message();
+  ASSERT_EQ(out->size(), 2u);
+  EXPECT_EQ((*out)[0].records.at(0).offset, 0);
+  EXPECT_EQ((*out)[1].records.at(0).offset, 1);
+  EXPECT_EQ((*out)[1].records.at(0).topic, "raw-events");
+  auto read = broker_->consume("raw-events", {0, 0, 10, 1 << 20});
+  ASSERT_TRUE(read.is_ok());
+  ASSERT_EQ(read->records.size(), 2u);
+  EXPECT_EQ(read->records[0].message.key, "sensor-001");
+  EXPECT_EQ(read->records[1].message.value, "b");
+  EXPECT_EQ(read->high_watermark, 2);
+}
+
+TEST_F(BrokerTest, BadRequestsStoreNothing) {
+  storage::TopicSettings s;
+  s.name = "two";
+  s.partitions = 2;
+  ASSERT_TRUE(store_->create(s).is_ok());
+  auto bad_partition = broker_->produce("two", {record("k", "ok", 1), record("k", "bad", 2)});
+  ASSERT_FALSE(bad_partition.is_ok());
+  EXPECT_NE(bad_partition.status().message().find("messages[1].partition: 2 is out of range"),
+            std::string::npos) << bad_partition.status().message();
+  EXPECT_EQ(store_->find("two")->partition(1).next_offset(), 0);
+
+  auto bad_name = broker_->produce("bad name", {record("k", "v")});
+  ASSERT_FALSE(bad_name.is_ok());
+  EXPECT_EQ(bad_name.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(store_->find("bad name"));
+
+  Broker strict(*store_, BrokerOptions{.auto_create_topics = false});
+  auto missing = strict.produce("nope", {record("k", "v")});
+  ASSERT_FALSE(missing.is_ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_FALSE(store_->find("nope"));
+}
+
+TEST_F(BrokerTest, ExplicitAndKeyedPartitions) {
+  storage::TopicSettings s;
+  s.name = "four";
+  s.partitions = 4;
+  ASSERT_TRUE(store_->create(s).is_ok());
+  auto out = broker_->produce("four", {record("user-1", "a"), record("user-1", "b"),
+                                       record(std::nullopt, "c", 3)});
+  ASSERT_TRUE(out.is_ok());
+  EXPECT_EQ((*out)[0].records[0].partition, (*out)[1].records[0].partition);
+  EXPECT_EQ((*out)[1].records[0].offset, (*out)[0].records[0].offset + 1);
+  EXPECT_EQ((*out)[2].records[0].partition, 3u);
+  auto missing = broker_->consume("four", {9, 0, 10, 1 << 20});
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  auto range = broker_->consume("four", {3, 5, 10, 1 << 20});
+  EXPECT_NE(range.status().message().find("out of range [0, 1]"), std::string::npos);
+}
+
+TEST_F(BrokerTest, WaitersWakeOnAppendAndCanBeCancelled) {
+  ASSERT_TRUE(broker_->produce("t", {record("k", "first")}).is_ok());
+  std::atomic<int> woke{0};
+  // Data already there: runs at once.
+  EXPECT_EQ(broker_->wait_for_data("t", 0, 0, [&] { ++woke; }), 0u);
+  EXPECT_EQ(woke.load(), 1);
+  uint64_t id = broker_->wait_for_data("t", 0, 1, [&] { ++woke; });
+  ASSERT_NE(id, 0u);
+  uint64_t cancelled = broker_->wait_for_data("t", 0, 1, [&] { woke += 100; });
+  EXPECT_TRUE(broker_->cancel_wait(cancelled));
+  std::thread producer([&] { ASSERT_TRUE(broker_->produce("t", {record("k", "second")}).is_ok()); });
+  producer.join();
+  EXPECT_EQ(woke.load(), 2);
+  EXPECT_FALSE(broker_->cancel_wait(id));  // already ran
+}
+
+}  // namespace
+}  // namespace wasmq::broker
