@@ -1,0 +1,39 @@
+// A small synchronous HTTP/1.1 client for the CLI's client commands: one keep-alive connection,
+// reopened when the server closes it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+
+namespace wasmq::cli {
+
+struct HttpReply {
+  int status = 0;
+  std::string body;
+};
+
+class HttpClient {
+ public:
+  // `base_url` is "http://host:port" (a trailing slash is ignored); anything else is an error
+  // on the first request.
+  explicit HttpClient(std::string base_url, int timeout_ms = 30'000);
+  ~HttpClient();
+
+  // Sends a request with a JSON body (when not empty) and returns the reply; transport
+  // failures are kIo errors naming the broker's address.
+  Result<HttpReply> request(const std::string& method, const std::string& target,
+                            const std::string& body = "");
+
+ private:
+  struct Connection;
+  std::string base_url_;
+  int timeout_ms_;
+  std::unique_ptr<Connection> connection_;
+};
+
+// Percent-encodes a path segment or query value.
+std::string url_encode(std::string_view text);
+
+}  // namespace wasmq::cli
