@@ -6,10 +6,14 @@
 #include <iostream>
 #include <memory>
 
-#include "cli/http_client.h"
+#include "http/client.h"
 #include "common/message_json.h"
 
 namespace wasmq::cli {
+
+using http::HttpClient;
+using http::HttpReply;
+using http::url_encode;
 namespace {
 
 namespace json = boost::json;

@@ -1,4 +1,4 @@
-#include "cli/http_client.h"
+#include "http/client.h"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -6,7 +6,7 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 
-namespace wasmq::cli {
+namespace wasmq::http {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -118,4 +118,4 @@ std::string url_encode(std::string_view text) {
   return out;
 }
 
-}  // namespace wasmq::cli
+}  // namespace wasmq::http

@@ -1,4 +1,4 @@
-// A small synchronous HTTP/1.1 client for the CLI's client commands: one keep-alive connection,
+// A small synchronous HTTP/1.1 client (the CLI's client commands, tests): one keep-alive connection,
 // reopened when the server closes it.
 #pragma once
 
@@ -7,7 +7,7 @@
 
 #include "common/status.h"
 
-namespace wasmq::cli {
+namespace wasmq::http {
 
 struct HttpReply {
   int status = 0;
@@ -36,4 +36,4 @@ class HttpClient {
 // Percent-encodes a path segment or query value.
 std::string url_encode(std::string_view text);
 
-}  // namespace wasmq::cli
+}  // namespace wasmq::http
