@@ -1,7 +1,8 @@
 #include "storage/topic_store.h"
 
+#include "common/log.h"
+
 #include <fcntl.h>
-#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
@@ -171,7 +172,7 @@ TopicStore::~TopicStore() {
   }
   background_wake_.notify_all();
   if (background_.joinable()) background_.join();
-  if (Status s = flush_all(); !s.is_ok()) spdlog::error("storage: {}", s.message());
+  if (Status s = flush_all(); !s.is_ok()) log::get("storage").error("{}", s.message());
 }
 
 Result<std::shared_ptr<Topic>> TopicStore::create(TopicSettings settings) {
@@ -267,7 +268,7 @@ void TopicStore::run_background() {
     if (stopping_) break;
     lock.unlock();
     if (options_.log.fsync == FsyncPolicy::kInterval) {
-      if (Status s = flush_all(); !s.is_ok()) spdlog::error("storage: {}", s.message());
+      if (Status s = flush_all(); !s.is_ok()) log::get("storage").error("{}", s.message());
     }
     if (Clock::now() >= next_retention) {
       next_retention = Clock::now() + std::chrono::milliseconds(options_.retention_check_interval_ms);
@@ -275,7 +276,7 @@ void TopicStore::run_background() {
         for (uint32_t p = 0; p < topic->partition_count(); ++p) {
           auto deleted = topic->partition(p).enforce_retention(now_ms());
           if (deleted.is_ok() && *deleted > 0) {
-            spdlog::info("storage: retention removed {} segment(s) of {}/{}", *deleted,
+            log::get("storage").info("retention removed {} segment(s) of {}/{}", *deleted,
                          topic->name(), p);
           }
         }

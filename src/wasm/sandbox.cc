@@ -1,6 +1,5 @@
 #include "wasm/sandbox.h"
 
-#include <spdlog/spdlog.h>
 #include <v8-array-buffer.h>
 #include <v8-context.h>
 #include <v8-exception.h>
@@ -18,6 +17,7 @@
 #include <optional>
 
 #include "common/bincode.h"
+#include "common/log.h"
 #include "wasm/wasi.h"
 #include "wasm/watchdog.h"
 
@@ -132,7 +132,7 @@ struct Sandbox::Impl : public WasiHost {
                       .count();
     if (now != log_window_start) {
       if (log_lines_in_window > kLogLinesPerSecond) {
-        spdlog::warn("[etl.module {}] {} output lines dropped (limit {}/s)",
+        log::get("etl.module").warn("{}: {} output lines dropped (limit {}/s)",
                      current_module ? current_module->id() : "?",
                      log_lines_in_window - kLogLinesPerSecond, kLogLinesPerSecond);
       }
@@ -144,7 +144,7 @@ struct Sandbox::Impl : public WasiHost {
       return;
     }
     if (line.size() > kMaxLogLineBytes) line = line.substr(0, kMaxLogLineBytes);
-    spdlog::info("[etl.module {}] {}: {}", current_module ? current_module->id() : "?",
+    log::get("etl.module").info("{} {}: {}", current_module ? current_module->id() : "?",
                  fd == 1 ? "stdout" : "stderr", line);
   }
 
@@ -382,7 +382,7 @@ struct Sandbox::Impl : public WasiHost {
         }
         if (ok == 0) {
           ++stats.init_rejections;
-          spdlog::warn("[etl.module {}] init_module rejected its configuration; the module "
+          log::get("etl.module").warn("{}: init_module rejected its configuration; the module "
                        "runs with its defaults", module->id());
         }
       }

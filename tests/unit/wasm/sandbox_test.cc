@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/log.h"
 #include "common/message_json.h"
 #include "module_files.h"
 #include "wasm_builder.h"
@@ -360,11 +361,10 @@ TEST_F(SandboxTest, BatchLengthMismatchIsAModuleError) {
 TEST_F(SandboxTest, WasiSubsetWorks) {
   std::ostringstream log;
   auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
-  auto previous = spdlog::default_logger();
-  spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink));
+  log::configure(spdlog::level::info, {}, {sink}, log::Format::kText);
   auto module = load("wasi_probe");
   auto result = sandbox_->process(module, message());
-  spdlog::set_default_logger(previous);
+  log::configure(spdlog::level::info, {}, {}, log::Format::kText);
   ASSERT_TRUE(result.is_ok()) << result.status().message();
   const Message& out = result->transformed_messages.at(0);
   int64_t clock_ms = std::stoll(*out.header("clock_realtime_ms"));
@@ -374,8 +374,8 @@ TEST_F(SandboxTest, WasiSubsetWorks) {
   EXPECT_NE(*out.header("random_hex"), std::string(32, '0'));
   EXPECT_EQ(*out.header("environ_count"), "0");
   EXPECT_EQ(*out.header("args_count"), "0");
-  EXPECT_NE(log.str().find("[etl.module wasi_probe] stdout:"), std::string::npos) << log.str();
-  EXPECT_NE(log.str().find("[etl.module wasi_probe] stderr:"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("[etl.module] wasi_probe stdout:"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("[etl.module] wasi_probe stderr:"), std::string::npos) << log.str();
 }
 
 // A module compiled in one sandbox runs in another sandbox on another thread.
