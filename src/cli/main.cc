@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/client_commands.h"
+#include "cli/config_command.h"
 #include "cli/transform_command.h"
 
 int main(int argc, char** argv) {
@@ -14,6 +15,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int exit_code = 0;
   wasmq::cli::add_transform_command(app, exit_code);
+  wasmq::cli::add_config_command(app, exit_code);
   wasmq::cli::add_client_commands(app, exit_code);
   try {
     app.parse(argc, argv);
