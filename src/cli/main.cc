@@ -5,6 +5,7 @@
 
 #include "cli/client_commands.h"
 #include "cli/config_command.h"
+#include "cli/serve_command.h"
 #include "cli/transform_command.h"
 
 int main(int argc, char** argv) {
@@ -16,6 +17,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   wasmq::cli::add_transform_command(app, exit_code);
   wasmq::cli::add_config_command(app, exit_code);
+  wasmq::cli::add_serve_command(app, exit_code);
   wasmq::cli::add_client_commands(app, exit_code);
   try {
     app.parse(argc, argv);

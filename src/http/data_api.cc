@@ -1,0 +1,291 @@
+#include "http/data_api.h"
+
+#include <boost/asio/this_coro.hpp>
+#include <boost/json.hpp>
+
+#include "common/message_json.h"
+#include "http/handoff.h"
+#include "http/json_response.h"
+
+namespace wasmq::http {
+namespace {
+
+namespace json = boost::json;
+using boost::asio::awaitable;
+
+// message_from_json's errors read "<field>: <what>"; this prefixes the element's path.
+Response message_error(const std::string& element_path, const Status& status) {
+  const std::string& text = status.message();
+  size_t colon = text.find(':');
+  std::string field = element_path;
+  if (colon != std::string::npos && text.find(' ') > colon) {
+    field += (field.empty() ? "" : ".") + text.substr(0, colon);
+  }
+  return error_response(HttpStatus::bad_request, "invalid_message",
+                        (element_path.empty() ? "" : element_path + ".") + text, field);
+}
+
+Result<int64_t> query_in_range(const Request& req, std::string_view name, int64_t fallback,
+                               int64_t min, int64_t max) {
+  auto value = req.query_int64(name, fallback);
+  if (!value.is_ok()) return value.status();
+  if (*value < min || *value > max) {
+    return invalid_argument(std::string(name) + ": must be between " + std::to_string(min) +
+                            " and " + std::to_string(max));
+  }
+  return value;
+}
+
+Response bad_query(const Status& status, std::string_view name) {
+  return error_response(HttpStatus::bad_request, "invalid_parameter", status.message(), name);
+}
+
+json::object topic_summary(const storage::Topic& topic) {
+  json::object o;
+  o["name"] = topic.name();
+  o["partitions"] = topic.partition_count();
+  if (topic.settings().retention_ms) o["retention_ms"] = *topic.settings().retention_ms;
+  if (topic.settings().retention_bytes) o["retention_bytes"] = *topic.settings().retention_bytes;
+  return o;
+}
+
+class DataApi {
+ public:
+  DataApi(broker::Broker& broker, DataApiOptions options) : broker_(broker), options_(options) {}
+
+  awaitable<Response> produce(Request& req) {
+    const std::string topic(req.path_param("topic"));
+    JsonBody body = parse_json_body(req.body());
+    if (!body.is_ok()) co_return std::move(*body.error);
+    // One message, an array of them, or {"messages": [...]}.
+    const json::array* list = nullptr;
+    json::array single;
+    std::string prefix;
+    if (body.value.is_array()) {
+      list = &body.value.get_array();
+    } else if (body.value.is_object() && body.value.get_object().contains("messages")) {
+      const json::value& messages = body.value.get_object().at("messages");
+      if (!messages.is_array()) {
+        co_return error_response(HttpStatus::bad_request, "invalid_message",
+                                 "messages: must be an array of message objects", "messages");
+      }
+      if (body.value.get_object().size() != 1) {
+        co_return error_response(HttpStatus::bad_request, "invalid_message",
+                                 "only \"messages\" may stand beside the message list", "");
+      }
+      list = &messages.get_array();
+      prefix = "messages";
+    } else {
+      single.push_back(body.value);
+      list = &single;
+    }
+    if (list->empty()) {
+      co_return error_response(HttpStatus::bad_request, "invalid_message", "no messages to produce",
+                               prefix);
+    }
+    std::vector<broker::ProduceRecord> records(list->size());
+    const int64_t now = now_ms();
+    for (size_t i = 0; i < list->size(); ++i) {
+      const std::string path = list == &single ? "" : prefix + "[" + std::to_string(i) + "]";
+      const json::value& element = (*list)[i];
+      if (Status s = message_from_json(element, now, &records[i].message); !s.is_ok()) {
+        co_return message_error(path, s);
+      }
+      if (const json::value* p = element.get_object().if_contains("partition"); p && !p->is_null()) {
+        if (!p->is_int64() || p->get_int64() < 0 || p->get_int64() > UINT32_MAX) {
+          co_return message_error(path, invalid_argument("partition: must be a non-negative integer"));
+        }
+        records[i].partition = static_cast<uint32_t>(p->get_int64());
+      }
+    }
+    auto outcomes = broker_.produce(topic, std::move(records));
+    if (!outcomes.is_ok()) co_return status_response(outcomes.status());
+    json::array results;
+    results.reserve(outcomes->size());
+    for (const auto& outcome : *outcomes) {
+      json::object r;
+      if (outcome.kind == broker::ProduceOutcome::Kind::kStored) {
+        r["status"] = "stored";
+        json::array stored;
+        for (const auto& rec : outcome.records) {
+          stored.push_back(json::object{{"topic", rec.topic}, {"partition", rec.partition},
+                                        {"offset", rec.offset}});
+        }
+        r["records"] = std::move(stored);
+      } else {
+        r["status"] = "failed";
+        r["error"] = outcome.error;
+      }
+      results.push_back(std::move(r));
+    }
+    co_return json_response(HttpStatus::ok, json::object{{"topic", topic}, {"results", std::move(results)}});
+  }
+
+  awaitable<Response> consume(Request& req) {
+    const std::string topic(req.path_param("topic"));
+    if (req.query_param("group")) {
+      co_return error_response(HttpStatus::bad_request, "unsupported",
+                               "group: consumer groups are not supported yet; use offset", "group");
+    }
+    broker::ConsumeRequest request;
+    auto offset = query_in_range(req, "offset", 0, 0, INT64_MAX);
+    if (!offset.is_ok()) co_return bad_query(offset.status(), "offset");
+    auto max_messages = query_in_range(req, "max_messages",
+                                       static_cast<int64_t>(options_.default_max_messages), 1,
+                                       static_cast<int64_t>(options_.max_max_messages));
+    if (!max_messages.is_ok()) co_return bad_query(max_messages.status(), "max_messages");
+    auto max_bytes = query_in_range(req, "max_bytes", static_cast<int64_t>(options_.default_max_bytes),
+                                    1, static_cast<int64_t>(options_.max_max_bytes));
+    if (!max_bytes.is_ok()) co_return bad_query(max_bytes.status(), "max_bytes");
+    auto partition = query_in_range(req, "partition", 0, 0, UINT32_MAX);
+    if (!partition.is_ok()) co_return bad_query(partition.status(), "partition");
+    auto wait_ms = query_in_range(req, "wait_ms", 0, 0, options_.max_wait_ms);
+    if (!wait_ms.is_ok()) co_return bad_query(wait_ms.status(), "wait_ms");
+    request.offset = *offset;
+    request.max_messages = static_cast<size_t>(*max_messages);
+    request.max_bytes = static_cast<size_t>(*max_bytes);
+    request.partition = static_cast<uint32_t>(*partition);
+
+    auto read = broker_.consume(topic, request);
+    if (read.is_ok() && read->records.empty() && *wait_ms > 0) {
+      // Long poll: wait for an append to this partition, or the time limit.
+      auto [sender, receiver] = make_handoff<bool>();
+      uint64_t id = broker_.wait_for_data(topic, request.partition, request.offset,
+                                          [sender = sender] { sender.send(true); });
+      if (id != 0) {
+        (void)co_await receiver.receive_for(std::chrono::milliseconds(*wait_ms));
+        broker_.cancel_wait(id);
+      }
+      read = broker_.consume(topic, request);
+    }
+    if (!read.is_ok()) {
+      const Status& s = read.status();
+      if (s.code() == StatusCode::kNotFound && s.message().find("out of range") != std::string::npos) {
+        co_return error_response(HttpStatus::bad_request, "offset_out_of_range", s.message(), "offset");
+      }
+      co_return status_response(s);
+    }
+    json::array messages;
+    messages.reserve(read->records.size());
+    for (const auto& record : read->records) {
+      json::object m = message_to_json(record.message);
+      m["offset"] = record.offset;
+      messages.push_back(std::move(m));
+    }
+    co_return json_response(
+        HttpStatus::ok,
+        json::object{{"topic", topic}, {"partition", request.partition},
+                     {"high_watermark", read->high_watermark}, {"log_start_offset", read->log_start_offset},
+                     {"next_offset", read->next_offset}, {"messages", std::move(messages)}});
+  }
+
+  awaitable<Response> list_topics(Request&) {
+    json::array topics;
+    for (const auto& topic : broker_.store().list()) topics.push_back(topic_summary(*topic));
+    co_return json_response(HttpStatus::ok, json::object{{"topics", std::move(topics)}});
+  }
+
+  awaitable<Response> create_topic(Request& req) {
+    JsonBody body = parse_json_body(req.body());
+    if (!body.is_ok()) co_return std::move(*body.error);
+    if (!body.value.is_object()) {
+      co_return error_response(HttpStatus::bad_request, "invalid_topic", "the body must be a JSON object", "");
+    }
+    storage::TopicSettings settings;
+    bool has_name = false;
+    for (const auto& [key, value] : body.value.get_object()) {
+      auto bad = [&](const std::string& what) {
+        return error_response(HttpStatus::bad_request, "invalid_topic",
+                              std::string(key) + ": " + what, key);
+      };
+      if (key == "name") {
+        if (!value.is_string()) co_return bad("must be a string");
+        settings.name = std::string(value.get_string());
+        has_name = true;
+      } else if (key == "partitions") {
+        if (!value.is_int64() || value.get_int64() < 1 ||
+            value.get_int64() > broker_.store().options().max_partitions) {
+          co_return bad("must be an integer from 1 to " +
+                        std::to_string(broker_.store().options().max_partitions));
+        }
+        settings.partitions = static_cast<uint32_t>(value.get_int64());
+      } else if (key == "retention_ms" || key == "retention_bytes") {
+        if (!value.is_int64() || value.get_int64() < -1) co_return bad("must be an integer >= -1 (-1: no limit)");
+        (key == "retention_ms" ? settings.retention_ms : settings.retention_bytes) = value.get_int64();
+      } else {
+        co_return bad("unknown field");
+      }
+    }
+    if (!has_name) co_return error_response(HttpStatus::bad_request, "invalid_topic", "name: missing", "name");
+    auto topic = broker_.store().create(settings);
+    if (!topic.is_ok()) co_return status_response(topic.status(), "name");
+    co_return json_response(HttpStatus::created, topic_summary(**topic));
+  }
+
+  awaitable<Response> describe_topic(Request& req) {
+    auto topic = broker_.store().find(req.path_param("topic"));
+    if (!topic) {
+      co_return error_response(HttpStatus::not_found, "not_found",
+                               "topic \"" + std::string(req.path_param("topic")) + "\" does not exist");
+    }
+    json::object o = topic_summary(*topic);
+    json::array partitions;
+    for (uint32_t p = 0; p < topic->partition_count(); ++p) {
+      const auto& log = topic->partition(p);
+      partitions.push_back(json::object{{"partition", p},
+                                        {"log_start_offset", log.start_offset()},
+                                        {"high_watermark", log.next_offset()},
+                                        {"size_bytes", log.size_bytes()},
+                                        {"segments", log.segment_count()}});
+    }
+    o["partitions"] = topic->partition_count();
+    o["partition_details"] = std::move(partitions);
+    co_return json_response(HttpStatus::ok, o);
+  }
+
+  awaitable<Response> delete_topic(Request& req) {
+    const std::string name(req.path_param("topic"));
+    if (Status s = broker_.store().remove(name); !s.is_ok()) co_return status_response(s);
+    co_return json_response(HttpStatus::ok, json::object{{"deleted", name}});
+  }
+
+ private:
+  broker::Broker& broker_;
+  const DataApiOptions options_;
+};
+
+}  // namespace
+
+Status add_data_api(Router& router, broker::Broker& broker, DataApiOptions options) {
+  auto api = std::make_shared<DataApi>(broker, options);
+  auto bind = [api](awaitable<Response> (DataApi::*method)(Request&)) {
+    return [api, method](Request& req) { return ((*api).*method)(req); };
+  };
+  struct Entry {
+    Verb verb;
+    const char* pattern;
+    awaitable<Response> (DataApi::*method)(Request&);
+  };
+  const Entry entries[] = {
+      {Verb::post, "/api/v1/topics/{topic}/messages", &DataApi::produce},
+      {Verb::get, "/api/v1/topics/{topic}/messages", &DataApi::consume},
+      {Verb::get, "/api/v1/topics", &DataApi::list_topics},
+      {Verb::post, "/api/v1/topics", &DataApi::create_topic},
+      {Verb::get, "/api/v1/topics/{topic}", &DataApi::describe_topic},
+      {Verb::delete_, "/api/v1/topics/{topic}", &DataApi::delete_topic},
+  };
+  for (const auto& e : entries) {
+    if (Status s = router.add(e.verb, e.pattern, bind(e.method)); !s.is_ok()) return s;
+  }
+  auto health = [](Request&) -> awaitable<Response> {
+    co_return json_response(HttpStatus::ok, json::object{{"status", "ok"}});
+  };
+  // Listening at all means storage has recovered: the server starts only after that.
+  auto ready = [](Request&) -> awaitable<Response> {
+    co_return json_response(HttpStatus::ok, json::object{{"status", "ready"}});
+  };
+  if (Status s = router.add(Verb::get, "/health", health); !s.is_ok()) return s;
+  return router.add(Verb::get, "/ready", ready);
+}
+
+}  // namespace wasmq::http

@@ -1,0 +1,27 @@
+// The data API (http-api.md, port 9092): produce, consume (with long poll), topics, health.
+//
+// Handlers run on the server's I/O threads and call the Broker directly (appends block on disk
+// I/O; with fsync = "always" on the group commit). Long polls wait without holding a thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "broker/broker.h"
+#include "common/status.h"
+#include "http/router.h"
+
+namespace wasmq::http {
+
+struct DataApiOptions {
+  uint32_t max_wait_ms = 30'000;         // longest accepted wait_ms
+  size_t default_max_messages = 100;
+  size_t max_max_messages = 10'000;
+  size_t default_max_bytes = 1 << 20;
+  size_t max_max_bytes = 64 << 20;
+};
+
+// Registers the data API's routes on `router`. `broker` must outlive the router.
+Status add_data_api(Router& router, broker::Broker& broker, DataApiOptions options = {});
+
+}  // namespace wasmq::http

@@ -1,0 +1,386 @@
+#include "http/server.h"
+
+#include <cassert>
+#include <exception>
+#include <optional>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "http/json_response.h"
+
+namespace wasmq::http {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+
+namespace {
+
+// Completion token: errors come back as values (exceptions on the I/O path cost microseconds).
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+// How long an error response's connection drains input before it is closed.
+constexpr std::chrono::seconds kLingerTime{1};
+// How long stop() waits, after cancelling what is left at the deadline, for connections to end.
+constexpr std::chrono::seconds kCancelledStopWait{2};
+// Pause after a failed accept (out of descriptors): retrying at once would spin.
+constexpr std::chrono::milliseconds kAcceptRetryPause{50};
+
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
+std::string_view to_view(beast::string_view text) { return {text.data(), text.size()}; }
+
+bool is_http_error(const error_code& error) {
+  return error.category() == bhttp::make_error_code(bhttp::error::bad_method).category();
+}
+
+// The response for a request that could not be read, or nullopt when there is no one to answer
+// (the client went away, the read timed out or was cancelled).
+std::optional<Response> unreadable_request_response(const error_code& error,
+                                                    const ServerOptions& options) {
+  if (error == bhttp::error::header_limit) {
+    return error_response(HttpStatus::request_header_fields_too_large, "header_too_large",
+                          fmt::format("the request header exceeds the limit of {} bytes",
+                                      options.max_header_bytes));
+  }
+  if (is_http_error(error) && error != bhttp::error::end_of_stream &&
+      error != bhttp::error::partial_message) {
+    return error_response(HttpStatus::bad_request, "bad_request",
+                          fmt::format("malformed HTTP request: {}", error.message()));
+  }
+  return std::nullopt;
+}
+
+Response body_too_large(std::optional<uint64_t> declared, uint64_t limit, Verb method,
+                        std::string_view path) {
+  std::string size = declared ? fmt::format("of {} bytes ", *declared) : std::string();
+  return error_response(HttpStatus::payload_too_large, "payload_too_large",
+                        fmt::format("request body {}exceeds the limit of {} bytes for {} {}", size,
+                                    limit, to_view(bhttp::to_string(method)), path));
+}
+
+bool expects_continue(const RequestMessage& header) {
+  auto expect = header.find(Field::expect);
+  return header.version() >= 11 && expect != header.end() &&
+         beast::iequals(expect->value(), "100-continue");
+}
+
+}  // namespace
+
+// One accepted connection. Everything in it is used on the connection's strand only.
+struct Server::Connection {
+  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+
+  beast::tcp_stream stream;  // its executor is the connection's strand
+  beast::flat_buffer buffer;  // kept across requests: holds pipelined bytes
+  Request request;            // reused: its containers keep their capacity
+  asio::cancellation_signal cancel;  // cancels the serving coroutine when stop() runs late
+  bool waiting_for_request = false;  // reading a request header: safe to close on stop()
+};
+
+Server::Server(ServerOptions options, Router router)
+    : options_(std::move(options)),
+      router_(std::move(router)),
+      logger_(log::get("http")),
+      acceptor_(asio::make_strand(io_context_)) {}
+
+Server::~Server() { stop(std::chrono::milliseconds(0)); }
+
+Status Server::start() {
+  std::lock_guard lifecycle(lifecycle_mutex_);
+  if (started_) return {StatusCode::kInternal, options_.name + ": already started"};
+  std::string address_text = fmt::format("{}:{}", options_.host, options_.port);
+  error_code error;
+  tcp::endpoint endpoint;
+  auto address = asio::ip::make_address(options_.host, error);
+  if (!error) {
+    endpoint = tcp::endpoint(address, options_.port);
+  } else {
+    tcp::resolver resolver(io_context_);
+    auto results = resolver.resolve(options_.host, std::to_string(options_.port), error);
+    if (error || results.empty()) {
+      return {StatusCode::kIo, fmt::format("{}: cannot resolve \"{}\": {}", options_.name,
+                                           options_.host, error.message())};
+    }
+    endpoint = *results.begin();
+  }
+  auto fail = [&](std::string_view step) {
+    error_code ignored;
+    acceptor_.close(ignored);
+    return Status(StatusCode::kIo, fmt::format("{}: cannot {} {}: {}", options_.name, step,
+                                               address_text, error.message()));
+  };
+  if (acceptor_.open(endpoint.protocol(), error)) return fail("open a socket for");
+  if (acceptor_.set_option(tcp::acceptor::reuse_address(true), error)) return fail("configure");
+  if (acceptor_.bind(endpoint, error)) return fail("listen on");
+  if (acceptor_.listen(asio::socket_base::max_listen_connections, error)) return fail("listen on");
+  port_ = acceptor_.local_endpoint(error).port();
+
+  started_ = true;
+  work_.emplace(io_context_.get_executor());
+  asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached);
+  unsigned threads = options_.io_threads;
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { run_io_thread(); });
+  logger_.info("{}: listening on {}:{} ({} I/O threads)", options_.name,
+               endpoint.address().to_string(), port_, threads);
+  return Status::ok();
+}
+
+void Server::run_io_thread() {
+  for (;;) {
+    try {
+      io_context_.run();
+      return;
+    } catch (const std::exception& e) {
+      // Handlers catch their own exceptions; this is a last resort that keeps the thread alive.
+      logger_.error("{}: I/O thread: uncaught exception: {}", options_.name, e.what());
+    }
+  }
+}
+
+void Server::stop(std::chrono::milliseconds grace) {
+  std::lock_guard lifecycle(lifecycle_mutex_);
+  if (!started_ || stopped_) {
+    stopped_ = true;
+    return;
+  }
+  stopped_ = true;
+  // Joining the I/O threads from one of them would wait forever.
+  assert(!io_context_.get_executor().running_in_this_thread());
+  auto deadline = std::chrono::steady_clock::now() + grace;
+
+  std::vector<std::shared_ptr<Connection>> open;
+  {
+    std::lock_guard lock(connections_mutex_);
+    stopping_ = true;
+    open.assign(connections_.begin(), connections_.end());
+  }
+  asio::post(acceptor_.get_executor(), [this] {
+    error_code ignored;
+    acceptor_.close(ignored);
+  });
+  for (auto& connection : open) {
+    asio::post(connection->stream.get_executor(), [connection] {
+      if (connection->waiting_for_request) connection->stream.cancel();
+    });
+  }
+  open.clear();
+
+  if (!wait_for_connections(deadline)) {
+    {
+      std::lock_guard lock(connections_mutex_);
+      open.assign(connections_.begin(), connections_.end());
+    }
+    logger_.warn("{}: {} connection(s) still busy at the stop deadline; cancelling them",
+                 options_.name, open.size());
+    for (auto& connection : open) {
+      asio::post(connection->stream.get_executor(), [connection] {
+        connection->cancel.emit(asio::cancellation_type::terminal);
+        connection->stream.close();
+      });
+    }
+    open.clear();
+    if (!wait_for_connections(std::chrono::steady_clock::now() + kCancelledStopWait)) {
+      logger_.error("{}: connections ignored cancellation; abandoning them", options_.name);
+    }
+  }
+  work_.reset();
+  io_context_.stop();
+  for (auto& thread : threads_) thread.join();
+  threads_.clear();
+  logger_.info("{}: stopped", options_.name);
+}
+
+bool Server::register_connection(const std::shared_ptr<Connection>& connection) {
+  std::lock_guard lock(connections_mutex_);
+  if (stopping_) return false;
+  connections_.insert(connection);
+  return true;
+}
+
+void Server::unregister_connection(const std::shared_ptr<Connection>& connection) {
+  std::lock_guard lock(connections_mutex_);
+  connections_.erase(connection);
+  if (connections_.empty()) connections_drained_.notify_all();
+}
+
+bool Server::wait_for_connections(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(connections_mutex_);
+  return connections_drained_.wait_until(lock, deadline, [this] { return connections_.empty(); });
+}
+
+asio::awaitable<void> Server::accept_loop() {
+  for (;;) {
+    auto [error, socket] =
+        co_await acceptor_.async_accept(asio::any_io_executor(asio::make_strand(io_context_)),
+                                        kNoThrow);
+    if (error) {
+      if (error == asio::error::operation_aborted || stopping_ || !acceptor_.is_open()) co_return;
+      logger_.warn("{}: accept failed: {}", options_.name, error.message());
+      asio::steady_timer pause(acceptor_.get_executor(), kAcceptRetryPause);
+      co_await pause.async_wait(kNoThrow);
+      continue;
+    }
+    error_code ignored;
+    // Responses are written whole; Nagle's algorithm would only delay them.
+    socket.set_option(tcp::no_delay(true), ignored);
+    auto connection = std::make_shared<Connection>(std::move(socket));
+    if (!register_connection(connection)) co_return;
+    auto executor = connection->stream.get_executor();
+    asio::co_spawn(executor, serve(connection),
+                   asio::bind_cancellation_slot(
+                       connection->cancel.slot(),
+                       [this, connection](std::exception_ptr failure) {
+                         if (failure && !stopping_) {
+                           try {
+                             std::rethrow_exception(failure);
+                           } catch (const std::exception& e) {
+                             logger_.debug("{}: connection ended: {}", options_.name, e.what());
+                           } catch (...) {
+                           }
+                         }
+                         unregister_connection(connection);
+                       }));
+  }
+}
+
+asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
+  Connection& c = *connection;
+  // A parser reads one message; it is re-made per request inside this frame (no allocation).
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser;
+  while (!stopping_) {
+    parser.emplace();
+    parser->header_limit(options_.max_header_bytes);
+    // Beast checks Content-Length against body_limit while parsing the header; the limit depends
+    // on the route, known only once the header is in, so it is set (and checked) below.
+    parser->body_limit(boost::none);
+
+    c.stream.expires_after(options_.idle_timeout);
+    c.waiting_for_request = true;
+    auto [header_error, header_bytes] =
+        co_await bhttp::async_read_header(c.stream, c.buffer, *parser, kNoThrow);
+    c.waiting_for_request = false;
+    if (header_error) {
+      if (auto response = unreadable_request_response(header_error, options_)) {
+        co_await refuse(c, std::move(*response));
+      }
+      break;
+    }
+
+    const RequestMessage& header = parser->get();
+    std::string_view target = to_view(header.target());
+    std::string_view path = target.substr(0, target.find('?'));
+    RouteMatch match = router_.match(header.method(), path, c.request.path_params());
+    uint64_t body_limit = options_.max_body_bytes;
+    if (match.route != nullptr && match.route->options.max_body_bytes) {
+      body_limit = *match.route->options.max_body_bytes;
+    }
+    auto declared = parser->content_length();
+    if (declared && *declared > body_limit) {
+      co_await refuse(c, body_too_large(*declared, body_limit, header.method(), path));
+      break;
+    }
+    parser->body_limit(body_limit);
+
+    if (!parser->is_done()) {
+      if (expects_continue(header)) {
+        c.stream.expires_after(options_.write_timeout);
+        auto [continue_error, continue_bytes] = co_await asio::async_write(
+            c.stream, asio::buffer(kContinue.data(), kContinue.size()), kNoThrow);
+        if (continue_error) break;
+      }
+      c.stream.expires_after(options_.body_timeout);
+      auto [body_error, body_bytes] =
+          co_await bhttp::async_read(c.stream, c.buffer, *parser, kNoThrow);
+      if (body_error) {
+        if (body_error == bhttp::error::body_limit) {
+          co_await refuse(c, body_too_large(std::nullopt, body_limit, header.method(), path));
+        } else if (auto response = unreadable_request_response(body_error, options_)) {
+          co_await refuse(c, std::move(*response));
+        }
+        break;
+      }
+    }
+
+    Status query = c.request.reset(parser->release());
+    Response response;
+    if (!query.is_ok()) {
+      response = error_response(HttpStatus::bad_request, "invalid_query", query.message());
+    } else if (match.kind != RouteMatch::Kind::kFound) {
+      response = Router::unmatched_response(match, c.request);
+    } else {
+      // The handler may wait as long as it likes (long poll); it sets its own deadlines.
+      c.stream.expires_never();
+      std::optional<std::string> failure;
+      try {
+        response = co_await match.route->handler(c.request);
+      } catch (const std::exception& e) {
+        failure = e.what();
+      } catch (...) {
+        failure = "unknown exception";
+      }
+      if (failure) {
+        if (!stopping_) {
+          logger_.error("{}: handler for {} {} failed: {}", options_.name,
+                        to_view(bhttp::to_string(c.request.method())), c.request.path(), *failure);
+        }
+        response = error_response(HttpStatus::internal_server_error, "internal",
+                                  fmt::format("the handler for {} {} failed: {}",
+                                              to_view(bhttp::to_string(c.request.method())),
+                                              c.request.path(), *failure));
+      }
+    }
+
+    bool keep_alive = c.request.message().keep_alive() && !stopping_;
+    response.version(c.request.message().version());
+    response.keep_alive(keep_alive);
+    response.prepare_payload();
+    c.stream.expires_after(options_.write_timeout);
+    auto [write_error, written] = co_await bhttp::async_write(c.stream, response, kNoThrow);
+    if (write_error || !keep_alive) break;
+  }
+  error_code ignored;
+  c.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  c.stream.close();
+}
+
+asio::awaitable<void> Server::refuse(Connection& c, Response response) {
+  response.version(11);
+  response.keep_alive(false);
+  response.prepare_payload();
+  c.stream.expires_after(options_.write_timeout);
+  auto [write_error, written] = co_await bhttp::async_write(c.stream, response, kNoThrow);
+  if (write_error) co_return;
+  // The client may still be sending the request we refused; closing a socket with unread input
+  // makes the kernel send a reset, which can destroy our response before the client reads it.
+  error_code ignored;
+  c.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  c.stream.expires_after(kLingerTime);
+  c.buffer.clear();
+  for (;;) {
+    auto [read_error, read] = co_await c.stream.async_read_some(c.buffer.prepare(64 << 10), kNoThrow);
+    if (read_error) break;
+  }
+}
+
+}  // namespace wasmq::http

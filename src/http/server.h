@@ -1,0 +1,117 @@
+// An HTTP/1.1 server on Boost.Beast with C++20 coroutines: one listening socket, an io_context
+// run by N I/O threads, one coroutine per connection on its own strand.
+//
+// Per connection, requests are served one at a time and in order (keep-alive; pipelined requests
+// wait in the connection's buffer), so responses always come back in request order. For each
+// request the server reads the header (limit: max_header_bytes, else 431), matches the route,
+// checks the declared body size against the route's limit (else 413 and the connection closes),
+// answers `Expect: 100-continue`, reads the body straight into the request's std::string, runs
+// the handler, and writes the response. Malformed HTTP gets a 400 and the connection closes.
+// Every error response has the JSON error shape.
+//
+// Timeouts: idle_timeout while waiting for (and reading) a request header, body_timeout for
+// reading a body, write_timeout for writing a response; none while a handler runs (a long poll
+// sets its own).
+//
+// Stopping: stop() closes the listener, closes connections waiting for a request, lets requests
+// in flight finish (their responses carry `Connection: close`) until the deadline, then cancels
+// what is left (a handler awaiting a timer or a Handoff is resumed with operation_aborted /
+// "cancelled") and joins the I/O threads.
+//
+// Threads: start() and stop() from one controlling thread, never from an I/O thread. Handlers
+// run on the I/O threads; a connection's handler always runs on that connection's strand.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <spdlog/logger.h>
+
+#include "common/status.h"
+#include "http/router.h"
+
+namespace wasmq::http {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";  // an address, or a name resolved once at start()
+  uint16_t port = 0;               // 0: an ephemeral port (see Server::port())
+  unsigned io_threads = 1;         // 0: one per hardware thread
+  uint64_t max_body_bytes = 64ull << 20;  // per-route override: RouteOptions::max_body_bytes
+  uint32_t max_header_bytes = 16 << 10;
+  std::chrono::milliseconds idle_timeout{60'000};
+  std::chrono::milliseconds body_timeout{120'000};
+  std::chrono::milliseconds write_timeout{60'000};
+  std::string name = "http";  // in log lines, e.g. "data-api"
+};
+
+class Server {
+ public:
+  // The router is moved in and is read-only from then on.
+  Server(ServerOptions options, Router router);
+  // Stops (with a zero grace period) if still running.
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens on host:port and starts the I/O threads. kIo naming the address when the
+  // address cannot be resolved or bound; kInternal when called twice.
+  Status start();
+
+  // The bound port (the ephemeral one when options.port was 0); 0 before start().
+  uint16_t port() const { return port_; }
+
+  // Stops gracefully (see above) and returns once every I/O thread has ended. Idempotent.
+  void stop(std::chrono::milliseconds grace = std::chrono::seconds(10));
+
+  // The server's executor, for work that must run on the I/O threads (valid until the Server is
+  // destroyed).
+  boost::asio::any_io_executor executor() { return io_context_.get_executor(); }
+
+ private:
+  struct Connection;
+
+  boost::asio::awaitable<void> accept_loop();
+  boost::asio::awaitable<void> serve(std::shared_ptr<Connection> connection);
+  // Sends an error response with `Connection: close`, then drains what the client still sends
+  // for a moment, so that closing does not reset the connection before the client reads it.
+  boost::asio::awaitable<void> refuse(Connection& connection, Response response);
+  void run_io_thread();
+  bool register_connection(const std::shared_ptr<Connection>& connection);
+  void unregister_connection(const std::shared_ptr<Connection>& connection);
+  // Waits until no connection is left or `deadline` passes; true when none is left.
+  bool wait_for_connections(std::chrono::steady_clock::time_point deadline);
+
+  const ServerOptions options_;
+  const Router router_;
+  spdlog::logger& logger_;  // the "http" log target
+
+  boost::asio::io_context io_context_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+  boost::asio::ip::tcp::acceptor acceptor_;  // on its own strand
+  uint16_t port_ = 0;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stopping_{false};
+  std::mutex lifecycle_mutex_;  // serialises start() and stop()
+  bool started_ = false;        // guarded by lifecycle_mutex_
+  bool stopped_ = false;        // guarded by lifecycle_mutex_
+
+  std::mutex connections_mutex_;
+  std::condition_variable connections_drained_;
+  std::unordered_set<std::shared_ptr<Connection>> connections_;  // guarded by connections_mutex_
+};
+
+}  // namespace wasmq::http
