@@ -14,13 +14,14 @@ build: bootstrap
 	@cmake --build $(BUILD_DIR)
 
 run: build
-	./$(BUILD_DIR)/wasmq --help
+	./$(BUILD_DIR)/wasmq serve --config config/broker.toml
 
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j2
 
 bench: build
 	python3 bench/engine_bench.py --build-dir $(BUILD_DIR)
+	python3 bench/broker_bench.py --build-dir $(BUILD_DIR)
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h')

@@ -69,6 +69,11 @@ int serve(const std::string& config_path) {
   }
   auto& logger = log::get("broker");
   for (const auto& warning : loaded->warnings) logger.warn("{}", warning);
+  if (!config.etl.pipelines.empty()) {
+    logger.warn("{} pipeline(s) in the configuration are not run: this build stores messages "
+                "without ETL",
+                config.etl.pipelines.size());
+  }
 
   std::vector<std::string> repairs;
   auto store = storage::TopicStore::open(store_options(config), &repairs);

@@ -64,6 +64,7 @@ JsonBody parse_json_body(std::string_view body, const JsonParseOptions& options)
   // allocation besides the resulting value.
   unsigned char scratch[4096];
   json::parser parser(json::storage_ptr(), parse_options, scratch, sizeof(scratch));
+  parser.reset(options.storage);
   json::error_code error;
   size_t consumed = parser.write(body.data(), body.size(), error);
   JsonBody result;

@@ -142,17 +142,25 @@ size_t encode_batch(int64_t base_offset, std::span<const Message> messages, std:
   put_be(out, static_cast<uint64_t>(-1), 4);  // baseSequence
   put_be(out, messages.size(), 4);
 
+  // Sizes first, so that the batch is written into one allocation.
+  std::vector<size_t> bodies(messages.size());
+  size_t total = 0;
   for (size_t i = 0; i < messages.size(); ++i) {
     const Message& m = messages[i];
-    const int64_t timestamp_delta = m.timestamp - base_timestamp;
-    size_t body = 1 + varlong_size(timestamp_delta) + varlong_size(static_cast<int64_t>(i)) +
+    size_t body = 1 + varlong_size(m.timestamp - base_timestamp) +
+                  varlong_size(static_cast<int64_t>(i)) +
                   (m.key ? bytes_size(*m.key) : varlong_size(-1)) + bytes_size(m.value) +
                   varlong_size(static_cast<int64_t>(m.headers.size()));
     for (const auto& [name, value] : m.headers) body += bytes_size(name) + bytes_size(value);
-    out->reserve(out->size() + body + 5);
-    put_varlong(out, static_cast<int64_t>(body));
+    bodies[i] = body;
+    total += varlong_size(static_cast<int64_t>(body)) + body;
+  }
+  out->reserve(out->size() + total);
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const Message& m = messages[i];
+    put_varlong(out, static_cast<int64_t>(bodies[i]));
     out->push_back(0);  // record attributes
-    put_varlong(out, timestamp_delta);
+    put_varlong(out, m.timestamp - base_timestamp);
     put_varlong(out, static_cast<int64_t>(i));
     if (m.key) {
       put_bytes(out, *m.key);
