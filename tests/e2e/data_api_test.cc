@@ -228,6 +228,27 @@ TEST_F(DataApiTest, RestartKeepsMessagesAndStopsCleanly) {
   call("GET", "/ready", "", 200);
 }
 
+// [logging]: JSON lines, and `level` applied to the listed targets only.
+TEST_F(DataApiTest, LoggingSectionShapesTheLog) {
+  start("", "[logging]\nlevel = \"warn\"\ntargets = [\"http\"]\nformat = \"json\"\n");
+  client_.reset();
+  EXPECT_EQ(broker_->stop(SIGTERM), 0);
+  std::ifstream in(broker_->log_path());
+  int lines = 0;
+  bool broker_info = false, http_info = false;
+  for (std::string line; std::getline(in, line);) {
+    ++lines;
+    json::value v = json::parse(line);  // every line is one JSON object
+    const auto target = v.at("target").as_string();
+    const auto level = v.at("level").as_string();
+    if (target == "broker" && level == "info") broker_info = true;
+    if (target == "http" && level == "info") http_info = true;
+  }
+  EXPECT_GT(lines, 0);
+  EXPECT_TRUE(broker_info);   // not listed: stays at info
+  EXPECT_FALSE(http_info);    // listed: warn and above only
+}
+
 TEST_F(DataApiTest, ProduceAndConsumeCommands) {
   start();
   fs::path input = test_dir() / "input";
