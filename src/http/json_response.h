@@ -40,7 +40,7 @@ struct JsonParseOptions {
   unsigned max_depth = 64;  // deeper nesting is refused (bounded recursion)
   // Where the document's memory comes from; default: the heap. A monotonic_resource turns the
   // many small allocations of a large document into a few (hot paths such as produce).
-  boost::json::storage_ptr storage;
+  boost::json::storage_ptr storage = {};
 };
 
 // A parsed JSON request body, or the 400 response explaining why the body is not JSON.

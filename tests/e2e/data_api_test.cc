@@ -182,7 +182,9 @@ TEST_F(DataApiTest, BadInputIsRefusedAndStoresNothing) {
     json::value v = call(method, target, body, status);
     ASSERT_TRUE(v.is_object()) << body;
     EXPECT_EQ(v.at("error").at("code").as_string(), code) << body;
-    if (!field.empty()) EXPECT_EQ(v.at("error").at("field").as_string(), field) << body;
+    if (!field.empty()) {
+      EXPECT_EQ(v.at("error").at("field").as_string(), field) << body;
+    }
     EXPECT_FALSE(v.at("error").at("message").as_string().empty());
   };
   expect_error("POST", "/api/v1/topics/t/messages", "{not json", 400, "invalid_json", "");

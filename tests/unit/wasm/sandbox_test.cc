@@ -102,7 +102,9 @@ TEST_F(SandboxTest, CallsInsideAScopeBehaveTheSame) {
     auto r = sandbox_->process(module, m);
     ASSERT_TRUE(r.is_ok()) << r.status().message();
     EXPECT_EQ(r->transformed_messages.at(0), m);
-    if (i % 25 == 0) EXPECT_EQ(fails_with(loop, m).code(), StatusCode::kTimeout);
+    if (i % 25 == 0) {
+      EXPECT_EQ(fails_with(loop, m).code(), StatusCode::kTimeout);
+    }
   }
 }
 
