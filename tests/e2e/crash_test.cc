@@ -12,6 +12,7 @@
 
 #include "broker_process.h"
 #include "http/client.h"
+#include "temp_dir.h"
 
 namespace wasmq {
 namespace {
@@ -20,11 +21,7 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 using testing::BrokerProcess;
 
-fs::path test_dir() {
-  return fs::temp_directory_path() /
-         ("wasmq-crash-" + std::to_string(::getpid()) + "-" +
-          ::testing::UnitTest::GetInstance()->current_test_info()->name());
-}
+fs::path test_dir() { return testing::test_temp_dir("wasmq-crash"); }
 
 // Every message a producer sent and the broker acknowledged, with fsync = "always", survives
 // SIGKILL: after five crashes and restarts each one is present exactly once, in order, byte for

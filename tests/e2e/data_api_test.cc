@@ -9,6 +9,7 @@
 
 #include "broker_process.h"
 #include "http/client.h"
+#include "temp_dir.h"
 
 namespace wasmq {
 namespace {
@@ -17,11 +18,7 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 using testing::BrokerProcess;
 
-fs::path test_dir() {
-  return fs::temp_directory_path() /
-         ("wasmq-e2e-" + std::to_string(::getpid()) + "-" +
-          ::testing::UnitTest::GetInstance()->current_test_info()->name());
-}
+fs::path test_dir() { return testing::test_temp_dir("wasmq-e2e"); }
 
 class DataApiTest : public ::testing::Test {
  protected:

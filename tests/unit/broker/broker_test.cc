@@ -1,4 +1,5 @@
 #include "broker/broker.h"
+#include "temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -15,9 +16,7 @@ namespace fs = std::filesystem;
 class BrokerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    options_.data_dir = fs::temp_directory_path() /
-                        ("wasmq-broker-" + std::to_string(::getpid()) + "-" +
-                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    options_.data_dir = testing::test_temp_dir("wasmq-broker");
     fs::remove_all(options_.data_dir);
     store_ = std::move(*storage::TopicStore::open(options_, nullptr));
     broker_ = std::make_unique<Broker>(*store_, BrokerOptions{});

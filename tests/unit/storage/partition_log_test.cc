@@ -1,4 +1,5 @@
 #include "storage/partition_log.h"
+#include "temp_dir.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -16,9 +17,7 @@ namespace fs = std::filesystem;
 class PartitionLogTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("wasmq-log-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = testing::test_temp_dir("wasmq-log");
     fs::remove_all(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }

@@ -1,4 +1,5 @@
 #include "storage/topic_store.h"
+#include "temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -16,9 +17,7 @@ namespace fs = std::filesystem;
 class TopicStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    options_.data_dir = fs::temp_directory_path() /
-                        ("wasmq-store-" + std::to_string(::getpid()) + "-" +
-                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    options_.data_dir = testing::test_temp_dir("wasmq-store");
     fs::remove_all(options_.data_dir);
   }
   void TearDown() override { fs::remove_all(options_.data_dir); }
