@@ -21,6 +21,8 @@ namespace wasmq::etl {
 
 // One module's topic filters: the topic matches when any filter matches (OR); no filters match
 // every topic. `negate` inverts one filter's own result before the OR.
+// case_sensitive: false folds ASCII letters only. Wildcard patterns have no escapes (`*` and `?`
+// are always special). Evaluation allocates nothing.
 class TopicMatcher {
  public:
   // Compiles the filters; kInvalidArgument naming "topic_filters[i].pattern" when a Regex
@@ -48,6 +50,33 @@ class TopicMatcher {
 };
 
 // One module's conditional rules: all must hold (AND); no rules always hold.
+//
+// How a rule compares (where pipelines.md is silent):
+// - Equals, NotEquals and the ordering operators compare numbers when both sides are numbers,
+//   else the two texts bytewise (lexicographic). Numbers are: a JSON number in the payload, the
+//   size and the age, a rule value that is a JSON number, and a header's text when all of it
+//   parses as a finite double ("42", "-1.5", "1e3"; not " 42", "inf", "0x10"). A rule value
+//   that is a JSON string ("42") stays a string, and so does a JSON string in the payload.
+//   Numbers compare as doubles.
+// - The texts: a header's value; a payload string unescaped; a payload number as written
+//   ("1.50"); true/false as "true"/"false" (so a bool field Equals the bool or the string);
+//   null, objects and arrays as their JSON text as written; the size and the age in decimal; a
+//   rule value number in its shortest form (42, 0.5, 1e+21).
+// - Contains, StartsWith, EndsWith and Matches always work on the texts. Matches is an RE2
+//   search, case-sensitive unless the pattern says "(?i)".
+// - A missing header, a missing field, a step of the path meeting the wrong type, or a payload
+//   that is not JSON makes the rule false before negate (pipelines.md), so a negated rule holds.
+//   The payload is only read as far as the path needs (simdjson On-Demand): bytes after the
+//   value found are not checked. Object keys are matched as written in the payload (simdjson
+//   compares raw keys): a key the payload spells with needless escapes ("\u0061") does not match.
+// - MessageSize is key + value + every header name and value, in bytes; MessageAge is
+//   now_ms - timestamp (saturating).
+//
+// Evaluation allocates nothing in steady state: PayloadField rules share one thread_local
+// On-Demand parser, and a payload is copied into a thread_local padded buffer unless its string
+// already has SIMDJSON_PADDING bytes of spare capacity. Stage 1 runs once per message for all of
+// a set's PayloadField rules (again after a rule whose path was not found). Both buffers keep
+// the size of the largest payload seen.
 class RuleSet {
  public:
   // Compiles the rules; kInvalidArgument naming "conditional_rules[i].<field>" for an invalid
@@ -74,7 +103,10 @@ class RuleSet {
 };
 
 // The JSONPath subset of PayloadField rules: "$" followed by any of ".name", "[N]",
-// "['name']" / "[\"name\"]". One step of a parsed path.
+// "['name']" / "[\"name\"]". One step of a parsed path. "$" alone is the whole payload. A
+// dotted name is any run of characters other than . [ ] ' " \ * space and control characters;
+// a quoted name may hold anything, with \\, \' and \" as its only escapes. No wildcards,
+// slices, filters or recursive descent.
 struct PathStep {
   bool is_index = false;
   std::string name;  // object key, when !is_index
