@@ -1,5 +1,7 @@
 #include "storage/topic_store.h"
 
+#include "common/file.h"
+
 #include "common/log.h"
 
 #include <fcntl.h>
@@ -34,12 +36,10 @@ boost::json::object settings_to_json(const TopicSettings& s) {
 }
 
 Result<TopicSettings> settings_from_file(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) return Status(StatusCode::kIo, "cannot read " + path.string());
-  std::stringstream text;
-  text << in.rdbuf();
+  auto text = read_file(path, 1 << 20);
+  if (!text.is_ok()) return text.status();
   boost::system::error_code ec;
-  auto json = boost::json::parse(text.str(), ec);
+  auto json = boost::json::parse(*text, ec);
   auto bad = [&](const std::string& why) {
     return Status(StatusCode::kIo, path.string() + ": " + why);
   };
@@ -60,26 +60,6 @@ Result<TopicSettings> settings_from_file(const fs::path& path) {
     s.retention_bytes = o.at("retention_bytes").get_int64();
   }
   return s;
-}
-
-// Writes `text` to `path` so that a crash leaves either the old or the new file.
-Status write_atomically(const fs::path& path, const std::string& text) {
-  fs::path tmp = path;
-  tmp += ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status(StatusCode::kIo, "cannot write " + tmp.string());
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-            ::fsync(fd) == 0;
-  ::close(fd);
-  std::error_code ec;
-  if (ok) fs::rename(tmp, path, ec);
-  if (!ok || ec) return Status(StatusCode::kIo, "cannot write " + path.string());
-  int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
-  return Status::ok();
 }
 
 }  // namespace
@@ -191,7 +171,7 @@ Result<std::shared_ptr<Topic>> TopicStore::create(TopicSettings settings) {
   if (ec) return Status(StatusCode::kIo, "cannot create " + dir.string() + ": " + ec.message());
   auto topic = open_topic(settings, nullptr);
   Status written = topic.is_ok()
-                       ? write_atomically(dir / kSettingsFile,
+                       ? write_file_atomically(dir / kSettingsFile,
                                           boost::json::serialize(settings_to_json(settings)))
                        : topic.status();
   if (!written.is_ok()) {
