@@ -12,6 +12,7 @@ const char* status_code_name(StatusCode code) {
     case StatusCode::kLimitExceeded: return "limit_exceeded";
     case StatusCode::kNotFound: return "not_found";
     case StatusCode::kAlreadyExists: return "already_exists";
+    case StatusCode::kConflict: return "conflict";
     case StatusCode::kIo: return "io_error";
     case StatusCode::kInternal: return "internal";
   }

@@ -18,6 +18,7 @@ enum class StatusCode {
   kLimitExceeded,    // memory, output size or another hard limit
   kNotFound,
   kAlreadyExists,
+  kConflict,         // the request contradicts the current state (e.g. a module still in use)
   kIo,
   kInternal,
 };

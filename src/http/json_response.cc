@@ -38,6 +38,7 @@ HttpStatus http_status_for(StatusCode code) {
     case StatusCode::kNotFound:
       return HttpStatus::not_found;
     case StatusCode::kAlreadyExists:
+    case StatusCode::kConflict:
       return HttpStatus::conflict;
     case StatusCode::kLimitExceeded:
       return HttpStatus::payload_too_large;
