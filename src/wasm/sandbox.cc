@@ -98,6 +98,8 @@ struct Sandbox::Impl : public WasiHost {
   Instance* current = nullptr;
   const Module* current_module = nullptr;
   std::optional<int32_t> exit_code;
+  // When > 0, the time limit of the next guarded calls instead of the module's (see process()).
+  uint32_t timeout_override_ms = 0;
 
   // Depth of Sandbox::Scope objects alive on this thread for this sandbox.
   int scope_depth = 0;
@@ -167,13 +169,14 @@ struct Sandbox::Impl : public WasiHost {
     current_module = &module;
     exit_code.reset();
     v8::TryCatch try_catch(isolate);
-    Watchdog::instance().arm(watchdog_slot, module.settings().timeout_ms);
+    const uint32_t timeout_ms =
+        timeout_override_ms > 0 ? timeout_override_ms : module.settings().timeout_ms;
+    Watchdog::instance().arm(watchdog_slot, timeout_ms);
     Status status = body();
     bool terminated = Watchdog::instance().disarm(watchdog_slot);
     if (terminated) {
       isolate->CancelTerminateExecution();
-      status = Status(StatusCode::kTimeout,
-                      "timed out after " + std::to_string(module.settings().timeout_ms) + " ms");
+      status = Status(StatusCode::kTimeout, "timed out after " + std::to_string(timeout_ms) + " ms");
     } else if (exit_code) {
       status = Status(StatusCode::kModuleFailed,
                       "module called proc_exit(" + std::to_string(*exit_code) + ")");
@@ -551,26 +554,31 @@ Result<std::shared_ptr<const Module>> Sandbox::load(std::string id,
 }
 
 Result<ProcessResult> Sandbox::process(const std::shared_ptr<const Module>& module,
-                                       const Message& message) {
+                                       const Message& message, uint32_t timeout_ms) {
   ProcessResult result;
+  impl_->timeout_override_ms = timeout_ms;
   Status status = impl_->call_export(module, &Instance::process_message, message, &result,
                                      [] { return Status::ok(); });
+  impl_->timeout_override_ms = 0;
   if (!status.is_ok()) return status;
   return result;
 }
 
 Result<std::vector<ProcessResult>> Sandbox::process_batch(
-    const std::shared_ptr<const Module>& module, std::span<const Message> messages) {
+    const std::shared_ptr<const Module>& module, std::span<const Message> messages,
+    uint32_t timeout_ms) {
   if (!module->info().has_process_batch) {
     return Status(StatusCode::kInvalidArgument,
                   "module " + module->id() + " does not export process_batch");
   }
   std::vector<ProcessResult> results;
+  impl_->timeout_override_ms = timeout_ms;
   Status status = impl_->call_export(module, &Instance::process_batch, messages, &results, [&] {
     if (results.size() == messages.size()) return Status::ok();
     return Impl::failed("process_batch returned " + std::to_string(results.size()) +
                         " results for " + std::to_string(messages.size()) + " messages");
   });
+  impl_->timeout_override_ms = 0;
   if (!status.is_ok()) return status;
   return results;
 }

@@ -46,14 +46,16 @@ class Sandbox {
   Result<std::shared_ptr<const Module>> load(std::string id, std::span<const uint8_t> binary,
                                              InstanceSettings settings);
 
-  // Runs process_message on one message.
+  // Runs process_message on one message. `timeout_ms` (when > 0) replaces the module's own
+  // time limit for this call (callers pass what is left of a stage's or pipeline's budget).
   Result<ProcessResult> process(const std::shared_ptr<const Module>& module,
-                                const Message& message);
+                                const Message& message, uint32_t timeout_ms = 0);
 
   // Runs process_batch on `messages` (the module must export it): one result per input, in
-  // order. Any failure fails the whole batch.
+  // order. Any failure fails the whole batch. `timeout_ms` as for process(), for the whole call.
   Result<std::vector<ProcessResult>> process_batch(const std::shared_ptr<const Module>& module,
-                                                   std::span<const Message> messages);
+                                                   std::span<const Message> messages,
+                                                   uint32_t timeout_ms = 0);
 
   // Creates instances of `module` until `count` are idle, so that calls find them ready.
   Status warm_up(const std::shared_ptr<const Module>& module, size_t count);

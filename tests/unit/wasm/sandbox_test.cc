@@ -192,6 +192,24 @@ TEST_F(SandboxTest, CpuIsLimited) {
   expect_sandbox_healthy();
 }
 
+// A caller's budget (what is left of a stage's or pipeline's time) replaces the module's limit
+// for one call only.
+TEST_F(SandboxTest, CallTimeoutOverridesTheModuleLimitForOneCall) {
+  InstanceSettings settings;
+  settings.timeout_ms = 300;
+  auto module = load("infinite_loop", settings);
+  auto start = std::chrono::steady_clock::now();
+  auto r = sandbox_->process(module, message(), 100);
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kTimeout);
+  EXPECT_EQ(r.status().message(), "timed out after 100 ms");
+  EXPECT_LT(elapsed, std::chrono::milliseconds(100 + 1500));
+  // The override does not stick: the next call has the module's own limit again.
+  EXPECT_EQ(fails_with(module, message()).message(), "timed out after 300 ms");
+  expect_sandbox_healthy();
+}
+
 // A terminate meant for a timed-out call must never hit the calls after it.
 TEST_F(SandboxTest, LateTerminateCannotKillTheNextCall) {
   InstanceSettings tight;
