@@ -1,0 +1,698 @@
+#include "etl/executor.h"
+
+#include <boost/json.hpp>
+#include <algorithm>
+#include <random>
+#include <thread>
+
+#include "common/message_json.h"
+#include "common/utf8.h"
+
+namespace wasmq::etl {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace json = boost::json;
+
+// The outcome of one module on one message.
+struct CallOutcome {
+  bool ok = false;
+  ProcessResult result;
+  std::string error;
+  std::string resolved_id;
+  double time_ms = 0;
+};
+
+std::string route_error(std::string_view topic) {
+  return "routing to topic \"" + std::string(topic) +
+         "\" refused: not in the pipeline's allowed_output_topics";
+}
+
+}  // namespace
+
+// The state of one run: the inputs, the items moving through the current pipeline, and the
+// outcome being built for each input.
+struct Executor::Run {
+  Executor& executor;
+  const std::string& topic;
+  std::vector<InputMessage>& inputs;
+  Trace* trace;
+  BatchResult result;
+  int64_t now_wall_ms = now_ms();
+
+  // A message moving through the pipelines; `group` is the message it came from as it entered
+  // the current pipeline.
+  struct Item {
+    size_t input = 0;
+    size_t group = 0;
+    Message message;
+    std::optional<std::string> route;
+    bool finished = false;  // should_continue was false: no later stage or pipeline
+  };
+  struct Group {
+    size_t input = 0;
+    Item entry;
+    enum class State { kActive, kStopped, kDeadLettered } state = State::kActive;
+    std::string error, module_id;
+    uint32_t stage_priority = 0;
+  };
+  std::vector<Item> items;
+  std::vector<Group> groups;
+  // Who filtered each input last (for a kFiltered outcome).
+  std::vector<std::pair<std::string, std::string>> filtered_by;
+
+  Run(Executor& e, const std::string& t, std::vector<InputMessage>& in, Trace* tr)
+      : executor(e), topic(t), inputs(in), trace(tr) {}
+
+  Runtime& runtime() { return executor.runtime_; }
+
+  void step(size_t input, TraceStep s) {
+    if (trace) trace->per_input[input].push_back(std::move(s));
+  }
+
+  // --- module calls ----------------------------------------------------------------------
+
+  // Runs `use` on `messages`; one outcome per message. `stage_deadline`/`global_deadline`
+  // bound every call; `single_output` refuses more than one output (parallel stages).
+  std::vector<CallOutcome> call_module(const CompiledPipeline& pipeline, const ModuleUse& use,
+                                       const std::vector<const Message*>& messages,
+                                       Clock::time_point stage_deadline,
+                                       Clock::time_point global_deadline, bool retry) {
+    std::vector<CallOutcome> out(messages.size());
+    auto fail_all = [&](const std::string& why) {
+      for (auto& o : out) {
+        o.ok = false;
+        o.error = why;
+      }
+      return out;
+    };
+    const ModuleSpec& spec = *use.spec;
+    auto record = runtime().registry ? runtime().registry->resolve(spec.module_id) : nullptr;
+    if (!record) return fail_all("module \"" + spec.module_id + "\" is not deployed");
+    for (auto& o : out) o.resolved_id = record->id;
+
+    wasm::InstanceSettings settings;
+    settings.memory_limit_bytes =
+        spec.instance_config.memory_limit_bytes.value_or(runtime().defaults.memory_limit_bytes);
+    settings.max_output_bytes = runtime().defaults.max_output_bytes;
+    if (!spec.instance_config.custom_config.is_null()) {
+      settings.config_json = json::serialize(spec.instance_config.custom_config);
+    }
+    const uint64_t timeout_ms = spec.instance_config.execution_timeout_ms.value_or(
+        pipeline.spec.configuration.timeout_ms.value_or(runtime().defaults.execution_timeout_ms));
+    settings.timeout_ms = static_cast<uint32_t>(std::min<uint64_t>(timeout_ms, UINT32_MAX));
+    auto module = runtime().modules.get(*record, settings, executor.sandbox_);
+    if (!module.is_ok()) {
+      return fail_all("cannot load module " + record->id + ": " + module.status().message());
+    }
+
+    const CircuitBreakerConfig& breaker = pipeline.spec.circuit_breaker;
+    const auto open_for = std::chrono::milliseconds(breaker.open_ms);
+    const bool caching = spec.instance_config.enable_caching;
+    const auto ttl = std::chrono::seconds(spec.instance_config.cache_ttl_seconds);
+    size_t max_batch = runtime().defaults.max_batch_size;
+    if (pipeline.spec.configuration.batch_size) {
+      max_batch = std::min<size_t>(max_batch, *pipeline.spec.configuration.batch_size);
+    }
+    max_batch = std::max<size_t>(max_batch, 1);
+    const uint32_t per_module = spec.instance_config.max_concurrent_instances.value_or(UINT32_MAX);
+
+    // The time a call may take now, or 0 when a budget is spent (with the reason in `why`).
+    auto budget = [&](std::string* why) -> uint32_t {
+      auto now = Clock::now();
+      auto left = [&](Clock::time_point deadline) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
+      };
+      int64_t ms = static_cast<int64_t>(settings.timeout_ms);
+      if (left(global_deadline) < ms) ms = left(global_deadline);
+      if (left(stage_deadline) < ms) ms = left(stage_deadline);
+      if (ms <= 0) {
+        *why = left(global_deadline) <= 0
+                   ? "pipeline global_timeout_ms (" +
+                         std::to_string(pipeline.spec.global_timeout_ms) + " ms) exceeded"
+                   : "stage_timeout_ms exceeded";
+        return 0;
+      }
+      return static_cast<uint32_t>(ms);
+    };
+
+    // One guest call on `indexes` (a batch when more than one), filling their outcomes.
+    auto call = [&](const std::vector<size_t>& indexes) {
+      std::string why;
+      uint32_t ms = budget(&why);
+      if (ms == 0) {
+        for (size_t i : indexes) out[i].error = why;
+        return false;
+      }
+      auto permit = runtime().limits.acquire(record->id, per_module,
+                                             runtime().defaults.max_concurrent_executions);
+      auto start = Clock::now();
+      ++result.counts.calls;
+      bool whole_ok = true;
+      if (indexes.size() == 1) {
+        auto r = executor.sandbox_.process(*module, *messages[indexes[0]], ms);
+        CallOutcome& o = out[indexes[0]];
+        if (r.is_ok()) {
+          o.ok = true;
+          o.result = std::move(*r);
+        } else {
+          o.error = r.status().message();
+          whole_ok = false;
+        }
+      } else {
+        std::vector<Message> batch;
+        batch.reserve(indexes.size());
+        for (size_t i : indexes) batch.push_back(*messages[i]);
+        auto r = executor.sandbox_.process_batch(*module, batch, ms);
+        if (r.is_ok()) {
+          for (size_t k = 0; k < indexes.size(); ++k) {
+            out[indexes[k]].ok = true;
+            out[indexes[k]].result = std::move((*r)[k]);
+          }
+        } else {
+          for (size_t i : indexes) out[i].error = r.status().message();
+          whole_ok = false;
+        }
+      }
+      double ms_taken =
+          std::chrono::duration<double, std::milli>(Clock::now() - start).count() / indexes.size();
+      for (size_t i : indexes) out[i].time_ms += ms_taken;
+      return whole_ok;
+    };
+
+    // A module's own error result is a failure of that message too.
+    auto settle = [&](size_t i) {
+      CallOutcome& o = out[i];
+      if (o.ok && o.result.error) {
+        o.ok = false;
+        o.error = "module error: " + *o.result.error;
+      }
+      if (o.ok) o.result.error.reset();
+    };
+
+    std::vector<size_t> pending;
+    for (size_t i = 0; i < messages.size(); ++i) {
+      if (caching) {
+        if (auto hit = runtime().results.find(ResultCache::key_for(record->id, *messages[i]),
+                                              Clock::now())) {
+          out[i].ok = true;
+          out[i].result = std::move(*hit);
+          ++result.counts.cache_hits;
+          continue;
+        }
+      }
+      pending.push_back(i);
+    }
+
+    auto run_pending = [&](std::vector<size_t> todo) {
+      const bool batched = module.value()->info().has_process_batch;
+      size_t pos = 0;
+      while (pos < todo.size()) {
+        auto admission = runtime().breakers.admit(use.key, Clock::now());
+        if (admission == CircuitBreakers::Admission::kOpen) {
+          for (; pos < todo.size(); ++pos) {
+            out[todo[pos]].error = "circuit breaker open for module " + record->id;
+            ++result.counts.breaker_rejections;
+          }
+          break;
+        }
+        size_t n = admission == CircuitBreakers::Admission::kTrial || !batched
+                       ? 1
+                       : std::min(max_batch, todo.size() - pos);
+        std::vector<size_t> chunk(todo.begin() + pos, todo.begin() + pos + n);
+        pos += n;
+        if (!call(chunk) && chunk.size() > 1) {
+          // A batch fails as a whole: call its messages one by one, so that one poison message
+          // does not fail its neighbours.
+          for (size_t i : chunk) {
+            out[i].error.clear();
+            call({i});
+          }
+        }
+        for (size_t i : chunk) {
+          settle(i);
+          runtime().breakers.record(use.key, out[i].ok, breaker.failure_threshold, open_for,
+                                    Clock::now());
+        }
+      }
+    };
+    run_pending(pending);
+
+    if (retry) {
+      const uint32_t max_retries = pipeline.spec.effective_max_retries();
+      const RetryConfig config = pipeline.spec.retry_config.value_or(RetryConfig{});
+      thread_local std::mt19937_64 random{std::random_device{}()};
+      double delay = static_cast<double>(config.initial_delay_ms);
+      for (uint32_t attempt = 0; attempt < max_retries; ++attempt) {
+        std::vector<size_t> failed;
+        for (size_t i : pending) {
+          if (!out[i].ok) failed.push_back(i);
+        }
+        if (failed.empty()) break;
+        double wait = std::min(delay, static_cast<double>(config.max_delay_ms));
+        if (config.jitter) wait = std::uniform_real_distribution<double>(0, wait)(random);
+        auto wake = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(wait * 1000));
+        if (wake >= global_deadline || wake >= stage_deadline) break;
+        std::this_thread::sleep_until(wake);
+        delay *= config.backoff_multiplier;
+        result.counts.retries += failed.size();
+        for (size_t i : failed) {
+          out[i] = CallOutcome{};
+          out[i].resolved_id = record->id;
+        }
+        run_pending(failed);
+      }
+    }
+
+    for (size_t i : pending) {
+      if (out[i].ok && caching) {
+        runtime().results.insert(ResultCache::key_for(record->id, *messages[i]), out[i].result,
+                                 ttl, Clock::now());
+      }
+      if (!out[i].ok) ++result.counts.module_failures;
+    }
+    return out;
+  }
+
+  // --- failures ----------------------------------------------------------------------------
+
+  void error_record(const CompiledPipeline& pipeline, uint32_t stage, const std::string& module,
+                    const Message& message, const std::string& error) {
+    const EtlDefaults& d = runtime().defaults;
+    if (!d.enable_error_topic) return;
+    Message copy = message;
+    if (copy.value.size() > d.max_error_message_size) copy.value.resize(d.max_error_message_size);
+    json::object record{{"pipeline_id", pipeline.spec.pipeline_id},
+                        {"module_id", module},
+                        {"stage", stage},
+                        {"topic", topic},
+                        {"error", error},
+                        {"timestamp", now_ms()},
+                        {"message", message_to_json(copy)}};
+    if (copy.value.size() < message.value.size()) {
+      record["value_truncated_from_bytes"] = message.value.size();
+    }
+    RoutedMessage r;
+    r.topic = pipeline.spec.error_topic.empty() ? d.error_topic_prefix : pipeline.spec.error_topic;
+    r.message.key = pipeline.spec.pipeline_id;
+    r.message.value = json::serialize(record);
+    r.message.headers = {{"content-type", "application/json"}};
+    r.message.timestamp = now_ms();
+    result.error_records.push_back(std::move(r));
+  }
+
+  // Applies the pipeline's error handling to a failure of `use` on `item`; returns the action
+  // taken (for traces) and whether the item keeps going unchanged.
+  std::string fail(const CompiledPipeline& pipeline, const CompiledStage& stage,
+                   const ModuleUse& use, const Item& item, const std::string& error,
+                   bool retried) {
+    error_record(pipeline, stage.spec->priority, use.spec->module_id, item.message, error);
+    if (stage.spec->continue_on_error) return "skipped (continue_on_error)";
+    Group& group = groups[item.group];
+    auto stop = [&] {
+      if (group.state == Group::State::kActive) group.state = Group::State::kStopped;
+      return std::string("stopped the pipeline: the message goes on as it entered");
+    };
+    auto dead_letter = [&] {
+      if (group.state != Group::State::kDeadLettered) {
+        group.state = Group::State::kDeadLettered;
+        group.error = error;
+        group.module_id = use.spec->module_id;
+        group.stage_priority = stage.spec->priority;
+      }
+      return std::string("dead-lettered");
+    };
+    switch (pipeline.spec.error_handling) {
+      case ErrorHandling::kSkipModule:
+        return "skipped (SkipModule)";
+      case ErrorHandling::kStopPipeline:
+        return stop();
+      case ErrorHandling::kRetryWithBackoff:
+        (void)retried;
+        return pipeline.spec.dead_letter_config ? dead_letter() : stop();
+      case ErrorHandling::kSendToDeadLetter:
+        return dead_letter();
+    }
+    return "skipped";
+  }
+
+  // Checks and applies routing on a module's outputs: false (with `error`) when a `wasmq.topic`
+  // names a topic the pipeline does not allow.
+  bool route(const CompiledPipeline& pipeline, std::vector<Message>& outputs,
+             std::vector<std::optional<std::string>>* routes, std::string* error) {
+    routes->assign(outputs.size(), std::nullopt);
+    for (size_t k = 0; k < outputs.size(); ++k) {
+      const std::string* target = outputs[k].header(kRouteHeader);
+      if (!target) continue;
+      if (pipeline.spec.allowed_output_topics.empty() || !pipeline.allowed_outputs.matches(*target)) {
+        *error = route_error(*target);
+        return false;
+      }
+      (*routes)[k] = *target;
+    }
+    for (size_t k = 0; k < outputs.size(); ++k) {
+      if ((*routes)[k]) {
+        auto& h = outputs[k].headers;
+        h.erase(std::remove_if(h.begin(), h.end(), [](const Header& x) { return x.first == kRouteHeader; }),
+                h.end());
+      }
+    }
+    return true;
+  }
+
+  TraceStep trace_step(const CompiledPipeline& pipeline, const CompiledStage& stage,
+                       const ModuleUse& use) {
+    TraceStep s;
+    s.pipeline_id = pipeline.spec.pipeline_id;
+    s.stage_priority = stage.spec->priority;
+    s.module_id = use.spec->module_id;
+    return s;
+  }
+
+  // Which modules hold on `message` (rules); records the rule decisions in the trace.
+  bool rules_hold(const CompiledPipeline& pipeline, const CompiledStage& stage, const ModuleUse& use,
+                  const Item& item) {
+    int failing = use.rules.first_failing(item.message, now_wall_ms);
+    if (failing >= 0 && trace) {
+      TraceStep s = trace_step(pipeline, stage, use);
+      s.matched = false;
+      s.decided_by = "conditional_rules[" + std::to_string(failing) + "] does not hold";
+      step(item.input, std::move(s));
+    }
+    return failing < 0;
+  }
+
+  std::string topic_decision(const ModuleUse& use) {
+    int f = use.topics.matching_filter(topic);
+    if (f == TopicMatcher::kEveryTopic) return "no topic_filters (every topic)";
+    return "topic_filters[" + std::to_string(f) + "] matches";
+  }
+
+  // --- stages --------------------------------------------------------------------------------
+
+  void run_sequential(const CompiledPipeline& pipeline, const TopicPlan::Stage& stage,
+                      Clock::time_point stage_deadline, Clock::time_point global_deadline) {
+    for (const ModuleUse* use : stage.modules) {
+      std::vector<size_t> targets;
+      std::vector<const Message*> messages;
+      for (size_t i = 0; i < items.size(); ++i) {
+        const Item& item = items[i];
+        if (item.finished || groups[item.group].state != Group::State::kActive) continue;
+        if (!rules_hold(pipeline, *stage.stage, *use, item)) continue;
+        targets.push_back(i);
+        messages.push_back(&item.message);
+      }
+      if (targets.empty()) continue;
+      const bool retry = pipeline.spec.error_handling == ErrorHandling::kRetryWithBackoff &&
+                         !stage.stage->spec->continue_on_error;
+      auto outcomes = call_module(pipeline, *use, messages, stage_deadline, global_deadline, retry);
+      std::vector<Item> next;
+      next.reserve(items.size());
+      size_t t = 0;
+      for (size_t i = 0; i < items.size(); ++i) {
+        if (t >= targets.size() || targets[t] != i) {
+          next.push_back(std::move(items[i]));
+          continue;
+        }
+        CallOutcome& o = outcomes[t++];
+        Item& item = items[i];
+        TraceStep s;
+        if (trace) {
+          s = trace_step(pipeline, *stage.stage, *use);
+          s.matched = true;
+          s.decided_by = topic_decision(*use);
+          s.ran = true;
+          s.resolved_id = o.resolved_id;
+          s.time_ms = o.time_ms;
+        }
+        std::vector<std::optional<std::string>> routes;
+        if (o.ok && !route(pipeline, o.result.transformed_messages, &routes, &o.error)) o.ok = false;
+        if (!o.ok) {
+          s.error = o.error;
+          s.action = fail(pipeline, *stage.stage, *use, item, o.error, false);
+          step(item.input, std::move(s));
+          next.push_back(std::move(item));
+          continue;
+        }
+        if (trace) {
+          s.output = o.result.transformed_messages;
+          s.should_continue = o.result.should_continue;
+          step(item.input, std::move(s));
+        }
+        if (o.result.transformed_messages.empty()) {
+          filtered_by[item.input] = {pipeline.spec.pipeline_id, use->spec->module_id};
+        }
+        for (size_t k = 0; k < o.result.transformed_messages.size(); ++k) {
+          Item out;
+          out.input = item.input;
+          out.group = item.group;
+          out.message = std::move(o.result.transformed_messages[k]);
+          out.route = routes[k] ? routes[k] : item.route;
+          out.finished = !o.result.should_continue;
+          next.push_back(std::move(out));
+        }
+      }
+      items = std::move(next);
+    }
+  }
+
+  // Applies `output`'s changes relative to `input` onto `merged` (pipelines.md, "A stage").
+  // Returns a bit per field changed: 1 key, 2 value, 4 timestamp.
+  static int apply_changes(const Message& input, const Message& output, Message& merged) {
+    int changed = 0;
+    if (output.key != input.key) {
+      merged.key = output.key;
+      changed |= 1;
+    }
+    if (output.value != input.value) {
+      merged.value = output.value;
+      changed |= 2;
+    }
+    if (output.timestamp != input.timestamp) {
+      merged.timestamp = output.timestamp;
+      changed |= 4;
+    }
+    for (const auto& [name, value] : output.headers) {
+      const std::string* before = input.header(name);
+      if (!before || *before != value) merged.set_header(name, value);
+    }
+    for (const auto& [name, value] : input.headers) {
+      if (!output.header(name)) {
+        auto& h = merged.headers;
+        h.erase(std::remove_if(h.begin(), h.end(), [&](const Header& x) { return x.first == name; }),
+                h.end());
+      }
+    }
+    return changed;
+  }
+
+  void run_parallel(const CompiledPipeline& pipeline, const TopicPlan::Stage& stage,
+                    Clock::time_point stage_deadline, Clock::time_point global_deadline) {
+    const size_t n_modules = stage.modules.size();
+    // outcomes[m][k]: module m on its k-th target; target_of[m]: item indexes.
+    std::vector<std::vector<CallOutcome>> outcomes(n_modules);
+    std::vector<std::vector<size_t>> targets(n_modules);
+    for (size_t m = 0; m < n_modules; ++m) {
+      const ModuleUse* use = stage.modules[m];
+      std::vector<const Message*> messages;
+      for (size_t i = 0; i < items.size(); ++i) {
+        const Item& item = items[i];
+        if (item.finished || groups[item.group].state != Group::State::kActive) continue;
+        if (!rules_hold(pipeline, *stage.stage, *use, item)) continue;
+        targets[m].push_back(i);
+        messages.push_back(&item.message);
+      }
+      if (messages.empty()) continue;
+      const bool retry = pipeline.spec.error_handling == ErrorHandling::kRetryWithBackoff &&
+                         !stage.stage->spec->continue_on_error;
+      outcomes[m] = call_module(pipeline, *use, messages, stage_deadline, global_deadline, retry);
+    }
+    std::vector<size_t> cursor(n_modules, 0);
+    std::vector<Item> next;
+    next.reserve(items.size());
+    for (size_t i = 0; i < items.size(); ++i) {
+      Item& item = items[i];
+      Message merged = item.message;
+      bool filtered = false, finished = item.finished, touched = false;
+      std::optional<std::string> route_to = item.route;
+      int changed_by_earlier = 0;
+      for (size_t m = 0; m < n_modules; ++m) {
+        if (cursor[m] >= targets[m].size() || targets[m][cursor[m]] != i) continue;
+        CallOutcome& o = outcomes[m][cursor[m]++];
+        touched = true;
+        const ModuleUse* use = stage.modules[m];
+        TraceStep s;
+        if (trace) {
+          s = trace_step(pipeline, *stage.stage, *use);
+          s.matched = true;
+          s.decided_by = topic_decision(*use);
+          s.ran = true;
+          s.resolved_id = o.resolved_id;
+          s.time_ms = o.time_ms;
+        }
+        std::vector<std::optional<std::string>> routes;
+        if (o.ok && o.result.transformed_messages.size() > 1) {
+          o.ok = false;
+          o.error = "module returned " + std::to_string(o.result.transformed_messages.size()) +
+                    " messages in a parallel stage (at most one is allowed)";
+        }
+        if (o.ok && !route(pipeline, o.result.transformed_messages, &routes, &o.error)) o.ok = false;
+        if (!o.ok) {
+          s.error = o.error;
+          s.action = fail(pipeline, *stage.stage, *use, item, o.error, false);
+          step(item.input, std::move(s));
+          continue;
+        }
+        if (trace) {
+          s.output = o.result.transformed_messages;
+          s.should_continue = o.result.should_continue;
+          step(item.input, std::move(s));
+        }
+        if (!o.result.should_continue) finished = true;
+        if (o.result.transformed_messages.empty()) {
+          filtered = true;
+          filtered_by[item.input] = {pipeline.spec.pipeline_id, use->spec->module_id};
+          continue;
+        }
+        int changed = apply_changes(item.message, o.result.transformed_messages[0], merged);
+        int conflicts = changed & changed_by_earlier;
+        result.counts.merge_conflicts += ((conflicts & 1) != 0) + ((conflicts & 2) != 0) +
+                                         ((conflicts & 4) != 0);
+        changed_by_earlier |= changed;
+        if (routes[0]) route_to = routes[0];
+      }
+      if (!touched) {
+        next.push_back(std::move(item));
+        continue;
+      }
+      if (filtered || groups[item.group].state != Group::State::kActive) {
+        if (!filtered) next.push_back(std::move(item));
+        continue;
+      }
+      item.message = std::move(merged);
+      item.route = std::move(route_to);
+      item.finished = finished;
+      next.push_back(std::move(item));
+    }
+    items = std::move(next);
+  }
+
+  void run_pipeline(const TopicPlan::Pipeline& plan) {
+    const CompiledPipeline& pipeline = *plan.pipeline;
+    const auto start = Clock::now();
+    const auto global_deadline = start + std::chrono::milliseconds(pipeline.spec.global_timeout_ms);
+    // Every item that may still change enters as a group of its own.
+    groups.clear();
+    std::vector<Item> passing;
+    std::vector<Item> entering;
+    for (auto& item : items) {
+      if (item.finished) {
+        passing.push_back(std::move(item));
+        continue;
+      }
+      item.group = groups.size();
+      Group g;
+      g.input = item.input;
+      g.entry = item;
+      groups.push_back(std::move(g));
+      entering.push_back(std::move(item));
+    }
+    items = std::move(entering);
+    for (const auto& stage : plan.stages) {
+      auto stage_deadline = stage.stage->spec->stage_timeout_ms
+                                ? Clock::now() + std::chrono::milliseconds(*stage.stage->spec->stage_timeout_ms)
+                                : Clock::time_point::max();
+      if (stage.stage->spec->parallel_execution) {
+        run_parallel(pipeline, stage, stage_deadline, global_deadline);
+      } else {
+        run_sequential(pipeline, stage, stage_deadline, global_deadline);
+      }
+    }
+    // Stopped groups go on as they entered; dead-lettered groups leave the flow.
+    std::vector<Item> after = std::move(passing);
+    std::vector<bool> emitted(groups.size(), false);
+    for (auto& item : items) {
+      Group& g = groups[item.group];
+      if (g.state == Group::State::kActive) after.push_back(std::move(item));
+    }
+    for (size_t gi = 0; gi < groups.size(); ++gi) {
+      Group& g = groups[gi];
+      if (g.state == Group::State::kStopped) {
+        after.push_back(std::move(g.entry));
+      } else if (g.state == Group::State::kDeadLettered) {
+        dead_letter(pipeline, g);
+      }
+    }
+    // Keep input order (stable by input index).
+    std::stable_sort(after.begin(), after.end(),
+                     [](const Item& a, const Item& b) { return a.input < b.input; });
+    items = std::move(after);
+  }
+
+  void dead_letter(const CompiledPipeline& pipeline, Group& g) {
+    const DeadLetterConfig config = pipeline.spec.dead_letter_config.value_or(DeadLetterConfig{});
+    RoutedMessage r;
+    r.topic = config.topic_prefix + "." + topic;
+    r.message = std::move(g.entry.message);
+    if (r.message.value.size() > config.max_message_size) {
+      r.message.set_header("etl.truncated_from_bytes", std::to_string(r.message.value.size()));
+      r.message.value.resize(config.max_message_size);
+    }
+    if (config.include_error_context) {
+      r.message.set_header("etl.error", g.error);
+      r.message.set_header("etl.pipeline_id", pipeline.spec.pipeline_id);
+      r.message.set_header("etl.module_id", g.module_id);
+      r.message.set_header("etl.stage_priority", std::to_string(g.stage_priority));
+      r.message.set_header("etl.source_topic", topic);
+      r.message.set_header("etl.failed_at", std::to_string(now_ms()));
+    }
+    InputOutcome& outcome = result.outcomes[g.input];
+    outcome.dead_letters.push_back(std::move(r));
+    outcome.error = g.error;
+    outcome.pipeline_id = pipeline.spec.pipeline_id;
+    outcome.module_id = g.module_id;
+  }
+
+  BatchResult go(const TopicPlan& plan) {
+    result.outcomes.resize(inputs.size());
+    filtered_by.resize(inputs.size());
+    if (trace) trace->per_input.assign(inputs.size(), {});
+    items.reserve(inputs.size());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      Item item;
+      item.input = i;
+      item.message = std::move(inputs[i].message);
+      items.push_back(std::move(item));
+    }
+    for (const auto& pipeline : plan.pipelines) run_pipeline(pipeline);
+    for (auto& item : items) {
+      RoutedMessage r;
+      r.topic = item.route ? *item.route : topic;
+      if (!item.route) r.partition = inputs[item.input].partition;
+      r.message = std::move(item.message);
+      result.outcomes[item.input].outputs.push_back(std::move(r));
+    }
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      InputOutcome& o = result.outcomes[i];
+      if (!o.outputs.empty()) {
+        o.kind = InputOutcome::Kind::kPass;
+      } else if (!o.dead_letters.empty()) {
+        o.kind = InputOutcome::Kind::kDeadLettered;
+      } else {
+        o.kind = InputOutcome::Kind::kFiltered;
+        o.pipeline_id = filtered_by[i].first;
+        o.module_id = filtered_by[i].second;
+      }
+    }
+    return std::move(result);
+  }
+};
+
+BatchResult Executor::run(const TopicPlan& plan, const std::string& topic,
+                          std::vector<InputMessage> inputs, Trace* trace) {
+  wasm::Sandbox::Scope scope(sandbox_);
+  Run run(*this, topic, inputs, trace);
+  return run.go(plan);
+}
+
+}  // namespace wasmq::etl

@@ -1,0 +1,107 @@
+// Runs the pipelines of a topic plan on one batch of produced messages, on one ETL worker
+// (pipelines.md: stages by priority, sequential and parallel stages with the merge rule,
+// should_continue, splitting, routing, the error strategies, retries, dead letters, error
+// records, timeouts at every level, circuit breakers, result caching).
+//
+// The executor decides what becomes of each input message; it stores nothing. Its result lists,
+// per input, the messages to store (with their topic), the dead-letter records, or who filtered
+// it, plus the error-topic records the batch produced; the broker writes them.
+//
+// Threads: an Executor belongs to one worker thread (it uses that thread's Sandbox). The Runtime
+// it shares with the other workers is thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/message.h"
+#include "etl/plan.h"
+#include "etl/runtime.h"
+#include "wasm/sandbox.h"
+
+namespace wasmq::etl {
+
+// The header a module sets to store an output in another topic (module-abi.md, routing).
+inline constexpr std::string_view kRouteHeader = "wasmq.topic";
+
+struct InputMessage {
+  Message message;
+  std::optional<uint32_t> partition;  // the producer's explicit partition, if any
+};
+
+struct RoutedMessage {
+  std::string topic;
+  std::optional<uint32_t> partition;  // kept for outputs that stay in the input's topic
+  Message message;
+};
+
+// What became of one input message.
+struct InputOutcome {
+  enum class Kind {
+    kPass,          // `outputs` are to be stored (dead_letters may hold split parts that failed)
+    kFiltered,      // no output: `pipeline_id`/`module_id` name the module that filtered it
+    kDeadLettered,  // no output; `dead_letters` are to be stored; `error` says why
+  };
+  Kind kind = Kind::kPass;
+  std::vector<RoutedMessage> outputs;
+  std::vector<RoutedMessage> dead_letters;
+  std::string pipeline_id;
+  std::string module_id;
+  std::string error;
+};
+
+// One step of a dry run's trace (pipelines.md, "Dry run").
+struct TraceStep {
+  std::string pipeline_id;
+  uint32_t stage_priority = 0;
+  std::string module_id;   // as the pipeline names it
+  std::string resolved_id; // the module version that ran, when it ran
+  bool matched = false;
+  std::string decided_by;  // "topic_filters[0]", "no topic_filters", "conditional_rules[1] ..."
+  bool ran = false;
+  std::vector<Message> output;
+  bool should_continue = true;
+  std::string error;
+  std::string action;      // on error: "skipped", "stopped pipeline", "dead-lettered", ...
+  double time_ms = 0;
+};
+
+struct Trace {
+  std::vector<std::vector<TraceStep>> per_input;  // one list per input message
+};
+
+// Counts of one batch, for the figures.
+struct ExecutionCounts {
+  uint64_t calls = 0;             // guest entry points called
+  uint64_t module_failures = 0;
+  uint64_t retries = 0;
+  uint64_t merge_conflicts = 0;
+  uint64_t cache_hits = 0;
+  uint64_t breaker_rejections = 0;
+};
+
+struct BatchResult {
+  std::vector<InputOutcome> outcomes;        // one per input, in input order
+  std::vector<RoutedMessage> error_records;  // for the error topic (enable_error_topic)
+  ExecutionCounts counts;
+};
+
+class Executor {
+ public:
+  Executor(wasm::Sandbox& sandbox, Runtime& runtime) : sandbox_(sandbox), runtime_(runtime) {}
+
+  // Runs `plan` (the pipelines that apply to `topic`) on `inputs`. `now_ms` is the wall clock
+  // the rules compare MessageAge against. With `trace`, records every module considered.
+  BatchResult run(const TopicPlan& plan, const std::string& topic, std::vector<InputMessage> inputs,
+                  Trace* trace = nullptr);
+
+ private:
+  struct Run;
+  wasm::Sandbox& sandbox_;
+  Runtime& runtime_;
+};
+
+}  // namespace wasmq::etl

@@ -1,0 +1,353 @@
+#include "etl/module_registry.h"
+
+#include <openssl/evp.h>
+
+#include <boost/json.hpp>
+#include <cctype>
+#include <charconv>
+#include <cstdio>
+#include <ctime>
+
+#include "common/file.h"
+#include "common/message_json.h"
+
+namespace wasmq::etl {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+constexpr uint64_t kMaxModuleBytes = 50ull << 20;
+
+bool parse_number(std::string_view text, uint64_t* out) {
+  if (text.empty() || (text.size() > 1 && text[0] == '0')) return false;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Semver 2, rule 11: identifiers compared numerically when both are numbers, numbers before
+// text, otherwise as ASCII; a shorter list of equal identifiers sorts first.
+int compare_pre_release(std::string_view a, std::string_view b) {
+  while (!a.empty() && !b.empty()) {
+    size_t da = a.find('.'), db = b.find('.');
+    std::string_view ia = a.substr(0, da), ib = b.substr(0, db);
+    a = da == std::string_view::npos ? std::string_view() : a.substr(da + 1);
+    b = db == std::string_view::npos ? std::string_view() : b.substr(db + 1);
+    bool na = all_digits(ia), nb = all_digits(ib);
+    int c = 0;
+    if (na && nb) {
+      c = ia.size() != ib.size() ? (ia.size() < ib.size() ? -1 : 1) : ia.compare(ib);
+    } else if (na != nb) {
+      c = na ? -1 : 1;
+    } else {
+      c = ia.compare(ib);
+    }
+    if (c != 0) return c < 0 ? -1 : 1;
+  }
+  if (a.empty() && b.empty()) return 0;
+  return a.empty() ? -1 : 1;
+}
+
+json::array exports_json(const wasm::ModuleInfo& info) {
+  json::array a;
+  for (const auto& e : info.exports) {
+    json::object o{{"name", e.name}};
+    if (e.type) o["signature"] = e.type->to_string();
+    o["kind"] = e.kind == wasm::ExternKind::kFunction ? "function"
+                : e.kind == wasm::ExternKind::kMemory ? "memory"
+                : e.kind == wasm::ExternKind::kTable  ? "table"
+                : e.kind == wasm::ExternKind::kGlobal ? "global"
+                                                      : "tag";
+    a.push_back(std::move(o));
+  }
+  return a;
+}
+
+json::array imports_json(const wasm::ModuleInfo& info) {
+  json::array a;
+  for (const auto& i : info.imports) {
+    json::object o{{"module", i.module}, {"name", i.name}};
+    if (i.type) o["signature"] = i.type->to_string();
+    a.push_back(std::move(o));
+  }
+  return a;
+}
+
+std::string rfc3339(int64_t ms) {
+  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char text[40];
+  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return text;
+}
+
+std::string metadata_text(const ModuleRecord& r) {
+  json::object o{{"id", r.id},
+                 {"name", r.name},
+                 {"version", r.version.to_string()},
+                 {"sha256", r.sha256},
+                 {"size_bytes", r.size_bytes},
+                 {"uploaded_at_ms", r.uploaded_at_ms}};
+  return json::serialize(o);
+}
+
+// Loads one module from its metadata file; the reason when it cannot.
+Result<std::shared_ptr<const ModuleRecord>> load_record(const fs::path& meta_path) {
+  auto text = read_file(meta_path, 1 << 20);
+  if (!text.is_ok()) return text.status();
+  boost::system::error_code ec;
+  json::value v = json::parse(*text, ec);
+  if (ec || !v.is_object()) return Status(StatusCode::kIo, "metadata is not a JSON object");
+  const json::object& o = v.get_object();
+  auto str = [&](const char* k) -> std::string {
+    const json::value* f = o.if_contains(k);
+    return f && f->is_string() ? std::string(f->get_string()) : std::string();
+  };
+  auto record = std::make_shared<ModuleRecord>();
+  record->name = str("name");
+  record->sha256 = str("sha256");
+  if (Status s = validate_module_name(record->name); !s.is_ok()) return s;
+  auto version = SemVer::parse(str("version"));
+  if (!version.is_ok()) return version.status();
+  record->version = *version;
+  record->id = record->name + "-v" + record->version.to_string();
+  if (str("id") != record->id) return Status(StatusCode::kIo, "id does not match name and version");
+  if (const json::value* t = o.if_contains("uploaded_at_ms"); t && t->is_int64()) {
+    record->uploaded_at_ms = t->get_int64();
+  }
+  auto binary = read_file(meta_path.parent_path() / (record->id + ".wasm"), kMaxModuleBytes);
+  if (!binary.is_ok()) return binary.status();
+  auto bytes = std::make_shared<std::vector<uint8_t>>(binary->begin(), binary->end());
+  if (sha256_hex(*bytes) != record->sha256) {
+    return Status(StatusCode::kIo, "the binary's sha256 does not match its metadata");
+  }
+  auto info = wasm::inspect_module(*bytes);
+  if (!info.is_ok()) return info.status();
+  record->info = std::move(*info);
+  record->size_bytes = bytes->size();
+  record->binary = std::move(bytes);
+  return std::shared_ptr<const ModuleRecord>(std::move(record));
+}
+
+}  // namespace
+
+json::object module_to_json(const ModuleRecord& r) {
+  json::object memory{{"initial_pages", r.info.memory_initial_pages},
+                      {"initial_bytes", r.info.memory_initial_pages * wasm::kWasmPageSize}};
+  if (r.info.memory_max_pages) memory["max_pages"] = *r.info.memory_max_pages;
+  return json::object{{"module_id", r.id},
+                      {"name", r.name},
+                      {"version", r.version.to_string()},
+                      {"size_bytes", r.size_bytes},
+                      {"sha256", r.sha256},
+                      {"uploaded_at", rfc3339(r.uploaded_at_ms)},
+                      {"uploaded_at_ms", r.uploaded_at_ms},
+                      {"exports", exports_json(r.info)},
+                      {"imports", imports_json(r.info)},
+                      {"memory", std::move(memory)},
+                      {"process_batch", r.info.has_process_batch}};
+}
+
+Result<SemVer> SemVer::parse(std::string_view text) {
+  auto bad = [&](const std::string& why) {
+    return invalid_argument("version \"" + std::string(text) + "\" is not a semantic version " +
+                            "MAJOR.MINOR.PATCH: " + why);
+  };
+  SemVer v;
+  std::string_view core = text;
+  if (size_t plus = core.find('+'); plus != std::string_view::npos) {
+    return bad("build metadata (+...) is not accepted");
+  }
+  if (size_t dash = core.find('-'); dash != std::string_view::npos) {
+    v.pre_release = std::string(core.substr(dash + 1));
+    core = core.substr(0, dash);
+    if (v.pre_release.empty()) return bad("empty pre-release");
+    for (char c : v.pre_release) {
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-')) {
+        return bad("pre-release may contain only letters, digits, '.' and '-'");
+      }
+    }
+  }
+  uint64_t* parts[] = {&v.major, &v.minor, &v.patch};
+  for (int i = 0; i < 3; ++i) {
+    size_t dot = core.find('.');
+    std::string_view piece = i < 2 ? core.substr(0, dot) : core;
+    if ((i < 2 && dot == std::string_view::npos) || !parse_number(piece, parts[i])) {
+      return bad("expected three numbers without leading zeros");
+    }
+    if (i < 2) core = core.substr(dot + 1);
+  }
+  return v;
+}
+
+std::string SemVer::to_string() const {
+  std::string s = std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
+  if (!pre_release.empty()) s += "-" + pre_release;
+  return s;
+}
+
+int SemVer::compare(const SemVer& o) const {
+  if (major != o.major) return major < o.major ? -1 : 1;
+  if (minor != o.minor) return minor < o.minor ? -1 : 1;
+  if (patch != o.patch) return patch < o.patch ? -1 : 1;
+  if (pre_release.empty() || o.pre_release.empty()) {
+    if (pre_release.empty() && o.pre_release.empty()) return 0;
+    return pre_release.empty() ? 1 : -1;
+  }
+  return compare_pre_release(pre_release, o.pre_release);
+}
+
+Status validate_module_name(std::string_view name) {
+  if (name.empty() || name.size() > 128) {
+    return invalid_argument("module name must be 1 to 128 characters long");
+  }
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) {
+      return invalid_argument("module name \"" + std::string(name) +
+                              "\" may contain only letters, digits, '.', '_' and '-'");
+    }
+  }
+  return Status::ok();
+}
+
+std::string sha256_hex(std::span<const uint8_t> data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(length * 2);
+  for (unsigned int i = 0; i < length; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 15];
+  }
+  return out;
+}
+
+Result<std::unique_ptr<ModuleRegistry>> ModuleRegistry::open(const fs::path& dir,
+                                                             std::vector<std::string>* warnings) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Status(StatusCode::kIo, "cannot create " + dir.string() + ": " + ec.message());
+  std::unique_ptr<ModuleRegistry> registry(new ModuleRegistry(dir));
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const fs::path& path = entry.path();
+    if (path.extension() != ".json") continue;
+    auto record = load_record(path);
+    if (!record.is_ok()) {
+      if (warnings) {
+        warnings->push_back("module " + path.stem().string() + " not loaded: " +
+                            record.status().message());
+      }
+      continue;
+    }
+    registry->modules_.emplace((*record)->id, *record);
+  }
+  if (ec) return Status(StatusCode::kIo, "cannot list " + dir.string() + ": " + ec.message());
+  return registry;
+}
+
+Result<std::shared_ptr<const ModuleRecord>> ModuleRegistry::add(
+    std::string_view name, std::string_view version, std::vector<uint8_t> binary,
+    const std::function<Status(std::span<const uint8_t>)>& verify) {
+  if (Status s = validate_module_name(name); !s.is_ok()) return s;
+  auto semver = SemVer::parse(version);
+  if (!semver.is_ok()) return semver.status();
+  if (binary.size() > kMaxModuleBytes) {
+    return Status(StatusCode::kLimitExceeded, "a module may be at most 50 MiB");
+  }
+  auto record = std::make_shared<ModuleRecord>();
+  record->name = std::string(name);
+  record->version = *semver;
+  record->id = record->name + "-v" + semver->to_string();
+  if (find(record->id)) {
+    return Status(StatusCode::kAlreadyExists, "module " + record->id + " already exists");
+  }
+  auto info = wasm::inspect_module(binary);
+  if (!info.is_ok()) return info.status();
+  if (verify) {
+    if (Status s = verify(binary); !s.is_ok()) return s;
+  }
+  record->info = std::move(*info);
+  record->sha256 = sha256_hex(binary);
+  record->size_bytes = binary.size();
+  record->uploaded_at_ms = now_ms();
+  record->binary = std::make_shared<const std::vector<uint8_t>>(std::move(binary));
+
+  std::lock_guard lock(mutex_);
+  if (modules_.count(record->id)) {
+    return Status(StatusCode::kAlreadyExists, "module " + record->id + " already exists");
+  }
+  // The binary first, then the metadata that makes it visible at the next start.
+  const auto* bytes = record->binary.get();
+  if (Status s = write_file_atomically(
+          dir_ / (record->id + ".wasm"),
+          std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()));
+      !s.is_ok()) {
+    return s;
+  }
+  if (Status s = write_file_atomically(dir_ / (record->id + ".json"), metadata_text(*record));
+      !s.is_ok()) {
+    std::error_code ec;
+    fs::remove(dir_ / (record->id + ".wasm"), ec);
+    return s;
+  }
+  modules_.emplace(record->id, record);
+  ++generation_;
+  return std::shared_ptr<const ModuleRecord>(record);
+}
+
+Status ModuleRegistry::remove(std::string_view id) {
+  std::lock_guard lock(mutex_);
+  auto it = modules_.find(id);
+  if (it == modules_.end()) {
+    return Status(StatusCode::kNotFound, "module " + std::string(id) + " does not exist");
+  }
+  // The metadata first: without it the binary is ignored at the next start.
+  std::error_code ec;
+  fs::remove(dir_ / (std::string(id) + ".json"), ec);
+  if (ec) return Status(StatusCode::kIo, "cannot remove module " + std::string(id) + ": " + ec.message());
+  fs::remove(dir_ / (std::string(id) + ".wasm"), ec);
+  modules_.erase(it);
+  ++generation_;
+  return Status::ok();
+}
+
+std::shared_ptr<const ModuleRecord> ModuleRegistry::find(std::string_view id) const {
+  std::lock_guard lock(mutex_);
+  auto it = modules_.find(id);
+  return it == modules_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const ModuleRecord> ModuleRegistry::resolve(std::string_view reference) const {
+  std::lock_guard lock(mutex_);
+  if (auto it = modules_.find(reference); it != modules_.end()) return it->second;
+  std::shared_ptr<const ModuleRecord> newest;
+  for (const auto& [id, record] : modules_) {
+    if (record->name == reference && (!newest || record->version.compare(newest->version) > 0)) {
+      newest = record;
+    }
+  }
+  return newest;
+}
+
+std::vector<std::shared_ptr<const ModuleRecord>> ModuleRegistry::list() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::shared_ptr<const ModuleRecord>> out;
+  for (const auto& [id, record] : modules_) out.push_back(record);
+  return out;
+}
+
+uint64_t ModuleRegistry::generation() const {
+  std::lock_guard lock(mutex_);
+  return generation_;
+}
+
+}  // namespace wasmq::etl

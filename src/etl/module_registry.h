@@ -1,0 +1,105 @@
+// Uploaded modules and their metadata, on disk under `etl.modules_path`:
+//   <id>.wasm  the binary as uploaded
+//   <id>.json  {name, version, sha256, size_bytes, uploaded_at_ms, exports, imports, memory}
+// Ids are "<name>-v<version>". A module reference in a pipeline is either a full id (pinned) or
+// a bare name, which follows the newest version of that name (semver order).
+//
+// Threads: every method may be called from any thread. Records are immutable and shared; a
+// record removed while someone holds it stays valid for them.
+#pragma once
+
+#include <cstdint>
+#include <boost/json/object.hpp>
+#include <filesystem>
+#include <functional>
+#include <span>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "wasm/binary.h"
+
+namespace wasmq::etl {
+
+// A semantic version MAJOR.MINOR.PATCH with an optional pre-release ("1.2.0-rc.1").
+struct SemVer {
+  uint64_t major = 0, minor = 0, patch = 0;
+  std::string pre_release;  // empty: a release, which sorts after its pre-releases
+
+  // kInvalidArgument naming what is wrong.
+  static Result<SemVer> parse(std::string_view text);
+  std::string to_string() const;
+  // Semver precedence (pre-release identifiers compared numerically or as text, per semver 2).
+  int compare(const SemVer& other) const;
+};
+
+struct ModuleRecord {
+  std::string id;  // "<name>-v<version>"
+  std::string name;
+  SemVer version;
+  std::string sha256;  // lower-case hex
+  uint64_t size_bytes = 0;
+  int64_t uploaded_at_ms = 0;
+  wasm::ModuleInfo info;
+  std::shared_ptr<const std::vector<uint8_t>> binary;
+};
+
+// Module names: 1-128 characters of [A-Za-z0-9._-].
+Status validate_module_name(std::string_view name);
+
+// The API's metadata of a module (http-api.md, GET /api/v1/etl/modules/{id}): id, name,
+// version, size_bytes, sha256, uploaded_at (RFC 3339) and uploaded_at_ms, exports, imports,
+// memory (initial and maximum pages), and whether it exports process_batch.
+boost::json::object module_to_json(const ModuleRecord& record);
+
+// Lower-case hex SHA-256 of `data`.
+std::string sha256_hex(std::span<const uint8_t> data);
+
+class ModuleRegistry {
+ public:
+  // Opens (creating) `dir` and loads every module in it. A module whose files are damaged (a
+  // missing binary, a checksum mismatch, metadata that does not parse) is skipped with a line
+  // in `warnings`; it does not stop the broker.
+  static Result<std::unique_ptr<ModuleRegistry>> open(const std::filesystem::path& dir,
+                                                      std::vector<std::string>* warnings);
+
+  // Checks `binary` against the ABI (wasm::inspect_module) and stores it as name-v<version>.
+  // `verify`, when set, runs before anything is written (the engine's full compilation).
+  // Errors: kInvalidArgument (name, version), kInvalidModule (every problem named),
+  // kAlreadyExists (the id exists), kIo.
+  Result<std::shared_ptr<const ModuleRecord>> add(
+      std::string_view name, std::string_view version, std::vector<uint8_t> binary,
+      const std::function<Status(std::span<const uint8_t>)>& verify = {});
+
+  // Removes a module by full id; kNotFound when absent.
+  Status remove(std::string_view id);
+
+  // The module with this full id, or nullptr.
+  std::shared_ptr<const ModuleRecord> find(std::string_view id) const;
+
+  // A pipeline's module reference: the full id when such a module exists, otherwise the newest
+  // version of the bare name; nullptr when neither exists.
+  std::shared_ptr<const ModuleRecord> resolve(std::string_view reference) const;
+
+  // Every module, by id.
+  std::vector<std::shared_ptr<const ModuleRecord>> list() const;
+
+  const std::filesystem::path& dir() const { return dir_; }
+
+  // Changes whenever a module is added or removed (plans derived from the registry compare it).
+  uint64_t generation() const;
+
+ private:
+  explicit ModuleRegistry(std::filesystem::path dir) : dir_(std::move(dir)) {}
+
+  const std::filesystem::path dir_;
+  mutable std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<const ModuleRecord>, std::less<>> modules_;  // guarded
+  uint64_t generation_ = 1;  // guarded by mutex_
+};
+
+}  // namespace wasmq::etl

@@ -1,0 +1,359 @@
+#include "etl/orchestrator.h"
+
+#include <boost/json.hpp>
+#include <random>
+#include <thread>
+
+#include "common/file.h"
+#include "common/log.h"
+
+namespace wasmq::etl {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+PipelineChangeError change_error(StatusCode code, std::string message, std::string field = {}) {
+  return PipelineChangeError{Status(code, std::move(message)), std::move(field)};
+}
+
+// The largest memory limit a pipeline may set: uploads are compiled with it, so that a module
+// is refused only for what no pipeline could allow.
+constexpr uint64_t kMaxMemoryLimitBytes = 4ull << 30;
+
+}  // namespace
+
+Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions options,
+                                                         const json::array& file_pipelines,
+                                                         std::vector<std::string>* warnings) {
+  std::unique_ptr<Orchestrator> o(new Orchestrator(std::move(options)));
+  auto registry = ModuleRegistry::open(o->options_.modules_path, warnings);
+  if (!registry.is_ok()) return registry.status();
+  o->registry_ = std::move(*registry);
+  o->runtime_.defaults = o->options_.defaults;
+  o->runtime_.registry = o->registry_.get();
+
+  for (size_t i = 0; i < file_pipelines.size(); ++i) {
+    const std::string where = "etl.pipelines[" + std::to_string(i) + "]";
+    PipelineSpec spec;
+    if (auto error = parse_pipeline(file_pipelines[i], "pipeline-" + std::to_string(i + 1), &spec)) {
+      return invalid_argument(where + ": " + error->message);
+    }
+    if (o->entries_.count(spec.pipeline_id)) {
+      return invalid_argument(where + ": pipeline_id \"" + spec.pipeline_id +
+                              "\" is used by another pipeline of the file");
+    }
+    auto compiled = compile_pipeline(spec);
+    if (!compiled.is_ok()) return compiled.status().with_context(where);
+    o->compiled_[spec.pipeline_id] = *compiled;
+    o->entries_[spec.pipeline_id] = PipelineEntry{std::move(spec), PipelineOrigin::kFile};
+  }
+
+  std::error_code ec;
+  fs::create_directories(o->options_.pipelines_path, ec);
+  if (ec) {
+    return Status(StatusCode::kIo,
+                  "cannot create " + o->options_.pipelines_path.string() + ": " + ec.message());
+  }
+  for (const auto& file : fs::directory_iterator(o->options_.pipelines_path, ec)) {
+    if (file.path().extension() != ".json") continue;
+    auto skip = [&](const std::string& why) {
+      if (warnings) warnings->push_back("pipeline file " + file.path().string() + " skipped: " + why);
+    };
+    auto text = read_file(file.path(), 16 << 20);
+    if (!text.is_ok()) {
+      skip(text.status().message());
+      continue;
+    }
+    boost::system::error_code jec;
+    json::value doc = json::parse(*text, jec);
+    if (jec) {
+      skip("not JSON: " + jec.message());
+      continue;
+    }
+    PipelineSpec spec;
+    if (auto error = parse_pipeline(doc, file.path().stem().string(), &spec)) {
+      skip(error->message);
+      continue;
+    }
+    if (o->entries_.count(spec.pipeline_id)) {
+      skip("the configuration file defines a pipeline with the same id");
+      continue;
+    }
+    auto compiled = compile_pipeline(spec);
+    if (!compiled.is_ok()) {
+      skip(compiled.status().message());
+      continue;
+    }
+    o->compiled_[spec.pipeline_id] = *compiled;
+    o->entries_[spec.pipeline_id] = PipelineEntry{std::move(spec), PipelineOrigin::kApi};
+  }
+  {
+    std::lock_guard lock(o->mutex_);
+    o->publish_locked();
+  }
+  size_t count = o->options_.workers;
+  if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
+  if (!o->options_.enabled) count = 1;  // uploads are still compiled
+  auto workers = Workers::start(count, o->runtime_);
+  if (!workers.is_ok()) return workers.status();
+  o->workers_ = std::move(*workers);
+  return o;
+}
+
+Orchestrator::~Orchestrator() {
+  workers_.reset();  // runs the queued jobs, then joins
+}
+
+void Orchestrator::publish_locked() {
+  std::vector<std::shared_ptr<const CompiledPipeline>> pipelines;
+  if (options_.enabled) {
+    for (const auto& [id, compiled] : compiled_) pipelines.push_back(compiled);
+  }
+  configuration_.store(std::make_shared<const Configuration>(std::move(pipelines)));
+}
+
+void Orchestrator::upload_module(std::string name, std::string version,
+                                 std::vector<uint8_t> binary, ModuleDone done) {
+  workers_->submit([this, name = std::move(name), version = std::move(version),
+                    binary = std::move(binary), done = std::move(done)](
+                       wasm::Sandbox& sandbox, Executor&) mutable {
+    auto verify = [&](std::span<const uint8_t> bytes) -> Status {
+      wasm::InstanceSettings settings;
+      settings.memory_limit_bytes = kMaxMemoryLimitBytes;
+      auto module = sandbox.load(name, bytes, settings);
+      return module.is_ok() ? Status::ok() : module.status();
+    };
+    auto added = registry_->add(name, version, std::move(binary), verify);
+    if (added.is_ok()) {
+      log::get("etl").info("module {} uploaded ({} bytes, sha256 {})", (*added)->id,
+                           (*added)->size_bytes, (*added)->sha256);
+    }
+    done(std::move(added));
+  });
+}
+
+Status Orchestrator::delete_module(std::string_view id) {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> pinning;
+  for (const auto& [pid, entry] : entries_) {
+    if (!entry.spec.enabled) continue;
+    for (const auto& stage : entry.spec.stages) {
+      for (const auto& module : stage.modules) {
+        if (module.module_id == id) pinning.push_back(pid);
+      }
+    }
+  }
+  if (!pinning.empty()) {
+    std::string list;
+    for (const auto& p : pinning) list += (list.empty() ? "" : ", ") + p;
+    return Status(StatusCode::kConflict, "module " + std::string(id) +
+                                             " is pinned by enabled pipeline(s): " + list);
+  }
+  Status s = registry_->remove(id);
+  if (s.is_ok()) {
+    runtime_.modules.prune(*registry_);
+    log::get("etl").info("module {} deleted", id);
+  }
+  return s;
+}
+
+std::vector<std::string> Orchestrator::used_by(const ModuleRecord& record) const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> out;
+  for (const auto& [pid, entry] : entries_) {
+    bool uses = false;
+    for (const auto& stage : entry.spec.stages) {
+      for (const auto& module : stage.modules) {
+        auto resolved = registry_->resolve(module.module_id);
+        if (module.module_id == record.id || (resolved && resolved->id == record.id)) uses = true;
+      }
+    }
+    if (uses) out.push_back(pid);
+  }
+  return out;
+}
+
+std::string Orchestrator::new_pipeline_id_locked() const {
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  while (true) {
+    char id[32];
+    std::snprintf(id, sizeof id, "pipeline-%08llx",
+                  static_cast<unsigned long long>(random() & 0xffffffffull));
+    if (!entries_.count(id)) return id;
+  }
+}
+
+PipelineResult<PipelineSpec> Orchestrator::apply_locked(const json::value& document,
+                                                        std::string_view replacing_id) {
+  if (!document.is_object()) {
+    return change_error(StatusCode::kInvalidArgument, "the pipeline must be a JSON object");
+  }
+  const bool replacing = !replacing_id.empty();
+  PipelineSpec spec;
+  const std::string fallback_id = replacing ? std::string(replacing_id) : new_pipeline_id_locked();
+  if (auto error = parse_pipeline(document, fallback_id, &spec)) {
+    return change_error(StatusCode::kInvalidArgument, error->message, error->field);
+  }
+  if (replacing && spec.pipeline_id != replacing_id) {
+    return change_error(StatusCode::kInvalidArgument,
+                        "pipeline_id: \"" + spec.pipeline_id + "\" does not match the path's \"" +
+                            std::string(replacing_id) + "\"",
+                        "pipeline_id");
+  }
+  auto existing = entries_.find(spec.pipeline_id);
+  if (!replacing && existing != entries_.end()) {
+    return change_error(StatusCode::kAlreadyExists,
+                        "pipeline \"" + spec.pipeline_id + "\" already exists", "pipeline_id");
+  }
+  if (replacing && existing == entries_.end()) {
+    return change_error(StatusCode::kNotFound, "pipeline \"" + spec.pipeline_id + "\" does not exist");
+  }
+  if (existing != entries_.end() && existing->second.origin == PipelineOrigin::kFile) {
+    return change_error(StatusCode::kConflict,
+                        "pipeline \"" + spec.pipeline_id +
+                            "\" is defined in the configuration file: change it there and reload");
+  }
+  if (!replacing && entries_.size() >= options_.max_pipelines) {
+    return change_error(StatusCode::kConflict,
+                        "at most " + std::to_string(options_.max_pipelines) +
+                            " pipelines (etl_management.max_pipelines_per_broker)");
+  }
+  auto compiled = compile_pipeline(spec);
+  if (!compiled.is_ok()) {
+    return change_error(StatusCode::kInvalidArgument, compiled.status().message());
+  }
+  const std::string text = json::serialize(pipeline_to_json(spec));
+  if (Status s = write_file_atomically(options_.pipelines_path / (spec.pipeline_id + ".json"), text);
+      !s.is_ok()) {
+    return change_error(s.code(), s.message());
+  }
+  compiled_[spec.pipeline_id] = *compiled;
+  entries_[spec.pipeline_id] = PipelineEntry{spec, PipelineOrigin::kApi};
+  publish_locked();
+  log::get("etl").info("pipeline {} {}", spec.pipeline_id, replacing ? "updated" : "created");
+  return spec;
+}
+
+PipelineResult<PipelineSpec> Orchestrator::create_pipeline(const json::value& document) {
+  std::lock_guard lock(mutex_);
+  return apply_locked(document, {});
+}
+
+PipelineResult<PipelineSpec> Orchestrator::replace_pipeline(std::string_view id,
+                                                            const json::value& document) {
+  std::lock_guard lock(mutex_);
+  if (!entries_.count(id)) {
+    return change_error(StatusCode::kNotFound, "pipeline \"" + std::string(id) + "\" does not exist");
+  }
+  if (document.is_object() && !document.get_object().contains("pipeline_id")) {
+    json::value with_id = document;
+    with_id.get_object()["pipeline_id"] = id;
+    return apply_locked(with_id, id);
+  }
+  return apply_locked(document, id);
+}
+
+PipelineResult<PipelineSpec> Orchestrator::patch_pipeline(std::string_view id,
+                                                          const json::value& patch) {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) {
+    return change_error(StatusCode::kNotFound, "pipeline \"" + std::string(id) + "\" does not exist");
+  }
+  if (!patch.is_object()) {
+    return change_error(StatusCode::kInvalidArgument, "a merge patch must be a JSON object");
+  }
+  json::value document = pipeline_to_json(it->second.spec);
+  merge_patch(document, patch);
+  return apply_locked(document, id);
+}
+
+PipelineResult<PipelineSpec> Orchestrator::set_enabled(std::string_view id, bool enabled) {
+  json::object patch{{"enabled", enabled}};
+  return patch_pipeline(id, patch);
+}
+
+Status Orchestrator::delete_pipeline(std::string_view id) {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) {
+    return Status(StatusCode::kNotFound, "pipeline \"" + std::string(id) + "\" does not exist");
+  }
+  if (it->second.origin == PipelineOrigin::kFile) {
+    return Status(StatusCode::kConflict, "pipeline \"" + std::string(id) +
+                                             "\" is defined in the configuration file: change it "
+                                             "there and reload");
+  }
+  std::error_code ec;
+  fs::remove(options_.pipelines_path / (std::string(id) + ".json"), ec);
+  if (ec) return Status(StatusCode::kIo, "cannot remove pipeline " + std::string(id) + ": " + ec.message());
+  entries_.erase(it);
+  compiled_.erase(std::string(id));
+  publish_locked();
+  log::get("etl").info("pipeline {} deleted", id);
+  return Status::ok();
+}
+
+std::vector<PipelineEntry> Orchestrator::pipelines() const {
+  std::lock_guard lock(mutex_);
+  std::vector<PipelineEntry> out;
+  for (const auto& [id, entry] : entries_) out.push_back(entry);
+  return out;
+}
+
+std::optional<PipelineEntry> Orchestrator::find_pipeline(std::string_view id) const {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return std::nullopt;
+  return it->second;
+}
+
+void Orchestrator::process(std::shared_ptr<const Configuration> configuration,
+                           std::shared_ptr<const TopicPlan> plan, std::string topic,
+                           std::vector<InputMessage> inputs, BatchDone done) {
+  workers_->submit([configuration = std::move(configuration), plan = std::move(plan),
+                    topic = std::move(topic), inputs = std::move(inputs),
+                    done = std::move(done)](wasm::Sandbox&, Executor& executor) mutable {
+    done(executor.run(*plan, topic, std::move(inputs)));
+  });
+}
+
+void Orchestrator::dry_run(std::string_view pipeline_id, std::string topic,
+                           std::vector<InputMessage> inputs, DryRunDone done) {
+  std::shared_ptr<const CompiledPipeline> pipeline;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = compiled_.find(pipeline_id);
+    if (it != compiled_.end()) pipeline = it->second;
+  }
+  if (!pipeline) {
+    done(Status(StatusCode::kNotFound, "pipeline \"" + std::string(pipeline_id) + "\" does not exist"));
+    return;
+  }
+  workers_->submit([pipeline, topic = std::move(topic), inputs = std::move(inputs),
+                    done = std::move(done)](wasm::Sandbox&, Executor& executor) mutable {
+    TopicPlan plan = Configuration::plan_of(*pipeline, topic);
+    Trace trace;
+    BatchResult result = executor.run(plan, topic, std::move(inputs), &trace);
+    // Modules whose topic filters do not match the topic were never considered by the run.
+    for (auto& steps : trace.per_input) {
+      std::vector<TraceStep> skipped;
+      for (const auto& stage : pipeline->stages) {
+        for (const auto& use : stage.modules) {
+          if (use.topics.matches(topic)) continue;
+          TraceStep s;
+          s.pipeline_id = pipeline->spec.pipeline_id;
+          s.stage_priority = stage.spec->priority;
+          s.module_id = use.spec->module_id;
+          s.decided_by = "topic_filters: none matches topic \"" + topic + "\"";
+          skipped.push_back(std::move(s));
+        }
+      }
+      steps.insert(steps.begin(), skipped.begin(), skipped.end());
+    }
+    done(std::make_pair(std::move(result), std::move(trace)));
+  });
+}
+
+}  // namespace wasmq::etl

@@ -1,0 +1,137 @@
+// The ETL service of a broker: the module registry, the pipelines (from the configuration file
+// and from the API, persisted), the compiled configuration they make, the ETL workers, and the
+// entry points the broker and the admin API use.
+//
+// Every pipeline change is checked whole, persisted, and then published as a new Configuration
+// snapshot; a rejected change leaves everything as it was. Work in flight finishes on the
+// snapshot it started with.
+//
+// Threads: every method may be called from any thread. Methods that run WebAssembly or compile
+// modules take a callback and return at once; the callback runs on an ETL worker thread.
+#pragma once
+
+#include <atomic>
+#include <boost/json/array.hpp>
+#include <boost/json/value.hpp>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/status.h"
+#include "etl/executor.h"
+#include "etl/module_registry.h"
+#include "etl/pipeline.h"
+#include "etl/plan.h"
+#include "etl/runtime.h"
+#include "etl/workers.h"
+
+namespace wasmq::etl {
+
+struct OrchestratorOptions {
+  bool enabled = true;
+  EtlDefaults defaults;
+  size_t workers = 0;  // 0: one per hardware thread
+  std::filesystem::path modules_path;
+  std::filesystem::path pipelines_path;
+  uint32_t max_pipelines = 50;
+};
+
+enum class PipelineOrigin { kFile, kApi };
+
+struct PipelineEntry {
+  PipelineSpec spec;
+  PipelineOrigin origin = PipelineOrigin::kApi;
+};
+
+// A rejected pipeline change: the status (kInvalidArgument with `field`, kNotFound,
+// kAlreadyExists, kConflict, kIo) and the JSON path of the bad field, when there is one.
+struct PipelineChangeError {
+  Status status;
+  std::string field;
+};
+
+template <typename T>
+using PipelineResult = std::variant<T, PipelineChangeError>;
+
+class Orchestrator {
+ public:
+  // Loads the modules under options.modules_path, the pipelines of the configuration file
+  // (`file_pipelines`, as cli::Config keeps them) and those persisted under
+  // options.pipelines_path, and starts the workers. A file pipeline that does not parse fails
+  // the start with "etl.pipelines[i]: <field>: <what>"; damaged persisted files are skipped
+  // with a line in `warnings`.
+  static Result<std::unique_ptr<Orchestrator>> open(OrchestratorOptions options,
+                                                    const boost::json::array& file_pipelines,
+                                                    std::vector<std::string>* warnings);
+  ~Orchestrator();
+
+  bool enabled() const { return options_.enabled; }
+  const OrchestratorOptions& options() const { return options_; }
+
+  // --- modules ---
+  using ModuleDone = std::function<void(Result<std::shared_ptr<const ModuleRecord>>)>;
+  // Validates (the ABI checks, then a full compilation on a worker) and stores a module.
+  void upload_module(std::string name, std::string version, std::vector<uint8_t> binary,
+                     ModuleDone done);
+  // Removes a module; kConflict while an enabled pipeline pins it by full id.
+  Status delete_module(std::string_view id);
+  ModuleRegistry& modules() { return *registry_; }
+  // The pipelines whose modules resolve to `record` now, or pin it.
+  std::vector<std::string> used_by(const ModuleRecord& record) const;
+
+  // --- pipelines ---
+  PipelineResult<PipelineSpec> create_pipeline(const boost::json::value& document);
+  PipelineResult<PipelineSpec> replace_pipeline(std::string_view id, const boost::json::value& document);
+  PipelineResult<PipelineSpec> patch_pipeline(std::string_view id, const boost::json::value& patch);
+  Status delete_pipeline(std::string_view id);
+  PipelineResult<PipelineSpec> set_enabled(std::string_view id, bool enabled);
+  std::vector<PipelineEntry> pipelines() const;
+  std::optional<PipelineEntry> find_pipeline(std::string_view id) const;
+
+  // --- running ---
+  // The configuration in force.
+  std::shared_ptr<const Configuration> configuration() const { return configuration_.load(); }
+
+  using BatchDone = std::function<void(BatchResult)>;
+  // Runs `plan` (from `configuration`, which the job keeps alive) on `inputs` on a worker.
+  void process(std::shared_ptr<const Configuration> configuration,
+               std::shared_ptr<const TopicPlan> plan, std::string topic,
+               std::vector<InputMessage> inputs, BatchDone done);
+
+  using DryRunDone = std::function<void(Result<std::pair<BatchResult, Trace>>)>;
+  // Runs one pipeline (enabled or not) on `inputs` as if produced to `topic`, storing nothing.
+  void dry_run(std::string_view pipeline_id, std::string topic, std::vector<InputMessage> inputs,
+               DryRunDone done);
+
+  Runtime& runtime() { return runtime_; }
+  Workers& workers() { return *workers_; }
+
+ private:
+  explicit Orchestrator(OrchestratorOptions options) : options_(std::move(options)) {}
+  // Builds and publishes a configuration from entries_. Caller holds mutex_.
+  void publish_locked();
+  // Checks `document` as the new version of pipeline `id` (empty: a new pipeline) and applies
+  // it: persisted, published. Caller holds mutex_.
+  PipelineResult<PipelineSpec> apply_locked(const boost::json::value& document,
+                                            std::string_view replacing_id);
+  std::string new_pipeline_id_locked() const;
+
+  const OrchestratorOptions options_;
+  Runtime runtime_;
+  std::unique_ptr<ModuleRegistry> registry_;
+  std::unique_ptr<Workers> workers_;
+
+  mutable std::mutex mutex_;  // serialises changes to pipelines
+  std::map<std::string, PipelineEntry, std::less<>> entries_;  // guarded by mutex_
+  std::map<std::string, std::shared_ptr<const CompiledPipeline>, std::less<>> compiled_;  // guarded
+  std::atomic<std::shared_ptr<const Configuration>> configuration_;
+};
+
+}  // namespace wasmq::etl

@@ -1,0 +1,89 @@
+#include "etl/plan.h"
+
+#include <algorithm>
+
+namespace wasmq::etl {
+
+Result<std::shared_ptr<const CompiledPipeline>> compile_pipeline(PipelineSpec spec) {
+  auto pipeline = std::make_shared<CompiledPipeline>();
+  pipeline->spec = std::move(spec);
+  const PipelineSpec& p = pipeline->spec;
+  for (size_t s = 0; s < p.stages.size(); ++s) {
+    CompiledStage stage;
+    stage.spec = &p.stages[s];
+    for (size_t m = 0; m < stage.spec->modules.size(); ++m) {
+      const ModuleSpec& module = stage.spec->modules[m];
+      const std::string where = "stages[" + std::to_string(s) + "].modules[" + std::to_string(m) + "]";
+      auto topics = TopicMatcher::compile(module.topic_filters);
+      if (!topics.is_ok()) return topics.status().with_context(where);
+      auto rules = RuleSet::compile(module.conditional_rules);
+      if (!rules.is_ok()) return rules.status().with_context(where);
+      ModuleUse use;
+      use.spec = &module;
+      use.topics = std::move(*topics);
+      use.rules = std::move(*rules);
+      use.index = m;
+      use.key = p.pipeline_id + "/" + std::to_string(stage.spec->priority) + "/" + std::to_string(m);
+      stage.modules.push_back(std::move(use));
+    }
+    pipeline->stages.push_back(std::move(stage));
+  }
+  std::vector<TopicFilterSpec> outputs;
+  for (const auto& pattern : p.allowed_output_topics) {
+    outputs.push_back({FilterType::kWildcard, pattern, true, false});
+  }
+  auto allowed = TopicMatcher::compile(outputs);
+  if (!allowed.is_ok()) return allowed.status().with_context("allowed_output_topics");
+  pipeline->allowed_outputs = std::move(*allowed);
+  return std::shared_ptr<const CompiledPipeline>(std::move(pipeline));
+}
+
+Configuration::Configuration(std::vector<std::shared_ptr<const CompiledPipeline>> pipelines)
+    : pipelines_(std::move(pipelines)) {
+  std::sort(pipelines_.begin(), pipelines_.end(), [](const auto& a, const auto& b) {
+    if (a->spec.priority != b->spec.priority) return a->spec.priority < b->spec.priority;
+    return a->spec.pipeline_id < b->spec.pipeline_id;
+  });
+}
+
+TopicPlan Configuration::plan_of(const CompiledPipeline& pipeline, std::string_view topic) {
+  TopicPlan plan;
+  TopicPlan::Pipeline p;
+  p.pipeline = &pipeline;
+  for (const auto& stage : pipeline.stages) {
+    TopicPlan::Stage s;
+    s.stage = &stage;
+    for (const auto& module : stage.modules) {
+      if (module.topics.matches(topic)) s.modules.push_back(&module);
+    }
+    if (!s.modules.empty()) p.stages.push_back(std::move(s));
+  }
+  if (!p.stages.empty()) plan.pipelines.push_back(std::move(p));
+  return plan;
+}
+
+std::shared_ptr<const TopicPlan> Configuration::plan_for(std::string_view topic) const {
+  {
+    std::shared_lock lock(cache_mutex_);
+    auto it = cache_.find(topic);
+    if (it != cache_.end()) return it->second;
+  }
+  auto plan = std::make_shared<TopicPlan>();
+  for (const auto& pipeline : pipelines_) {
+    if (!pipeline->spec.enabled || pipeline->spec.mode != PipelineMode::kInline) continue;
+    TopicPlan one = plan_of(*pipeline, topic);
+    for (auto& p : one.pipelines) plan->pipelines.push_back(std::move(p));
+  }
+  std::unique_lock lock(cache_mutex_);
+  auto [it, inserted] = cache_.emplace(std::string(topic), std::move(plan));
+  return it->second;
+}
+
+std::shared_ptr<const CompiledPipeline> Configuration::find(std::string_view pipeline_id) const {
+  for (const auto& p : pipelines_) {
+    if (p->spec.pipeline_id == pipeline_id) return p;
+  }
+  return nullptr;
+}
+
+}  // namespace wasmq::etl

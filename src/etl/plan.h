@@ -1,0 +1,102 @@
+// A configuration of pipelines compiled for execution, and the per-topic plan derived from it.
+//
+// A Configuration is an immutable snapshot: the enabled inline pipelines in the order they
+// apply (ascending priority, ties by pipeline_id), each with its stages in priority order and
+// every module's topic filters and conditional rules compiled. Changing any pipeline builds a
+// new snapshot; work in flight keeps the one it started with.
+//
+// Which modules can run on a topic depends only on the topic, so plan_for(topic) computes the
+// applicable modules once per topic and caches the plan in the snapshot (pipelines.md, "Which
+// modules run on a message"); a new snapshot starts with an empty cache.
+//
+// Threads: a Configuration is shared by every thread; plan_for() is safe from any number of
+// threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "etl/match.h"
+#include "etl/pipeline.h"
+
+namespace wasmq::etl {
+
+// One module of a stage, compiled.
+struct ModuleUse {
+  const ModuleSpec* spec = nullptr;
+  TopicMatcher topics;
+  RuleSet rules;
+  size_t index = 0;  // position in its stage
+  // "<pipeline_id>/<stage priority>/<index>": keys breakers, caches and figures.
+  std::string key;
+};
+
+struct CompiledStage {
+  const StageSpec* spec = nullptr;
+  std::vector<ModuleUse> modules;
+};
+
+struct CompiledPipeline {
+  PipelineSpec spec;
+  std::vector<CompiledStage> stages;
+  TopicMatcher allowed_outputs;  // Wildcard filters of spec.allowed_output_topics
+};
+
+// Compiles one pipeline; kInvalidArgument naming the field (as parse_pipeline does) when a
+// pattern does not compile.
+Result<std::shared_ptr<const CompiledPipeline>> compile_pipeline(PipelineSpec spec);
+
+// The modules that can run on one topic.
+struct TopicPlan {
+  struct Stage {
+    const CompiledStage* stage = nullptr;
+    std::vector<const ModuleUse*> modules;  // whose topic filters match, in listed order
+  };
+  struct Pipeline {
+    const CompiledPipeline* pipeline = nullptr;
+    std::vector<Stage> stages;  // only stages with at least one module
+  };
+  std::vector<Pipeline> pipelines;  // only pipelines with at least one stage
+
+  bool empty() const { return pipelines.empty(); }
+};
+
+class Configuration {
+ public:
+  // `pipelines` in any order; disabled and stream pipelines are kept (for lookups) but take no
+  // part in plans.
+  explicit Configuration(std::vector<std::shared_ptr<const CompiledPipeline>> pipelines);
+
+  // The plan for `topic`, cached. It points into this snapshot: valid while it lives.
+  std::shared_ptr<const TopicPlan> plan_for(std::string_view topic) const;
+
+  // Every pipeline of the snapshot, in application order.
+  const std::vector<std::shared_ptr<const CompiledPipeline>>& pipelines() const {
+    return pipelines_;
+  }
+  // A pipeline by id, or nullptr.
+  std::shared_ptr<const CompiledPipeline> find(std::string_view pipeline_id) const;
+
+  // A plan for one pipeline alone, whether enabled or not (dry runs).
+  static TopicPlan plan_of(const CompiledPipeline& pipeline, std::string_view topic);
+
+ private:
+  std::vector<std::shared_ptr<const CompiledPipeline>> pipelines_;
+  mutable std::shared_mutex cache_mutex_;
+  struct TopicHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view topic) const { return std::hash<std::string_view>()(topic); }
+  };
+  mutable std::unordered_map<std::string, std::shared_ptr<const TopicPlan>, TopicHash,
+                             std::equal_to<>>
+      cache_;  // guarded by cache_mutex_
+};
+
+}  // namespace wasmq::etl

@@ -1,0 +1,172 @@
+#include "etl/runtime.h"
+
+#include "common/bincode.h"
+
+namespace wasmq::etl {
+
+Result<std::shared_ptr<const wasm::Module>> ModuleCache::get(const ModuleRecord& record,
+                                                             const wasm::InstanceSettings& settings,
+                                                             wasm::Sandbox& sandbox) {
+  // The time limit is passed per call, so it is not part of the key.
+  std::string key = record.id + '\0' + std::to_string(settings.memory_limit_bytes) + '\0' +
+                    std::to_string(settings.max_output_bytes) + '\0' + settings.config_json;
+  std::shared_ptr<Entry> entry;
+  bool compile = false;
+  {
+    std::unique_lock lock(mutex_);
+    auto& slot = entries_[key];
+    if (!slot) {
+      slot = std::make_shared<Entry>();
+      compile = true;
+    }
+    entry = slot;
+    if (!compile) {
+      compiled_.wait(lock, [&] { return entry->ready; });
+      if (entry->module) return entry->module;
+      return entry->error;
+    }
+  }
+  auto loaded = sandbox.load(record.id, *record.binary, settings);
+  std::lock_guard lock(mutex_);
+  entry->ready = true;
+  if (loaded.is_ok()) {
+    entry->module = *loaded;
+  } else {
+    entry->error = loaded.status();
+    entries_.erase(key);  // a later call may try again (the failure is reported to this one)
+  }
+  compiled_.notify_all();
+  if (entry->module) return entry->module;
+  return entry->error;
+}
+
+void ModuleCache::prune(const ModuleRegistry& registry) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(entries_, [&](const auto& e) {
+    return e.second->ready && e.second->module && !registry.find(e.second->module->id());
+  });
+}
+
+size_t ModuleCache::size() const {
+  std::lock_guard lock(mutex_);
+  return entries_.size();
+}
+
+CircuitBreakers::Admission CircuitBreakers::admit(const std::string& key,
+                                                  std::chrono::steady_clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  auto it = breakers_.find(key);
+  if (it == breakers_.end() || !it->second.open) return Admission::kClosed;
+  Breaker& b = it->second;
+  if (now < b.open_until || b.trial_running) return Admission::kOpen;
+  b.trial_running = true;
+  return Admission::kTrial;
+}
+
+void CircuitBreakers::record(const std::string& key, bool success, uint32_t threshold,
+                             std::chrono::milliseconds open_for,
+                             std::chrono::steady_clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  Breaker& b = breakers_[key];
+  if (success) {
+    b = Breaker{};
+    return;
+  }
+  ++b.consecutive_failures;
+  if (b.trial_running || b.consecutive_failures >= threshold) {
+    b.open = true;
+    b.trial_running = false;
+    b.open_until = now + open_for;
+  }
+}
+
+bool CircuitBreakers::is_open(const std::string& key,
+                              std::chrono::steady_clock::time_point now) const {
+  std::lock_guard lock(mutex_);
+  auto it = breakers_.find(key);
+  return it != breakers_.end() && it->second.open && now < it->second.open_until;
+}
+
+std::string ResultCache::key_for(std::string_view module_id, const Message& message) {
+  std::string key(module_id);
+  key += '\0';
+  size_t offset = key.size();
+  key.resize(offset + bincode::encoded_size(message));
+  bincode::encode(message, reinterpret_cast<uint8_t*>(key.data() + offset));
+  return key;
+}
+
+std::optional<ProcessResult> ResultCache::find(const std::string& key,
+                                               std::chrono::steady_clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  auto it = index_.find(key);
+  if (it == index_.end() || it->second->expires <= now) {
+    if (it != index_.end()) {
+      bytes_ -= it->second->bytes;
+      lru_.erase(it->second);
+      index_.erase(it);
+    }
+    ++misses_;
+    return std::nullopt;
+  }
+  lru_.splice(lru_.begin(), lru_, it->second);
+  ++hits_;
+  return it->second->result;
+}
+
+void ResultCache::insert(std::string key, ProcessResult result, std::chrono::seconds ttl,
+                         std::chrono::steady_clock::time_point now) {
+  size_t bytes = key.size() + bincode::encoded_size(result);
+  if (bytes > max_bytes_) return;
+  std::lock_guard lock(mutex_);
+  if (auto it = index_.find(key); it != index_.end()) {
+    bytes_ -= it->second->bytes;
+    lru_.erase(it->second);
+    index_.erase(it);
+  }
+  lru_.push_front(Entry{std::move(key), std::move(result), now + ttl, bytes});
+  index_.emplace(lru_.front().key, lru_.begin());
+  bytes_ += bytes;
+  evict_locked();
+}
+
+void ResultCache::evict_locked() {
+  while (!lru_.empty() && (lru_.size() > max_entries_ || bytes_ > max_bytes_)) {
+    index_.erase(lru_.back().key);
+    bytes_ -= lru_.back().bytes;
+    lru_.pop_back();
+  }
+}
+
+ConcurrencyLimits::Permit::~Permit() {
+  if (limits_) limits_->release(key_);
+}
+
+ConcurrencyLimits::Permit ConcurrencyLimits::acquire(const std::string& key, uint32_t per_module,
+                                                     uint32_t total) {
+  std::unique_lock lock(mutex_);
+  released_.wait(lock, [&] {
+    auto it = running_.find(key);
+    uint32_t mine = it == running_.end() ? 0 : it->second;
+    return mine < std::max<uint32_t>(per_module, 1) && total_running_ < std::max<uint32_t>(total, 1);
+  });
+  ++running_[key];
+  ++total_running_;
+  return Permit(this, key);
+}
+
+void ConcurrencyLimits::release(const std::string& key) {
+  {
+    std::lock_guard lock(mutex_);
+    if (--running_[key] == 0) running_.erase(key);
+    --total_running_;
+  }
+  released_.notify_all();
+}
+
+uint32_t ConcurrencyLimits::running() const {
+  std::lock_guard lock(mutex_);
+  return total_running_;
+}
+
+}  // namespace wasmq::etl

@@ -1,0 +1,160 @@
+// State the ETL workers share while running pipelines: compiled modules per instance settings,
+// circuit breakers, module result caches, per-module concurrency bounds, and the [etl] defaults.
+//
+// Threads: every class here is safe to use from any number of threads at once.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "common/message.h"
+#include "common/status.h"
+#include "etl/module_registry.h"
+#include "wasm/sandbox.h"
+
+namespace wasmq::etl {
+
+// The [etl] settings the executor applies where a pipeline does not say otherwise.
+struct EtlDefaults {
+  uint64_t memory_limit_bytes = 64ull << 20;
+  uint64_t execution_timeout_ms = 5000;
+  uint64_t max_output_bytes = 16ull << 20;
+  uint32_t max_batch_size = 256;
+  uint32_t max_concurrent_executions = 100;
+  bool enable_error_topic = true;
+  std::string error_topic_prefix = "etl-errors";
+  uint64_t max_error_message_size = 1 << 20;
+};
+
+// Modules compiled for given instance settings (memory limit, output limit, init config): one
+// compilation per distinct combination, shared by every worker. Compilation happens on the
+// calling worker's sandbox, once; concurrent requests for the same key wait for it.
+class ModuleCache {
+ public:
+  Result<std::shared_ptr<const wasm::Module>> get(const ModuleRecord& record,
+                                                  const wasm::InstanceSettings& settings,
+                                                  wasm::Sandbox& sandbox);
+  // Drops compiled modules of records no longer in `registry`.
+  void prune(const ModuleRegistry& registry);
+  size_t size() const;
+
+ private:
+  struct Entry {
+    std::shared_ptr<const wasm::Module> module;
+    Status error;
+    bool ready = false;
+  };
+  mutable std::mutex mutex_;
+  std::condition_variable compiled_;
+  std::map<std::string, std::shared_ptr<Entry>> entries_;  // guarded by mutex_
+};
+
+// Per-module circuit breakers (pipelines.md, "Circuit breaker"), keyed by ModuleUse::key.
+class CircuitBreakers {
+ public:
+  enum class Admission { kClosed, kTrial, kOpen };
+  // Whether a call may go ahead now: kClosed (normal), kTrial (the one half-open call: report
+  // its outcome), kOpen (refused).
+  Admission admit(const std::string& key, std::chrono::steady_clock::time_point now);
+  // Reports one message's outcome; opens the breaker after `threshold` consecutive failures,
+  // or at once after a failed trial.
+  void record(const std::string& key, bool success, uint32_t threshold,
+              std::chrono::milliseconds open_for, std::chrono::steady_clock::time_point now);
+  bool is_open(const std::string& key, std::chrono::steady_clock::time_point now) const;
+
+ private:
+  struct Breaker {
+    uint32_t consecutive_failures = 0;
+    std::chrono::steady_clock::time_point open_until{};
+    bool open = false;
+    bool trial_running = false;
+  };
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, Breaker> breakers_;  // guarded by mutex_
+};
+
+// Module results by (module id, exact encoded input), with a TTL, bounded in entries and bytes,
+// least recently used evicted first (pipelines.md, "Module result caching").
+class ResultCache {
+ public:
+  explicit ResultCache(size_t max_entries = 10'000, size_t max_bytes = 64 << 20)
+      : max_entries_(max_entries), max_bytes_(max_bytes) {}
+
+  // The cached result, if present and fresh.
+  std::optional<ProcessResult> find(const std::string& key, std::chrono::steady_clock::time_point now);
+  void insert(std::string key, ProcessResult result, std::chrono::seconds ttl,
+              std::chrono::steady_clock::time_point now);
+
+  uint64_t hits() const { return hits_; }
+  uint64_t misses() const { return misses_; }
+
+  // The key of `message` for module `module_id`.
+  static std::string key_for(std::string_view module_id, const Message& message);
+
+ private:
+  struct Entry {
+    std::string key;
+    ProcessResult result;
+    std::chrono::steady_clock::time_point expires;
+    size_t bytes;
+  };
+  void evict_locked();
+
+  const size_t max_entries_, max_bytes_;
+  std::mutex mutex_;
+  std::list<Entry> lru_;  // most recent first; guarded by mutex_
+  std::unordered_map<std::string_view, std::list<Entry>::iterator> index_;  // guarded by mutex_
+  size_t bytes_ = 0;                                                          // guarded by mutex_
+  std::atomic<uint64_t> hits_{0}, misses_{0};
+};
+
+// Bounds how many calls of one module run at once (max_concurrent_instances) and of all
+// modules (max_concurrent_executions). A Permit is held for one call.
+class ConcurrencyLimits {
+ public:
+  class Permit {
+   public:
+    Permit() = default;
+    Permit(ConcurrencyLimits* limits, std::string key) : limits_(limits), key_(std::move(key)) {}
+    Permit(Permit&& o) noexcept : limits_(o.limits_), key_(std::move(o.key_)) { o.limits_ = nullptr; }
+    Permit& operator=(Permit&&) = delete;
+    ~Permit();
+
+   private:
+    ConcurrencyLimits* limits_ = nullptr;
+    std::string key_;
+  };
+
+  // Waits until fewer than `per_module` calls of `key` and fewer than `total` calls overall run.
+  Permit acquire(const std::string& key, uint32_t per_module, uint32_t total);
+  uint32_t running() const;
+
+ private:
+  void release(const std::string& key);
+  mutable std::mutex mutex_;
+  std::condition_variable released_;
+  std::unordered_map<std::string, uint32_t> running_;  // guarded by mutex_
+  uint32_t total_running_ = 0;                          // guarded by mutex_
+};
+
+// What every worker shares.
+struct Runtime {
+  EtlDefaults defaults;
+  ModuleRegistry* registry = nullptr;
+  ModuleCache modules;
+  CircuitBreakers breakers;
+  ResultCache results;
+  ConcurrencyLimits limits;
+};
+
+}  // namespace wasmq::etl
