@@ -2,13 +2,15 @@
 
 #include <algorithm>
 
+#include "common/log.h"
+
 namespace wasmq::broker {
 
-Broker::Broker(storage::TopicStore& store, BrokerOptions options)
-    : store_(store), options_(options) {}
+Broker::Broker(storage::TopicStore& store, BrokerOptions options, etl::Orchestrator* etl)
+    : store_(store), options_(options), etl_(etl) {}
 
-Result<std::vector<ProduceOutcome>> Broker::produce(std::string_view topic_name,
-                                                    std::vector<ProduceRecord> records) {
+Result<std::shared_ptr<storage::Topic>> Broker::check(std::string_view topic_name,
+                                                      const std::vector<ProduceRecord>& records) {
   if (Status s = storage::validate_topic_name(topic_name); !s.is_ok()) return s;
   if (records.empty()) return invalid_argument("no messages to produce");
   std::shared_ptr<storage::Topic> topic = store_.find(topic_name);
@@ -30,32 +32,145 @@ Result<std::vector<ProduceOutcome>> Broker::produce(std::string_view topic_name,
                               " partition" + (partitions == 1 ? "" : "s") + ")");
     }
   }
+  return topic;
+}
 
-  // Group by partition, keeping input order within each.
-  std::vector<uint32_t> target(records.size());
-  std::vector<std::vector<size_t>> by_partition(partitions);
-  for (size_t i = 0; i < records.size(); ++i) {
-    target[i] = records[i].partition ? *records[i].partition
-                                     : topic->choose_partition(records[i].message.key);
-    by_partition[target[i]].push_back(i);
+Result<std::shared_ptr<storage::Topic>> Broker::target_topic(const std::string& name,
+                                                             bool always_create) {
+  if (auto topic = store_.find(name)) return topic;
+  if (!always_create && !options_.auto_create_topics) {
+    return Status(StatusCode::kNotFound,
+                  "topic \"" + name + "\" does not exist (auto_create_topics is off)");
   }
-  std::vector<ProduceOutcome> outcomes(records.size());
-  std::vector<Message> batch;
-  for (uint32_t p = 0; p < partitions; ++p) {
-    if (by_partition[p].empty()) continue;
-    batch.clear();
-    for (size_t i : by_partition[p]) batch.push_back(std::move(records[i].message));
-    auto appended = topic->partition(p).append(batch);
-    for (size_t k = 0; k < by_partition[p].size(); ++k) {
-      ProduceOutcome& out = outcomes[by_partition[p][k]];
-      if (appended.is_ok()) {
-        out.records.push_back({topic->name(), p, appended->base_offset + static_cast<int64_t>(k)});
-      } else {
-        out.kind = ProduceOutcome::Kind::kFailed;
-        out.error = appended.status().message();
+  return store_.find_or_create(name);
+}
+
+void Broker::store(std::vector<Placement> placements, std::vector<ProduceOutcome>& outcomes) {
+  // Group by topic and partition, keeping order within each.
+  struct Target {
+    std::shared_ptr<storage::Topic> topic;
+    std::vector<std::vector<size_t>> by_partition;
+  };
+  std::map<std::string, Target, std::less<>> targets;
+  auto fail = [&](size_t input, const std::string& error) {
+    ProduceOutcome& out = outcomes[input];
+    out.kind = ProduceOutcome::Kind::kFailed;
+    if (out.error.empty()) out.error = error;
+  };
+  for (size_t i = 0; i < placements.size(); ++i) {
+    Placement& p = placements[i];
+    auto it = targets.find(p.topic);
+    if (it == targets.end()) {
+      auto topic = target_topic(p.topic, p.dead_letter);
+      if (!topic.is_ok()) {
+        fail(p.input, topic.status().message());
+        continue;
       }
+      Target t;
+      t.topic = *topic;
+      t.by_partition.resize(t.topic->partition_count());
+      it = targets.emplace(p.topic, std::move(t)).first;
     }
-    if (appended.is_ok()) notify(topic->name(), p);
+    Target& t = it->second;
+    uint32_t partition = p.partition && *p.partition < t.topic->partition_count()
+                             ? *p.partition
+                             : t.topic->choose_partition(p.message.key);
+    t.by_partition[partition].push_back(i);
+  }
+  std::vector<Message> batch;
+  for (auto& [name, t] : targets) {
+    for (uint32_t partition = 0; partition < t.by_partition.size(); ++partition) {
+      const auto& members = t.by_partition[partition];
+      if (members.empty()) continue;
+      batch.clear();
+      for (size_t i : members) batch.push_back(std::move(placements[i].message));
+      auto appended = t.topic->partition(partition).append(batch);
+      for (size_t k = 0; k < members.size(); ++k) {
+        const Placement& p = placements[members[k]];
+        if (appended.is_ok()) {
+          outcomes[p.input].records.push_back(
+              {t.topic->name(), partition, appended->base_offset + static_cast<int64_t>(k)});
+        } else {
+          fail(p.input, appended.status().message());
+        }
+      }
+      if (appended.is_ok()) notify(t.topic->name(), partition);
+    }
+  }
+}
+
+Result<std::vector<ProduceOutcome>> Broker::produce(std::string_view topic_name,
+                                                    std::vector<ProduceRecord> records) {
+  auto topic = check(topic_name, records);
+  if (!topic.is_ok()) return topic.status();
+  std::vector<ProduceOutcome> outcomes(records.size());
+  std::vector<Placement> placements(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    placements[i].input = i;
+    placements[i].topic = (*topic)->name();
+    placements[i].partition = records[i].partition;
+    placements[i].message = std::move(records[i].message);
+  }
+  store(std::move(placements), outcomes);
+  return outcomes;
+}
+
+std::optional<Result<std::vector<ProduceOutcome>>> Broker::produce(
+    std::string topic_name, std::vector<ProduceRecord> records, ProduceDone done) {
+  if (!etl_) return produce(topic_name, std::move(records));
+  auto configuration = etl_->configuration();
+  auto plan = configuration->plan_for(topic_name);
+  if (plan->empty()) return produce(topic_name, std::move(records));
+  auto topic = check(topic_name, records);
+  if (!topic.is_ok()) return Result<std::vector<ProduceOutcome>>(topic.status());
+  std::vector<etl::InputMessage> inputs(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    inputs[i].message = std::move(records[i].message);
+    inputs[i].partition = records[i].partition;
+  }
+  etl_->process(std::move(configuration), std::move(plan), topic_name, std::move(inputs),
+                [this, topic_name, done = std::move(done)](etl::BatchResult result) {
+                  done(store_etl_result(topic_name, std::move(result)));
+                });
+  return std::nullopt;
+}
+
+std::vector<ProduceOutcome> Broker::store_etl_result(const std::string& topic,
+                                                     etl::BatchResult result) {
+  std::vector<ProduceOutcome> outcomes(result.outcomes.size());
+  std::vector<Placement> placements;
+  for (size_t i = 0; i < result.outcomes.size(); ++i) {
+    etl::InputOutcome& in = result.outcomes[i];
+    ProduceOutcome& out = outcomes[i];
+    switch (in.kind) {
+      case etl::InputOutcome::Kind::kPass: out.kind = ProduceOutcome::Kind::kStored; break;
+      case etl::InputOutcome::Kind::kFiltered: out.kind = ProduceOutcome::Kind::kFiltered; break;
+      case etl::InputOutcome::Kind::kDeadLettered:
+        out.kind = ProduceOutcome::Kind::kDeadLettered;
+        out.error = in.error;
+        break;
+    }
+    out.pipeline_id = std::move(in.pipeline_id);
+    out.module_id = std::move(in.module_id);
+    for (auto& routed : in.outputs) {
+      placements.push_back({i, std::move(routed.topic), routed.partition, std::move(routed.message), false});
+    }
+    for (auto& routed : in.dead_letters) {
+      placements.push_back({i, std::move(routed.topic), std::nullopt, std::move(routed.message), true});
+    }
+  }
+  store(std::move(placements), outcomes);
+  // Error records answer for no input: a failure to write them is logged, not reported.
+  if (!result.error_records.empty()) {
+    std::vector<ProduceOutcome> ignored(1);
+    std::vector<Placement> records;
+    for (auto& r : result.error_records) {
+      records.push_back({0, std::move(r.topic), std::nullopt, std::move(r.message), true});
+    }
+    store(std::move(records), ignored);
+    if (ignored[0].kind == ProduceOutcome::Kind::kFailed) {
+      log::get("broker").warn("error records of topic {} not written: {}", topic, ignored[0].error);
+    }
   }
   return outcomes;
 }

@@ -1,5 +1,7 @@
-// The produce/consume service: what the data API does, without HTTP. Later the ETL pipelines
-// run here, between a produce request and storage.
+// The produce/consume service: what the data API does, without HTTP. The inline ETL pipelines
+// run here, between a produce request and storage: a request whose topic has pipelines goes to
+// the ETL workers, and what they decide (outputs, routed outputs, dead letters, error records)
+// is stored from the worker thread before the request is answered.
 //
 // Threads: every method may be called from any thread (typically the I/O threads). Storage calls
 // block for disk I/O (and fsync with FsyncPolicy::kAlways).
@@ -17,6 +19,7 @@
 
 #include "common/message.h"
 #include "common/status.h"
+#include "etl/orchestrator.h"
 #include "storage/topic_store.h"
 
 namespace wasmq::broker {
@@ -38,12 +41,21 @@ struct StoredRecord {
   int64_t offset = 0;
 };
 
-// The outcome for one input message, in input order.
+// The outcome for one input message, in input order (http-api.md, produce).
 struct ProduceOutcome {
-  enum class Kind { kStored, kFailed } kind = Kind::kStored;
+  enum class Kind {
+    kStored,        // `records`: every record written for it (routed and split ones included)
+    kFiltered,      // a module dropped it: `pipeline_id`, `module_id`
+    kDeadLettered,  // `records` in the dead-letter topic; `error` says why
+    kFailed,        // nothing reliable was stored; `error` says why; the producer may retry
+  } kind = Kind::kStored;
   std::vector<StoredRecord> records;
   std::string error;
+  std::string pipeline_id;
+  std::string module_id;
 };
+
+using ProduceDone = std::function<void(Result<std::vector<ProduceOutcome>>)>;
 
 struct ConsumeRequest {
   uint32_t partition = 0;
@@ -54,13 +66,22 @@ struct ConsumeRequest {
 
 class Broker {
  public:
-  Broker(storage::TopicStore& store, BrokerOptions options);
+  // `etl` (may be null: no pipelines) must outlive the broker.
+  Broker(storage::TopicStore& store, BrokerOptions options, etl::Orchestrator* etl = nullptr);
 
-  // Stores the records of one request. The whole request is checked first (topic name, partition
-  // numbers): a bad request is refused with kInvalidArgument/kNotFound and nothing is stored.
-  // Records for the same partition are appended as one batch, in input order.
+  // Stores the records of one request, without ETL. The whole request is checked first (topic
+  // name, partition numbers): a bad request is refused with kInvalidArgument/kNotFound and
+  // nothing is stored. Records for the same partition are appended as one batch, in input order.
   Result<std::vector<ProduceOutcome>> produce(std::string_view topic,
                                               std::vector<ProduceRecord> records);
+
+  // Produces through the topic's inline pipelines. When no pipeline applies to the topic (or the
+  // request is refused), the work is done on this thread and the result returned; otherwise it
+  // returns nullopt and `done` is called once, from an ETL worker thread, after the outputs are
+  // stored.
+  std::optional<Result<std::vector<ProduceOutcome>>> produce(std::string topic,
+                                                             std::vector<ProduceRecord> records,
+                                                             ProduceDone done);
 
   // Reads from one partition; kNotFound for an unknown topic or partition or an offset out of
   // range (the message names the valid range).
@@ -75,12 +96,34 @@ class Broker {
   bool cancel_wait(uint64_t id);
 
   storage::TopicStore& store() { return store_; }
+  etl::Orchestrator* etl() { return etl_; }
 
  private:
+  // A message to append, and which input it answers for.
+  struct Placement {
+    size_t input = 0;
+    std::string topic;
+    std::optional<uint32_t> partition;
+    Message message;
+    bool dead_letter = false;
+  };
+
+  // The checks of a request: the topic (created when allowed) and the partitions.
+  Result<std::shared_ptr<storage::Topic>> check(std::string_view topic,
+                                                const std::vector<ProduceRecord>& records);
+  // A topic for outputs, dead letters or error records; created when absent (outputs only when
+  // auto_create_topics is on).
+  Result<std::shared_ptr<storage::Topic>> target_topic(const std::string& name, bool always_create);
+  // Appends every placement, one batch per partition in order, and adds each stored record (or
+  // the failure) to the outcome of its input.
+  void store(std::vector<Placement> placements, std::vector<ProduceOutcome>& outcomes);
+  // Turns the ETL workers' result into stored records and outcomes.
+  std::vector<ProduceOutcome> store_etl_result(const std::string& topic, etl::BatchResult result);
   void notify(const std::string& topic, uint32_t partition);
 
   storage::TopicStore& store_;
   const BrokerOptions options_;
+  etl::Orchestrator* const etl_;
 
   struct Waiter {
     std::string topic;

@@ -17,6 +17,7 @@
 #include <sstream>
 #include <variant>
 
+#include "etl/pipeline.h"
 #include "storage/topic_store.h"
 
 namespace wasmq::cli {
@@ -635,6 +636,22 @@ class Loader {
                   std::string(kPipelinesPath) + "[" + std::to_string(first_extra) + "]",
                   "more pipelines than etl_management.max_pipelines_per_broker (" +
                       std::to_string(management.max_pipelines_per_broker) + ")");
+    }
+    // The pipeline documents are checked by the same code as the pipeline API's.
+    std::set<std::string> ids;
+    for (size_t i = 0; i < config_.etl.pipelines.size(); ++i) {
+      const std::string where = std::string(kPipelinesPath) + "[" + std::to_string(i) + "]";
+      const std::string origin = source_ + ":" + std::to_string(config_.etl.pipeline_lines[i]);
+      etl::PipelineSpec spec;
+      if (auto error = etl::parse_pipeline(config_.etl.pipelines[i],
+                                           "pipeline-" + std::to_string(i + 1), &spec)) {
+        return Status(StatusCode::kInvalidArgument, origin + ": " + where + ": " + error->message);
+      }
+      if (!ids.insert(spec.pipeline_id).second) {
+        return Status(StatusCode::kInvalidArgument,
+                      origin + ": " + where + ": pipeline_id \"" + spec.pipeline_id +
+                          "\" is used by another [[etl.pipelines]] table");
+      }
     }
     const auto& security = config_.security;
     if (security.tls_cert.empty() != security.tls_key.empty()) {

@@ -12,9 +12,12 @@
 #include "broker/broker.h"
 #include "cli/config.h"
 #include "common/log.h"
+#include "etl/orchestrator.h"
+#include "http/admin_api.h"
 #include "http/data_api.h"
 #include "http/server.h"
 #include "storage/topic_store.h"
+#include "wasm/engine.h"
 
 namespace wasmq::cli {
 namespace {
@@ -48,6 +51,24 @@ storage::StoreOptions store_options(const Config& config) {
   return o;
 }
 
+etl::OrchestratorOptions etl_options(const Config& config) {
+  etl::OrchestratorOptions o;
+  o.enabled = config.etl.enabled;
+  o.defaults.memory_limit_bytes = config.etl.memory_limit_bytes;
+  o.defaults.execution_timeout_ms = config.etl.execution_timeout_ms;
+  o.defaults.max_output_bytes = config.etl.max_output_bytes;
+  o.defaults.max_batch_size = config.etl.max_batch_size;
+  o.defaults.max_concurrent_executions = config.etl.max_concurrent_executions;
+  o.defaults.enable_error_topic = config.etl.enable_error_topic;
+  o.defaults.error_topic_prefix = config.etl.error_topic_prefix;
+  o.defaults.max_error_message_size = config.etl.max_error_message_size;
+  o.workers = config.etl.workers;
+  o.modules_path = config.etl.modules_path;
+  o.pipelines_path = config.etl_management.pipeline_metadata_path;
+  o.max_pipelines = config.etl_management.max_pipelines_per_broker;
+  return o;
+}
+
 int serve(const std::string& config_path) {
   // Signals are taken by sigwait on this thread: block them before any thread starts, so that
   // every thread inherits the mask.
@@ -69,11 +90,6 @@ int serve(const std::string& config_path) {
   }
   auto& logger = log::get("broker");
   for (const auto& warning : loaded->warnings) logger.warn("{}", warning);
-  if (!config.etl.pipelines.empty()) {
-    logger.warn("{} pipeline(s) in the configuration are not run: this build stores messages "
-                "without ETL",
-                config.etl.pipelines.size());
-  }
 
   std::vector<std::string> repairs;
   auto store = storage::TopicStore::open(store_options(config), &repairs);
@@ -83,33 +99,55 @@ int serve(const std::string& config_path) {
     std::cerr << "error: cannot open storage: " << store.status().message() << "\n";
     return 1;
   }
-  broker::Broker broker(**store, broker::BrokerOptions{config.broker.auto_create_topics});
+  auto fail = [&](const std::string& message) {
+    logger.error("{}", message);
+    std::cerr << "error: " << message << "\n";
+    return 1;
+  };
 
-  auto listen = parse_listen_address(config.broker.listen);
-  if (!listen.is_ok()) {
-    std::cerr << "error: broker.listen: " << listen.status().message() << "\n";
-    return 1;
-  }
-  http::Router router;
-  if (Status s = http::add_data_api(router, broker); !s.is_ok()) {
-    std::cerr << "error: " << s.message() << "\n";
-    return 1;
-  }
-  http::ServerOptions server_options;
-  server_options.host = listen->host;
-  server_options.port = listen->port;
-  server_options.io_threads = config.broker.io_threads;
-  server_options.max_body_bytes = config.http.max_body_bytes;
-  server_options.name = "data-api";
-  http::Server data_api(server_options, std::move(router));
+  if (Status s = wasm::initialize_engine(); !s.is_ok()) return fail(s.message());
+  std::vector<std::string> etl_warnings;
+  auto etl = etl::Orchestrator::open(etl_options(config), config.etl.pipelines, &etl_warnings);
+  for (const auto& warning : etl_warnings) log::get("etl").warn("{}", warning);
+  if (!etl.is_ok()) return fail("cannot start ETL: " + etl.status().message());
+  broker::Broker broker(**store, broker::BrokerOptions{config.broker.auto_create_topics}, etl->get());
+
+  auto data_listen = parse_listen_address(config.broker.listen);
+  if (!data_listen.is_ok()) return fail("broker.listen: " + data_listen.status().message());
+  auto admin_listen = parse_listen_address(config.admin.listen);
+  if (!admin_listen.is_ok()) return fail("admin.listen: " + admin_listen.status().message());
+
+  http::Router data_router;
+  if (Status s = http::add_data_api(data_router, broker); !s.is_ok()) return fail(s.message());
+  http::Router admin_router;
+  if (Status s = http::add_admin_api(admin_router, **etl); !s.is_ok()) return fail(s.message());
+
+  auto server_options = [&](const ListenAddress& listen, unsigned io_threads, const char* name) {
+    http::ServerOptions o;
+    o.host = listen.host;
+    o.port = listen.port;
+    o.io_threads = io_threads;
+    o.max_body_bytes = config.http.max_body_bytes;
+    o.name = name;
+    return o;
+  };
+  // The admin API is light: one I/O thread. Uploads and dry runs run on the ETL workers.
+  http::Server admin_api(server_options(*admin_listen, 1, "admin-api"), std::move(admin_router));
+  if (Status s = admin_api.start(); !s.is_ok()) return fail(s.message());
+  http::Server data_api(server_options(*data_listen, config.broker.io_threads, "data-api"),
+                        std::move(data_router));
   if (Status s = data_api.start(); !s.is_ok()) {
-    logger.error("{}", s.message());
-    std::cerr << "error: " << s.message() << "\n";
-    return 1;
+    admin_api.stop(std::chrono::seconds(0));
+    return fail(s.message());
   }
-  const std::string host = listen->host.find(':') != std::string::npos ? "[" + listen->host + "]" : listen->host;
-  // The ready line (stdout): scripts and tests wait for it.
-  std::cout << "wasmq: data API on http://" << host << ":" << data_api.port() << " (data in "
+  auto url = [](const ListenAddress& listen, uint16_t port) {
+    const std::string host =
+        listen.host.find(':') != std::string::npos ? "[" + listen.host + "]" : listen.host;
+    return "http://" + host + ":" + std::to_string(port);
+  };
+  // The ready lines (stdout): scripts and tests wait for the data API's, which comes last.
+  std::cout << "wasmq: admin API on " << url(*admin_listen, admin_api.port()) << std::endl;
+  std::cout << "wasmq: data API on " << url(*data_listen, data_api.port()) << " (data in "
             << std::filesystem::absolute(config.broker.data_dir).lexically_normal().string() << ")"
             << std::endl;
   logger.info("serving; stop with SIGTERM or Ctrl-C");
@@ -118,6 +156,9 @@ int serve(const std::string& config_path) {
   sigwait(&signals, &received);
   logger.info("{}: stopping", received == SIGINT ? "SIGINT" : "SIGTERM");
   data_api.stop(std::chrono::seconds(10));
+  admin_api.stop(std::chrono::seconds(10));
+  // The ETL workers finish the batches they hold (storing their results) before storage closes.
+  etl->reset();
   store->reset();  // flushes every partition
   logger.info("stopped");
   return 0;

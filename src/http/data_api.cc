@@ -105,35 +105,82 @@ class DataApi {
         records[i].partition = static_cast<uint32_t>(p->get_int64());
       }
     }
-    auto outcomes = broker_.produce(topic, std::move(records));
+    auto outcomes = co_await produce_records(topic, std::move(records));
     if (!outcomes.is_ok()) co_return status_response(outcomes.status());
-    // Written directly: this reply is as regular as it is frequent. Topic names need no JSON
-    // escaping ([A-Za-z0-9._-]); error texts go through the serializer.
+    co_return text_response(HttpStatus::ok, produce_reply(topic, *outcomes), "application/json");
+  }
+
+  // Stores through the broker; a request that goes through ETL pipelines is awaited without
+  // holding the I/O thread.
+  awaitable<Result<std::vector<broker::ProduceOutcome>>> produce_records(
+      const std::string& topic, std::vector<broker::ProduceRecord> records) {
+    using Outcomes = Result<std::vector<broker::ProduceOutcome>>;
+    auto [sender, receiver] = make_handoff<Outcomes>();
+    auto immediate = broker_.produce(topic, std::move(records),
+                                     [sender = sender](Outcomes outcomes) {
+                                       sender.send(std::move(outcomes));
+                                     });
+    if (immediate) co_return std::move(*immediate);
+    auto received = co_await receiver.receive();
+    if (!received.is_ok()) co_return received.status();
+    co_return std::move(*received);
+  }
+
+  // Written directly: this reply is as regular as it is frequent. Topic names need no JSON
+  // escaping ([A-Za-z0-9._-]); error texts and module ids go through the serializer.
+  static std::string produce_reply(const std::string& topic,
+                                   const std::vector<broker::ProduceOutcome>& outcomes) {
+    using Kind = broker::ProduceOutcome::Kind;
     std::string reply;
-    reply.reserve(64 + outcomes->size() * 80);
+    reply.reserve(64 + outcomes.size() * 80);
     reply += R"({"topic":")";
     reply += topic;
     reply += R"(","results":[)";
-    for (size_t i = 0; i < outcomes->size(); ++i) {
-      const auto& outcome = (*outcomes)[i];
-      if (i) reply += ',';
-      if (outcome.kind == broker::ProduceOutcome::Kind::kStored) {
-        reply += R"({"status":"stored","records":[)";
-        for (size_t k = 0; k < outcome.records.size(); ++k) {
-          const auto& rec = outcome.records[k];
-          fmt::format_to(std::back_inserter(reply),
-                         R"({}{{"topic":"{}","partition":{},"offset":{}}})", k ? "," : "",
-                         rec.topic, rec.partition, rec.offset);
-        }
-        reply += "]}";
-      } else {
-        reply += R"({"status":"failed","error":)";
-        reply += json::serialize(json::string(outcome.error));
-        reply += '}';
+    auto records = [&](const broker::ProduceOutcome& outcome) {
+      reply += R"("records":[)";
+      for (size_t k = 0; k < outcome.records.size(); ++k) {
+        const auto& rec = outcome.records[k];
+        fmt::format_to(std::back_inserter(reply),
+                       R"({}{{"topic":"{}","partition":{},"offset":{}}})", k ? "," : "",
+                       rec.topic, rec.partition, rec.offset);
       }
+      reply += ']';
+    };
+    auto text = [&](const char* name, const std::string& value) {
+      reply += ",\"";
+      reply += name;
+      reply += "\":";
+      reply += json::serialize(json::string(value));
+    };
+    for (size_t i = 0; i < outcomes.size(); ++i) {
+      const auto& outcome = outcomes[i];
+      if (i) reply += ',';
+      switch (outcome.kind) {
+        case Kind::kStored:
+          reply += R"({"status":"stored",)";
+          records(outcome);
+          break;
+        case Kind::kFiltered:
+          reply += R"({"status":"filtered")";
+          text("pipeline_id", outcome.pipeline_id);
+          text("module_id", outcome.module_id);
+          break;
+        case Kind::kDeadLettered:
+          reply += R"({"status":"dead_lettered",)";
+          records(outcome);
+          text("error", outcome.error);
+          text("pipeline_id", outcome.pipeline_id);
+          text("module_id", outcome.module_id);
+          break;
+        case Kind::kFailed:
+          reply += R"({"status":"failed")";
+          text("error", outcome.error);
+          break;
+      }
+      reply += '}';
     }
     reply += "]}";
-    co_return text_response(HttpStatus::ok, std::move(reply), "application/json");
+    return reply;
   }
 
   awaitable<Response> consume(Request& req) {

@@ -1,0 +1,394 @@
+#include "http/admin_api.h"
+
+#include <boost/json.hpp>
+
+#include "common/message_json.h"
+#include "http/handoff.h"
+#include "http/json_response.h"
+
+namespace wasmq::http {
+namespace {
+
+namespace json = boost::json;
+using boost::asio::awaitable;
+
+std::string_view origin_name(etl::PipelineOrigin origin) {
+  return origin == etl::PipelineOrigin::kFile ? "file" : "api";
+}
+
+Response change_error_response(const etl::PipelineChangeError& error) {
+  HttpStatus status = http_status_for(error.status.code());
+  // A document that parses but breaks a rule of the model is 422; one that is malformed, 400.
+  std::string_view code = error.status.code() == StatusCode::kInvalidArgument
+                              ? "invalid_pipeline"
+                              : status_code_name(error.status.code());
+  if (error.status.code() == StatusCode::kInvalidArgument) status = HttpStatus::unprocessable_entity;
+  return error_response(status, code, error.status.message(), error.field);
+}
+
+json::object message_json(const Message& m) { return message_to_json(m); }
+
+json::array messages_json(const std::vector<Message>& messages) {
+  json::array a;
+  for (const auto& m : messages) a.push_back(message_json(m));
+  return a;
+}
+
+json::object routed_json(const etl::RoutedMessage& r) {
+  json::object o{{"topic", r.topic}, {"message", message_json(r.message)}};
+  if (r.partition) o["partition"] = *r.partition;
+  return o;
+}
+
+json::object step_json(const etl::TraceStep& s) {
+  json::object o{{"pipeline_id", s.pipeline_id},
+                 {"stage_priority", s.stage_priority},
+                 {"module_id", s.module_id},
+                 {"matched", s.matched},
+                 {"decided_by", s.decided_by},
+                 {"ran", s.ran}};
+  if (s.ran) {
+    o["resolved_module_id"] = s.resolved_id;
+    o["time_ms"] = s.time_ms;
+    if (s.error.empty()) {
+      o["output"] = messages_json(s.output);
+      o["should_continue"] = s.should_continue;
+    } else {
+      o["error"] = s.error;
+      o["action"] = s.action;
+    }
+  }
+  return o;
+}
+
+class AdminApi {
+ public:
+  explicit AdminApi(etl::Orchestrator& etl) : etl_(etl) {}
+
+  // --- modules ---
+
+  awaitable<Response> upload_module(Request& req) {
+    std::string name(req.header("X-Module-Name"));
+    std::string version(req.header("X-Module-Version"));
+    if (name.empty()) {
+      co_return error_response(HttpStatus::bad_request, "invalid_module",
+                               "the X-Module-Name header is required", "X-Module-Name");
+    }
+    if (version.empty()) {
+      co_return error_response(HttpStatus::bad_request, "invalid_module",
+                               "the X-Module-Version header is required", "X-Module-Version");
+    }
+    if (req.body().empty()) {
+      co_return error_response(HttpStatus::bad_request, "invalid_module",
+                               "the body must be the module's .wasm binary; it is empty");
+    }
+    std::vector<uint8_t> binary(req.body().begin(), req.body().end());
+    using Uploaded = Result<std::shared_ptr<const etl::ModuleRecord>>;
+    auto [sender, receiver] = make_handoff<Uploaded>();
+    etl_.upload_module(std::move(name), std::move(version), std::move(binary),
+                       [sender = sender](Uploaded r) { sender.send(std::move(r)); });
+    auto received = co_await receiver.receive();
+    if (!received.is_ok()) co_return status_response(received.status());
+    Uploaded& uploaded = *received;
+    if (!uploaded.is_ok()) {
+      const Status& s = uploaded.status();
+      std::string_view field = s.message().rfind("version", 0) == 0 ? "X-Module-Version"
+                               : s.message().rfind("module name", 0) == 0 ? "X-Module-Name"
+                                                                          : "";
+      co_return status_response(s, field);
+    }
+    const etl::ModuleRecord& record = **uploaded;
+    co_return json_response(HttpStatus::created, json::object{{"status", "uploaded"},
+                                                              {"module_id", record.id},
+                                                              {"size_bytes", record.size_bytes},
+                                                              {"sha256", record.sha256}});
+  }
+
+  json::object module_entry(const etl::ModuleRecord& record) {
+    json::object o = etl::module_to_json(record);
+    json::array used;
+    for (const auto& id : etl_.used_by(record)) used.push_back(json::string(id));
+    o["used_by"] = std::move(used);
+    return o;
+  }
+
+  awaitable<Response> list_modules(Request&) {
+    json::array modules;
+    uint64_t total = 0;
+    auto records = etl_.modules().list();
+    for (const auto& r : records) {
+      modules.push_back(module_entry(*r));
+      total += r->size_bytes;
+    }
+    co_return json_response(
+        HttpStatus::ok,
+        json::object{{"modules", std::move(modules)},
+                     {"storage_info", json::object{{"path", etl_.modules().dir().string()},
+                                                   {"total_bytes", total},
+                                                   {"module_count", records.size()}}}});
+  }
+
+  awaitable<Response> get_module(Request& req) {
+    auto record = etl_.modules().resolve(req.path_param("id"));
+    if (!record) {
+      co_return error_response(HttpStatus::not_found, "not_found",
+                               "module " + std::string(req.path_param("id")) + " does not exist");
+    }
+    co_return json_response(HttpStatus::ok, module_entry(*record));
+  }
+
+  awaitable<Response> delete_module(Request& req) {
+    std::string id(req.path_param("id"));
+    if (Status s = etl_.delete_module(id); !s.is_ok()) co_return status_response(s);
+    co_return json_response(HttpStatus::ok, json::object{{"status", "deleted"}, {"module_id", id}});
+  }
+
+  // --- pipelines ---
+
+  json::object pipeline_entry(const etl::PipelineEntry& entry) {
+    json::object o = etl::pipeline_to_json(entry.spec);
+    o["origin"] = origin_name(entry.origin);
+    o["state"] = entry.spec.enabled ? "running" : "stopped";
+    return o;
+  }
+
+  static std::optional<Response> parse_body(Request& req, json::value* out) {
+    JsonBody body = parse_json_body(req.body());
+    if (!body.is_ok()) return std::move(*body.error);
+    *out = std::move(body.value);
+    return std::nullopt;
+  }
+
+  awaitable<Response> create_pipeline(Request& req) {
+    json::value doc;
+    if (auto error = parse_body(req, &doc)) co_return std::move(*error);
+    auto result = etl_.create_pipeline(doc);
+    if (auto* e = std::get_if<etl::PipelineChangeError>(&result)) co_return change_error_response(*e);
+    const auto& spec = std::get<etl::PipelineSpec>(result);
+    co_return json_response(HttpStatus::created,
+                            json::object{{"pipeline_id", spec.pipeline_id}, {"status", "created"}});
+  }
+
+  awaitable<Response> list_pipelines(Request&) {
+    json::array list;
+    for (const auto& entry : etl_.pipelines()) list.push_back(pipeline_entry(entry));
+    co_return json_response(HttpStatus::ok, json::object{{"pipelines", std::move(list)}});
+  }
+
+  std::optional<etl::PipelineEntry> find(Request& req, Response* not_found) {
+    auto entry = etl_.find_pipeline(req.path_param("id"));
+    if (!entry) {
+      *not_found = error_response(HttpStatus::not_found, "not_found",
+                                  "pipeline \"" + std::string(req.path_param("id")) +
+                                      "\" does not exist");
+    }
+    return entry;
+  }
+
+  awaitable<Response> get_pipeline(Request& req) {
+    Response missing;
+    auto entry = find(req, &missing);
+    if (!entry) co_return missing;
+    co_return json_response(HttpStatus::ok, pipeline_entry(*entry));
+  }
+
+  static Response changed(const etl::PipelineResult<etl::PipelineSpec>& result,
+                          std::string_view status) {
+    if (auto* e = std::get_if<etl::PipelineChangeError>(&result)) return change_error_response(*e);
+    const auto& spec = std::get<etl::PipelineSpec>(result);
+    return json_response(HttpStatus::ok, json::object{{"pipeline_id", spec.pipeline_id},
+                                                         {"status", status},
+                                                         {"enabled", spec.enabled}});
+  }
+
+  awaitable<Response> replace_pipeline(Request& req) {
+    json::value doc;
+    if (auto error = parse_body(req, &doc)) co_return std::move(*error);
+    co_return changed(etl_.replace_pipeline(req.path_param("id"), doc), "updated");
+  }
+
+  awaitable<Response> patch_pipeline(Request& req) {
+    json::value doc;
+    if (auto error = parse_body(req, &doc)) co_return std::move(*error);
+    co_return changed(etl_.patch_pipeline(req.path_param("id"), doc), "updated");
+  }
+
+  awaitable<Response> delete_pipeline(Request& req) {
+    std::string id(req.path_param("id"));
+    if (Status s = etl_.delete_pipeline(id); !s.is_ok()) co_return status_response(s);
+    co_return json_response(HttpStatus::ok, json::object{{"pipeline_id", id}, {"status", "deleted"}});
+  }
+
+  awaitable<Response> start_pipeline(Request& req) {
+    co_return changed(etl_.set_enabled(req.path_param("id"), true), "started");
+  }
+
+  awaitable<Response> stop_pipeline(Request& req) {
+    co_return changed(etl_.set_enabled(req.path_param("id"), false), "stopped");
+  }
+
+  awaitable<Response> pipeline_status(Request& req) {
+    Response missing;
+    auto entry = find(req, &missing);
+    if (!entry) co_return missing;
+    const etl::PipelineSpec& spec = entry->spec;
+    size_t modules = 0;
+    for (const auto& stage : spec.stages) modules += stage.modules.size();
+    json::array missing_modules;
+    for (const auto& stage : spec.stages) {
+      for (const auto& m : stage.modules) {
+        if (!etl_.modules().resolve(m.module_id)) missing_modules.push_back(json::string(m.module_id));
+      }
+    }
+    json::object o{{"pipeline_id", spec.pipeline_id},
+                   {"name", spec.name},
+                   {"state", spec.enabled ? "running" : "stopped"},
+                   {"enabled", spec.enabled},
+                   {"mode", spec.mode == etl::PipelineMode::kInline ? "inline" : "stream"},
+                   {"origin", origin_name(entry->origin)},
+                   {"stages", spec.stages.size()},
+                   {"modules", modules},
+                   {"modules_not_deployed", std::move(missing_modules)}};
+    co_return json_response(HttpStatus::ok, o);
+  }
+
+  // POST /api/v1/etl/pipelines/{id}/test: {"topic": "...", "messages": [...]}, or one message
+  // object (with "topic" beside its fields), or an array of messages (topic "test").
+  awaitable<Response> test_pipeline(Request& req) {
+    json::value doc;
+    if (auto error = parse_body(req, &doc)) co_return std::move(*error);
+    std::string topic = "test";
+    const json::array* list = nullptr;
+    json::array single;
+    std::string prefix;
+    if (doc.is_array()) {
+      list = &doc.get_array();
+    } else if (doc.is_object()) {
+      json::object& o = doc.get_object();
+      if (const json::value* t = o.if_contains("topic")) {
+        if (!t->is_string()) {
+          co_return error_response(HttpStatus::bad_request, "invalid_message",
+                                   "topic: must be a string", "topic");
+        }
+        topic = std::string(t->get_string());
+        o.erase("topic");
+      }
+      if (const json::value* m = o.if_contains("messages")) {
+        if (!m->is_array()) {
+          co_return error_response(HttpStatus::bad_request, "invalid_message",
+                                   "messages: must be an array of message objects", "messages");
+        }
+        list = &m->get_array();
+        prefix = "messages";
+      } else {
+        single.push_back(doc);
+        list = &single;
+      }
+    } else {
+      co_return error_response(HttpStatus::bad_request, "invalid_message",
+                               "the body must be a message, an array of messages, or "
+                               "{\"topic\", \"messages\"}");
+    }
+    if (list->empty()) {
+      co_return error_response(HttpStatus::bad_request, "invalid_message", "no messages to test",
+                               prefix);
+    }
+    std::vector<etl::InputMessage> inputs(list->size());
+    const int64_t now = now_ms();
+    for (size_t i = 0; i < list->size(); ++i) {
+      if (Status s = message_from_json((*list)[i], now, &inputs[i].message); !s.is_ok()) {
+        std::string path = list == &single ? "" : prefix + "[" + std::to_string(i) + "]";
+        co_return error_response(HttpStatus::bad_request, "invalid_message",
+                                 (path.empty() ? "" : path + ".") + s.message(), path);
+      }
+    }
+    using Ran = Result<std::pair<etl::BatchResult, etl::Trace>>;
+    auto [sender, receiver] = make_handoff<Ran>();
+    etl_.dry_run(req.path_param("id"), topic, std::move(inputs),
+                 [sender = sender](Ran r) { sender.send(std::move(r)); });
+    auto received = co_await receiver.receive();
+    if (!received.is_ok()) co_return status_response(received.status());
+    if (!received->is_ok()) co_return status_response(received->status());
+    auto& [result, trace] = received->value();
+    json::array results;
+    for (size_t i = 0; i < result.outcomes.size(); ++i) {
+      const etl::InputOutcome& out = result.outcomes[i];
+      json::object r{{"input", i}};
+      switch (out.kind) {
+        case etl::InputOutcome::Kind::kPass: r["status"] = "stored"; break;
+        case etl::InputOutcome::Kind::kFiltered:
+          r["status"] = "filtered";
+          r["pipeline_id"] = out.pipeline_id;
+          r["module_id"] = out.module_id;
+          break;
+        case etl::InputOutcome::Kind::kDeadLettered:
+          r["status"] = "dead_lettered";
+          r["error"] = out.error;
+          break;
+      }
+      json::array outputs, dead;
+      for (const auto& m : out.outputs) outputs.push_back(routed_json(m));
+      for (const auto& m : out.dead_letters) dead.push_back(routed_json(m));
+      r["outputs"] = std::move(outputs);
+      if (!dead.empty()) r["dead_letters"] = std::move(dead);
+      json::array steps;
+      for (const auto& s : trace.per_input[i]) steps.push_back(step_json(s));
+      r["trace"] = std::move(steps);
+      results.push_back(std::move(r));
+    }
+    json::array errors;
+    for (const auto& e : result.error_records) errors.push_back(routed_json(e));
+    co_return json_response(HttpStatus::ok, json::object{{"pipeline_id", req.path_param("id")},
+                                                         {"topic", topic},
+                                                         {"stored", false},
+                                                         {"results", std::move(results)},
+                                                         {"error_records", std::move(errors)}});
+  }
+
+ private:
+  etl::Orchestrator& etl_;
+};
+
+}  // namespace
+
+Status add_admin_api(Router& router, etl::Orchestrator& etl) {
+  auto api = std::make_shared<AdminApi>(etl);
+  auto bind = [api](awaitable<Response> (AdminApi::*method)(Request&)) {
+    return [api, method](Request& req) { return ((*api).*method)(req); };
+  };
+  struct Entry {
+    Verb verb;
+    const char* pattern;
+    awaitable<Response> (AdminApi::*method)(Request&);
+  };
+  const Entry entries[] = {
+      {Verb::get, "/api/v1/etl/modules", &AdminApi::list_modules},
+      {Verb::get, "/api/v1/etl/modules/{id}", &AdminApi::get_module},
+      {Verb::delete_, "/api/v1/etl/modules/{id}", &AdminApi::delete_module},
+      {Verb::post, "/api/v1/etl/pipelines", &AdminApi::create_pipeline},
+      {Verb::get, "/api/v1/etl/pipelines", &AdminApi::list_pipelines},
+      {Verb::get, "/api/v1/etl/pipelines/{id}", &AdminApi::get_pipeline},
+      {Verb::put, "/api/v1/etl/pipelines/{id}", &AdminApi::replace_pipeline},
+      {Verb::patch, "/api/v1/etl/pipelines/{id}", &AdminApi::patch_pipeline},
+      {Verb::delete_, "/api/v1/etl/pipelines/{id}", &AdminApi::delete_pipeline},
+      {Verb::post, "/api/v1/etl/pipelines/{id}/start", &AdminApi::start_pipeline},
+      {Verb::post, "/api/v1/etl/pipelines/{id}/stop", &AdminApi::stop_pipeline},
+      {Verb::get, "/api/v1/etl/pipelines/{id}/status", &AdminApi::pipeline_status},
+      {Verb::post, "/api/v1/etl/pipelines/{id}/test", &AdminApi::test_pipeline},
+  };
+  for (const auto& e : entries) {
+    if (Status s = router.add(e.verb, e.pattern, bind(e.method)); !s.is_ok()) return s;
+  }
+  RouteOptions upload;
+  upload.max_body_bytes = kMaxModuleUploadBytes;
+  if (Status s = router.add(Verb::post, "/api/v1/etl/modules", bind(&AdminApi::upload_module), upload);
+      !s.is_ok()) {
+    return s;
+  }
+  auto health = [](Request&) -> awaitable<Response> {
+    co_return json_response(HttpStatus::ok, json::object{{"status", "ok"}});
+  };
+  return router.add(Verb::get, "/health", health);
+}
+
+}  // namespace wasmq::http
