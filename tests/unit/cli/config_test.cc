@@ -275,10 +275,41 @@ TEST(Config, AcceptsTheSeedLoggingSectionAndItsRustTargetNames) {
 TEST(Config, KeepsPipelinesWrittenAsInlineTables) {
   LoadedConfig loaded = parse_ok(
       "[etl]\n"
-      "pipelines = [{pipeline_id = \"a\", stages = []}, {pipeline_id = \"b\", stages = []}]\n");
+      "pipelines = [{pipeline_id = \"a\", stages = [{priority = 0, modules = [{module_id = "
+      "\"m\"}]}]}, {pipeline_id = \"b\", stages = [{priority = 0, modules = [{module_id = "
+      "\"m\"}]}]}]\n");
   ASSERT_EQ(loaded.config.etl.pipelines.size(), 2u);
   EXPECT_EQ(loaded.config.etl.pipelines[1].at("pipeline_id"), "b");
   EXPECT_EQ(loaded.config.etl.pipeline_lines, (std::vector<uint32_t>{2, 2}));
+}
+
+// [[etl.pipelines]] tables are checked by the pipeline API's own parser: an error names the
+// table's line and the field's path.
+TEST(Config, RejectsAnInvalidPipelineNamingItsLineAndField) {
+  auto loaded = parse_config(
+      "[etl]\nenabled = true\n\n[[etl.pipelines]]\npipeline_id = \"p\"\n"
+      "[[etl.pipelines.stages]]\npriority = 0\n[[etl.pipelines.stages.modules]]\n"
+      "module_id = \"m\"\n[[etl.pipelines.stages.modules.topic_filters]]\n"
+      "filter_type = \"Regex\"\npattern = \"(open\"\n",
+      "broker.toml", {});
+  ASSERT_FALSE(loaded.is_ok());
+  EXPECT_EQ(loaded.status().message().rfind(
+                "broker.toml:4: etl.pipelines[0]: stages[0].modules[0].topic_filters[0].pattern: "
+                "invalid regex: missing )",
+                0),
+            0u)
+      << loaded.status().message();
+}
+
+TEST(Config, RejectsTwoPipelinesWithOneId) {
+  const std::string table =
+      "[[etl.pipelines]]\npipeline_id = \"p\"\n[[etl.pipelines.stages]]\npriority = 0\n"
+      "[[etl.pipelines.stages.modules]]\nmodule_id = \"m\"\n";
+  auto loaded = parse_config(table + table, "broker.toml", {});
+  ASSERT_FALSE(loaded.is_ok());
+  EXPECT_NE(loaded.status().message().find("etl.pipelines[1]: pipeline_id \"p\" is used by another"),
+            std::string::npos)
+      << loaded.status().message();
 }
 
 TEST(Config, RejectsUnknownTopLevelKey) {
@@ -494,7 +525,8 @@ TEST(Config, ReportsAFileThatCannotBeRead) {
 
 TEST(Config, EffectiveConfigShowsEveryKeyAndRedactsOnlySecrets) {
   LoadedConfig loaded = parse_ok(
-      "[security]\ntokens_file = \"/etc/wasmq/tokens\"\n[[etl.pipelines]]\npipeline_id = \"a\"\n");
+      "[security]\ntokens_file = \"/etc/wasmq/tokens\"\n[[etl.pipelines]]\npipeline_id = \"a\"\n"
+      "[[etl.pipelines.stages]]\npriority = 0\n[[etl.pipelines.stages.modules]]\nmodule_id = \"m\"\n");
   json::object effective = effective_config_json(loaded.config);
   for (const ConfigKeyInfo& key : config_keys()) {
     const json::value* at = &effective.at(key.path.substr(0, key.path.find('.')));
