@@ -143,8 +143,12 @@ std::vector<ProduceOutcome> Broker::store_etl_result(const std::string& topic,
     etl::InputOutcome& in = result.outcomes[i];
     ProduceOutcome& out = outcomes[i];
     switch (in.kind) {
-      case etl::InputOutcome::Kind::kPass: out.kind = ProduceOutcome::Kind::kStored; break;
-      case etl::InputOutcome::Kind::kFiltered: out.kind = ProduceOutcome::Kind::kFiltered; break;
+      case etl::InputOutcome::Kind::kPass:
+        out.kind = ProduceOutcome::Kind::kStored;
+        break;
+      case etl::InputOutcome::Kind::kFiltered:
+        out.kind = ProduceOutcome::Kind::kFiltered;
+        break;
       case etl::InputOutcome::Kind::kDeadLettered:
         out.kind = ProduceOutcome::Kind::kDeadLettered;
         out.error = in.error;
@@ -153,10 +157,12 @@ std::vector<ProduceOutcome> Broker::store_etl_result(const std::string& topic,
     out.pipeline_id = std::move(in.pipeline_id);
     out.module_id = std::move(in.module_id);
     for (auto& routed : in.outputs) {
-      placements.push_back({i, std::move(routed.topic), routed.partition, std::move(routed.message), false});
+      placements.push_back(
+          {i, std::move(routed.topic), routed.partition, std::move(routed.message), false});
     }
     for (auto& routed : in.dead_letters) {
-      placements.push_back({i, std::move(routed.topic), std::nullopt, std::move(routed.message), true});
+      placements.push_back(
+          {i, std::move(routed.topic), std::nullopt, std::move(routed.message), true});
     }
   }
   store(std::move(placements), outcomes);
@@ -179,7 +185,8 @@ Result<storage::ReadResult> Broker::consume(std::string_view topic_name,
                                             const ConsumeRequest& request) const {
   std::shared_ptr<storage::Topic> topic = store_.find(topic_name);
   if (!topic) {
-    return Status(StatusCode::kNotFound, "topic \"" + std::string(topic_name) + "\" does not exist");
+    return Status(StatusCode::kNotFound,
+                  "topic \"" + std::string(topic_name) + "\" does not exist");
   }
   if (request.partition >= topic->partition_count()) {
     return Status(StatusCode::kNotFound,

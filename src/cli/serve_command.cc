@@ -110,7 +110,8 @@ int serve(const std::string& config_path) {
   auto etl = etl::Orchestrator::open(etl_options(config), config.etl.pipelines, &etl_warnings);
   for (const auto& warning : etl_warnings) log::get("etl").warn("{}", warning);
   if (!etl.is_ok()) return fail("cannot start ETL: " + etl.status().message());
-  broker::Broker broker(**store, broker::BrokerOptions{config.broker.auto_create_topics}, etl->get());
+  broker::Broker broker(**store, broker::BrokerOptions{config.broker.auto_create_topics},
+                        etl->get());
 
   auto data_listen = parse_listen_address(config.broker.listen);
   if (!data_listen.is_ok()) return fail("broker.listen: " + data_listen.status().message());

@@ -46,7 +46,8 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
     auto compiled = compile_pipeline(spec);
     if (!compiled.is_ok()) return compiled.status().with_context(where);
     o->compiled_[spec.pipeline_id] = *compiled;
-    o->entries_[spec.pipeline_id] = PipelineEntry{std::move(spec), PipelineOrigin::kFile};
+    const std::string id = spec.pipeline_id;  // spec is moved below
+    o->entries_[id] = PipelineEntry{std::move(spec), PipelineOrigin::kFile};
   }
 
   std::error_code ec;
@@ -86,7 +87,8 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
       continue;
     }
     o->compiled_[spec.pipeline_id] = *compiled;
-    o->entries_[spec.pipeline_id] = PipelineEntry{std::move(spec), PipelineOrigin::kApi};
+    const std::string id = spec.pipeline_id;  // spec is moved below
+    o->entries_[id] = PipelineEntry{std::move(spec), PipelineOrigin::kApi};
   }
   {
     std::lock_guard lock(o->mutex_);

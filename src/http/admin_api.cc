@@ -22,7 +22,8 @@ Response change_error_response(const etl::PipelineChangeError& error) {
   std::string_view code = error.status.code() == StatusCode::kInvalidArgument
                               ? "invalid_pipeline"
                               : status_code_name(error.status.code());
-  if (error.status.code() == StatusCode::kInvalidArgument) status = HttpStatus::unprocessable_entity;
+  if (error.status.code() == StatusCode::kInvalidArgument)
+    status = HttpStatus::unprocessable_entity;
   return error_response(status, code, error.status.message(), error.field);
 }
 
@@ -41,12 +42,9 @@ json::object routed_json(const etl::RoutedMessage& r) {
 }
 
 json::object step_json(const etl::TraceStep& s) {
-  json::object o{{"pipeline_id", s.pipeline_id},
-                 {"stage_priority", s.stage_priority},
-                 {"module_id", s.module_id},
-                 {"matched", s.matched},
-                 {"decided_by", s.decided_by},
-                 {"ran", s.ran}};
+  json::object o{{"pipeline_id", s.pipeline_id}, {"stage_priority", s.stage_priority},
+                 {"module_id", s.module_id},     {"matched", s.matched},
+                 {"decided_by", s.decided_by},   {"ran", s.ran}};
   if (s.ran) {
     o["resolved_module_id"] = s.resolved_id;
     o["time_ms"] = s.time_ms;
@@ -92,7 +90,7 @@ class AdminApi {
     Uploaded& uploaded = *received;
     if (!uploaded.is_ok()) {
       const Status& s = uploaded.status();
-      std::string_view field = s.message().rfind("version", 0) == 0 ? "X-Module-Version"
+      std::string_view field = s.message().rfind("version", 0) == 0       ? "X-Module-Version"
                                : s.message().rfind("module name", 0) == 0 ? "X-Module-Name"
                                                                           : "";
       co_return status_response(s, field);
@@ -163,7 +161,8 @@ class AdminApi {
     json::value doc;
     if (auto error = parse_body(req, &doc)) co_return std::move(*error);
     auto result = etl_.create_pipeline(doc);
-    if (auto* e = std::get_if<etl::PipelineChangeError>(&result)) co_return change_error_response(*e);
+    if (auto* e = std::get_if<etl::PipelineChangeError>(&result))
+      co_return change_error_response(*e);
     const auto& spec = std::get<etl::PipelineSpec>(result);
     co_return json_response(HttpStatus::created,
                             json::object{{"pipeline_id", spec.pipeline_id}, {"status", "created"}});
@@ -178,9 +177,9 @@ class AdminApi {
   std::optional<etl::PipelineEntry> find(Request& req, Response* not_found) {
     auto entry = etl_.find_pipeline(req.path_param("id"));
     if (!entry) {
-      *not_found = error_response(HttpStatus::not_found, "not_found",
-                                  "pipeline \"" + std::string(req.path_param("id")) +
-                                      "\" does not exist");
+      *not_found =
+          error_response(HttpStatus::not_found, "not_found",
+                         "pipeline \"" + std::string(req.path_param("id")) + "\" does not exist");
     }
     return entry;
   }
@@ -197,8 +196,8 @@ class AdminApi {
     if (auto* e = std::get_if<etl::PipelineChangeError>(&result)) return change_error_response(*e);
     const auto& spec = std::get<etl::PipelineSpec>(result);
     return json_response(HttpStatus::ok, json::object{{"pipeline_id", spec.pipeline_id},
-                                                         {"status", status},
-                                                         {"enabled", spec.enabled}});
+                                                      {"status", status},
+                                                      {"enabled", spec.enabled}});
   }
 
   awaitable<Response> replace_pipeline(Request& req) {
@@ -216,7 +215,8 @@ class AdminApi {
   awaitable<Response> delete_pipeline(Request& req) {
     std::string id(req.path_param("id"));
     if (Status s = etl_.delete_pipeline(id); !s.is_ok()) co_return status_response(s);
-    co_return json_response(HttpStatus::ok, json::object{{"pipeline_id", id}, {"status", "deleted"}});
+    co_return json_response(HttpStatus::ok,
+                            json::object{{"pipeline_id", id}, {"status", "deleted"}});
   }
 
   awaitable<Response> start_pipeline(Request& req) {
@@ -237,7 +237,8 @@ class AdminApi {
     json::array missing_modules;
     for (const auto& stage : spec.stages) {
       for (const auto& m : stage.modules) {
-        if (!etl_.modules().resolve(m.module_id)) missing_modules.push_back(json::string(m.module_id));
+        if (!etl_.modules().resolve(m.module_id))
+          missing_modules.push_back(json::string(m.module_id));
       }
     }
     json::object o{{"pipeline_id", spec.pipeline_id},
@@ -315,7 +316,9 @@ class AdminApi {
       const etl::InputOutcome& out = result.outcomes[i];
       json::object r{{"input", i}};
       switch (out.kind) {
-        case etl::InputOutcome::Kind::kPass: r["status"] = "stored"; break;
+        case etl::InputOutcome::Kind::kPass:
+          r["status"] = "stored";
+          break;
         case etl::InputOutcome::Kind::kFiltered:
           r["status"] = "filtered";
           r["pipeline_id"] = out.pipeline_id;
@@ -381,7 +384,8 @@ Status add_admin_api(Router& router, etl::Orchestrator& etl) {
   }
   RouteOptions upload;
   upload.max_body_bytes = kMaxModuleUploadBytes;
-  if (Status s = router.add(Verb::post, "/api/v1/etl/modules", bind(&AdminApi::upload_module), upload);
+  if (Status s =
+          router.add(Verb::post, "/api/v1/etl/modules", bind(&AdminApi::upload_module), upload);
       !s.is_ok()) {
     return s;
   }

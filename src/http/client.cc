@@ -51,6 +51,13 @@ HttpClient::~HttpClient() = default;
 
 Result<HttpReply> HttpClient::request(const std::string& method, const std::string& target,
                                       const std::string& body) {
+  return request(method, target, body, "application/json", {});
+}
+
+Result<HttpReply> HttpClient::request(
+    const std::string& method, const std::string& target, const std::string& body,
+    std::string_view content_type,
+    const std::vector<std::pair<std::string, std::string>>& headers) {
   auto endpoint = parse_base_url(base_url_);
   if (!endpoint.is_ok()) return endpoint.status();
   Connection& c = *connection_;
@@ -72,8 +79,9 @@ Result<HttpReply> HttpClient::request(const std::string& method, const std::stri
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
     req.set(http::field::host, endpoint->host);
     req.keep_alive(true);
+    for (const auto& [name, value] : headers) req.set(name, value);
     if (!body.empty()) {
-      req.set(http::field::content_type, "application/json");
+      req.set(http::field::content_type, content_type);
       req.body() = body;
     }
     req.prepare_payload();
@@ -86,8 +94,9 @@ Result<HttpReply> HttpClient::request(const std::string& method, const std::stri
       c.stream.close();
       c.buffer.clear();
       c.open = false;
-      if (attempt == 0 && (ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
-                           ec == asio::error::broken_pipe || ec == asio::error::eof)) {
+      if (attempt == 0 &&
+          (ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
+           ec == asio::error::broken_pipe || ec == asio::error::eof)) {
         continue;
       }
       return Status(StatusCode::kIo, method + " " + base_url_ + target + ": " + ec.message());

@@ -1,9 +1,12 @@
-// A small synchronous HTTP/1.1 client (the CLI's client commands, tests): one keep-alive connection,
-// reopened when the server closes it.
+// A small synchronous HTTP/1.1 client (the CLI's client commands, tests): one keep-alive
+// connection, reopened when the server closes it.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
 
@@ -25,6 +28,11 @@ class HttpClient {
   // failures are kIo errors naming the broker's address.
   Result<HttpReply> request(const std::string& method, const std::string& target,
                             const std::string& body = "");
+
+  // As request(), with the body's content type and extra header fields (name, value).
+  Result<HttpReply> request(const std::string& method, const std::string& target,
+                            const std::string& body, std::string_view content_type,
+                            const std::vector<std::pair<std::string, std::string>>& headers);
 
  private:
   struct Connection;

@@ -42,6 +42,7 @@ class BrokerProcess {
   std::filesystem::path data_dir() const { return dir_ / "data"; }
   std::filesystem::path log_path() const { return dir_ / "broker.log"; }
   const std::string& data_url() const { return data_url_; }
+  const std::string& admin_url() const { return admin_url_; }
   bool running() const { return pid_ > 0; }
 
   // Starts the broker and waits until it says where it listens. Throws when it does not
@@ -78,10 +79,9 @@ class BrokerProcess {
         throw std::runtime_error("broker exited at start; log:\n" + log_tail());
       }
       seen.append(buffer, static_cast<size_t>(n));
-      // The ready line: "... data API on http://HOST:PORT ..."
-      size_t at = seen.find("data API on http://");
-      size_t end = at == std::string::npos ? at : seen.find_first_of(" \n", at + 12);
-      if (end != std::string::npos) data_url_ = seen.substr(at + 12, end - at - 12);
+      // The ready lines: "wasmq: admin API on http://HOST:PORT", then "... data API on ...".
+      admin_url_ = url_after(seen, "admin API on ");
+      data_url_ = url_after(seen, "data API on ");
     }
   }
 
@@ -99,6 +99,14 @@ class BrokerProcess {
     wait();
   }
 
+  static std::string url_after(const std::string& text, const std::string& label) {
+    size_t at = text.find(label + "http://");
+    if (at == std::string::npos) return "";
+    at += label.size();
+    size_t end = text.find_first_of(" \n", at);
+    return end == std::string::npos ? "" : text.substr(at, end - at);
+  }
+
   std::string log_tail(size_t bytes = 4000) const {
     std::ifstream in(log_path());
     std::string all((std::istreambuf_iterator<char>(in)), {});
@@ -111,6 +119,7 @@ class BrokerProcess {
     ::waitpid(pid_, &status, 0);
     pid_ = -1;
     data_url_.clear();
+    admin_url_.clear();
     if (stdout_fd_ >= 0) ::close(stdout_fd_);
     stdout_fd_ = -1;
     if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -121,6 +130,7 @@ class BrokerProcess {
   pid_t pid_ = -1;
   int stdout_fd_ = -1;
   std::string data_url_;
+  std::string admin_url_;
 };
 
 }  // namespace wasmq::testing

@@ -1,0 +1,326 @@
+// ETL in the broker as users meet it: modules uploaded and pipelines created over the admin API,
+// messages produced and consumed over the data API, the real binary on loopback ports.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <fstream>
+#include <regex>
+
+#include "broker_process.h"
+#include "http/client.h"
+#include "module_files.h"
+#include "temp_dir.h"
+
+namespace wasmq {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using testing::BrokerProcess;
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+std::string seed_pipeline(const std::string& name) {
+  return read_text(fs::path(WASMQ_TEST_DATA_DIR) / "pipelines" / name);
+}
+
+class EtlTest : public ::testing::Test {
+ protected:
+  fs::path dir() const { return testing::test_temp_dir("wasmq-etl-e2e"); }
+
+  void start(const std::string& extra_toml = "") {
+    if (!broker_) broker_ = std::make_unique<BrokerProcess>(dir(), "", extra_toml);
+    broker_->start();
+    data_ = std::make_unique<http::HttpClient>(broker_->data_url());
+    admin_ = std::make_unique<http::HttpClient>(broker_->admin_url());
+  }
+  void restart() {
+    data_.reset();
+    admin_.reset();
+    ASSERT_EQ(broker_->stop(), 0);
+    start();
+  }
+  void TearDown() override {
+    if (HasFailure() && broker_) std::cerr << "broker log:\n" << broker_->log_tail() << "\n";
+    data_.reset();
+    admin_.reset();
+    broker_.reset();
+    fs::remove_all(dir());
+  }
+
+  json::value parse(const http::HttpReply& reply) {
+    boost::system::error_code ec;
+    json::value v = json::parse(reply.body, ec);
+    EXPECT_FALSE(ec) << reply.body;
+    return v;
+  }
+
+  json::value call(http::HttpClient& client, const std::string& method, const std::string& target,
+                   const std::string& body, int status) {
+    auto reply = client.request(method, target, body);
+    EXPECT_TRUE(reply.is_ok()) << reply.status().message();
+    if (!reply.is_ok()) return nullptr;
+    EXPECT_EQ(reply->status, status) << method << " " << target << " -> " << reply->body;
+    return parse(*reply);
+  }
+  json::value admin(const std::string& method, const std::string& target, const std::string& body,
+                    int status) {
+    return call(*admin_, method, target, body, status);
+  }
+  json::value data(const std::string& method, const std::string& target, const std::string& body,
+                   int status) {
+    return call(*data_, method, target, body, status);
+  }
+
+  // The seed's upload (000 §4.1): octet-stream body, X-Module-Name and X-Module-Version.
+  json::value upload(const std::string& module_file, const std::string& name,
+                     const std::string& version, int status) {
+    auto bytes = testing::read_module(module_file);
+    EXPECT_FALSE(bytes.empty()) << module_file << " was not built";
+    auto reply = admin_->request(
+        "POST", "/api/v1/etl/modules", std::string(bytes.begin(), bytes.end()),
+        "application/octet-stream", {{"X-Module-Name", name}, {"X-Module-Version", version}});
+    EXPECT_TRUE(reply.is_ok()) << reply.status().message();
+    if (!reply.is_ok()) return nullptr;
+    EXPECT_EQ(reply->status, status) << reply->body;
+    return parse(*reply);
+  }
+
+  json::array consume(const std::string& topic) {
+    json::value v =
+        data("GET", "/api/v1/topics/" + topic + "/messages?offset=0&max_messages=100", "", 200);
+    return v.is_object() ? v.at("messages").as_array() : json::array();
+  }
+
+  // The modules a dry run of `pipeline` on `message` (a message object) in `topic` ran.
+  std::vector<std::string> modules_run(const std::string& pipeline, const std::string& topic,
+                                       const std::string& message) {
+    json::value r = admin("POST", "/api/v1/etl/pipelines/" + pipeline + "/test",
+                          R"({"topic":")" + topic + R"(","messages":[)" + message + "]}", 200);
+    std::vector<std::string> ran;
+    if (!r.is_object()) return ran;
+    for (const auto& step : r.at("results").at(0).at("trace").as_array()) {
+      if (step.at("ran").as_bool()) ran.push_back(std::string(step.at("module_id").as_string()));
+    }
+    return ran;
+  }
+
+  std::unique_ptr<BrokerProcess> broker_;
+  std::unique_ptr<http::HttpClient> data_, admin_;
+};
+
+constexpr char kSeedMessage[] = R"({
+    "key": "sensor-001",
+    "value": "{\"temperature_celsius\": 23.5, \"humidity\": 65.2, \"sensor_id\": \"env001\"}",
+    "headers": {
+      "content-type": "application/json",
+      "source": "iot-sensors",
+      "client_ip": "192.168.1.100"
+    }
+  })";
+
+// The seeds' deployment flow (000 §4.1, §4.2, §5.2, §6.1, §6.2) with the message-processor
+// module: uploaded, listed, a pipeline created from the §5.2 file (its last stage runs
+// message-processor on every topic), a message produced and consumed transformed in place.
+TEST_F(EtlTest, SeedDeploymentFlowTransformsMessagesInPlace) {
+  start();
+  json::value uploaded = upload("message_processor", "message-processor", "1.0.0", 201);
+  EXPECT_EQ(uploaded.at("status").as_string(), "uploaded");
+  EXPECT_EQ(uploaded.at("module_id").as_string(), "message-processor-v1.0.0");
+  EXPECT_EQ(uploaded.at("size_bytes").as_int64(),
+            static_cast<int64_t>(testing::read_module("message_processor").size()));
+
+  json::value list = admin("GET", "/api/v1/etl/modules", "", 200);
+  ASSERT_EQ(list.at("modules").as_array().size(), 1u);
+  EXPECT_EQ(list.at("storage_info").at("module_count").as_int64(), 1);
+  json::value info = admin("GET", "/api/v1/etl/modules/message-processor-v1.0.0", "", 200);
+  EXPECT_EQ(info.at("name").as_string(), "message-processor");
+  EXPECT_EQ(info.at("version").as_string(), "1.0.0");
+  EXPECT_EQ(info.at("sha256").as_string().size(), 64u);
+
+  std::string pipeline =
+      std::regex_replace(seed_pipeline("seed-000-iot-sensor-processing.json"),
+                         std::regex("\"data-formatter\""), "\"message-processor\"");
+  json::value created = admin("POST", "/api/v1/etl/pipelines", pipeline, 201);
+  EXPECT_EQ(created.at("pipeline_id").as_string(), "iot-sensor-processing");
+  EXPECT_EQ(created.at("status").as_string(), "created");
+  admin("POST", "/api/v1/etl/pipelines/iot-sensor-processing/start", "", 200);
+  json::value status = admin("GET", "/api/v1/etl/pipelines/iot-sensor-processing/status", "", 200);
+  EXPECT_EQ(status.at("state").as_string(), "running");
+
+  json::value produced = data("POST", "/api/v1/topics/raw-events/messages", kSeedMessage, 200);
+  EXPECT_EQ(produced.at("results").at(0).at("status").as_string(), "stored") << produced;
+
+  json::array messages = consume("raw-events");
+  ASSERT_EQ(messages.size(), 1u);
+  const json::object& m = messages[0].as_object();
+  json::value payload = json::parse(m.at("value").as_string());
+  EXPECT_EQ(payload.at("_processed").as_bool(), true);
+  EXPECT_DOUBLE_EQ(payload.at("temperature_fahrenheit").to_number<double>(), 74.3);
+  EXPECT_EQ(payload.at("sensor_id").as_string(), "env001");
+  const json::object& headers = m.at("headers").as_object();
+  EXPECT_EQ(headers.at("enriched").as_string(), "true");
+  EXPECT_EQ(headers.at("geo_country").as_string(), "Local");
+  EXPECT_TRUE(headers.contains("processed_at"));
+  EXPECT_EQ(headers.at("source").as_string(), "iot-sensors");
+  EXPECT_EQ(m.at("key").as_string(), "sensor-001");
+}
+
+// What the produce response says per message: stored, or filtered by a named module.
+TEST_F(EtlTest, ProduceResponseNamesTheModuleThatFiltered) {
+  start();
+  upload("message_processor", "message-processor", "1.0.0", 201);
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "clean", "stages": [
+      {"priority": 0, "modules": [{"module_id": "message-processor"}]}]})",
+        201);
+  json::value produced = data("POST", "/api/v1/topics/inbox/messages", R"([
+      {"value": "hello", "headers": {"content-type": "text/plain", "source": "web"}},
+      {"value": "buy spam now", "headers": {"content-type": "text/plain", "source": "web"}},
+      {"value": "no source header", "headers": {"content-type": "text/plain"}}])",
+                              200);
+  const json::array& results = produced.at("results").as_array();
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_EQ(results[0].at("status").as_string(), "stored");
+  EXPECT_EQ(results[1].at("status").as_string(), "filtered");
+  EXPECT_EQ(results[1].at("pipeline_id").as_string(), "clean");
+  EXPECT_EQ(results[1].at("module_id").as_string(), "message-processor");
+  EXPECT_EQ(results[2].at("status").as_string(), "filtered");
+  json::array stored = consume("inbox");
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].at("value").as_string(), "[PROCESSED] HELLO");
+}
+
+// The [[etl.pipelines]] of 000 §1.1 load from the configuration file, and each module runs
+// exactly on the topics its filters select and the messages its rules select.
+TEST_F(EtlTest, SeedTomlPipelineRunsEachModuleOnItsTopics) {
+  std::string toml = read_text(fs::path(WASMQ_TEST_DATA_DIR) / "config" / "seed-000-broker.toml");
+  toml = std::regex_replace(toml, std::regex("modules_path = \"[^\"]*\""),
+                            "modules_path = \"" + (dir() / "modules").string() + "\"");
+  start(toml);
+  for (const char* name :
+       {"message-validator", "geolocation-enricher", "content-analyzer", "message-formatter"}) {
+    upload("passthrough", name, "1.0.0", 201);
+  }
+  json::value got = admin("GET", "/api/v1/etl/pipelines/default-enrichment", "", 200);
+  EXPECT_EQ(got.at("origin").as_string(), "file");
+  EXPECT_EQ(got.at("stages").as_array().size(), 3u);
+
+  const std::string plain = R"({"value": "x"})";
+  const std::string with_ip = R"({"value": "x", "headers": {"client_ip": "10.1.2.3"}})";
+  using V = std::vector<std::string>;
+  // Wildcard "events.*", case-insensitive; Exact "*" matches every topic.
+  EXPECT_EQ(modules_run("default-enrichment", "EVENTS.login", plain),
+            (V{"message-validator", "message-formatter"}));
+  // Regex ^(events|logs)\.(mobile|web)\. with a HeaderValue rule on client_ip.
+  EXPECT_EQ(modules_run("default-enrichment", "logs.web.clicks", with_ip),
+            (V{"geolocation-enricher", "message-formatter"}));
+  EXPECT_EQ(modules_run("default-enrichment", "logs.web.clicks", plain), (V{"message-formatter"}));
+  EXPECT_EQ(modules_run("default-enrichment", "events.mobile.tap", with_ip),
+            (V{"message-validator", "geolocation-enricher", "message-formatter"}));
+  // Suffix ".content", case-insensitive.
+  EXPECT_EQ(modules_run("default-enrichment", "blog.CONTENT", plain),
+            (V{"content-analyzer", "message-formatter"}));
+  EXPECT_EQ(modules_run("default-enrichment", "orders", plain), (V{"message-formatter"}));
+
+  // A pipeline of the file cannot be changed over the API.
+  json::value refused =
+      admin("PATCH", "/api/v1/etl/pipelines/default-enrichment", R"({"enabled": false})", 409);
+  EXPECT_NE(std::string(refused.at("error").at("message").as_string()).find("configuration file"),
+            std::string::npos);
+  admin("DELETE", "/api/v1/etl/pipelines/default-enrichment", "", 409);
+}
+
+// The two example pipelines of 003: created over the API, each module selected by its filters
+// and by its rules on headers and payload fields.
+TEST_F(EtlTest, Seed003PipelinesSelectModulesByFiltersAndRules) {
+  start();
+  for (const char* name :
+       {"message-validator", "geolocation-enricher", "content-analyzer", "message-formatter",
+        "sensor-data-validator", "temperature-converter", "pressure-normalizer"}) {
+    upload("passthrough", name, "1.0.0", 201);
+  }
+  admin("POST", "/api/v1/etl/pipelines", seed_pipeline("seed-003-message-enrichment.json"), 201);
+  admin("POST", "/api/v1/etl/pipelines", seed_pipeline("seed-003-iot-sensor-processing.json"), 201);
+  using V = std::vector<std::string>;
+  const std::string json_message =
+      R"({"value": "{}", "headers": {"content-type": "application/json", "client_ip": "1.1.1.1"}})";
+  EXPECT_EQ(modules_run("message-enrichment-pipeline", "events.web.visit", json_message),
+            (V{"message-validator", "geolocation-enricher", "message-formatter"}));
+  EXPECT_EQ(modules_run("message-enrichment-pipeline", "events.web.visit",
+                        R"({"value": "x", "headers": {"content-type": "text/plain"}})"),
+            (V{"message-formatter"}));
+
+  const std::string celsius =
+      R"({"value": "{\"sensor_type\": \"temperature\", \"unit\": \"celsius\"}"})";
+  const std::string fahrenheit =
+      R"({"value": "{\"sensor_type\": \"temperature\", \"unit\": \"fahrenheit\"}"})";
+  const std::string pressure =
+      R"({"value": "{\"sensor_type\": \"temperature-pressure\", \"reading\": 3}"})";
+  EXPECT_EQ(modules_run("iot-sensor-processing", "iot.sensors.temperature", celsius),
+            (V{"sensor-data-validator", "temperature-converter"}));
+  EXPECT_EQ(modules_run("iot-sensor-processing", "iot.sensors.temperature", fahrenheit),
+            (V{"sensor-data-validator"}));
+  EXPECT_EQ(modules_run("iot-sensor-processing", "iot.sensors.pressure", pressure),
+            (V{"sensor-data-validator", "pressure-normalizer"}));
+  EXPECT_EQ(
+      modules_run("iot-sensor-processing", "iot.sensors.pressure", R"({"value": "not json"})"),
+      (V{}));
+}
+
+// Modules and API pipelines are on disk: after a restart they are back and still transform.
+TEST_F(EtlTest, ModulesAndPipelinesSurviveRestart) {
+  start();
+  upload("message_processor", "message-processor", "1.0.0", 201);
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "keep", "stages": [
+      {"priority": 0, "modules": [{"module_id": "message-processor-v1.0.0"}]}]})",
+        201);
+  restart();
+  json::value list = admin("GET", "/api/v1/etl/modules", "", 200);
+  ASSERT_EQ(list.at("modules").as_array().size(), 1u);
+  EXPECT_EQ(list.at("modules").at(0).at("used_by").at(0).as_string(), "keep");
+  json::value pipeline = admin("GET", "/api/v1/etl/pipelines/keep", "", 200);
+  EXPECT_EQ(pipeline.at("origin").as_string(), "api");
+  data("POST", "/api/v1/topics/t/messages",
+       R"({"value": "abc", "headers": {"content-type": "text/plain", "source": "s"}})", 200);
+  json::array stored = consume("t");
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].at("value").as_string(), "[PROCESSED] ABC");
+  // Pinned by an enabled pipeline: the module cannot be deleted.
+  admin("DELETE", "/api/v1/etl/modules/message-processor-v1.0.0", "", 409);
+}
+
+// Bad uploads and bad pipelines get a clear error naming the problem, and change nothing.
+TEST_F(EtlTest, BadUploadsAndPipelinesChangeNothing) {
+  start();
+  json::value missing = upload("missing_export", "bad", "1.0.0", 400);
+  EXPECT_NE(std::string(missing.at("error").at("message").as_string()).find("process_message"),
+            std::string::npos)
+      << missing;
+  json::value import = upload("unsupported_import", "bad", "1.0.0", 400);
+  EXPECT_NE(std::string(import.at("error").at("message").as_string()).find("unsupported import"),
+            std::string::npos)
+      << import;
+  upload("passthrough", "good", "one", 400);
+  upload("passthrough", "bad name!", "1.0.0", 400);
+  upload("passthrough", "good", "1.0.0", 201);
+  upload("passthrough", "good", "1.0.0", 409);
+  EXPECT_EQ(admin("GET", "/api/v1/etl/modules", "", 200).at("modules").as_array().size(), 1u);
+
+  json::value bad = admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "p", "stages": [
+      {"priority": 0, "modules": [{"module_id": "good", "topic_filters": [
+        {"filter_type": "Regex", "pattern": "(unclosed"}]}]}]})",
+                          422);
+  EXPECT_EQ(bad.at("error").at("field").as_string(),
+            "stages[0].modules[0].topic_filters[0].pattern");
+  admin("POST", "/api/v1/etl/pipelines", "{not json", 400);
+  EXPECT_EQ(admin("GET", "/api/v1/etl/pipelines", "", 200).at("pipelines").as_array().size(), 0u);
+  // Nothing runs on produce: the message is stored as sent.
+  data("POST", "/api/v1/topics/t/messages", R"({"value": "as is"})", 200);
+  EXPECT_EQ(consume("t").at(0).at("value").as_string(), "as is");
+}
+
+}  // namespace
+}  // namespace wasmq
