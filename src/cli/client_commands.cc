@@ -38,19 +38,6 @@ struct ConsumeOptions {
   uint32_t wait_ms = 1000;
 };
 
-// The error text of a reply that is not a 2xx: the API's error message when there is one.
-std::string reply_error(const HttpReply& reply) {
-  boost::system::error_code ec;
-  json::value v = json::parse(reply.body, ec);
-  if (!ec && v.is_object() && v.as_object().contains("error")) {
-    const auto& e = v.at("error");
-    if (e.is_object() && e.as_object().contains("message") && e.at("message").is_string()) {
-      return "HTTP " + std::to_string(reply.status) + ": " + std::string(e.at("message").as_string());
-    }
-  }
-  return "HTTP " + std::to_string(reply.status) + ": " + reply.body.substr(0, 200);
-}
-
 int produce(const ProduceOptions& o) {
   HttpClient client(o.broker);
   const std::string target = "/api/v1/topics/" + url_encode(o.topic) + "/messages";
@@ -72,7 +59,7 @@ int produce(const ProduceOptions& o) {
       return;
     }
     if (reply->status / 100 != 2) {
-      std::cerr << "error: " << reply_error(*reply) << "\n";
+      std::cerr << "error: " << http::error_text(*reply) << "\n";
       failed += n;
       return;
     }
@@ -141,7 +128,7 @@ int consume(const ConsumeOptions& o) {
       return 1;
     }
     if (reply->status / 100 != 2) {
-      std::cerr << "error: " << reply_error(*reply) << "\n";
+      std::cerr << "error: " << http::error_text(*reply) << "\n";
       return 1;
     }
     boost::system::error_code ec;

@@ -5,6 +5,7 @@
 
 #include "cli/client_commands.h"
 #include "cli/config_command.h"
+#include "cli/etl_commands.h"
 #include "cli/serve_command.h"
 #include "cli/transform_command.h"
 
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   wasmq::cli::add_config_command(app, exit_code);
   wasmq::cli::add_serve_command(app, exit_code);
   wasmq::cli::add_client_commands(app, exit_code);
+  wasmq::cli::add_etl_commands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

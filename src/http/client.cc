@@ -1,5 +1,7 @@
 #include "http/client.h"
 
+#include <boost/json.hpp>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -125,6 +127,18 @@ std::string url_encode(std::string_view text) {
     }
   }
   return out;
+}
+
+std::string error_text(const HttpReply& reply) {
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(reply.body, ec);
+  if (!ec && v.is_object() && v.as_object().contains("error")) {
+    const auto& e = v.at("error");
+    if (e.is_object() && e.as_object().contains("message") && e.at("message").is_string()) {
+      return "HTTP " + std::to_string(reply.status) + ": " + std::string(e.at("message").as_string());
+    }
+  }
+  return "HTTP " + std::to_string(reply.status) + ": " + reply.body.substr(0, 200);
 }
 
 }  // namespace wasmq::http

@@ -41,6 +41,10 @@ class HttpClient {
   std::unique_ptr<Connection> connection_;
 };
 
+// A one-line description of a reply that is not a success: "HTTP <status>: <the API's error
+// message>", or the start of the body when it has no error object.
+std::string error_text(const HttpReply& reply);
+
 // Percent-encodes a path segment or query value.
 std::string url_encode(std::string_view text);
 

@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "broker_process.h"
+#include "command.h"
 #include "http/client.h"
 #include "module_files.h"
 #include "temp_dir.h"
@@ -320,6 +321,62 @@ TEST_F(EtlTest, BadUploadsAndPipelinesChangeNothing) {
   // Nothing runs on produce: the message is stored as sent.
   data("POST", "/api/v1/topics/t/messages", R"({"value": "as is"})", 200);
   EXPECT_EQ(consume("t").at(0).at("value").as_string(), "as is");
+}
+
+// The CLI's module and pipeline commands against a running broker.
+TEST_F(EtlTest, CliDeploysModulesAndAppliesPipelines) {
+  start();
+  const std::string admin_url = broker_->admin_url();
+  auto run = [&](std::vector<std::string> args, const std::string& input = "") {
+    args.push_back("--admin");
+    args.push_back(admin_url);
+    return testing::wasmq(args, input);
+  };
+  auto deployed = run({"module", "deploy", testing::module_path("message_processor").string(),
+                       "--name", "message-processor", "--version", "1.0.0"});
+  ASSERT_EQ(deployed.exit_code, 0) << deployed.err;
+  ASSERT_EQ(deployed.lines.size(), 1u);
+  EXPECT_EQ(deployed.lines[0].at("module_id").as_string(), "message-processor-v1.0.0");
+  auto again = run({"module", "deploy", testing::module_path("message_processor").string(),
+                    "--name", "message-processor", "--version", "1.0.0"});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("HTTP 409: module message-processor-v1.0.0 already exists"),
+            std::string::npos)
+      << again.err;
+  auto modules = run({"module", "list"});
+  ASSERT_EQ(modules.exit_code, 0) << modules.err;
+  EXPECT_NE(modules.out.find("message-processor-v1.0.0"), std::string::npos) << modules.out;
+
+  const fs::path file = dir() / "pipeline.json";
+  std::ofstream(file) << R"({"pipeline_id": "cli", "stages": [
+      {"priority": 0, "modules": [{"module_id": "message-processor"}]}]})";
+  auto created = run({"pipeline", "apply", "-f", file.string()});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  EXPECT_EQ(created.lines.at(0).at("status").as_string(), "created");
+  auto replaced = run({"pipeline", "apply", "-f", file.string()});
+  ASSERT_EQ(replaced.exit_code, 0) << replaced.err;
+  EXPECT_EQ(replaced.lines.at(0).at("status").as_string(), "updated");
+  auto listed = run({"pipeline", "list"});
+  EXPECT_NE(listed.out.find("cli"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("running"), std::string::npos) << listed.out;
+
+  auto tested = run({"pipeline", "test", "cli", "--topic", "t"},
+                    R"({"value": "hi", "headers": {"content-type": "text/plain", "source": "s"}})"
+                    "\n");
+  ASSERT_EQ(tested.exit_code, 0) << tested.err;
+  const json::object& result = tested.lines.at(0).at("results").at(0).as_object();
+  EXPECT_EQ(result.at("outputs").at(0).at("message").at("value").as_string(), "[PROCESSED] HI");
+  // A dry run stores nothing.
+  data("GET", "/api/v1/topics/t/messages?offset=0", "", 404);
+
+  ASSERT_EQ(run({"pipeline", "stop", "cli"}).exit_code, 0);
+  EXPECT_EQ(admin("GET", "/api/v1/etl/pipelines/cli", "", 200).at("enabled").as_bool(), false);
+  auto bad = run({"pipeline", "get", "nope"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("HTTP 404"), std::string::npos) << bad.err;
+  ASSERT_EQ(run({"pipeline", "delete", "cli"}).exit_code, 0);
+  ASSERT_EQ(run({"module", "delete", "message-processor-v1.0.0"}).exit_code, 0);
+  EXPECT_EQ(admin("GET", "/api/v1/etl/modules", "", 200).at("modules").as_array().size(), 0u);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "command.h"
 #include "module_files.h"
 
 namespace wasmq {
@@ -17,48 +18,9 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
-
-struct CommandRun {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-  std::vector<json::object> lines;  // stdout parsed as NDJSON
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-// Runs wasmq with `args` and `input` on stdin.
-CommandRun wasmq(const std::vector<std::string>& args, const std::string& input) {
-  fs::path dir = fs::temp_directory_path() / ("wasmq-e2e-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  std::ofstream(dir / "in") << input;
-  std::string cmd = quote(WASMQ_BINARY);
-  for (const auto& a : args) cmd += " " + quote(a);
-  cmd += " <" + quote((dir / "in").string()) + " >" + quote((dir / "out").string()) + " 2>" +
-         quote((dir / "err").string());
-  CommandRun r;
-  int status = std::system(cmd.c_str());
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(dir / "out");
-  r.err = slurp(dir / "err");
-  std::istringstream lines(r.out);
-  for (std::string line; std::getline(lines, line);) {
-    if (!line.empty()) r.lines.push_back(json::parse(line).as_object());
-  }
-  fs::remove_all(dir);
-  return r;
-}
+using testing::CommandRun;
+using testing::slurp;
+using testing::wasmq;
 
 std::string module(const std::string& name) { return testing::module_path(name).string(); }
 

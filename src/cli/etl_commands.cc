@@ -1,0 +1,290 @@
+#include "cli/etl_commands.h"
+
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "common/file.h"
+#include "http/client.h"
+
+namespace wasmq::cli {
+namespace {
+
+namespace json = boost::json;
+using http::HttpClient;
+using http::HttpReply;
+using http::url_encode;
+
+constexpr const char* kDefaultAdmin = "http://localhost:9094";
+
+struct Target {
+  std::string admin = kDefaultAdmin;
+  std::string id;
+  bool json_output = false;
+};
+
+// Sends one request; prints the reply body (JSON) on success. Exit code 0 for a 2xx reply.
+int send(const std::string& admin, const std::string& method, const std::string& target,
+         const std::string& body = "", json::value* out = nullptr) {
+  HttpClient client(admin, 120'000);
+  auto reply = client.request(method, target, body);
+  if (!reply.is_ok()) {
+    std::cerr << "error: " << reply.status().message() << "\n";
+    return 1;
+  }
+  if (reply->status / 100 != 2) {
+    std::cerr << "error: " << http::error_text(*reply) << "\n";
+    return 1;
+  }
+  if (out) {
+    boost::system::error_code ec;
+    *out = json::parse(reply->body, ec);
+    if (ec) {
+      std::cerr << "error: the reply is not JSON: " << reply->body.substr(0, 200) << "\n";
+      return 1;
+    }
+  } else {
+    std::cout << reply->body << "\n";
+  }
+  return 0;
+}
+
+std::string text_of(const json::value& v) {
+  if (v.is_string()) return std::string(v.get_string());
+  return json::serialize(v);
+}
+
+// Prints rows as aligned columns.
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    for (size_t c = 0; c < row.size(); ++c) {
+      if (width.size() <= c) width.push_back(0);
+      width[c] = std::max(width[c], row[c].size());
+    }
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      line += row[c];
+      if (c + 1 < row.size()) line += std::string(width[c] - row[c].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
+struct DeployOptions {
+  std::string admin = kDefaultAdmin;
+  std::string file, name, version;
+};
+
+int deploy(const DeployOptions& o) {
+  auto binary = read_file(o.file, 50ull << 20);
+  if (!binary.is_ok()) {
+    std::cerr << "error: " << binary.status().message() << "\n";
+    return 1;
+  }
+  HttpClient client(o.admin, 120'000);
+  auto reply = client.request("POST", "/api/v1/etl/modules", *binary, "application/octet-stream",
+                              {{"X-Module-Name", o.name}, {"X-Module-Version", o.version}});
+  if (!reply.is_ok()) {
+    std::cerr << "error: " << reply.status().message() << "\n";
+    return 1;
+  }
+  if (reply->status / 100 != 2) {
+    std::cerr << "error: " << http::error_text(*reply) << "\n";
+    return 1;
+  }
+  std::cout << reply->body << "\n";
+  return 0;
+}
+
+int list_modules(const Target& t) {
+  if (t.json_output) return send(t.admin, "GET", "/api/v1/etl/modules");
+  json::value v;
+  if (int rc = send(t.admin, "GET", "/api/v1/etl/modules", "", &v); rc != 0) return rc;
+  std::vector<std::vector<std::string>> rows = {
+      {"MODULE", "SIZE", "SHA256", "UPLOADED", "USED BY"}};
+  for (const auto& m : v.at("modules").as_array()) {
+    std::string used;
+    for (const auto& p : m.at("used_by").as_array()) used += (used.empty() ? "" : ",") + text_of(p);
+    rows.push_back({text_of(m.at("module_id")), text_of(m.at("size_bytes")),
+                    text_of(m.at("sha256")).substr(0, 12), text_of(m.at("uploaded_at")),
+                    used.empty() ? "-" : used});
+  }
+  print_table(rows);
+  return 0;
+}
+
+int list_pipelines(const Target& t) {
+  if (t.json_output) return send(t.admin, "GET", "/api/v1/etl/pipelines");
+  json::value v;
+  if (int rc = send(t.admin, "GET", "/api/v1/etl/pipelines", "", &v); rc != 0) return rc;
+  std::vector<std::vector<std::string>> rows = {
+      {"PIPELINE", "STATE", "ORIGIN", "PRIORITY", "STAGES", "NAME"}};
+  for (const auto& p : v.at("pipelines").as_array()) {
+    rows.push_back({text_of(p.at("pipeline_id")), text_of(p.at("state")), text_of(p.at("origin")),
+                    text_of(p.at("priority")), std::to_string(p.at("stages").as_array().size()),
+                    text_of(p.at("name"))});
+  }
+  print_table(rows);
+  return 0;
+}
+
+struct ApplyOptions {
+  std::string admin = kDefaultAdmin;
+  std::string file;
+};
+
+// Creates the pipeline of FILE, or replaces it when one with its pipeline_id exists.
+int apply(const ApplyOptions& o) {
+  auto text = o.file == "-"
+                  ? Result<std::string>(std::string(std::istreambuf_iterator<char>(std::cin), {}))
+                  : read_file(o.file, 16 << 20);
+  if (!text.is_ok()) {
+    std::cerr << "error: " << text.status().message() << "\n";
+    return 1;
+  }
+  boost::system::error_code ec;
+  json::value doc = json::parse(*text, ec);
+  if (ec || !doc.is_object()) {
+    std::cerr << "error: " << o.file << " is not a JSON object" << (ec ? ": " + ec.message() : "")
+              << "\n";
+    return 1;
+  }
+  const json::value* id = doc.get_object().if_contains("pipeline_id");
+  if (id && id->is_string()) {
+    HttpClient client(o.admin);
+    auto existing = client.request("GET", "/api/v1/etl/pipelines/" + url_encode(id->get_string()));
+    if (existing.is_ok() && existing->status == 200) {
+      return send(o.admin, "PUT", "/api/v1/etl/pipelines/" + url_encode(id->get_string()), *text);
+    }
+  }
+  return send(o.admin, "POST", "/api/v1/etl/pipelines", *text);
+}
+
+struct TestOptions {
+  std::string admin = kDefaultAdmin;
+  std::string id, topic = "test", input;
+};
+
+// Dry run: NDJSON messages from --input or stdin.
+int test_pipeline(const TestOptions& o) {
+  std::ifstream file;
+  if (!o.input.empty()) {
+    file.open(o.input);
+    if (!file) {
+      std::cerr << "error: cannot open " << o.input << "\n";
+      return 1;
+    }
+  }
+  std::istream& in = o.input.empty() ? std::cin : file;
+  json::array messages;
+  std::string line;
+  size_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    boost::system::error_code ec;
+    json::value m = json::parse(line, ec);
+    if (ec) {
+      std::cerr << "error: line " << number << " is not JSON: " << ec.message() << "\n";
+      return 1;
+    }
+    messages.push_back(std::move(m));
+  }
+  json::object body{{"topic", o.topic}, {"messages", std::move(messages)}};
+  return send(o.admin, "POST", "/api/v1/etl/pipelines/" + url_encode(o.id) + "/test",
+              json::serialize(body));
+}
+
+CLI::App* with_admin(CLI::App* cmd, std::string& admin) {
+  cmd->add_option("--admin", admin, "the admin API")->capture_default_str();
+  return cmd;
+}
+
+}  // namespace
+
+void add_etl_commands(CLI::App& app, int& exit_code) {
+  CLI::App* module = app.add_subcommand("module", "WebAssembly modules on a broker (admin API)");
+  module->require_subcommand(1);
+  auto d = std::make_shared<DeployOptions>();
+  CLI::App* deploy_cmd =
+      with_admin(module->add_subcommand("deploy", "upload a .wasm module"), d->admin);
+  deploy_cmd->add_option("file", d->file, "the .wasm file")->required();
+  deploy_cmd->add_option("--name", d->name, "module name")->required();
+  deploy_cmd->add_option("--version", d->version, "semantic version, e.g. 1.0.0")->required();
+  deploy_cmd->callback([d, &exit_code] { exit_code = deploy(*d); });
+
+  auto ml = std::make_shared<Target>();
+  CLI::App* mlist = with_admin(module->add_subcommand("list", "list modules"), ml->admin);
+  mlist->add_flag("--json", ml->json_output, "print the API's JSON");
+  mlist->callback([ml, &exit_code] { exit_code = list_modules(*ml); });
+
+  auto mg = std::make_shared<Target>();
+  CLI::App* mget =
+      with_admin(module->add_subcommand("get", "a module's metadata (JSON)"), mg->admin);
+  mget->add_option("id", mg->id, "name-vX.Y.Z, or a name for its newest version")->required();
+  mget->callback([mg, &exit_code] {
+    exit_code = send(mg->admin, "GET", "/api/v1/etl/modules/" + url_encode(mg->id));
+  });
+
+  auto md = std::make_shared<Target>();
+  CLI::App* mdel =
+      with_admin(module->add_subcommand("delete", "delete a module version"), md->admin);
+  mdel->add_option("id", md->id, "name-vX.Y.Z")->required();
+  mdel->callback([md, &exit_code] {
+    exit_code = send(md->admin, "DELETE", "/api/v1/etl/modules/" + url_encode(md->id));
+  });
+
+  CLI::App* pipeline = app.add_subcommand("pipeline", "ETL pipelines on a broker (admin API)");
+  pipeline->require_subcommand(1);
+  auto a = std::make_shared<ApplyOptions>();
+  CLI::App* apply_cmd = with_admin(
+      pipeline->add_subcommand("apply", "create a pipeline from a JSON file, or replace it"),
+      a->admin);
+  apply_cmd->add_option("-f,--file", a->file, "the pipeline document (- for stdin)")->required();
+  apply_cmd->callback([a, &exit_code] { exit_code = apply(*a); });
+
+  auto pl = std::make_shared<Target>();
+  CLI::App* plist = with_admin(pipeline->add_subcommand("list", "list pipelines"), pl->admin);
+  plist->add_flag("--json", pl->json_output, "print the API's JSON");
+  plist->callback([pl, &exit_code] { exit_code = list_pipelines(*pl); });
+
+  struct Simple {
+    const char* name;
+    const char* help;
+    const char* method;
+    const char* suffix;
+  };
+  for (const Simple& s : {Simple{"get", "a pipeline's document (JSON)", "GET", ""},
+                          Simple{"delete", "delete a pipeline", "DELETE", ""},
+                          Simple{"start", "enable a pipeline", "POST", "/start"},
+                          Simple{"stop", "disable a pipeline", "POST", "/stop"},
+                          Simple{"status", "a pipeline's state", "GET", "/status"}}) {
+    auto t = std::make_shared<Target>();
+    CLI::App* cmd = with_admin(pipeline->add_subcommand(s.name, s.help), t->admin);
+    cmd->add_option("id", t->id, "the pipeline id")->required();
+    std::string method = s.method, suffix = s.suffix;
+    cmd->callback([t, method, suffix, &exit_code] {
+      exit_code = send(t->admin, method, "/api/v1/etl/pipelines/" + url_encode(t->id) + suffix);
+    });
+  }
+
+  auto tt = std::make_shared<TestOptions>();
+  CLI::App* test_cmd =
+      with_admin(pipeline->add_subcommand("test",
+                                          "dry run: NDJSON messages from stdin through a pipeline, "
+                                          "nothing stored"),
+                 tt->admin);
+  test_cmd->add_option("id", tt->id, "the pipeline id")->required();
+  test_cmd->add_option("--topic", tt->topic, "the topic the messages are produced to")
+      ->capture_default_str();
+  test_cmd->add_option("--input", tt->input, "NDJSON file instead of stdin");
+  test_cmd->callback([tt, &exit_code] { exit_code = test_pipeline(*tt); });
+}
+
+}  // namespace wasmq::cli
