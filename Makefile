@@ -22,6 +22,7 @@ test: build
 bench: build
 	python3 bench/engine_bench.py --build-dir $(BUILD_DIR)
 	python3 bench/broker_bench.py --build-dir $(BUILD_DIR)
+	python3 bench/etl_bench.py --build-dir $(BUILD_DIR)
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h')

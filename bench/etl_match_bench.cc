@@ -1,8 +1,8 @@
 // wasmq-bench-etl: nanoseconds per evaluation of the ETL room's per-message matching
 // (src/etl/match.h): one topic filter of each type, case-sensitive and not, against a matching
 // topic; a HeaderValue rule; PayloadField rules on a ~200-byte JSON payload, alone and as a set
-// of five. Each benchmark also reports `allocs`, heap allocations per evaluation (expected: 0).
-// Run: build/bench/wasmq-bench-etl --benchmark_min_time=0.1
+// of five; the cached per-topic plan lookup. Each benchmark also reports `allocs`, heap allocations
+// per evaluation (expected: 0). Run: build/bench/wasmq-bench-etl --benchmark_min_time=0.1
 #include <benchmark/benchmark.h>
 
 #include <atomic>
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "etl/match.h"
+#include "etl/plan.h"
 
 // Counts every heap allocation of the process, to show that evaluation allocates nothing.
 namespace {
@@ -163,6 +164,35 @@ void BM_RuleSetFivePayloadFields(benchmark::State& state) {
             order_message(false));
 }
 BENCHMARK(BM_RuleSetFivePayloadFields);
+
+// The per-topic plan lookup every produce request makes (plan.h): a configuration of twenty
+// pipelines, the plan for a topic already cached.
+void BM_PlanLookup(benchmark::State& state) {
+  std::vector<std::shared_ptr<const CompiledPipeline>> pipelines;
+  for (int i = 0; i < 20; ++i) {
+    PipelineSpec spec;
+    spec.pipeline_id = "pipeline-" + std::to_string(i);
+    StageSpec stage;
+    ModuleSpec module;
+    module.module_id = "module-" + std::to_string(i);
+    module.topic_filters.push_back(
+        {FilterType::kPrefix, "orders." + std::to_string(i), true, false});
+    stage.modules.push_back(module);
+    spec.stages.push_back(stage);
+    auto compiled = compile_pipeline(spec);
+    if (!compiled.is_ok()) {
+      state.SkipWithError(compiled.status().message().c_str());
+      return;
+    }
+    pipelines.push_back(*compiled);
+  }
+  Configuration configuration(std::move(pipelines));
+  configuration.plan_for(kTopic);
+  const uint64_t before = g_allocations.load();
+  for (auto _ : state) benchmark::DoNotOptimize(configuration.plan_for(kTopic));
+  report_allocations(state, before);
+}
+BENCHMARK(BM_PlanLookup);
 
 }  // namespace
 }  // namespace wasmq::etl

@@ -5,12 +5,11 @@
 // {"messages": [...]} of --batch messages with --value-bytes values. Prints one JSON line:
 // messages/s, requests/s, and request latency percentiles (from send to full response).
 // Responses other than 200 with every result "stored" count as errors.
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
-
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -33,6 +32,9 @@ struct Options {
   int value_bytes = 100;
   double seconds = 5;
   int threads = 1;
+  // When set, each value is a JSON document of about value_bytes (sensor readings, so that
+  // conditional rules on payload fields have something to read), escaped into the request.
+  bool json_values = false;
 };
 
 struct Stats {
@@ -44,10 +46,18 @@ struct Stats {
 
 std::string make_body(const Options& o) {
   std::string value(static_cast<size_t>(o.value_bytes), 'x');
+  if (o.json_values) {
+    value = R"({\"sensor_id\":\"sensor-17\",\"sensor_type\":\"temperature\",\"unit\":\"celsius\",)"
+            R"(\"reading\":42.5,\"site\":\"north\",\"pad\":\")";
+    while (value.size() + 4 < static_cast<size_t>(o.value_bytes)) value += 'x';
+    value += R"(\"})";
+  }
   std::string body = "{\"messages\":[";
   for (int i = 0; i < o.batch; ++i) {
     if (i) body += ',';
-    body += "{\"key\":\"key-" + std::to_string(i) + "\",\"value\":\"" + value + "\"}";
+    body += "{\"key\":\"key-" + std::to_string(i) + "\",\"value\":\"" + value + "\"";
+    if (o.json_values) body += R"(,"headers":{"content-type":"application/json"})";
+    body += "}";
   }
   return body + "]}";
 }
@@ -60,7 +70,8 @@ asio::awaitable<void> run_connection(const Options& o, const std::string& body,
   auto endpoints = co_await resolver.async_resolve(o.host, o.port, asio::use_awaitable);
   co_await stream.async_connect(endpoints, asio::use_awaitable);
   stream.socket().set_option(tcp::no_delay(true));
-  http::request<http::string_body> req{http::verb::post, "/api/v1/topics/" + o.topic + "/messages", 11};
+  http::request<http::string_body> req{http::verb::post, "/api/v1/topics/" + o.topic + "/messages",
+                                       11};
   req.set(http::field::host, o.host);
   req.set(http::field::content_type, "application/json");
   req.keep_alive(true);
@@ -72,7 +83,8 @@ asio::awaitable<void> run_connection(const Options& o, const std::string& body,
     co_await http::async_write(stream, req, asio::use_awaitable);
     http::response<http::string_body> res;
     co_await http::async_read(stream, buffer, res, asio::use_awaitable);
-    stats.latencies_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+    stats.latencies_us.push_back(
+        std::chrono::duration<double, std::micro>(Clock::now() - start).count());
     // "stored" appears once per message in a fully stored batch.
     size_t stored = 0;
     for (size_t at = res.body().find("\"stored\""); at != std::string::npos;
@@ -83,7 +95,8 @@ asio::awaitable<void> run_connection(const Options& o, const std::string& body,
       stats.messages += static_cast<uint64_t>(o.batch);
     } else {
       ++stats.errors;
-      if (stats.first_error.empty()) stats.first_error = std::to_string(res.result_int()) + " " + res.body().substr(0, 200);
+      if (stats.first_error.empty())
+        stats.first_error = std::to_string(res.result_int()) + " " + res.body().substr(0, 200);
     }
   }
 }
@@ -92,14 +105,24 @@ int main(int argc, char** argv) {
   Options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--host") o.host = value;
-    else if (flag == "--port") o.port = value;
-    else if (flag == "--topic") o.topic = value;
-    else if (flag == "--connections") o.connections = std::stoi(value);
-    else if (flag == "--batch") o.batch = std::stoi(value);
-    else if (flag == "--value-bytes") o.value_bytes = std::stoi(value);
-    else if (flag == "--seconds") o.seconds = std::stod(value);
-    else if (flag == "--threads") o.threads = std::stoi(value);
+    if (flag == "--host")
+      o.host = value;
+    else if (flag == "--port")
+      o.port = value;
+    else if (flag == "--topic")
+      o.topic = value;
+    else if (flag == "--connections")
+      o.connections = std::stoi(value);
+    else if (flag == "--batch")
+      o.batch = std::stoi(value);
+    else if (flag == "--value-bytes")
+      o.value_bytes = std::stoi(value);
+    else if (flag == "--seconds")
+      o.seconds = std::stod(value);
+    else if (flag == "--threads")
+      o.threads = std::stoi(value);
+    else if (flag == "--json-values")
+      o.json_values = value == "1" || value == "true";
     else {
       std::cerr << "unknown flag " << flag << "\n";
       return 2;
@@ -109,7 +132,8 @@ int main(int argc, char** argv) {
   asio::io_context io;
   std::vector<Stats> stats(static_cast<size_t>(o.connections));
   const auto start = Clock::now();
-  const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
+  const auto end =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
   std::string failure;
   for (int c = 0; c < o.connections; ++c) {
     asio::co_spawn(io, run_connection(o, body, end, stats[static_cast<size_t>(c)]),
@@ -130,7 +154,8 @@ int main(int argc, char** argv) {
 
   Stats total;
   for (auto& s : stats) {
-    total.latencies_us.insert(total.latencies_us.end(), s.latencies_us.begin(), s.latencies_us.end());
+    total.latencies_us.insert(total.latencies_us.end(), s.latencies_us.begin(),
+                              s.latencies_us.end());
     total.messages += s.messages;
     total.errors += s.errors;
     if (total.first_error.empty()) total.first_error = s.first_error;
