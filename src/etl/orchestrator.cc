@@ -17,6 +17,13 @@ PipelineChangeError change_error(StatusCode code, std::string message, std::stri
   return PipelineChangeError{Status(code, std::move(message)), std::move(field)};
 }
 
+// The refusal of an API change to a pipeline of the configuration file (config.md).
+Status file_pipeline_conflict(std::string_view id) {
+  return Status(StatusCode::kConflict, "pipeline \"" + std::string(id) +
+                                           "\" is defined in the configuration file: change it "
+                                           "there and reload");
+}
+
 // The largest memory limit a pipeline may set: uploads are compiled with it, so that a module
 // is refused only for what no pipeline could allow.
 constexpr uint64_t kMaxMemoryLimitBytes = 4ull << 30;
@@ -36,7 +43,8 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
   for (size_t i = 0; i < file_pipelines.size(); ++i) {
     const std::string where = "etl.pipelines[" + std::to_string(i) + "]";
     PipelineSpec spec;
-    if (auto error = parse_pipeline(file_pipelines[i], "pipeline-" + std::to_string(i + 1), &spec)) {
+    if (auto error =
+            parse_pipeline(file_pipelines[i], "pipeline-" + std::to_string(i + 1), &spec)) {
       return invalid_argument(where + ": " + error->message);
     }
     if (o->entries_.count(spec.pipeline_id)) {
@@ -45,8 +53,11 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
     }
     auto compiled = compile_pipeline(spec);
     if (!compiled.is_ok()) return compiled.status().with_context(where);
-    o->compiled_[spec.pipeline_id] = *compiled;
-    o->entries_[spec.pipeline_id] = PipelineEntry{std::move(spec), PipelineOrigin::kFile};
+    // The id is copied first: in `map[key] = value` the value is evaluated (and spec moved
+    // from) before the key.
+    std::string id = spec.pipeline_id;
+    o->compiled_[id] = *compiled;
+    o->entries_[id] = PipelineEntry{std::move(spec), PipelineOrigin::kFile};
   }
 
   std::error_code ec;
@@ -58,7 +69,8 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
   for (const auto& file : fs::directory_iterator(o->options_.pipelines_path, ec)) {
     if (file.path().extension() != ".json") continue;
     auto skip = [&](const std::string& why) {
-      if (warnings) warnings->push_back("pipeline file " + file.path().string() + " skipped: " + why);
+      if (warnings)
+        warnings->push_back("pipeline file " + file.path().string() + " skipped: " + why);
     };
     auto text = read_file(file.path(), 16 << 20);
     if (!text.is_ok()) {
@@ -76,6 +88,11 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
       skip(error->message);
       continue;
     }
+    // delete_pipeline() removes <id>.json: a document under another name would come back.
+    if (spec.pipeline_id != file.path().stem().string()) {
+      skip("its pipeline_id \"" + spec.pipeline_id + "\" does not match the file name");
+      continue;
+    }
     if (o->entries_.count(spec.pipeline_id)) {
       skip("the configuration file defines a pipeline with the same id");
       continue;
@@ -85,8 +102,11 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
       skip(compiled.status().message());
       continue;
     }
-    o->compiled_[spec.pipeline_id] = *compiled;
-    o->entries_[spec.pipeline_id] = PipelineEntry{std::move(spec), PipelineOrigin::kApi};
+    // The id is copied first: in `map[key] = value` the value is evaluated (and spec moved
+    // from) before the key.
+    std::string id = spec.pipeline_id;
+    o->compiled_[id] = *compiled;
+    o->entries_[id] = PipelineEntry{std::move(spec), PipelineOrigin::kApi};
   }
   {
     std::lock_guard lock(o->mutex_);
@@ -113,11 +133,11 @@ void Orchestrator::publish_locked() {
   configuration_.store(std::make_shared<const Configuration>(std::move(pipelines)));
 }
 
-void Orchestrator::upload_module(std::string name, std::string version,
-                                 std::vector<uint8_t> binary, ModuleDone done) {
+void Orchestrator::upload_module(std::string name, std::string version, std::vector<uint8_t> binary,
+                                 ModuleDone done) {
   workers_->submit([this, name = std::move(name), version = std::move(version),
-                    binary = std::move(binary), done = std::move(done)](
-                       wasm::Sandbox& sandbox, Executor&) mutable {
+                    binary = std::move(binary),
+                    done = std::move(done)](wasm::Sandbox& sandbox, Executor&) mutable {
     auto verify = [&](std::span<const uint8_t> bytes) -> Status {
       wasm::InstanceSettings settings;
       settings.memory_limit_bytes = kMaxMemoryLimitBytes;
@@ -147,8 +167,8 @@ Status Orchestrator::delete_module(std::string_view id) {
   if (!pinning.empty()) {
     std::string list;
     for (const auto& p : pinning) list += (list.empty() ? "" : ", ") + p;
-    return Status(StatusCode::kConflict, "module " + std::string(id) +
-                                             " is pinned by enabled pipeline(s): " + list);
+    return Status(StatusCode::kConflict,
+                  "module " + std::string(id) + " is pinned by enabled pipeline(s): " + list);
   }
   Status s = registry_->remove(id);
   if (s.is_ok()) {
@@ -207,12 +227,11 @@ PipelineResult<PipelineSpec> Orchestrator::apply_locked(const json::value& docum
                         "pipeline \"" + spec.pipeline_id + "\" already exists", "pipeline_id");
   }
   if (replacing && existing == entries_.end()) {
-    return change_error(StatusCode::kNotFound, "pipeline \"" + spec.pipeline_id + "\" does not exist");
+    return change_error(StatusCode::kNotFound,
+                        "pipeline \"" + spec.pipeline_id + "\" does not exist");
   }
   if (existing != entries_.end() && existing->second.origin == PipelineOrigin::kFile) {
-    return change_error(StatusCode::kConflict,
-                        "pipeline \"" + spec.pipeline_id +
-                            "\" is defined in the configuration file: change it there and reload");
+    return PipelineChangeError{file_pipeline_conflict(spec.pipeline_id), {}};
   }
   if (!replacing && entries_.size() >= options_.max_pipelines) {
     return change_error(StatusCode::kConflict,
@@ -224,7 +243,8 @@ PipelineResult<PipelineSpec> Orchestrator::apply_locked(const json::value& docum
     return change_error(StatusCode::kInvalidArgument, compiled.status().message());
   }
   const std::string text = json::serialize(pipeline_to_json(spec));
-  if (Status s = write_file_atomically(options_.pipelines_path / (spec.pipeline_id + ".json"), text);
+  if (Status s =
+          write_file_atomically(options_.pipelines_path / (spec.pipeline_id + ".json"), text);
       !s.is_ok()) {
     return change_error(s.code(), s.message());
   }
@@ -243,8 +263,14 @@ PipelineResult<PipelineSpec> Orchestrator::create_pipeline(const json::value& do
 PipelineResult<PipelineSpec> Orchestrator::replace_pipeline(std::string_view id,
                                                             const json::value& document) {
   std::lock_guard lock(mutex_);
-  if (!entries_.count(id)) {
-    return change_error(StatusCode::kNotFound, "pipeline \"" + std::string(id) + "\" does not exist");
+  auto it = entries_.find(id);
+  if (it == entries_.end()) {
+    return change_error(StatusCode::kNotFound,
+                        "pipeline \"" + std::string(id) + "\" does not exist");
+  }
+  // Refused whatever the document says: a file pipeline is not the API's to change.
+  if (it->second.origin == PipelineOrigin::kFile) {
+    return PipelineChangeError{file_pipeline_conflict(id), {}};
   }
   if (document.is_object() && !document.get_object().contains("pipeline_id")) {
     json::value with_id = document;
@@ -259,7 +285,11 @@ PipelineResult<PipelineSpec> Orchestrator::patch_pipeline(std::string_view id,
   std::lock_guard lock(mutex_);
   auto it = entries_.find(id);
   if (it == entries_.end()) {
-    return change_error(StatusCode::kNotFound, "pipeline \"" + std::string(id) + "\" does not exist");
+    return change_error(StatusCode::kNotFound,
+                        "pipeline \"" + std::string(id) + "\" does not exist");
+  }
+  if (it->second.origin == PipelineOrigin::kFile) {
+    return PipelineChangeError{file_pipeline_conflict(id), {}};
   }
   if (!patch.is_object()) {
     return change_error(StatusCode::kInvalidArgument, "a merge patch must be a JSON object");
@@ -280,14 +310,12 @@ Status Orchestrator::delete_pipeline(std::string_view id) {
   if (it == entries_.end()) {
     return Status(StatusCode::kNotFound, "pipeline \"" + std::string(id) + "\" does not exist");
   }
-  if (it->second.origin == PipelineOrigin::kFile) {
-    return Status(StatusCode::kConflict, "pipeline \"" + std::string(id) +
-                                             "\" is defined in the configuration file: change it "
-                                             "there and reload");
-  }
+  if (it->second.origin == PipelineOrigin::kFile) return file_pipeline_conflict(id);
   std::error_code ec;
   fs::remove(options_.pipelines_path / (std::string(id) + ".json"), ec);
-  if (ec) return Status(StatusCode::kIo, "cannot remove pipeline " + std::string(id) + ": " + ec.message());
+  if (ec)
+    return Status(StatusCode::kIo,
+                  "cannot remove pipeline " + std::string(id) + ": " + ec.message());
   entries_.erase(it);
   compiled_.erase(std::string(id));
   publish_locked();
@@ -328,7 +356,8 @@ void Orchestrator::dry_run(std::string_view pipeline_id, std::string topic,
     if (it != compiled_.end()) pipeline = it->second;
   }
   if (!pipeline) {
-    done(Status(StatusCode::kNotFound, "pipeline \"" + std::string(pipeline_id) + "\" does not exist"));
+    done(Status(StatusCode::kNotFound,
+                "pipeline \"" + std::string(pipeline_id) + "\" does not exist"));
     return;
   }
   workers_->submit([pipeline, topic = std::move(topic), inputs = std::move(inputs),
