@@ -1,6 +1,9 @@
 #include "etl/orchestrator.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
+#include <chrono>
+#include <iterator>
 #include <random>
 #include <thread>
 
@@ -27,6 +30,9 @@ Status file_pipeline_conflict(std::string_view id) {
 // The largest memory limit a pipeline may set: uploads are compiled with it, so that a module
 // is refused only for what no pipeline could allow.
 constexpr uint64_t kMaxMemoryLimitBytes = 4ull << 30;
+
+// Prefix of the ModuleUse keys of dry runs (breakers and figures apart from the live ones).
+constexpr std::string_view kDryRunKeyPrefix = "dry-run:";
 
 }  // namespace
 
@@ -349,25 +355,45 @@ void Orchestrator::process(std::shared_ptr<const Configuration> configuration,
 
 void Orchestrator::dry_run(std::string_view pipeline_id, std::string topic,
                            std::vector<InputMessage> inputs, DryRunDone done) {
-  std::shared_ptr<const CompiledPipeline> pipeline;
+  std::shared_ptr<const CompiledPipeline> live;
   {
     std::lock_guard lock(mutex_);
     auto it = compiled_.find(pipeline_id);
-    if (it != compiled_.end()) pipeline = it->second;
+    if (it != compiled_.end()) live = it->second;
   }
-  if (!pipeline) {
+  if (!live) {
     done(Status(StatusCode::kNotFound,
                 "pipeline \"" + std::string(pipeline_id) + "\" does not exist"));
     return;
   }
-  workers_->submit([pipeline, topic = std::move(topic), inputs = std::move(inputs),
+  // A copy with keys of its own: the circuit breakers of a dry run are not the live pipeline's,
+  // so test messages that fail cannot open the breaker real traffic goes through.
+  auto compiled = compile_pipeline(live->spec, kDryRunKeyPrefix);
+  if (!compiled.is_ok()) {
+    done(compiled.status());
+    return;
+  }
+  std::shared_ptr<const CompiledPipeline> pipeline = *compiled;
+  workers_->submit([this, pipeline, topic = std::move(topic), inputs = std::move(inputs),
                     done = std::move(done)](wasm::Sandbox&, Executor& executor) mutable {
+    // Each dry run starts with closed breakers (a success resets one); within the run they
+    // behave as the pipeline configures them.
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& stage : pipeline->stages) {
+      for (const auto& use : stage.modules) {
+        runtime_.breakers.record(use.key, true, pipeline->spec.circuit_breaker.failure_threshold,
+                                 std::chrono::milliseconds(pipeline->spec.circuit_breaker.open_ms),
+                                 now);
+      }
+    }
     TopicPlan plan = Configuration::plan_of(*pipeline, topic);
     Trace trace;
     BatchResult result = executor.run(plan, topic, std::move(inputs), &trace);
-    // Modules whose topic filters do not match the topic were never considered by the run.
+    // Modules whose topic filters do not match the topic were never considered by the run: their
+    // steps are added first in their stage, and the steps kept in stage order (the run's steps
+    // already are).
     for (auto& steps : trace.per_input) {
-      std::vector<TraceStep> skipped;
+      std::vector<TraceStep> all;
       for (const auto& stage : pipeline->stages) {
         for (const auto& use : stage.modules) {
           if (use.topics.matches(topic)) continue;
@@ -376,10 +402,15 @@ void Orchestrator::dry_run(std::string_view pipeline_id, std::string topic,
           s.stage_priority = stage.spec->priority;
           s.module_id = use.spec->module_id;
           s.decided_by = "topic_filters: none matches topic \"" + topic + "\"";
-          skipped.push_back(std::move(s));
+          all.push_back(std::move(s));
         }
       }
-      steps.insert(steps.begin(), skipped.begin(), skipped.end());
+      all.insert(all.end(), std::make_move_iterator(steps.begin()),
+                 std::make_move_iterator(steps.end()));
+      std::stable_sort(all.begin(), all.end(), [](const TraceStep& a, const TraceStep& b) {
+        return a.stage_priority < b.stage_priority;
+      });
+      steps = std::move(all);
     }
     done(std::make_pair(std::move(result), std::move(trace)));
   });

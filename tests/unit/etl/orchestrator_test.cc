@@ -688,5 +688,99 @@ TEST_F(OrchestratorTest, ADeletedPinnedModuleFailsItsPipelineNotTheMessage) {
   EXPECT_NE(r.error_records[0].message.value.find("probe-v1.0.0"), std::string::npos);
 }
 
+// --- Dry runs ------------------------------------------------------------------------------
+
+TEST_F(OrchestratorTest, DryRunTracesEveryModuleConsideredAndStoresNothing) {
+  open();
+  upload_ok("probe", "1.0.0", "header_adder");
+  json::value document = json::parse(R"({"pipeline_id": "traced", "enabled": false, "stages": [
+      {"priority": 0, "modules": [
+        {"module_id": "probe", "topic_filters": [{"filter_type": "Exact", "pattern": "elsewhere"}]},
+        {"module_id": "probe", "conditional_rules": [{"condition_type": "HeaderValue",
+          "field_path": "kind", "operator": "Equals", "value": "x"}]},
+        {"module_id": "probe-v1.0.0", "topic_filters": [
+          {"filter_type": "Exact", "pattern": "elsewhere"},
+          {"filter_type": "Prefix", "pattern": "ord"}]}]},
+      {"priority": 1, "modules": [
+        {"module_id": "probe", "topic_filters": [{"filter_type": "Suffix", "pattern": ".eu"}]}]}]})");
+  create_ok(document);
+  const auto configuration = orchestrator_->configuration();
+  const auto pipeline_files = files_in(options_.pipelines_path);
+  const auto module_files = files_in(options_.modules_path);
+
+  Message in = message();
+  auto r = dry_run("traced", "orders", {in});
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  const auto& [result, trace] = *r;
+  ASSERT_EQ(result.outcomes.size(), 1u);
+  EXPECT_EQ(result.outcomes[0].kind, InputOutcome::Kind::kPass);
+  ASSERT_EQ(result.outcomes[0].outputs.size(), 1u);
+  EXPECT_EQ(*result.outcomes[0].outputs[0].message.header("processed-by"), "header-adder");
+
+  ASSERT_EQ(trace.per_input.size(), 1u);
+  const auto& steps = trace.per_input[0];
+  ASSERT_EQ(steps.size(), 4u);
+  std::string order;
+  for (const auto& s : steps) order += std::to_string(s.stage_priority);
+  EXPECT_EQ(order, "0001") << "steps in stage order";
+  auto step_with = [&](std::string_view decided_by) -> const TraceStep* {
+    for (const auto& s : steps) {
+      if (s.decided_by.find(decided_by) != std::string::npos) return &s;
+    }
+    ADD_FAILURE() << "no step decided by " << decided_by;
+    return nullptr;
+  };
+  const TraceStep* by_topic = step_with("topic_filters: none matches topic \"orders\"");
+  const TraceStep* by_rule = step_with("conditional_rules[0] does not hold");
+  const TraceStep* ran = step_with("topic_filters[1] matches");
+  ASSERT_TRUE(by_topic && by_rule && ran);
+  EXPECT_FALSE(by_topic->matched);
+  EXPECT_FALSE(by_topic->ran);
+  EXPECT_EQ(by_topic->pipeline_id, "traced");
+  EXPECT_FALSE(by_rule->matched);
+  EXPECT_FALSE(by_rule->ran);
+  EXPECT_TRUE(ran->matched);
+  EXPECT_TRUE(ran->ran);
+  EXPECT_EQ(ran->module_id, "probe-v1.0.0");
+  EXPECT_EQ(ran->resolved_id, "probe-v1.0.0");
+  EXPECT_TRUE(ran->error.empty()) << ran->error;
+  ASSERT_EQ(ran->output.size(), 1u);
+  EXPECT_EQ(*ran->output[0].header("processed-by"), "header-adder");
+  EXPECT_EQ(*ran->output[0].header("source"), "test");
+
+  EXPECT_EQ(orchestrator_->configuration(), configuration);
+  EXPECT_EQ(files_in(options_.pipelines_path), pipeline_files);
+  EXPECT_EQ(files_in(options_.modules_path), module_files);
+  EXPECT_FALSE(orchestrator_->find_pipeline("traced")->spec.enabled);
+
+  auto missing = dry_run("nope", "orders", {in});
+  ASSERT_FALSE(missing.is_ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+}
+
+// A dry run must not open the circuit breaker the live pipeline uses.
+TEST_F(OrchestratorTest, DryRunFailuresDoNotOpenTheLiveCircuitBreaker) {
+  open();
+  upload_ok("trap", "1.0.0", "trap");
+  json::value document = one_module_pipeline("fragile", "trap");
+  document.as_object()["circuit_breaker"] = json::parse(R"({"failure_threshold": 1})");
+  create_ok(document);
+  auto r = dry_run("fragile", "t", {message(), message()});
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  ASSERT_FALSE(r->second.per_input[0].empty());
+  EXPECT_FALSE(r->second.per_input[0].back().error.empty());
+
+  EXPECT_NE(r->second.per_input[1].back().error.find("circuit breaker open"), std::string::npos)
+      << "within the dry run the breaker works as configured";
+
+  BatchResult live = process("t", {message()});
+  EXPECT_EQ(live.counts.breaker_rejections, 0u);
+  EXPECT_EQ(live.counts.calls, 1u) << "the live module is still called";
+
+  auto again = dry_run("fragile", "t", {message()});
+  ASSERT_TRUE(again.is_ok()) << again.status().message();
+  EXPECT_EQ(again->first.counts.calls, 1u) << "each dry run starts with a closed breaker";
+}
+
 }  // namespace
 }  // namespace wasmq::etl
