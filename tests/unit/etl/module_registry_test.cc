@@ -267,6 +267,16 @@ TEST_F(ModuleRegistryTest, RefusesModulesThatBreakTheAbiAndWritesNothing) {
   EXPECT_TRUE(registry_->list().empty());
 }
 
+TEST_F(ModuleRegistryTest, RefusesModulesAbove50MiB) {
+  std::vector<uint8_t> huge = module_bytes();
+  huge.resize((50u << 20) + 1);
+  auto r = registry_->add("huge", "1.0.0", std::move(huge));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kLimitExceeded);
+  EXPECT_NE(r.status().message().find("50 MiB"), std::string::npos) << r.status().message();
+  EXPECT_TRUE(files().empty());
+}
+
 TEST_F(ModuleRegistryTest, AVerifierThatRefusesStopsTheUploadBeforeAnythingIsWritten) {
   const std::vector<uint8_t> binary = module_bytes();
   std::vector<uint8_t> seen;
