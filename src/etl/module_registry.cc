@@ -81,20 +81,18 @@ std::string rfc3339(int64_t ms) {
   std::time_t seconds = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
   gmtime_r(&seconds, &tm);
-  char text[40];
+  char text[64];
   std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<int>(ms % 1000));
   return text;
 }
 
+// The <id>.json file: the API's metadata plus "id". At open only id, name, version, sha256 and
+// uploaded_at_ms are read back; the rest is derived from the binary again.
 std::string metadata_text(const ModuleRecord& r) {
-  json::object o{{"id", r.id},
-                 {"name", r.name},
-                 {"version", r.version.to_string()},
-                 {"sha256", r.sha256},
-                 {"size_bytes", r.size_bytes},
-                 {"uploaded_at_ms", r.uploaded_at_ms}};
+  json::object o = module_to_json(r);
+  o["id"] = r.id;
   return json::serialize(o);
 }
 
@@ -119,6 +117,10 @@ Result<std::shared_ptr<const ModuleRecord>> load_record(const fs::path& meta_pat
   record->version = *version;
   record->id = record->name + "-v" + record->version.to_string();
   if (str("id") != record->id) return Status(StatusCode::kIo, "id does not match name and version");
+  // remove() deletes <id>.json: metadata under another name would bring the module back.
+  if (meta_path.stem().string() != record->id) {
+    return Status(StatusCode::kIo, "the file name does not match the module id " + record->id);
+  }
   if (const json::value* t = o.if_contains("uploaded_at_ms"); t && t->is_int64()) {
     record->uploaded_at_ms = t->get_int64();
   }
@@ -174,13 +176,33 @@ Result<SemVer> SemVer::parse(std::string_view text) {
         return bad("pre-release may contain only letters, digits, '.' and '-'");
       }
     }
+    // Semver 2, rule 9: identifiers are not empty; numeric ones have no leading zeros.
+    std::string_view rest = v.pre_release;
+    while (true) {
+      size_t dot = rest.find('.');
+      std::string_view identifier = rest.substr(0, dot);
+      if (identifier.empty()) return bad("empty identifier in the pre-release");
+      if (identifier.size() > 1 && identifier[0] == '0' && all_digits(identifier)) {
+        return bad("numeric pre-release identifier \"" + std::string(identifier) +
+                   "\" has a leading zero");
+      }
+      if (dot == std::string_view::npos) break;
+      rest = rest.substr(dot + 1);
+    }
   }
   uint64_t* parts[] = {&v.major, &v.minor, &v.patch};
   for (int i = 0; i < 3; ++i) {
     size_t dot = core.find('.');
     std::string_view piece = i < 2 ? core.substr(0, dot) : core;
-    if ((i < 2 && dot == std::string_view::npos) || !parse_number(piece, parts[i])) {
-      return bad("expected three numbers without leading zeros");
+    if (i < 2 && dot == std::string_view::npos) {
+      return bad("expected three numbers separated by '.'");
+    }
+    if (!parse_number(piece, parts[i])) {
+      if (all_digits(piece) && piece.size() > 1 && piece[0] == '0') {
+        return bad("\"" + std::string(piece) + "\" has a leading zero");
+      }
+      if (all_digits(piece)) return bad("\"" + std::string(piece) + "\" is too large");
+      return bad("expected three numbers separated by '.'");
     }
     if (i < 2) core = core.substr(dot + 1);
   }
@@ -243,8 +265,8 @@ Result<std::unique_ptr<ModuleRegistry>> ModuleRegistry::open(const fs::path& dir
     auto record = load_record(path);
     if (!record.is_ok()) {
       if (warnings) {
-        warnings->push_back("module " + path.stem().string() + " not loaded: " +
-                            record.status().message());
+        warnings->push_back("module " + path.stem().string() +
+                            " not loaded: " + record.status().message());
       }
       continue;
     }
@@ -313,7 +335,8 @@ Status ModuleRegistry::remove(std::string_view id) {
   // The metadata first: without it the binary is ignored at the next start.
   std::error_code ec;
   fs::remove(dir_ / (std::string(id) + ".json"), ec);
-  if (ec) return Status(StatusCode::kIo, "cannot remove module " + std::string(id) + ": " + ec.message());
+  if (ec)
+    return Status(StatusCode::kIo, "cannot remove module " + std::string(id) + ": " + ec.message());
   fs::remove(dir_ / (std::string(id) + ".wasm"), ec);
   modules_.erase(it);
   ++generation_;

@@ -1,6 +1,9 @@
 #include "etl/orchestrator.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
+#include <chrono>
+#include <iterator>
 #include <random>
 #include <thread>
 
@@ -17,9 +20,19 @@ PipelineChangeError change_error(StatusCode code, std::string message, std::stri
   return PipelineChangeError{Status(code, std::move(message)), std::move(field)};
 }
 
+// The refusal of an API change to a pipeline of the configuration file (config.md).
+Status file_pipeline_conflict(std::string_view id) {
+  return Status(StatusCode::kConflict, "pipeline \"" + std::string(id) +
+                                           "\" is defined in the configuration file: change it "
+                                           "there and reload");
+}
+
 // The largest memory limit a pipeline may set: uploads are compiled with it, so that a module
 // is refused only for what no pipeline could allow.
 constexpr uint64_t kMaxMemoryLimitBytes = 4ull << 30;
+
+// Prefix of the ModuleUse keys of dry runs (breakers and figures apart from the live ones).
+constexpr std::string_view kDryRunKeyPrefix = "dry-run:";
 
 }  // namespace
 
@@ -36,7 +49,8 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
   for (size_t i = 0; i < file_pipelines.size(); ++i) {
     const std::string where = "etl.pipelines[" + std::to_string(i) + "]";
     PipelineSpec spec;
-    if (auto error = parse_pipeline(file_pipelines[i], "pipeline-" + std::to_string(i + 1), &spec)) {
+    if (auto error =
+            parse_pipeline(file_pipelines[i], "pipeline-" + std::to_string(i + 1), &spec)) {
       return invalid_argument(where + ": " + error->message);
     }
     if (o->entries_.count(spec.pipeline_id)) {
@@ -45,8 +59,10 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
     }
     auto compiled = compile_pipeline(spec);
     if (!compiled.is_ok()) return compiled.status().with_context(where);
-    o->compiled_[spec.pipeline_id] = *compiled;
-    const std::string id = spec.pipeline_id;  // spec is moved below
+    // The id is copied first: in `map[key] = value` the value is evaluated (and spec moved
+    // from) before the key.
+    std::string id = spec.pipeline_id;
+    o->compiled_[id] = *compiled;
     o->entries_[id] = PipelineEntry{std::move(spec), PipelineOrigin::kFile};
   }
 
@@ -59,7 +75,8 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
   for (const auto& file : fs::directory_iterator(o->options_.pipelines_path, ec)) {
     if (file.path().extension() != ".json") continue;
     auto skip = [&](const std::string& why) {
-      if (warnings) warnings->push_back("pipeline file " + file.path().string() + " skipped: " + why);
+      if (warnings)
+        warnings->push_back("pipeline file " + file.path().string() + " skipped: " + why);
     };
     auto text = read_file(file.path(), 16 << 20);
     if (!text.is_ok()) {
@@ -77,6 +94,11 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
       skip(error->message);
       continue;
     }
+    // delete_pipeline() removes <id>.json: a document under another name would come back.
+    if (spec.pipeline_id != file.path().stem().string()) {
+      skip("its pipeline_id \"" + spec.pipeline_id + "\" does not match the file name");
+      continue;
+    }
     if (o->entries_.count(spec.pipeline_id)) {
       skip("the configuration file defines a pipeline with the same id");
       continue;
@@ -86,8 +108,10 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
       skip(compiled.status().message());
       continue;
     }
-    o->compiled_[spec.pipeline_id] = *compiled;
-    const std::string id = spec.pipeline_id;  // spec is moved below
+    // The id is copied first: in `map[key] = value` the value is evaluated (and spec moved
+    // from) before the key.
+    std::string id = spec.pipeline_id;
+    o->compiled_[id] = *compiled;
     o->entries_[id] = PipelineEntry{std::move(spec), PipelineOrigin::kApi};
   }
   {
@@ -115,11 +139,11 @@ void Orchestrator::publish_locked() {
   configuration_.store(std::make_shared<const Configuration>(std::move(pipelines)));
 }
 
-void Orchestrator::upload_module(std::string name, std::string version,
-                                 std::vector<uint8_t> binary, ModuleDone done) {
+void Orchestrator::upload_module(std::string name, std::string version, std::vector<uint8_t> binary,
+                                 ModuleDone done) {
   workers_->submit([this, name = std::move(name), version = std::move(version),
-                    binary = std::move(binary), done = std::move(done)](
-                       wasm::Sandbox& sandbox, Executor&) mutable {
+                    binary = std::move(binary),
+                    done = std::move(done)](wasm::Sandbox& sandbox, Executor&) mutable {
     auto verify = [&](std::span<const uint8_t> bytes) -> Status {
       wasm::InstanceSettings settings;
       settings.memory_limit_bytes = kMaxMemoryLimitBytes;
@@ -149,8 +173,8 @@ Status Orchestrator::delete_module(std::string_view id) {
   if (!pinning.empty()) {
     std::string list;
     for (const auto& p : pinning) list += (list.empty() ? "" : ", ") + p;
-    return Status(StatusCode::kConflict, "module " + std::string(id) +
-                                             " is pinned by enabled pipeline(s): " + list);
+    return Status(StatusCode::kConflict,
+                  "module " + std::string(id) + " is pinned by enabled pipeline(s): " + list);
   }
   Status s = registry_->remove(id);
   if (s.is_ok()) {
@@ -209,12 +233,11 @@ PipelineResult<PipelineSpec> Orchestrator::apply_locked(const json::value& docum
                         "pipeline \"" + spec.pipeline_id + "\" already exists", "pipeline_id");
   }
   if (replacing && existing == entries_.end()) {
-    return change_error(StatusCode::kNotFound, "pipeline \"" + spec.pipeline_id + "\" does not exist");
+    return change_error(StatusCode::kNotFound,
+                        "pipeline \"" + spec.pipeline_id + "\" does not exist");
   }
   if (existing != entries_.end() && existing->second.origin == PipelineOrigin::kFile) {
-    return change_error(StatusCode::kConflict,
-                        "pipeline \"" + spec.pipeline_id +
-                            "\" is defined in the configuration file: change it there and reload");
+    return PipelineChangeError{file_pipeline_conflict(spec.pipeline_id), {}};
   }
   if (!replacing && entries_.size() >= options_.max_pipelines) {
     return change_error(StatusCode::kConflict,
@@ -226,7 +249,8 @@ PipelineResult<PipelineSpec> Orchestrator::apply_locked(const json::value& docum
     return change_error(StatusCode::kInvalidArgument, compiled.status().message());
   }
   const std::string text = json::serialize(pipeline_to_json(spec));
-  if (Status s = write_file_atomically(options_.pipelines_path / (spec.pipeline_id + ".json"), text);
+  if (Status s =
+          write_file_atomically(options_.pipelines_path / (spec.pipeline_id + ".json"), text);
       !s.is_ok()) {
     return change_error(s.code(), s.message());
   }
@@ -245,8 +269,14 @@ PipelineResult<PipelineSpec> Orchestrator::create_pipeline(const json::value& do
 PipelineResult<PipelineSpec> Orchestrator::replace_pipeline(std::string_view id,
                                                             const json::value& document) {
   std::lock_guard lock(mutex_);
-  if (!entries_.count(id)) {
-    return change_error(StatusCode::kNotFound, "pipeline \"" + std::string(id) + "\" does not exist");
+  auto it = entries_.find(id);
+  if (it == entries_.end()) {
+    return change_error(StatusCode::kNotFound,
+                        "pipeline \"" + std::string(id) + "\" does not exist");
+  }
+  // Refused whatever the document says: a file pipeline is not the API's to change.
+  if (it->second.origin == PipelineOrigin::kFile) {
+    return PipelineChangeError{file_pipeline_conflict(id), {}};
   }
   if (document.is_object() && !document.get_object().contains("pipeline_id")) {
     json::value with_id = document;
@@ -261,7 +291,11 @@ PipelineResult<PipelineSpec> Orchestrator::patch_pipeline(std::string_view id,
   std::lock_guard lock(mutex_);
   auto it = entries_.find(id);
   if (it == entries_.end()) {
-    return change_error(StatusCode::kNotFound, "pipeline \"" + std::string(id) + "\" does not exist");
+    return change_error(StatusCode::kNotFound,
+                        "pipeline \"" + std::string(id) + "\" does not exist");
+  }
+  if (it->second.origin == PipelineOrigin::kFile) {
+    return PipelineChangeError{file_pipeline_conflict(id), {}};
   }
   if (!patch.is_object()) {
     return change_error(StatusCode::kInvalidArgument, "a merge patch must be a JSON object");
@@ -282,14 +316,12 @@ Status Orchestrator::delete_pipeline(std::string_view id) {
   if (it == entries_.end()) {
     return Status(StatusCode::kNotFound, "pipeline \"" + std::string(id) + "\" does not exist");
   }
-  if (it->second.origin == PipelineOrigin::kFile) {
-    return Status(StatusCode::kConflict, "pipeline \"" + std::string(id) +
-                                             "\" is defined in the configuration file: change it "
-                                             "there and reload");
-  }
+  if (it->second.origin == PipelineOrigin::kFile) return file_pipeline_conflict(id);
   std::error_code ec;
   fs::remove(options_.pipelines_path / (std::string(id) + ".json"), ec);
-  if (ec) return Status(StatusCode::kIo, "cannot remove pipeline " + std::string(id) + ": " + ec.message());
+  if (ec)
+    return Status(StatusCode::kIo,
+                  "cannot remove pipeline " + std::string(id) + ": " + ec.message());
   entries_.erase(it);
   compiled_.erase(std::string(id));
   publish_locked();
@@ -323,24 +355,45 @@ void Orchestrator::process(std::shared_ptr<const Configuration> configuration,
 
 void Orchestrator::dry_run(std::string_view pipeline_id, std::string topic,
                            std::vector<InputMessage> inputs, DryRunDone done) {
-  std::shared_ptr<const CompiledPipeline> pipeline;
+  std::shared_ptr<const CompiledPipeline> live;
   {
     std::lock_guard lock(mutex_);
     auto it = compiled_.find(pipeline_id);
-    if (it != compiled_.end()) pipeline = it->second;
+    if (it != compiled_.end()) live = it->second;
   }
-  if (!pipeline) {
-    done(Status(StatusCode::kNotFound, "pipeline \"" + std::string(pipeline_id) + "\" does not exist"));
+  if (!live) {
+    done(Status(StatusCode::kNotFound,
+                "pipeline \"" + std::string(pipeline_id) + "\" does not exist"));
     return;
   }
-  workers_->submit([pipeline, topic = std::move(topic), inputs = std::move(inputs),
+  // A copy with keys of its own: the circuit breakers of a dry run are not the live pipeline's,
+  // so test messages that fail cannot open the breaker real traffic goes through.
+  auto compiled = compile_pipeline(live->spec, kDryRunKeyPrefix);
+  if (!compiled.is_ok()) {
+    done(compiled.status());
+    return;
+  }
+  std::shared_ptr<const CompiledPipeline> pipeline = *compiled;
+  workers_->submit([this, pipeline, topic = std::move(topic), inputs = std::move(inputs),
                     done = std::move(done)](wasm::Sandbox&, Executor& executor) mutable {
+    // Each dry run starts with closed breakers (a success resets one); within the run they
+    // behave as the pipeline configures them.
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& stage : pipeline->stages) {
+      for (const auto& use : stage.modules) {
+        runtime_.breakers.record(use.key, true, pipeline->spec.circuit_breaker.failure_threshold,
+                                 std::chrono::milliseconds(pipeline->spec.circuit_breaker.open_ms),
+                                 now);
+      }
+    }
     TopicPlan plan = Configuration::plan_of(*pipeline, topic);
     Trace trace;
     BatchResult result = executor.run(plan, topic, std::move(inputs), &trace);
-    // Modules whose topic filters do not match the topic were never considered by the run.
+    // Modules whose topic filters do not match the topic were never considered by the run: their
+    // steps are added first in their stage, and the steps kept in stage order (the run's steps
+    // already are).
     for (auto& steps : trace.per_input) {
-      std::vector<TraceStep> skipped;
+      std::vector<TraceStep> all;
       for (const auto& stage : pipeline->stages) {
         for (const auto& use : stage.modules) {
           if (use.topics.matches(topic)) continue;
@@ -349,10 +402,15 @@ void Orchestrator::dry_run(std::string_view pipeline_id, std::string topic,
           s.stage_priority = stage.spec->priority;
           s.module_id = use.spec->module_id;
           s.decided_by = "topic_filters: none matches topic \"" + topic + "\"";
-          skipped.push_back(std::move(s));
+          all.push_back(std::move(s));
         }
       }
-      steps.insert(steps.begin(), skipped.begin(), skipped.end());
+      all.insert(all.end(), std::make_move_iterator(steps.begin()),
+                 std::make_move_iterator(steps.end()));
+      std::stable_sort(all.begin(), all.end(), [](const TraceStep& a, const TraceStep& b) {
+        return a.stage_priority < b.stage_priority;
+      });
+      steps = std::move(all);
     }
     done(std::make_pair(std::move(result), std::move(trace)));
   });

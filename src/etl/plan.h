@@ -34,7 +34,7 @@ struct ModuleUse {
   TopicMatcher topics;
   RuleSet rules;
   size_t index = 0;  // position in its stage
-  // "<pipeline_id>/<stage priority>/<index>": keys breakers, caches and figures.
+  // "<key_prefix><pipeline_id>/<stage priority>/<index>": keys breakers, caches and figures.
   std::string key;
 };
 
@@ -50,8 +50,10 @@ struct CompiledPipeline {
 };
 
 // Compiles one pipeline; kInvalidArgument naming the field (as parse_pipeline does) when a
-// pattern does not compile.
-Result<std::shared_ptr<const CompiledPipeline>> compile_pipeline(PipelineSpec spec);
+// pattern does not compile. `key_prefix` is put before every ModuleUse::key, so that a copy
+// compiled for another purpose (a dry run) keeps breakers and figures apart from the live one.
+Result<std::shared_ptr<const CompiledPipeline>> compile_pipeline(PipelineSpec spec,
+                                                                 std::string_view key_prefix = {});
 
 // The modules that can run on one topic.
 struct TopicPlan {
