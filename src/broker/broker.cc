@@ -136,7 +136,8 @@ std::optional<Result<std::vector<ProduceOutcome>>> Broker::produce(
 }
 
 std::vector<ProduceOutcome> Broker::store_etl_result(const std::string& topic,
-                                                     etl::BatchResult result) {
+                                                     etl::BatchResult result,
+                                                     const std::string& destination) {
   std::vector<ProduceOutcome> outcomes(result.outcomes.size());
   std::vector<Placement> placements;
   for (size_t i = 0; i < result.outcomes.size(); ++i) {
@@ -157,6 +158,10 @@ std::vector<ProduceOutcome> Broker::store_etl_result(const std::string& topic,
     out.pipeline_id = std::move(in.pipeline_id);
     out.module_id = std::move(in.module_id);
     for (auto& routed : in.outputs) {
+      if (!destination.empty() && routed.topic == topic) {
+        placements.push_back({i, destination, std::nullopt, std::move(routed.message), false});
+        continue;
+      }
       placements.push_back(
           {i, std::move(routed.topic), routed.partition, std::move(routed.message), false});
     }

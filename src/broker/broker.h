@@ -95,6 +95,12 @@ class Broker {
   // Removes a waiting callback; false when it already ran or never existed.
   bool cancel_wait(uint64_t id);
 
+  // Stores what the ETL workers decided for a batch of `topic` and reports per input. With a
+  // `destination` (stream pipelines), outputs that stay in `topic` go there instead. Dead
+  // letters and error records are stored too. Blocks for disk I/O; any thread.
+  std::vector<ProduceOutcome> store_etl_result(const std::string& topic, etl::BatchResult result,
+                                               const std::string& destination = "");
+
   storage::TopicStore& store() { return store_; }
   etl::Orchestrator* etl() { return etl_; }
 
@@ -117,8 +123,6 @@ class Broker {
   // Appends every placement, one batch per partition in order, and adds each stored record (or
   // the failure) to the outcome of its input.
   void store(std::vector<Placement> placements, std::vector<ProduceOutcome>& outcomes);
-  // Turns the ETL workers' result into stored records and outcomes.
-  std::vector<ProduceOutcome> store_etl_result(const std::string& topic, etl::BatchResult result);
   void notify(const std::string& topic, uint32_t partition);
 
   storage::TopicStore& store_;

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "broker/broker.h"
+#include "broker/stream_pipelines.h"
 #include "cli/config.h"
 #include "common/log.h"
 #include "etl/orchestrator.h"
@@ -112,6 +113,7 @@ int serve(const std::string& config_path) {
   if (!etl.is_ok()) return fail("cannot start ETL: " + etl.status().message());
   broker::Broker broker(**store, broker::BrokerOptions{config.broker.auto_create_topics},
                         etl->get());
+  auto streams = std::make_unique<broker::StreamPipelines>(broker);
 
   auto data_listen = parse_listen_address(config.broker.listen);
   if (!data_listen.is_ok()) return fail("broker.listen: " + data_listen.status().message());
@@ -121,7 +123,8 @@ int serve(const std::string& config_path) {
   http::Router data_router;
   if (Status s = http::add_data_api(data_router, broker); !s.is_ok()) return fail(s.message());
   http::Router admin_router;
-  if (Status s = http::add_admin_api(admin_router, **etl); !s.is_ok()) return fail(s.message());
+  if (Status s = http::add_admin_api(admin_router, **etl, streams.get()); !s.is_ok())
+    return fail(s.message());
 
   auto server_options = [&](const ListenAddress& listen, unsigned io_threads, const char* name) {
     http::ServerOptions o;
@@ -158,7 +161,9 @@ int serve(const std::string& config_path) {
   logger.info("{}: stopping", received == SIGINT ? "SIGINT" : "SIGTERM");
   data_api.stop(std::chrono::seconds(10));
   admin_api.stop(std::chrono::seconds(10));
-  // The ETL workers finish the batches they hold (storing their results) before storage closes.
+  // Stream pipelines commit their batch in flight; the ETL workers finish the batches they hold
+  // (storing their results) before storage closes.
+  streams.reset();
   etl->reset();
   store->reset();  // flushes every partition
   logger.info("stopped");

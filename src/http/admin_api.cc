@@ -61,7 +61,8 @@ json::object step_json(const etl::TraceStep& s) {
 
 class AdminApi {
  public:
-  explicit AdminApi(etl::Orchestrator& etl) : etl_(etl) {}
+  AdminApi(etl::Orchestrator& etl, const broker::StreamPipelines* streams)
+      : etl_(etl), streams_(streams) {}
 
   // --- modules ---
 
@@ -250,6 +251,23 @@ class AdminApi {
                    {"stages", spec.stages.size()},
                    {"modules", modules},
                    {"modules_not_deployed", std::move(missing_modules)}};
+    if (spec.mode == etl::PipelineMode::kStream) {
+      o["source_topic"] = spec.source_topic;
+      o["destination_topic"] = spec.destination_topic;
+      if (auto stream = streams_ ? streams_->status(spec.pipeline_id) : std::nullopt) {
+        json::object positions;
+        for (const auto& [partition, offset] : stream->positions) {
+          positions[std::to_string(partition)] = offset;
+        }
+        o["running"] = stream->running;
+        o["positions"] = std::move(positions);
+        o["lag"] = stream->lag;
+        o["batches"] = stream->batches;
+        o["messages_in"] = stream->messages_in;
+        o["records_out"] = stream->records_out;
+        if (!stream->last_error.empty()) o["last_error"] = stream->last_error;
+      }
+    }
     co_return json_response(HttpStatus::ok, o);
   }
 
@@ -350,12 +368,14 @@ class AdminApi {
 
  private:
   etl::Orchestrator& etl_;
+  const broker::StreamPipelines* streams_;
 };
 
 }  // namespace
 
-Status add_admin_api(Router& router, etl::Orchestrator& etl) {
-  auto api = std::make_shared<AdminApi>(etl);
+Status add_admin_api(Router& router, etl::Orchestrator& etl,
+                     const broker::StreamPipelines* streams) {
+  auto api = std::make_shared<AdminApi>(etl, streams);
   auto bind = [api](awaitable<Response> (AdminApi::*method)(Request&)) {
     return [api, method](Request& req) { return ((*api).*method)(req); };
   };

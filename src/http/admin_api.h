@@ -7,6 +7,7 @@
 // never runs a module.
 #pragma once
 
+#include "broker/stream_pipelines.h"
 #include "common/status.h"
 #include "etl/orchestrator.h"
 #include "http/router.h"
@@ -16,7 +17,9 @@ namespace wasmq::http {
 // Largest module upload (http-api.md).
 inline constexpr uint64_t kMaxModuleUploadBytes = 50ull << 20;
 
-// Registers the admin routes on `router`. `etl` must outlive the router.
-Status add_admin_api(Router& router, etl::Orchestrator& etl);
+// Registers the admin routes on `router`. `etl` (and `streams`, which may be null) must
+// outlive the router.
+Status add_admin_api(Router& router, etl::Orchestrator& etl,
+                     const broker::StreamPipelines* streams = nullptr);
 
 }  // namespace wasmq::http
