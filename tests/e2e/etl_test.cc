@@ -391,6 +391,47 @@ TEST_F(EtlTest, HotDeployUnderLoadLosesNothing) {
   EXPECT_LT(by_new, sent.load());
 }
 
+// A module that fails, with SendToDeadLetter: the produce response says dead_lettered with the
+// record written to dlq.etl.<topic> (the message as it entered, with the context headers), the
+// original topic gets nothing, and an error record goes to the error topic.
+TEST_F(EtlTest, FailedMessagesAreDeadLetteredAndReported) {
+  start();
+  upload("trap", "fragile", "1.0.0", 201);
+  admin("POST", "/api/v1/etl/pipelines",
+        R"({"pipeline_id": "dlq", "error_handling": "SendToDeadLetter",
+      "stages": [{"priority": 0, "modules": [{"module_id": "fragile"}]}]})",
+        201);
+  json::value produced = data("POST", "/api/v1/topics/orders/messages",
+                              R"({"key": "o-1", "value": "order one"})", 200);
+  const json::object& result = produced.at("results").at(0).as_object();
+  EXPECT_EQ(result.at("status").as_string(), "dead_lettered") << produced;
+  EXPECT_EQ(result.at("records").at(0).at("topic").as_string(), "dlq.etl.orders");
+  EXPECT_NE(std::string(result.at("error").as_string()).find("trap"), std::string::npos) << result;
+  EXPECT_EQ(result.at("module_id").as_string(), "fragile");
+
+  json::array dead = consume("dlq.etl.orders");
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].at("value").as_string(), "order one");
+  EXPECT_EQ(dead[0].at("key").as_string(), "o-1");
+  const json::object& headers = dead[0].at("headers").as_object();
+  EXPECT_EQ(headers.at("etl.pipeline_id").as_string(), "dlq");
+  EXPECT_EQ(headers.at("etl.module_id").as_string(), "fragile");
+  EXPECT_EQ(headers.at("etl.source_topic").as_string(), "orders");
+  EXPECT_EQ(headers.at("etl.stage_priority").as_string(), "0");
+  EXPECT_TRUE(headers.contains("etl.error"));
+  EXPECT_TRUE(headers.contains("etl.failed_at"));
+  // Nothing reached the original topic (it exists: the request created it).
+  EXPECT_EQ(consume("orders").size(), 0u);
+
+  json::array errors = consume("etl-errors");
+  ASSERT_EQ(errors.size(), 1u);
+  json::value record = json::parse(errors[0].at("value").as_string());
+  EXPECT_EQ(record.at("pipeline_id").as_string(), "dlq");
+  EXPECT_EQ(record.at("module_id").as_string(), "fragile");
+  EXPECT_EQ(record.at("topic").as_string(), "orders");
+  EXPECT_EQ(record.at("message").at("value").as_string(), "order one");
+}
+
 // Seed 001's stream pipeline: raw-events is consumed from a committed position and the output
 // appended to processed-events; the source stays as produced. Stop pauses it without losing its
 // place, start resumes, and after a restart it goes on where it committed (no duplicates).
