@@ -52,6 +52,25 @@ storage::StoreOptions store_options(const Config& config) {
   return o;
 }
 
+// Settings whose feature this build does not have yet: starting without them would leave the
+// operator believing they protect something. Each is refused with what to do instead.
+Status refuse_unbuilt_features(const Config& config) {
+  auto refuse = [](std::string_view key, std::string_view what) {
+    return invalid_argument(std::string(key) + ": " + std::string(what) +
+                            " is not available in this build; remove the setting to start");
+  };
+  if (!config.security.tokens_file.empty()) return refuse("security.tokens_file", "access control");
+  if (!config.security.tls_cert.empty()) return refuse("security.tls_cert", "TLS");
+  if (!config.security.audit_log.empty()) return refuse("security.audit_log", "the audit log");
+  if (config.etl.enable_module_signature_verification) {
+    return refuse("etl.enable_module_signature_verification", "module signature verification");
+  }
+  if (config.etl.allowed_module_sources != std::vector<std::string>{"*"}) {
+    return refuse("etl.allowed_module_sources", "restricting module sources");
+  }
+  return Status::ok();
+}
+
 etl::OrchestratorOptions etl_options(const Config& config) {
   etl::OrchestratorOptions o;
   o.enabled = config.etl.enabled;
@@ -92,6 +111,11 @@ int serve(const std::string& config_path) {
   auto& logger = log::get("broker");
   for (const auto& warning : loaded->warnings) logger.warn("{}", warning);
 
+  if (Status s = refuse_unbuilt_features(config); !s.is_ok()) {
+    logger.error("{}", s.message());
+    std::cerr << "error: " << s.message() << "\n";
+    return 1;
+  }
   std::vector<std::string> repairs;
   auto store = storage::TopicStore::open(store_options(config), &repairs);
   for (const auto& repair : repairs) log::get("storage").warn("recovery: {}", repair);

@@ -432,6 +432,21 @@ TEST_F(EtlTest, FailedMessagesAreDeadLetteredAndReported) {
   EXPECT_EQ(record.at("message").at("value").as_string(), "order one");
 }
 
+// Security settings this build cannot honour stop the start with a clear reason, rather than
+// leaving the operator believing they are protected.
+TEST_F(EtlTest, RefusesToStartWithSecuritySettingsItCannotHonour) {
+  for (const std::string& setting :
+       {std::string("[security]\ntokens_file = \"/etc/wasmq/tokens\""),
+        std::string("[etl]\nenable_module_signature_verification = true")}) {
+    broker_ = std::make_unique<BrokerProcess>(dir(), "", setting);
+    EXPECT_THROW(broker_->start(), std::runtime_error);
+    EXPECT_NE(broker_->log_tail().find("is not available in this build; remove the setting"),
+              std::string::npos)
+        << broker_->log_tail();
+    broker_.reset();
+  }
+}
+
 // Seed 001's stream pipeline: raw-events is consumed from a committed position and the output
 // appended to processed-events; the source stays as produced. Stop pauses it without losing its
 // place, start resumes, and after a restart it goes on where it committed (no duplicates).
