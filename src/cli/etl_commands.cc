@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 
@@ -26,11 +27,14 @@ struct Target {
   bool json_output = false;
 };
 
-// Sends one request; prints the reply body (JSON) on success. Exit code 0 for a 2xx reply.
+// Sends one request; prints the reply body (JSON) on success, or parses it into `out`. Exit
+// code 0 for a 2xx reply; otherwise the API's error goes to stderr and the code is 1.
 int send(const std::string& admin, const std::string& method, const std::string& target,
-         const std::string& body = "", json::value* out = nullptr) {
+         const std::string& body = "", json::value* out = nullptr,
+         std::string_view content_type = "application/json",
+         const std::vector<std::pair<std::string, std::string>>& headers = {}) {
   HttpClient client(admin, 120'000);
-  auto reply = client.request(method, target, body);
+  auto reply = client.request(method, target, body, content_type, headers);
   if (!reply.is_ok()) {
     std::cerr << "error: " << reply.status().message() << "\n";
     return 1;
@@ -39,15 +43,15 @@ int send(const std::string& admin, const std::string& method, const std::string&
     std::cerr << "error: " << http::error_text(*reply) << "\n";
     return 1;
   }
-  if (out) {
-    boost::system::error_code ec;
-    *out = json::parse(reply->body, ec);
-    if (ec) {
-      std::cerr << "error: the reply is not JSON: " << reply->body.substr(0, 200) << "\n";
-      return 1;
-    }
-  } else {
+  if (!out) {
     std::cout << reply->body << "\n";
+    return 0;
+  }
+  boost::system::error_code ec;
+  *out = json::parse(reply->body, ec);
+  if (ec) {
+    std::cerr << "error: the reply is not JSON: " << reply->body.substr(0, 200) << "\n";
+    return 1;
   }
   return 0;
 }
@@ -87,51 +91,48 @@ int deploy(const DeployOptions& o) {
     std::cerr << "error: " << binary.status().message() << "\n";
     return 1;
   }
-  HttpClient client(o.admin, 120'000);
-  auto reply = client.request("POST", "/api/v1/etl/modules", *binary, "application/octet-stream",
-                              {{"X-Module-Name", o.name}, {"X-Module-Version", o.version}});
-  if (!reply.is_ok()) {
-    std::cerr << "error: " << reply.status().message() << "\n";
-    return 1;
-  }
-  if (reply->status / 100 != 2) {
-    std::cerr << "error: " << http::error_text(*reply) << "\n";
-    return 1;
-  }
-  std::cout << reply->body << "\n";
+  return send(o.admin, "POST", "/api/v1/etl/modules", *binary, nullptr, "application/octet-stream",
+              {{"X-Module-Name", o.name}, {"X-Module-Version", o.version}});
+}
+
+// GET `path` and print its `key` array as a table, one row per element.
+int list_table(const Target& t, const std::string& path, const char* key,
+               std::vector<std::string> header,
+               const std::function<std::vector<std::string>(const json::value&)>& row) {
+  if (t.json_output) return send(t.admin, "GET", path);
+  json::value v;
+  if (int rc = send(t.admin, "GET", path, "", &v); rc != 0) return rc;
+  std::vector<std::vector<std::string>> rows = {std::move(header)};
+  for (const auto& element : v.at(key).as_array()) rows.push_back(row(element));
+  print_table(rows);
   return 0;
 }
 
 int list_modules(const Target& t) {
-  if (t.json_output) return send(t.admin, "GET", "/api/v1/etl/modules");
-  json::value v;
-  if (int rc = send(t.admin, "GET", "/api/v1/etl/modules", "", &v); rc != 0) return rc;
-  std::vector<std::vector<std::string>> rows = {
-      {"MODULE", "SIZE", "SHA256", "UPLOADED", "USED BY"}};
-  for (const auto& m : v.at("modules").as_array()) {
-    std::string used;
-    for (const auto& p : m.at("used_by").as_array()) used += (used.empty() ? "" : ",") + text_of(p);
-    rows.push_back({text_of(m.at("module_id")), text_of(m.at("size_bytes")),
-                    text_of(m.at("sha256")).substr(0, 12), text_of(m.at("uploaded_at")),
-                    used.empty() ? "-" : used});
-  }
-  print_table(rows);
-  return 0;
+  return list_table(t, "/api/v1/etl/modules", "modules",
+                    {"MODULE", "SIZE", "SHA256", "UPLOADED", "USED BY"}, [](const json::value& m) {
+                      std::string used;
+                      for (const auto& p : m.at("used_by").as_array()) {
+                        used += (used.empty() ? "" : ",") + text_of(p);
+                      }
+                      return std::vector<std::string>{
+                          text_of(m.at("module_id")), text_of(m.at("size_bytes")),
+                          text_of(m.at("sha256")).substr(0, 12), text_of(m.at("uploaded_at")),
+                          used.empty() ? "-" : used};
+                    });
 }
 
 int list_pipelines(const Target& t) {
-  if (t.json_output) return send(t.admin, "GET", "/api/v1/etl/pipelines");
-  json::value v;
-  if (int rc = send(t.admin, "GET", "/api/v1/etl/pipelines", "", &v); rc != 0) return rc;
-  std::vector<std::vector<std::string>> rows = {
-      {"PIPELINE", "STATE", "ORIGIN", "PRIORITY", "STAGES", "NAME"}};
-  for (const auto& p : v.at("pipelines").as_array()) {
-    rows.push_back({text_of(p.at("pipeline_id")), text_of(p.at("state")), text_of(p.at("origin")),
-                    text_of(p.at("priority")), std::to_string(p.at("stages").as_array().size()),
-                    text_of(p.at("name"))});
-  }
-  print_table(rows);
-  return 0;
+  return list_table(
+      t, "/api/v1/etl/pipelines", "pipelines",
+      {"PIPELINE", "STATE", "ORIGIN", "PRIORITY", "STAGES", "NAME"}, [](const json::value& p) {
+        return std::vector<std::string>{text_of(p.at("pipeline_id")),
+                                        text_of(p.at("state")),
+                                        text_of(p.at("origin")),
+                                        text_of(p.at("priority")),
+                                        std::to_string(p.at("stages").as_array().size()),
+                                        text_of(p.at("name"))};
+      });
 }
 
 struct ApplyOptions {
