@@ -1,7 +1,7 @@
 #include "etl/executor.h"
 
-#include <boost/json.hpp>
 #include <algorithm>
+#include <boost/json.hpp>
 #include <random>
 #include <thread>
 
@@ -266,8 +266,8 @@ struct Executor::Run {
 
     for (size_t i : pending) {
       if (out[i].ok && caching) {
-        runtime().results.insert(ResultCache::key_for(record->id, *messages[i]), out[i].result,
-                                 ttl, Clock::now());
+        runtime().results.insert(ResultCache::key_for(record->id, *messages[i]), out[i].result, ttl,
+                                 Clock::now());
       }
       if (!out[i].ok) ++result.counts.module_failures;
     }
@@ -304,8 +304,7 @@ struct Executor::Run {
   // Applies the pipeline's error handling to a failure of `use` on `item`; returns the action
   // taken (for traces) and whether the item keeps going unchanged.
   std::string fail(const CompiledPipeline& pipeline, const CompiledStage& stage,
-                   const ModuleUse& use, const Item& item, const std::string& error,
-                   bool retried) {
+                   const ModuleUse& use, const Item& item, const std::string& error, bool retried) {
     error_record(pipeline, stage.spec->priority, use.spec->module_id, item.message, error);
     if (stage.spec->continue_on_error) return "skipped (continue_on_error)";
     Group& group = groups[item.group];
@@ -344,7 +343,8 @@ struct Executor::Run {
     for (size_t k = 0; k < outputs.size(); ++k) {
       const std::string* target = outputs[k].header(kRouteHeader);
       if (!target) continue;
-      if (pipeline.spec.allowed_output_topics.empty() || !pipeline.allowed_outputs.matches(*target)) {
+      if (pipeline.spec.allowed_output_topics.empty() ||
+          !pipeline.allowed_outputs.matches(*target)) {
         *error = route_error(*target);
         return false;
       }
@@ -353,7 +353,8 @@ struct Executor::Run {
     for (size_t k = 0; k < outputs.size(); ++k) {
       if ((*routes)[k]) {
         auto& h = outputs[k].headers;
-        h.erase(std::remove_if(h.begin(), h.end(), [](const Header& x) { return x.first == kRouteHeader; }),
+        h.erase(std::remove_if(h.begin(), h.end(),
+                               [](const Header& x) { return x.first == kRouteHeader; }),
                 h.end());
       }
     }
@@ -370,8 +371,8 @@ struct Executor::Run {
   }
 
   // Which modules hold on `message` (rules); records the rule decisions in the trace.
-  bool rules_hold(const CompiledPipeline& pipeline, const CompiledStage& stage, const ModuleUse& use,
-                  const Item& item) {
+  bool rules_hold(const CompiledPipeline& pipeline, const CompiledStage& stage,
+                  const ModuleUse& use, const Item& item) {
     int failing = use.rules.first_failing(item.message, now_wall_ms);
     if (failing >= 0 && trace) {
       TraceStep s = trace_step(pipeline, stage, use);
@@ -426,7 +427,8 @@ struct Executor::Run {
           s.time_ms = o.time_ms;
         }
         std::vector<std::optional<std::string>> routes;
-        if (o.ok && !route(pipeline, o.result.transformed_messages, &routes, &o.error)) o.ok = false;
+        if (o.ok && !route(pipeline, o.result.transformed_messages, &routes, &o.error))
+          o.ok = false;
         if (!o.ok) {
           s.error = o.error;
           s.action = fail(pipeline, *stage.stage, *use, item, o.error, false);
@@ -479,8 +481,9 @@ struct Executor::Run {
     for (const auto& [name, value] : input.headers) {
       if (!output.header(name)) {
         auto& h = merged.headers;
-        h.erase(std::remove_if(h.begin(), h.end(), [&](const Header& x) { return x.first == name; }),
-                h.end());
+        h.erase(
+            std::remove_if(h.begin(), h.end(), [&](const Header& x) { return x.first == name; }),
+            h.end());
       }
     }
     return changed;
@@ -536,7 +539,8 @@ struct Executor::Run {
           o.error = "module returned " + std::to_string(o.result.transformed_messages.size()) +
                     " messages in a parallel stage (at most one is allowed)";
         }
-        if (o.ok && !route(pipeline, o.result.transformed_messages, &routes, &o.error)) o.ok = false;
+        if (o.ok && !route(pipeline, o.result.transformed_messages, &routes, &o.error))
+          o.ok = false;
         if (!o.ok) {
           s.error = o.error;
           s.action = fail(pipeline, *stage.stage, *use, item, o.error, false);
@@ -556,8 +560,8 @@ struct Executor::Run {
         }
         int changed = apply_changes(item.message, o.result.transformed_messages[0], merged);
         int conflicts = changed & changed_by_earlier;
-        result.counts.merge_conflicts += ((conflicts & 1) != 0) + ((conflicts & 2) != 0) +
-                                         ((conflicts & 4) != 0);
+        result.counts.merge_conflicts +=
+            ((conflicts & 1) != 0) + ((conflicts & 2) != 0) + ((conflicts & 4) != 0);
         changed_by_earlier |= changed;
         if (routes[0]) route_to = routes[0];
       }
@@ -599,9 +603,10 @@ struct Executor::Run {
     }
     items = std::move(entering);
     for (const auto& stage : plan.stages) {
-      auto stage_deadline = stage.stage->spec->stage_timeout_ms
-                                ? Clock::now() + std::chrono::milliseconds(*stage.stage->spec->stage_timeout_ms)
-                                : Clock::time_point::max();
+      auto stage_deadline =
+          stage.stage->spec->stage_timeout_ms
+              ? Clock::now() + std::chrono::milliseconds(*stage.stage->spec->stage_timeout_ms)
+              : Clock::time_point::max();
       if (stage.stage->spec->parallel_execution) {
         run_parallel(pipeline, stage, stage_deadline, global_deadline);
       } else {

@@ -13,7 +13,8 @@ Result<std::shared_ptr<const CompiledPipeline>> compile_pipeline(PipelineSpec sp
     stage.spec = &p.stages[s];
     for (size_t m = 0; m < stage.spec->modules.size(); ++m) {
       const ModuleSpec& module = stage.spec->modules[m];
-      const std::string where = "stages[" + std::to_string(s) + "].modules[" + std::to_string(m) + "]";
+      const std::string where =
+          "stages[" + std::to_string(s) + "].modules[" + std::to_string(m) + "]";
       auto topics = TopicMatcher::compile(module.topic_filters);
       if (!topics.is_ok()) return topics.status().with_context(where);
       auto rules = RuleSet::compile(module.conditional_rules);
@@ -23,7 +24,8 @@ Result<std::shared_ptr<const CompiledPipeline>> compile_pipeline(PipelineSpec sp
       use.topics = std::move(*topics);
       use.rules = std::move(*rules);
       use.index = m;
-      use.key = p.pipeline_id + "/" + std::to_string(stage.spec->priority) + "/" + std::to_string(m);
+      use.key =
+          p.pipeline_id + "/" + std::to_string(stage.spec->priority) + "/" + std::to_string(m);
       stage.modules.push_back(std::move(use));
     }
     pipeline->stages.push_back(std::move(stage));

@@ -148,7 +148,8 @@ ConcurrencyLimits::Permit ConcurrencyLimits::acquire(const std::string& key, uin
   released_.wait(lock, [&] {
     auto it = running_.find(key);
     uint32_t mine = it == running_.end() ? 0 : it->second;
-    return mine < std::max<uint32_t>(per_module, 1) && total_running_ < std::max<uint32_t>(total, 1);
+    return mine < std::max<uint32_t>(per_module, 1) &&
+           total_running_ < std::max<uint32_t>(total, 1);
   });
   ++running_[key];
   ++total_running_;

@@ -91,7 +91,8 @@ class ResultCache {
       : max_entries_(max_entries), max_bytes_(max_bytes) {}
 
   // The cached result, if present and fresh.
-  std::optional<ProcessResult> find(const std::string& key, std::chrono::steady_clock::time_point now);
+  std::optional<ProcessResult> find(const std::string& key,
+                                    std::chrono::steady_clock::time_point now);
   void insert(std::string key, ProcessResult result, std::chrono::seconds ttl,
               std::chrono::steady_clock::time_point now);
 
@@ -114,7 +115,7 @@ class ResultCache {
   std::mutex mutex_;
   std::list<Entry> lru_;  // most recent first; guarded by mutex_
   std::unordered_map<std::string_view, std::list<Entry>::iterator> index_;  // guarded by mutex_
-  size_t bytes_ = 0;                                                          // guarded by mutex_
+  size_t bytes_ = 0;                                                        // guarded by mutex_
   std::atomic<uint64_t> hits_{0}, misses_{0};
 };
 
@@ -126,7 +127,9 @@ class ConcurrencyLimits {
    public:
     Permit() = default;
     Permit(ConcurrencyLimits* limits, std::string key) : limits_(limits), key_(std::move(key)) {}
-    Permit(Permit&& o) noexcept : limits_(o.limits_), key_(std::move(o.key_)) { o.limits_ = nullptr; }
+    Permit(Permit&& o) noexcept : limits_(o.limits_), key_(std::move(o.key_)) {
+      o.limits_ = nullptr;
+    }
     Permit& operator=(Permit&&) = delete;
     ~Permit();
 
@@ -144,7 +147,7 @@ class ConcurrencyLimits {
   mutable std::mutex mutex_;
   std::condition_variable released_;
   std::unordered_map<std::string, uint32_t> running_;  // guarded by mutex_
-  uint32_t total_running_ = 0;                          // guarded by mutex_
+  uint32_t total_running_ = 0;                         // guarded by mutex_
 };
 
 // What every worker shares.
