@@ -269,7 +269,6 @@ struct Executor::Run {
         runtime().results.insert(ResultCache::key_for(record->id, *messages[i]), out[i].result, ttl,
                                  Clock::now());
       }
-      if (!out[i].ok) ++result.counts.module_failures;
     }
     return out;
   }
@@ -305,6 +304,8 @@ struct Executor::Run {
   // taken (for traces) and whether the item keeps going unchanged.
   std::string fail(const CompiledPipeline& pipeline, const CompiledStage& stage,
                    const ModuleUse& use, const Item& item, const std::string& error, bool retried) {
+    // Every failure counts, whatever its cause: the call's, a refused route, a missing module.
+    ++result.counts.module_failures;
     error_record(pipeline, stage.spec->priority, use.spec->module_id, item.message, error);
     if (stage.spec->continue_on_error) return "skipped (continue_on_error)";
     Group& group = groups[item.group];

@@ -75,8 +75,8 @@ struct Trace {
 
 // Counts of one batch, for the figures.
 struct ExecutionCounts {
-  uint64_t calls = 0;  // guest entry points called
-  uint64_t module_failures = 0;
+  uint64_t calls = 0;            // guest entry points called
+  uint64_t module_failures = 0;  // failures of a module on a message, whatever the cause
   uint64_t retries = 0;
   uint64_t merge_conflicts = 0;
   uint64_t cache_hits = 0;

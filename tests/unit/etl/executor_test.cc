@@ -423,6 +423,7 @@ TEST_F(ExecutorTest, RefusesRoutingToATopicTheGlobsDoNotAllow) {
   auto records = error_records(r);
   ASSERT_EQ(records.size(), 1u);
   EXPECT_NE(error_text(records[0].at("error")).find("allowed_output_topics"), std::string::npos);
+  EXPECT_EQ(r.counts.module_failures, 1u);
 }
 
 TEST_F(ExecutorTest, RefusesRoutingWhenThePipelineAllowsNoOutputTopic) {
@@ -647,6 +648,7 @@ TEST_F(ExecutorTest, TreatsAModuleThatIsNotDeployedAsAFailure) {
   ASSERT_EQ(r.outcomes[0].dead_letters.size(), 1u);
   EXPECT_NE(header(r.outcomes[0].dead_letters[0].message, "etl.error").find("not deployed"),
             std::string::npos);
+  EXPECT_EQ(r.counts.module_failures, 1u);
   EXPECT_EQ(r.counts.calls, 0u);
 }
 
@@ -675,6 +677,7 @@ TEST_F(ExecutorTest, TreatsAModuleThatCannotBeLoadedAsAFailure) {
   BatchResult r = run(p, {message("m")});
   ASSERT_EQ(r.outcomes[0].kind, Kind::kDeadLettered);
   EXPECT_NE(r.outcomes[0].error.find("etl_counter"), std::string::npos) << r.outcomes[0].error;
+  EXPECT_EQ(r.counts.module_failures, 1u);
 }
 
 TEST_F(ExecutorTest, TruncatesADeadLetterToMaxMessageSize) {
