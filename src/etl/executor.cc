@@ -191,10 +191,11 @@ struct Executor::Run {
     };
 
     std::vector<size_t> pending;
+    std::vector<std::string> cache_keys(caching ? messages.size() : 0);
     for (size_t i = 0; i < messages.size(); ++i) {
       if (caching) {
-        if (auto hit = runtime().results.find(ResultCache::key_for(record->id, *messages[i]),
-                                              Clock::now())) {
+        cache_keys[i] = ResultCache::key_for(record->id, settings.config_json, *messages[i]);
+        if (auto hit = runtime().results.find(cache_keys[i], Clock::now())) {
           out[i].ok = true;
           out[i].result = std::move(*hit);
           ++result.counts.cache_hits;
@@ -266,8 +267,7 @@ struct Executor::Run {
 
     for (size_t i : pending) {
       if (out[i].ok && caching) {
-        runtime().results.insert(ResultCache::key_for(record->id, *messages[i]), out[i].result, ttl,
-                                 Clock::now());
+        runtime().results.insert(std::move(cache_keys[i]), out[i].result, ttl, Clock::now());
       }
     }
     return out;

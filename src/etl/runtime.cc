@@ -87,8 +87,12 @@ bool CircuitBreakers::is_open(const std::string& key,
   return it != breakers_.end() && it->second.open && now < it->second.open_until;
 }
 
-std::string ResultCache::key_for(std::string_view module_id, const Message& message) {
+std::string ResultCache::key_for(std::string_view module_id, std::string_view config_json,
+                                 const Message& message) {
+  // Neither an id nor serialized JSON holds a NUL: the parts cannot run into each other.
   std::string key(module_id);
+  key += '\0';
+  key += config_json;
   key += '\0';
   size_t offset = key.size();
   key.resize(offset + bincode::encoded_size(message));

@@ -1059,5 +1059,19 @@ TEST_F(ExecutorTest, ExpiresCachedResultsAfterTheTtl) {
   EXPECT_EQ(header(stored(expired), "counter"), "2");
 }
 
+TEST_F(ExecutorTest, DoesNotServeACachedResultOfTheSameModuleConfiguredDifferently) {
+  // Both run on the same stage input; each must produce its own header.
+  auto p = compile(pipeline(
+      "p1", {stage(0,
+                   {use("etl_tagger", R"({"header":"first"})", R"("enable_caching":true)"),
+                    use("etl_tagger", R"({"header":"second"})", R"("enable_caching":true)")},
+                   R"("parallel_execution":true)")}));
+  BatchResult r = run(p, {message("m")});
+  Message out = stored(r);
+  EXPECT_EQ(header(out, "first"), "1");
+  EXPECT_EQ(header(out, "second"), "1");
+  EXPECT_EQ(r.counts.cache_hits, 0u);
+}
+
 }  // namespace
 }  // namespace wasmq::etl
