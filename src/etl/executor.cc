@@ -107,6 +107,9 @@ struct Executor::Run {
     }
 
     const CircuitBreakerConfig& breaker = pipeline.spec.circuit_breaker;
+    // A breaker per module version: a new version of a followed name starts closed instead of
+    // inheriting the failures of the version it replaces.
+    const std::string breaker_key = use.key + '@' + record->id;
     const auto open_for = std::chrono::milliseconds(breaker.open_ms);
     const bool caching = spec.instance_config.enable_caching;
     const auto ttl = std::chrono::seconds(spec.instance_config.cache_ttl_seconds);
@@ -209,7 +212,7 @@ struct Executor::Run {
       const bool batched = module.value()->info().has_process_batch;
       size_t pos = 0;
       while (pos < todo.size()) {
-        auto admission = runtime().breakers.admit(use.key, Clock::now());
+        auto admission = runtime().breakers.admit(breaker_key, Clock::now());
         if (admission == CircuitBreakers::Admission::kOpen) {
           for (; pos < todo.size(); ++pos) {
             out[todo[pos]].error = "circuit breaker open for module " + record->id;
@@ -232,7 +235,7 @@ struct Executor::Run {
         }
         for (size_t i : chunk) {
           settle(i);
-          runtime().breakers.record(use.key, out[i].ok, breaker.failure_threshold, open_for,
+          runtime().breakers.record(breaker_key, out[i].ok, breaker.failure_threshold, open_for,
                                     Clock::now());
         }
       }

@@ -59,7 +59,8 @@ class ModuleCache {
   std::map<std::string, std::shared_ptr<Entry>> entries_;  // guarded by mutex_
 };
 
-// Per-module circuit breakers (pipelines.md, "Circuit breaker"), keyed by ModuleUse::key.
+// Per-module circuit breakers (pipelines.md, "Circuit breaker"). The executor keys them by
+// ModuleUse::key and the id of the module version that runs ("<use key>@<name>-vX.Y.Z").
 class CircuitBreakers {
  public:
   enum class Admission { kClosed, kTrial, kOpen };

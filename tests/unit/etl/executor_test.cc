@@ -1016,6 +1016,18 @@ TEST_F(ExecutorBreakerTest, ReopensOnAFailedTrialCall) {
   EXPECT_EQ(run(p, {message("good")}).counts.breaker_rejections, 1u);
 }
 
+TEST_F(ExecutorBreakerTest, ANewVersionOfAFollowedModuleIsNotRefusedByTheOldVersionsBreaker) {
+  auto p = breaker_pipeline(1, 60000);
+  run(p, {message("bad")});
+  ASSERT_EQ(run(p, {message("good")}).counts.breaker_rejections, 1u);
+  // The fix is uploaded: new calls go to it, whatever the breaker of the old version says.
+  ASSERT_TRUE(registry_->add("etl_faulty", "1.0.1", testing::read_module("etl_counter")).is_ok());
+  BatchResult r = run(p, {message("good")});
+  EXPECT_EQ(r.counts.breaker_rejections, 0u);
+  EXPECT_EQ(r.counts.calls, 1u);
+  EXPECT_EQ(header(stored(r), "counter"), "1");
+}
+
 // --- Result caching ----------------------------------------------------------------------------
 
 TEST_F(ExecutorTest, ServesASecondIdenticalInputFromTheCache) {
