@@ -68,6 +68,10 @@ void CircuitBreakers::record(const std::string& key, bool success, uint32_t thre
                              std::chrono::steady_clock::time_point now) {
   std::lock_guard lock(mutex_);
   Breaker& b = breakers_[key];
+  // Open with no trial running: the call was admitted before the breaker opened. Only the trial
+  // decides what happens next (pipelines.md), so a late success does not close the breaker and
+  // a late failure does not extend its open time.
+  if (b.open && !b.trial_running) return;
   if (success) {
     b = Breaker{};
     return;

@@ -68,7 +68,8 @@ class CircuitBreakers {
   // its outcome), kOpen (refused).
   Admission admit(const std::string& key, std::chrono::steady_clock::time_point now);
   // Reports one message's outcome; opens the breaker after `threshold` consecutive failures,
-  // or at once after a failed trial.
+  // or at once after a failed trial, and closes it after a successful trial. While the breaker
+  // is open and no trial runs, outcomes (of calls admitted before it opened) change nothing.
   void record(const std::string& key, bool success, uint32_t threshold,
               std::chrono::milliseconds open_for, std::chrono::steady_clock::time_point now);
   bool is_open(const std::string& key, std::chrono::steady_clock::time_point now) const;

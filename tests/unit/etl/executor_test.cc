@@ -1016,6 +1016,17 @@ TEST_F(ExecutorBreakerTest, ReopensOnAFailedTrialCall) {
   EXPECT_EQ(run(p, {message("good")}).counts.breaker_rejections, 1u);
 }
 
+TEST_F(ExecutorBreakerTest, StaysOpenWhenALaterMessageOfTheSameBatchSucceeds) {
+  auto p = breaker_pipeline(2, 60000);
+  // One batch call: the second failure opens the breaker; the success after it was called
+  // before the breaker opened and is no trial, so it does not close it.
+  BatchResult batch = run(p, {message("bad"), message("bad"), message("good")});
+  EXPECT_EQ(batch.counts.calls, 1u);
+  BatchResult r = run(p, {message("good")});
+  EXPECT_EQ(r.counts.calls, 0u);
+  EXPECT_EQ(r.counts.breaker_rejections, 1u);
+}
+
 TEST_F(ExecutorBreakerTest, ANewVersionOfAFollowedModuleIsNotRefusedByTheOldVersionsBreaker) {
   auto p = breaker_pipeline(1, 60000);
   run(p, {message("bad")});

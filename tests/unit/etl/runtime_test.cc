@@ -130,6 +130,18 @@ TEST(CircuitBreakers, ReopensForOpenForOnAFailedTrial) {
   EXPECT_EQ(breakers.admit("m", trial + milliseconds(100)), Admission::kTrial);
 }
 
+TEST(CircuitBreakers, IgnoresOutcomesOfCallsAdmittedBeforeItOpened) {
+  CircuitBreakers breakers;
+  const auto t0 = Clock::now();
+  breakers.record("m", false, 1, milliseconds(100), t0);
+  // Reported while open with no trial running: a call that started before the breaker opened.
+  breakers.record("m", true, 1, milliseconds(100), t0 + milliseconds(10));
+  EXPECT_EQ(breakers.admit("m", t0 + milliseconds(20)), Admission::kOpen);
+  breakers.record("m", false, 1, milliseconds(100), t0 + milliseconds(50));
+  EXPECT_EQ(breakers.admit("m", t0 + milliseconds(100)), Admission::kTrial)
+      << "a late failure does not extend the open time";
+}
+
 // --- ConcurrencyLimits ---------------------------------------------------------------------------
 
 TEST(ConcurrencyLimits, WaitsWhileAModuleRunsItsMaximumOfCalls) {
