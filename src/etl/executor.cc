@@ -197,7 +197,7 @@ struct Executor::Run {
     std::vector<std::string> cache_keys(caching ? messages.size() : 0);
     for (size_t i = 0; i < messages.size(); ++i) {
       if (caching) {
-        cache_keys[i] = ResultCache::key_for(record->id, settings.config_json, *messages[i]);
+        cache_keys[i] = ResultCache::key_for(*record, settings.config_json, *messages[i]);
         if (auto hit = runtime().results.find(cache_keys[i], Clock::now())) {
           out[i].ok = true;
           out[i].result = std::move(*hit);

@@ -8,7 +8,9 @@ Result<std::shared_ptr<const wasm::Module>> ModuleCache::get(const ModuleRecord&
                                                              const wasm::InstanceSettings& settings,
                                                              wasm::Sandbox& sandbox) {
   // The time limit is passed per call, so it is not part of the key.
-  std::string key = record.id + '\0' + std::to_string(settings.memory_limit_bytes) + '\0' +
+  // The checksum too: a module deleted and uploaded again keeps its id but not its binary.
+  std::string key = record.id + '\0' + record.sha256 + '\0' +
+                    std::to_string(settings.memory_limit_bytes) + '\0' +
                     std::to_string(settings.max_output_bytes) + '\0' + settings.config_json;
   std::shared_ptr<Entry> entry;
   bool compile = false;
@@ -91,10 +93,13 @@ bool CircuitBreakers::is_open(const std::string& key,
   return it != breakers_.end() && it->second.open && now < it->second.open_until;
 }
 
-std::string ResultCache::key_for(std::string_view module_id, std::string_view config_json,
+std::string ResultCache::key_for(const ModuleRecord& module, std::string_view config_json,
                                  const Message& message) {
-  // Neither an id nor serialized JSON holds a NUL: the parts cannot run into each other.
-  std::string key(module_id);
+  // Neither an id, a hex checksum nor serialized JSON holds a NUL: the parts cannot run into
+  // each other.
+  std::string key = module.id;
+  key += '\0';
+  key += module.sha256;
   key += '\0';
   key += config_json;
   key += '\0';

@@ -101,10 +101,10 @@ class ResultCache {
   uint64_t hits() const { return hits_; }
   uint64_t misses() const { return misses_; }
 
-  // The key of `message` for module `module_id` run with init configuration `config_json`
-  // (empty for none): the same module configured differently may answer differently, so its
-  // results are kept apart.
-  static std::string key_for(std::string_view module_id, std::string_view config_json,
+  // The key of `message` for `module` (its id and checksum: a module deleted and uploaded again
+  // under the same id is another module) run with init configuration `config_json` (empty for
+  // none): the same module configured differently may answer differently.
+  static std::string key_for(const ModuleRecord& module, std::string_view config_json,
                              const Message& message);
 
  private:

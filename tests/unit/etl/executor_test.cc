@@ -823,6 +823,16 @@ TEST_F(ExecutorTest, ABareModuleNameFollowsTheNewestVersionAndAPinnedIdDoesNot) 
   EXPECT_NE(header(stored(run(follower, {message("m")})), "faulty.calls"), "<absent>");
 }
 
+TEST_F(ExecutorTest, RunsTheNewBinaryOfAModuleDeletedAndUploadedAgainUnderTheSameId) {
+  auto p = compile(pipeline("p1", {stage(0, {use("etl_faulty-v1.0.0")})}));
+  EXPECT_NE(header(stored(run(p, {message("m")})), "faulty.calls"), "<absent>");
+  ASSERT_TRUE(registry_->remove("etl_faulty-v1.0.0").is_ok());
+  ASSERT_TRUE(registry_->add("etl_faulty", "1.0.0", testing::read_module("etl_counter")).is_ok());
+  Message out = stored(run(p, {message("m")}));
+  EXPECT_EQ(header(out, "counter"), "1");
+  EXPECT_EQ(header(out, "faulty.calls"), "<absent>");
+}
+
 // --- Batches with a poison message -------------------------------------------------------------
 
 TEST_F(ExecutorTest, FallsBackToSingleCallsWhenABatchFailsAsAWhole) {
@@ -1094,6 +1104,18 @@ TEST_F(ExecutorTest, DoesNotServeACachedResultOfTheSameModuleConfiguredDifferent
   EXPECT_EQ(header(out, "first"), "1");
   EXPECT_EQ(header(out, "second"), "1");
   EXPECT_EQ(r.counts.cache_hits, 0u);
+}
+
+TEST_F(ExecutorTest, DoesNotServeCachedResultsOfAModuleDeletedAndUploadedAgain) {
+  auto p = compile(
+      pipeline("p1", {stage(0, {use("etl_counter-v1.0.0", "null", R"("enable_caching":true)")})}));
+  EXPECT_EQ(header(stored(run(p, {message("m")})), "counter"), "1");
+  ASSERT_TRUE(registry_->remove("etl_counter-v1.0.0").is_ok());
+  // The same id, another binary: the tagger, which without configuration changes nothing.
+  ASSERT_TRUE(registry_->add("etl_counter", "1.0.0", testing::read_module("etl_tagger")).is_ok());
+  BatchResult r = run(p, {message("m")});
+  EXPECT_EQ(r.counts.cache_hits, 0u);
+  EXPECT_EQ(stored(r), message("m"));
 }
 
 }  // namespace

@@ -81,13 +81,22 @@ TEST(ResultCache, ReplacesAnEntryInsertedAgain) {
   EXPECT_EQ(hit->transformed_messages[0].value, "new");
 }
 
-TEST(ResultCache, KeysDifferByModuleConfigurationAndInputBytes) {
-  const std::string key = ResultCache::key_for("m-v1.0.0", "{\"a\":1}", input("x"));
-  EXPECT_EQ(key, ResultCache::key_for("m-v1.0.0", "{\"a\":1}", input("x")));
-  EXPECT_NE(key, ResultCache::key_for("m-v1.0.1", "{\"a\":1}", input("x")));
-  EXPECT_NE(key, ResultCache::key_for("m-v1.0.0", "{\"a\":2}", input("x")));
-  EXPECT_NE(key, ResultCache::key_for("m-v1.0.0", "", input("x")));
-  EXPECT_NE(key, ResultCache::key_for("m-v1.0.0", "{\"a\":1}", input("y")));
+ModuleRecord record(std::string id, std::string sha256) {
+  ModuleRecord r;
+  r.id = std::move(id);
+  r.sha256 = std::move(sha256);
+  return r;
+}
+
+TEST(ResultCache, KeysDifferByModuleChecksumConfigurationAndInputBytes) {
+  const ModuleRecord m = record("m-v1.0.0", "aa");
+  const std::string key = ResultCache::key_for(m, "{\"a\":1}", input("x"));
+  EXPECT_EQ(key, ResultCache::key_for(m, "{\"a\":1}", input("x")));
+  EXPECT_NE(key, ResultCache::key_for(record("m-v1.0.1", "aa"), "{\"a\":1}", input("x")));
+  EXPECT_NE(key, ResultCache::key_for(record("m-v1.0.0", "bb"), "{\"a\":1}", input("x")));
+  EXPECT_NE(key, ResultCache::key_for(m, "{\"a\":2}", input("x")));
+  EXPECT_NE(key, ResultCache::key_for(m, "", input("x")));
+  EXPECT_NE(key, ResultCache::key_for(m, "{\"a\":1}", input("y")));
 }
 
 // --- CircuitBreakers -----------------------------------------------------------------------------
