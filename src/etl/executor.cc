@@ -73,7 +73,7 @@ struct Executor::Run {
   // --- module calls ----------------------------------------------------------------------
 
   // Runs `use` on `messages`; one outcome per message. `stage_deadline`/`global_deadline`
-  // bound every call; `single_output` refuses more than one output (parallel stages).
+  // bound every call; `retry` retries failed messages (RetryWithBackoff).
   std::vector<CallOutcome> call_module(const CompiledPipeline& pipeline, const ModuleUse& use,
                                        const std::vector<const Message*>& messages,
                                        Clock::time_point stage_deadline,

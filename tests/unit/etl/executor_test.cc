@@ -327,6 +327,28 @@ TEST_F(ExecutorTest, ParallelStageCountsAConflictPerFieldChangedByMoreThanOneMod
   EXPECT_EQ(r.counts.merge_conflicts, 2u);
 }
 
+TEST_F(ExecutorTest, ParallelStageMergesForEachMessageOnlyTheModulesWhoseRulesHold) {
+  auto gold_only = R"("conditional_rules":[{"condition_type":"HeaderValue",)"
+                   R"("field_path":"tier","operator":"Equals","value":"gold"}])";
+  auto p =
+      compile(pipeline("p1", {stage(0,
+                                    {use("etl_tagger", R"({"header":"gold"})", "", gold_only),
+                                     use("etl_tagger", R"({"header":"all"})"),
+                                     use("etl_tagger", R"({"append":"+gold"})", "", gold_only)},
+                                    R"("parallel_execution":true)")}));
+  BatchResult r = run(p, {message("a"), message("b", {{"tier", "gold"}}), message("c")});
+  for (size_t i : {0, 2}) {
+    Message out = stored(r, i);
+    EXPECT_EQ(header(out, "gold"), "<absent>") << i;
+    EXPECT_EQ(header(out, "all"), "1") << i;
+    EXPECT_EQ(out.value.size(), 1u) << i;
+  }
+  Message gold = stored(r, 1);
+  EXPECT_EQ(header(gold, "gold"), "1");
+  EXPECT_EQ(header(gold, "all"), "1");
+  EXPECT_EQ(gold.value, "b+gold");
+}
+
 TEST_F(ExecutorTest, ParallelStageFiltersTheMessageWhenAnyModuleFilters) {
   auto p = compile(pipeline("p1", {stage(0,
                                          {use("etl_tagger", R"({"header":"h"})"),
