@@ -1,5 +1,6 @@
 # Builds the WebAssembly modules the tests, examples and benchmarks use, from source:
-#   C   (tests/modules/*.c, examples/modules/header-adder/*.c): clang-14 -> wasm32-wasi reactor.
+#   C   (tests/modules/*.c, examples/modules/header-adder/*.c): clang-14 -> wasm32-wasi reactor;
+#       the SDK headers and tests/modules/*.h (helpers the test modules share) are dependencies.
 #       A first line "// wasmq-build-flags: ..." adds flags for that module.
 #   Rust (examples/modules/message-processor): Debian's cargo, offline, Debian's crates;
 #       built for wasm32-wasi and natively (the native build is the benchmark's baseline).
@@ -16,7 +17,8 @@ set(WASMQ_MODULE_OUTPUTS)
 file(GLOB WASMQ_C_MODULES CONFIGURE_DEPENDS
   ${CMAKE_SOURCE_DIR}/tests/modules/*.c
   ${CMAKE_SOURCE_DIR}/examples/modules/header-adder/*.c)
-file(GLOB_RECURSE WASMQ_C_SDK CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/sdk/c/*.h)
+file(GLOB_RECURSE WASMQ_C_SDK CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/sdk/c/*.h
+  ${CMAKE_SOURCE_DIR}/tests/modules/*.h)
 foreach(source ${WASMQ_C_MODULES})
   get_filename_component(name ${source} NAME_WE)
   file(STRINGS ${source} first_line LIMIT_COUNT 1)

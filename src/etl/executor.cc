@@ -1,7 +1,7 @@
 #include "etl/executor.h"
 
-#include <boost/json.hpp>
 #include <algorithm>
+#include <boost/json.hpp>
 #include <random>
 #include <thread>
 
@@ -73,7 +73,7 @@ struct Executor::Run {
   // --- module calls ----------------------------------------------------------------------
 
   // Runs `use` on `messages`; one outcome per message. `stage_deadline`/`global_deadline`
-  // bound every call; `single_output` refuses more than one output (parallel stages).
+  // bound every call; `retry` retries failed messages (RetryWithBackoff).
   std::vector<CallOutcome> call_module(const CompiledPipeline& pipeline, const ModuleUse& use,
                                        const std::vector<const Message*>& messages,
                                        Clock::time_point stage_deadline,
@@ -107,6 +107,9 @@ struct Executor::Run {
     }
 
     const CircuitBreakerConfig& breaker = pipeline.spec.circuit_breaker;
+    // A breaker per module version: a new version of a followed name starts closed instead of
+    // inheriting the failures of the version it replaces.
+    const std::string breaker_key = use.key + '@' + record->id;
     const auto open_for = std::chrono::milliseconds(breaker.open_ms);
     const bool caching = spec.instance_config.enable_caching;
     const auto ttl = std::chrono::seconds(spec.instance_config.cache_ttl_seconds);
@@ -191,10 +194,11 @@ struct Executor::Run {
     };
 
     std::vector<size_t> pending;
+    std::vector<std::string> cache_keys(caching ? messages.size() : 0);
     for (size_t i = 0; i < messages.size(); ++i) {
       if (caching) {
-        if (auto hit = runtime().results.find(ResultCache::key_for(record->id, *messages[i]),
-                                              Clock::now())) {
+        cache_keys[i] = ResultCache::key_for(*record, settings.config_json, *messages[i]);
+        if (auto hit = runtime().results.find(cache_keys[i], Clock::now())) {
           out[i].ok = true;
           out[i].result = std::move(*hit);
           ++result.counts.cache_hits;
@@ -208,7 +212,7 @@ struct Executor::Run {
       const bool batched = module.value()->info().has_process_batch;
       size_t pos = 0;
       while (pos < todo.size()) {
-        auto admission = runtime().breakers.admit(use.key, Clock::now());
+        auto admission = runtime().breakers.admit(breaker_key, Clock::now());
         if (admission == CircuitBreakers::Admission::kOpen) {
           for (; pos < todo.size(); ++pos) {
             out[todo[pos]].error = "circuit breaker open for module " + record->id;
@@ -231,7 +235,7 @@ struct Executor::Run {
         }
         for (size_t i : chunk) {
           settle(i);
-          runtime().breakers.record(use.key, out[i].ok, breaker.failure_threshold, open_for,
+          runtime().breakers.record(breaker_key, out[i].ok, breaker.failure_threshold, open_for,
                                     Clock::now());
         }
       }
@@ -266,10 +270,8 @@ struct Executor::Run {
 
     for (size_t i : pending) {
       if (out[i].ok && caching) {
-        runtime().results.insert(ResultCache::key_for(record->id, *messages[i]), out[i].result,
-                                 ttl, Clock::now());
+        runtime().results.insert(std::move(cache_keys[i]), out[i].result, ttl, Clock::now());
       }
-      if (!out[i].ok) ++result.counts.module_failures;
     }
     return out;
   }
@@ -304,8 +306,9 @@ struct Executor::Run {
   // Applies the pipeline's error handling to a failure of `use` on `item`; returns the action
   // taken (for traces) and whether the item keeps going unchanged.
   std::string fail(const CompiledPipeline& pipeline, const CompiledStage& stage,
-                   const ModuleUse& use, const Item& item, const std::string& error,
-                   bool retried) {
+                   const ModuleUse& use, const Item& item, const std::string& error, bool retried) {
+    // Every failure counts, whatever its cause: the call's, a refused route, a missing module.
+    ++result.counts.module_failures;
     error_record(pipeline, stage.spec->priority, use.spec->module_id, item.message, error);
     if (stage.spec->continue_on_error) return "skipped (continue_on_error)";
     Group& group = groups[item.group];
@@ -344,7 +347,8 @@ struct Executor::Run {
     for (size_t k = 0; k < outputs.size(); ++k) {
       const std::string* target = outputs[k].header(kRouteHeader);
       if (!target) continue;
-      if (pipeline.spec.allowed_output_topics.empty() || !pipeline.allowed_outputs.matches(*target)) {
+      if (pipeline.spec.allowed_output_topics.empty() ||
+          !pipeline.allowed_outputs.matches(*target)) {
         *error = route_error(*target);
         return false;
       }
@@ -353,7 +357,8 @@ struct Executor::Run {
     for (size_t k = 0; k < outputs.size(); ++k) {
       if ((*routes)[k]) {
         auto& h = outputs[k].headers;
-        h.erase(std::remove_if(h.begin(), h.end(), [](const Header& x) { return x.first == kRouteHeader; }),
+        h.erase(std::remove_if(h.begin(), h.end(),
+                               [](const Header& x) { return x.first == kRouteHeader; }),
                 h.end());
       }
     }
@@ -370,8 +375,8 @@ struct Executor::Run {
   }
 
   // Which modules hold on `message` (rules); records the rule decisions in the trace.
-  bool rules_hold(const CompiledPipeline& pipeline, const CompiledStage& stage, const ModuleUse& use,
-                  const Item& item) {
+  bool rules_hold(const CompiledPipeline& pipeline, const CompiledStage& stage,
+                  const ModuleUse& use, const Item& item) {
     int failing = use.rules.first_failing(item.message, now_wall_ms);
     if (failing >= 0 && trace) {
       TraceStep s = trace_step(pipeline, stage, use);
@@ -426,7 +431,8 @@ struct Executor::Run {
           s.time_ms = o.time_ms;
         }
         std::vector<std::optional<std::string>> routes;
-        if (o.ok && !route(pipeline, o.result.transformed_messages, &routes, &o.error)) o.ok = false;
+        if (o.ok && !route(pipeline, o.result.transformed_messages, &routes, &o.error))
+          o.ok = false;
         if (!o.ok) {
           s.error = o.error;
           s.action = fail(pipeline, *stage.stage, *use, item, o.error, false);
@@ -479,8 +485,9 @@ struct Executor::Run {
     for (const auto& [name, value] : input.headers) {
       if (!output.header(name)) {
         auto& h = merged.headers;
-        h.erase(std::remove_if(h.begin(), h.end(), [&](const Header& x) { return x.first == name; }),
-                h.end());
+        h.erase(
+            std::remove_if(h.begin(), h.end(), [&](const Header& x) { return x.first == name; }),
+            h.end());
       }
     }
     return changed;
@@ -536,7 +543,8 @@ struct Executor::Run {
           o.error = "module returned " + std::to_string(o.result.transformed_messages.size()) +
                     " messages in a parallel stage (at most one is allowed)";
         }
-        if (o.ok && !route(pipeline, o.result.transformed_messages, &routes, &o.error)) o.ok = false;
+        if (o.ok && !route(pipeline, o.result.transformed_messages, &routes, &o.error))
+          o.ok = false;
         if (!o.ok) {
           s.error = o.error;
           s.action = fail(pipeline, *stage.stage, *use, item, o.error, false);
@@ -556,8 +564,8 @@ struct Executor::Run {
         }
         int changed = apply_changes(item.message, o.result.transformed_messages[0], merged);
         int conflicts = changed & changed_by_earlier;
-        result.counts.merge_conflicts += ((conflicts & 1) != 0) + ((conflicts & 2) != 0) +
-                                         ((conflicts & 4) != 0);
+        result.counts.merge_conflicts +=
+            ((conflicts & 1) != 0) + ((conflicts & 2) != 0) + ((conflicts & 4) != 0);
         changed_by_earlier |= changed;
         if (routes[0]) route_to = routes[0];
       }
@@ -599,9 +607,10 @@ struct Executor::Run {
     }
     items = std::move(entering);
     for (const auto& stage : plan.stages) {
-      auto stage_deadline = stage.stage->spec->stage_timeout_ms
-                                ? Clock::now() + std::chrono::milliseconds(*stage.stage->spec->stage_timeout_ms)
-                                : Clock::time_point::max();
+      auto stage_deadline =
+          stage.stage->spec->stage_timeout_ms
+              ? Clock::now() + std::chrono::milliseconds(*stage.stage->spec->stage_timeout_ms)
+              : Clock::time_point::max();
       if (stage.stage->spec->parallel_execution) {
         run_parallel(pipeline, stage, stage_deadline, global_deadline);
       } else {

@@ -57,15 +57,15 @@ struct InputOutcome {
 struct TraceStep {
   std::string pipeline_id;
   uint32_t stage_priority = 0;
-  std::string module_id;   // as the pipeline names it
-  std::string resolved_id; // the module version that ran, when it ran
+  std::string module_id;    // as the pipeline names it
+  std::string resolved_id;  // the module version that ran, when it ran
   bool matched = false;
   std::string decided_by;  // "topic_filters[0]", "no topic_filters", "conditional_rules[1] ..."
   bool ran = false;
   std::vector<Message> output;
   bool should_continue = true;
   std::string error;
-  std::string action;      // on error: "skipped", "stopped pipeline", "dead-lettered", ...
+  std::string action;  // on error: "skipped", "stopped pipeline", "dead-lettered", ...
   double time_ms = 0;
 };
 
@@ -75,8 +75,8 @@ struct Trace {
 
 // Counts of one batch, for the figures.
 struct ExecutionCounts {
-  uint64_t calls = 0;             // guest entry points called
-  uint64_t module_failures = 0;
+  uint64_t calls = 0;            // guest entry points called
+  uint64_t module_failures = 0;  // failures of a module on a message, whatever the cause
   uint64_t retries = 0;
   uint64_t merge_conflicts = 0;
   uint64_t cache_hits = 0;

@@ -8,7 +8,9 @@ Result<std::shared_ptr<const wasm::Module>> ModuleCache::get(const ModuleRecord&
                                                              const wasm::InstanceSettings& settings,
                                                              wasm::Sandbox& sandbox) {
   // The time limit is passed per call, so it is not part of the key.
-  std::string key = record.id + '\0' + std::to_string(settings.memory_limit_bytes) + '\0' +
+  // The checksum too: a module deleted and uploaded again keeps its id but not its binary.
+  std::string key = record.id + '\0' + record.sha256 + '\0' +
+                    std::to_string(settings.memory_limit_bytes) + '\0' +
                     std::to_string(settings.max_output_bytes) + '\0' + settings.config_json;
   std::shared_ptr<Entry> entry;
   bool compile = false;
@@ -68,6 +70,10 @@ void CircuitBreakers::record(const std::string& key, bool success, uint32_t thre
                              std::chrono::steady_clock::time_point now) {
   std::lock_guard lock(mutex_);
   Breaker& b = breakers_[key];
+  // Open with no trial running: the call was admitted before the breaker opened. Only the trial
+  // decides what happens next (pipelines.md), so a late success does not close the breaker and
+  // a late failure does not extend its open time.
+  if (b.open && !b.trial_running) return;
   if (success) {
     b = Breaker{};
     return;
@@ -87,8 +93,15 @@ bool CircuitBreakers::is_open(const std::string& key,
   return it != breakers_.end() && it->second.open && now < it->second.open_until;
 }
 
-std::string ResultCache::key_for(std::string_view module_id, const Message& message) {
-  std::string key(module_id);
+std::string ResultCache::key_for(const ModuleRecord& module, std::string_view config_json,
+                                 const Message& message) {
+  // Neither an id, a hex checksum nor serialized JSON holds a NUL: the parts cannot run into
+  // each other.
+  std::string key = module.id;
+  key += '\0';
+  key += module.sha256;
+  key += '\0';
+  key += config_json;
   key += '\0';
   size_t offset = key.size();
   key.resize(offset + bincode::encoded_size(message));
@@ -148,7 +161,8 @@ ConcurrencyLimits::Permit ConcurrencyLimits::acquire(const std::string& key, uin
   released_.wait(lock, [&] {
     auto it = running_.find(key);
     uint32_t mine = it == running_.end() ? 0 : it->second;
-    return mine < std::max<uint32_t>(per_module, 1) && total_running_ < std::max<uint32_t>(total, 1);
+    return mine < std::max<uint32_t>(per_module, 1) &&
+           total_running_ < std::max<uint32_t>(total, 1);
   });
   ++running_[key];
   ++total_running_;

@@ -59,7 +59,8 @@ class ModuleCache {
   std::map<std::string, std::shared_ptr<Entry>> entries_;  // guarded by mutex_
 };
 
-// Per-module circuit breakers (pipelines.md, "Circuit breaker"), keyed by ModuleUse::key.
+// Per-module circuit breakers (pipelines.md, "Circuit breaker"). The executor keys them by
+// ModuleUse::key and the id of the module version that runs ("<use key>@<name>-vX.Y.Z").
 class CircuitBreakers {
  public:
   enum class Admission { kClosed, kTrial, kOpen };
@@ -67,7 +68,8 @@ class CircuitBreakers {
   // its outcome), kOpen (refused).
   Admission admit(const std::string& key, std::chrono::steady_clock::time_point now);
   // Reports one message's outcome; opens the breaker after `threshold` consecutive failures,
-  // or at once after a failed trial.
+  // or at once after a failed trial, and closes it after a successful trial. While the breaker
+  // is open and no trial runs, outcomes (of calls admitted before it opened) change nothing.
   void record(const std::string& key, bool success, uint32_t threshold,
               std::chrono::milliseconds open_for, std::chrono::steady_clock::time_point now);
   bool is_open(const std::string& key, std::chrono::steady_clock::time_point now) const;
@@ -91,15 +93,19 @@ class ResultCache {
       : max_entries_(max_entries), max_bytes_(max_bytes) {}
 
   // The cached result, if present and fresh.
-  std::optional<ProcessResult> find(const std::string& key, std::chrono::steady_clock::time_point now);
+  std::optional<ProcessResult> find(const std::string& key,
+                                    std::chrono::steady_clock::time_point now);
   void insert(std::string key, ProcessResult result, std::chrono::seconds ttl,
               std::chrono::steady_clock::time_point now);
 
   uint64_t hits() const { return hits_; }
   uint64_t misses() const { return misses_; }
 
-  // The key of `message` for module `module_id`.
-  static std::string key_for(std::string_view module_id, const Message& message);
+  // The key of `message` for `module` (its id and checksum: a module deleted and uploaded again
+  // under the same id is another module) run with init configuration `config_json` (empty for
+  // none): the same module configured differently may answer differently.
+  static std::string key_for(const ModuleRecord& module, std::string_view config_json,
+                             const Message& message);
 
  private:
   struct Entry {
@@ -114,7 +120,7 @@ class ResultCache {
   std::mutex mutex_;
   std::list<Entry> lru_;  // most recent first; guarded by mutex_
   std::unordered_map<std::string_view, std::list<Entry>::iterator> index_;  // guarded by mutex_
-  size_t bytes_ = 0;                                                          // guarded by mutex_
+  size_t bytes_ = 0;                                                        // guarded by mutex_
   std::atomic<uint64_t> hits_{0}, misses_{0};
 };
 
@@ -126,7 +132,9 @@ class ConcurrencyLimits {
    public:
     Permit() = default;
     Permit(ConcurrencyLimits* limits, std::string key) : limits_(limits), key_(std::move(key)) {}
-    Permit(Permit&& o) noexcept : limits_(o.limits_), key_(std::move(o.key_)) { o.limits_ = nullptr; }
+    Permit(Permit&& o) noexcept : limits_(o.limits_), key_(std::move(o.key_)) {
+      o.limits_ = nullptr;
+    }
     Permit& operator=(Permit&&) = delete;
     ~Permit();
 
@@ -144,7 +152,7 @@ class ConcurrencyLimits {
   mutable std::mutex mutex_;
   std::condition_variable released_;
   std::unordered_map<std::string, uint32_t> running_;  // guarded by mutex_
-  uint32_t total_running_ = 0;                          // guarded by mutex_
+  uint32_t total_running_ = 0;                         // guarded by mutex_
 };
 
 // What every worker shares.
