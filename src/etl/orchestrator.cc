@@ -376,16 +376,9 @@ void Orchestrator::dry_run(std::string_view pipeline_id, std::string topic,
   std::shared_ptr<const CompiledPipeline> pipeline = *compiled;
   workers_->submit([this, pipeline, topic = std::move(topic), inputs = std::move(inputs),
                     done = std::move(done)](wasm::Sandbox&, Executor& executor) mutable {
-    // Each dry run starts with closed breakers (a success resets one); within the run they
-    // behave as the pipeline configures them.
-    const auto now = std::chrono::steady_clock::now();
-    for (const auto& stage : pipeline->stages) {
-      for (const auto& use : stage.modules) {
-        runtime_.breakers.record(use.key, true, pipeline->spec.circuit_breaker.failure_threshold,
-                                 std::chrono::milliseconds(pipeline->spec.circuit_breaker.open_ms),
-                                 now);
-      }
-    }
+    // Each dry run starts with closed breakers; within the run they behave as the pipeline
+    // configures them.
+    runtime_.breakers.reset(std::string(kDryRunKeyPrefix) + pipeline->spec.pipeline_id + "/");
     TopicPlan plan = Configuration::plan_of(*pipeline, topic);
     Trace trace;
     BatchResult result = executor.run(plan, topic, std::move(inputs), &trace);

@@ -86,6 +86,11 @@ void CircuitBreakers::record(const std::string& key, bool success, uint32_t thre
   }
 }
 
+void CircuitBreakers::reset(std::string_view key_prefix) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(breakers_, [&](const auto& entry) { return entry.first.starts_with(key_prefix); });
+}
+
 bool CircuitBreakers::is_open(const std::string& key,
                               std::chrono::steady_clock::time_point now) const {
   std::lock_guard lock(mutex_);

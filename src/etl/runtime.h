@@ -72,6 +72,8 @@ class CircuitBreakers {
   // is open and no trial runs, outcomes (of calls admitted before it opened) change nothing.
   void record(const std::string& key, bool success, uint32_t threshold,
               std::chrono::milliseconds open_for, std::chrono::steady_clock::time_point now);
+  // Forgets every breaker whose key starts with `key_prefix` (they start closed again).
+  void reset(std::string_view key_prefix);
   bool is_open(const std::string& key, std::chrono::steady_clock::time_point now) const;
 
  private:
