@@ -575,6 +575,9 @@ class DocumentReader {
     if (retry == nullptr) return true;
     const std::string path = "retry_config";
     RetryConfig config;
+    // pipelines.md: "up to max_retries (or retry_config.max_retries)": without its own count, the
+    // retry_config takes the pipeline's.
+    config.max_retries = spec->max_retries;
     if (!check_members(*retry, path, kRetryConfigMembers) ||
         !read_integer(*retry, path, "max_retries", 0, kMaxRetries, &config.max_retries) ||
         !read_integer(*retry, path, "initial_delay_ms", 0, kMaxTimeoutMs,

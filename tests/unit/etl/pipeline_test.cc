@@ -748,3 +748,21 @@ TEST(PipelineNames, EnumsAreSpelledAsInTheSeeds) {
 
 }  // namespace
 }  // namespace wasmq::etl
+
+namespace wasmq::etl {
+namespace {
+
+// pipelines.md: retries go "up to max_retries (or retry_config.max_retries)".
+TEST(PipelineDefaults, RetryConfigWithoutACountTakesThePipelinesMaxRetries) {
+  PipelineSpec p = parse_ok(json::parse(R"({"pipeline_id": "r", "max_retries": 7,
+      "error_handling": "RetryWithBackoff", "retry_config": {"initial_delay_ms": 10},
+      "stages": [{"priority": 0, "modules": [{"module_id": "m"}]}]})"));
+  EXPECT_EQ(p.effective_max_retries(), 7u);
+  PipelineSpec own = parse_ok(json::parse(R"({"pipeline_id": "r", "max_retries": 7,
+      "retry_config": {"max_retries": 2},
+      "stages": [{"priority": 0, "modules": [{"module_id": "m"}]}]})"));
+  EXPECT_EQ(own.effective_max_retries(), 2u);
+}
+
+}  // namespace
+}  // namespace wasmq::etl
