@@ -36,8 +36,13 @@ level = "warn"
 """)
     proc = subprocess.Popen([wasmq, "serve", "--config", config], stdout=subprocess.PIPE,
                             stderr=open(os.path.join(directory, "broker.log"), "w"), text=True)
-    line = proc.stdout.readline()
-    match = re.search(r"data API on http://([0-9.]+):(\d+)", line)
+    # Ready lines: "wasmq: admin API on ...", then "wasmq: data API on ...".
+    match = None
+    for _ in range(2):
+        line = proc.stdout.readline()
+        match = re.search(r"data API on http://([0-9.]+):(\d+)", line)
+        if match:
+            break
     if not match:
         proc.kill()
         sys.exit("broker did not start: " + line + open(os.path.join(directory, "broker.log")).read())

@@ -28,8 +28,8 @@ uint8_t* put_bytes(std::string_view s, uint8_t* out) {
 // Reads values off a bounded input; the first failure sticks and names the byte offset.
 class Reader {
  public:
-  explicit Reader(std::span<const uint8_t> input) : begin_(input.data()), p_(input.data()),
-      end_(input.data() + input.size()) {}
+  explicit Reader(std::span<const uint8_t> input)
+      : begin_(input.data()), p_(input.data()), end_(input.data() + input.size()) {}
 
   size_t remaining() const { return static_cast<size_t>(end_ - p_); }
   bool failed() const { return !status_.is_ok(); }
@@ -169,7 +169,8 @@ bool read_result(Reader& r, ProcessResult* out) {
 
 size_t encoded_size(const Message& m) {
   size_t size = 1 + (m.key ? string_size(m.key->size()) : 0) + string_size(m.value.size()) + 8 + 8;
-  for (const auto& [name, value] : m.headers) size += string_size(name.size()) + string_size(value.size());
+  for (const auto& [name, value] : m.headers)
+    size += string_size(name.size()) + string_size(value.size());
   return size;
 }
 
@@ -182,6 +183,12 @@ size_t encoded_size(const ProcessResult& r) {
 size_t encoded_size(std::span<const Message> messages) {
   size_t size = 8;
   for (const auto& m : messages) size += encoded_size(m);
+  return size;
+}
+
+size_t encoded_size(std::span<const Message* const> messages) {
+  size_t size = 8;
+  for (const Message* m : messages) size += encoded_size(*m);
   return size;
 }
 
@@ -217,6 +224,12 @@ uint8_t* encode(const ProcessResult& r, uint8_t* out) {
 uint8_t* encode(std::span<const Message> messages, uint8_t* out) {
   out = put_u64(messages.size(), out);
   for (const auto& m : messages) out = encode(m, out);
+  return out;
+}
+
+uint8_t* encode(std::span<const Message* const> messages, uint8_t* out) {
+  out = put_u64(messages.size(), out);
+  for (const Message* m : messages) out = encode(*m, out);
   return out;
 }
 

@@ -20,13 +20,15 @@ namespace wasmq::bincode {
 
 size_t encoded_size(const Message& message);
 size_t encoded_size(const ProcessResult& result);
-// Size of a Vec<Message>.
+// Size of a Vec<Message>: of the messages, or of the messages pointed to.
 size_t encoded_size(std::span<const Message> messages);
+size_t encoded_size(std::span<const Message* const> messages);
 
 // Each writes exactly encoded_size(x) bytes starting at `out` and returns the end.
 uint8_t* encode(const Message& message, uint8_t* out);
 uint8_t* encode(const ProcessResult& result, uint8_t* out);
 uint8_t* encode(std::span<const Message> messages, uint8_t* out);
+uint8_t* encode(std::span<const Message* const> messages, uint8_t* out);
 
 // Convenience: the encoding as a byte string.
 std::string to_bytes(const Message& message);

@@ -163,10 +163,11 @@ struct Executor::Run {
           whole_ok = false;
         }
       } else {
-        std::vector<Message> batch;
+        std::vector<const Message*> batch;
         batch.reserve(indexes.size());
-        for (size_t i : indexes) batch.push_back(*messages[i]);
-        auto r = executor.sandbox_.process_batch(*module, batch, ms);
+        for (size_t i : indexes) batch.push_back(messages[i]);
+        auto r =
+            executor.sandbox_.process_batch(*module, std::span<const Message* const>(batch), ms);
         if (r.is_ok()) {
           for (size_t k = 0; k < indexes.size(); ++k) {
             out[indexes[k]].ok = true;
@@ -589,7 +590,10 @@ struct Executor::Run {
     const CompiledPipeline& pipeline = *plan.pipeline;
     const auto start = Clock::now();
     const auto global_deadline = start + std::chrono::milliseconds(pipeline.spec.global_timeout_ms);
-    // Every item that may still change enters as a group of its own.
+    // Every item that may still change enters as a group of its own. Only StopPipeline and
+    // dead-lettering (RetryWithBackoff ends in one of them) go back to a group's entry message;
+    // SkipModule never does.
+    const bool keeps_entries = pipeline.spec.error_handling != ErrorHandling::kSkipModule;
     groups.clear();
     std::vector<Item> passing;
     std::vector<Item> entering;
@@ -601,7 +605,8 @@ struct Executor::Run {
       item.group = groups.size();
       Group g;
       g.input = item.input;
-      g.entry = item;
+      // The message as it entered is needed only by strategies that fall back to it.
+      if (keeps_entries) g.entry = item;
       groups.push_back(std::move(g));
       entering.push_back(std::move(item));
     }

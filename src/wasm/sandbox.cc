@@ -134,9 +134,10 @@ struct Sandbox::Impl : public WasiHost {
                       .count();
     if (now != log_window_start) {
       if (log_lines_in_window > kLogLinesPerSecond) {
-        log::get("etl.module").warn("{}: {} output lines dropped (limit {}/s)",
-                     current_module ? current_module->id() : "?",
-                     log_lines_in_window - kLogLinesPerSecond, kLogLinesPerSecond);
+        log::get("etl.module")
+            .warn("{}: {} output lines dropped (limit {}/s)",
+                  current_module ? current_module->id() : "?",
+                  log_lines_in_window - kLogLinesPerSecond, kLogLinesPerSecond);
       }
       log_window_start = now;
       log_lines_in_window = 0;
@@ -146,8 +147,9 @@ struct Sandbox::Impl : public WasiHost {
       return;
     }
     if (line.size() > kMaxLogLineBytes) line = line.substr(0, kMaxLogLineBytes);
-    log::get("etl.module").info("{} {}: {}", current_module ? current_module->id() : "?",
-                 fd == 1 ? "stdout" : "stderr", line);
+    log::get("etl.module")
+        .info("{} {}: {}", current_module ? current_module->id() : "?",
+              fd == 1 ? "stdout" : "stderr", line);
   }
 
   void module_exit(int32_t code) override { exit_code = code; }
@@ -176,7 +178,8 @@ struct Sandbox::Impl : public WasiHost {
     bool terminated = Watchdog::instance().disarm(watchdog_slot);
     if (terminated) {
       isolate->CancelTerminateExecution();
-      status = Status(StatusCode::kTimeout, "timed out after " + std::to_string(timeout_ms) + " ms");
+      status =
+          Status(StatusCode::kTimeout, "timed out after " + std::to_string(timeout_ms) + " ms");
     } else if (exit_code) {
       status = Status(StatusCode::kModuleFailed,
                       "module called proc_exit(" + std::to_string(*exit_code) + ")");
@@ -338,7 +341,8 @@ struct Sandbox::Impl : public WasiHost {
       v8::Local<v8::Object> exports = exports_value.As<v8::Object>();
       auto get = [&](const char* name) -> v8::Local<v8::Value> {
         v8::Local<v8::Value> v;
-        if (!exports->Get(ctx, v8::String::NewFromUtf8(isolate, name).ToLocalChecked()).ToLocal(&v)) {
+        if (!exports->Get(ctx, v8::String::NewFromUtf8(isolate, name).ToLocalChecked())
+                 .ToLocal(&v)) {
           return v8::Undefined(isolate);
         }
         return v;
@@ -359,7 +363,9 @@ struct Sandbox::Impl : public WasiHost {
       inst->regs.Reset(isolate, regs);
       v8::Local<v8::Value> glue_args[] = {get("alloc"), get("dealloc"), regs};
       v8::Local<v8::Value> prepare;
-      if (!glue_factory.Get(isolate)->Call(ctx, v8::Undefined(isolate), 3, glue_args).ToLocal(&prepare) ||
+      if (!glue_factory.Get(isolate)
+               ->Call(ctx, v8::Undefined(isolate), 3, glue_args)
+               .ToLocal(&prepare) ||
           !prepare->IsFunction()) {
         return caught();
       }
@@ -385,8 +391,11 @@ struct Sandbox::Impl : public WasiHost {
         }
         if (ok == 0) {
           ++stats.init_rejections;
-          log::get("etl.module").warn("{}: init_module rejected its configuration; the module "
-                       "runs with its defaults", module->id());
+          log::get("etl.module")
+              .warn(
+                  "{}: init_module rejected its configuration; the module "
+                  "runs with its defaults",
+                  module->id());
         }
       }
       return Status::ok();
@@ -420,11 +429,13 @@ struct Sandbox::Impl : public WasiHost {
       const uint64_t size = bincode::encoded_size(input);
       uint32_t input_ptr = 0;
       int32_t result_ptr = 0;
-      Status s = enter(inst, inst->*export_fn, size,
-                       [&](uint8_t* dst) { bincode::encode(input, dst); }, &input_ptr, &result_ptr);
+      Status s = enter(
+          inst, inst->*export_fn, size, [&](uint8_t* dst) { bincode::encode(input, dst); },
+          &input_ptr, &result_ptr);
       if (!s.is_ok()) return s;
-      s = read_output(*module, inst, result_ptr, input_ptr, size,
-                      [&](std::span<const uint8_t> bytes) { return bincode::decode(bytes, output); });
+      s = read_output(
+          *module, inst, result_ptr, input_ptr, size,
+          [&](std::span<const uint8_t> bytes) { return bincode::decode(bytes, output); });
       return s.is_ok() ? check() : s;
     });
   }
@@ -495,7 +506,8 @@ Result<std::unique_ptr<Sandbox>> Sandbox::create() {
     v8::Context::Scope context_scope(ctx);
     impl->context.Reset(isolate, ctx);
     v8::Local<v8::Value> webassembly, constructor;
-    if (!ctx->Global()->Get(ctx, v8::String::NewFromUtf8Literal(isolate, "WebAssembly"))
+    if (!ctx->Global()
+             ->Get(ctx, v8::String::NewFromUtf8Literal(isolate, "WebAssembly"))
              .ToLocal(&webassembly) ||
         !webassembly->IsObject() ||
         !webassembly.As<v8::Object>()
@@ -520,8 +532,7 @@ Result<std::unique_ptr<Sandbox>> Sandbox::create() {
   return std::unique_ptr<Sandbox>(new Sandbox(std::move(impl)));
 }
 
-Result<std::shared_ptr<const Module>> Sandbox::load(std::string id,
-                                                    std::span<const uint8_t> binary,
+Result<std::shared_ptr<const Module>> Sandbox::load(std::string id, std::span<const uint8_t> binary,
                                                     InstanceSettings settings) {
   auto info = inspect_module(binary);
   if (!info.is_ok()) return info.status();
@@ -536,8 +547,8 @@ Result<std::shared_ptr<const Module>> Sandbox::load(std::string id,
   v8::Context::Scope context_scope(impl_->context.Get(isolate));
   v8::TryCatch try_catch(isolate);
   v8::Local<v8::WasmModuleObject> object;
-  if (!v8::WasmModuleObject::Compile(isolate, v8::MemorySpan<const uint8_t>(capped->data(),
-                                                                             capped->size()))
+  if (!v8::WasmModuleObject::Compile(isolate,
+                                     v8::MemorySpan<const uint8_t>(capped->data(), capped->size()))
            .ToLocal(&object)) {
     std::string why = try_catch.HasCaught() ? to_utf8(isolate, try_catch.Exception())
                                             : std::string("compilation failed");
@@ -564,23 +575,41 @@ Result<ProcessResult> Sandbox::process(const std::shared_ptr<const Module>& modu
   return result;
 }
 
-Result<std::vector<ProcessResult>> Sandbox::process_batch(
-    const std::shared_ptr<const Module>& module, std::span<const Message> messages,
-    uint32_t timeout_ms) {
+namespace {
+
+// process_batch on a span of messages or of pointers to them.
+template <typename Messages>
+Result<std::vector<ProcessResult>> run_batch(Sandbox::Impl& impl,
+                                             const std::shared_ptr<const Module>& module,
+                                             Messages messages, uint32_t timeout_ms) {
   if (!module->info().has_process_batch) {
     return Status(StatusCode::kInvalidArgument,
                   "module " + module->id() + " does not export process_batch");
   }
   std::vector<ProcessResult> results;
-  impl_->timeout_override_ms = timeout_ms;
-  Status status = impl_->call_export(module, &Instance::process_batch, messages, &results, [&] {
+  impl.timeout_override_ms = timeout_ms;
+  Status status = impl.call_export(module, &Instance::process_batch, messages, &results, [&] {
     if (results.size() == messages.size()) return Status::ok();
-    return Impl::failed("process_batch returned " + std::to_string(results.size()) +
-                        " results for " + std::to_string(messages.size()) + " messages");
+    return Sandbox::Impl::failed("process_batch returned " + std::to_string(results.size()) +
+                                 " results for " + std::to_string(messages.size()) + " messages");
   });
-  impl_->timeout_override_ms = 0;
+  impl.timeout_override_ms = 0;
   if (!status.is_ok()) return status;
   return results;
+}
+
+}  // namespace
+
+Result<std::vector<ProcessResult>> Sandbox::process_batch(
+    const std::shared_ptr<const Module>& module, std::span<const Message> messages,
+    uint32_t timeout_ms) {
+  return run_batch(*impl_, module, messages, timeout_ms);
+}
+
+Result<std::vector<ProcessResult>> Sandbox::process_batch(
+    const std::shared_ptr<const Module>& module, std::span<const Message* const> messages,
+    uint32_t timeout_ms) {
+  return run_batch(*impl_, module, messages, timeout_ms);
 }
 
 Status Sandbox::warm_up(const std::shared_ptr<const Module>& module, size_t count) {

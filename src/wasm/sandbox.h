@@ -56,6 +56,10 @@ class Sandbox {
   Result<std::vector<ProcessResult>> process_batch(const std::shared_ptr<const Module>& module,
                                                    std::span<const Message> messages,
                                                    uint32_t timeout_ms = 0);
+  // The same on messages held elsewhere (no copies).
+  Result<std::vector<ProcessResult>> process_batch(const std::shared_ptr<const Module>& module,
+                                                   std::span<const Message* const> messages,
+                                                   uint32_t timeout_ms = 0);
 
   // Creates instances of `module` until `count` are idle, so that calls find them ready.
   Status warm_up(const std::shared_ptr<const Module>& module, size_t count);
