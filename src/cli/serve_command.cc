@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <mutex>
 
 #include "broker/broker.h"
 #include "broker/stream_pipelines.h"
@@ -17,6 +18,7 @@
 #include "http/admin_api.h"
 #include "http/data_api.h"
 #include "http/server.h"
+#include "http/status_api.h"
 #include "storage/topic_store.h"
 #include "wasm/engine.h"
 
@@ -89,6 +91,74 @@ etl::OrchestratorOptions etl_options(const Config& config) {
   return o;
 }
 
+// The value at a dotted path ("etl.instance_pool.max_pool_size") of the effective configuration.
+const boost::json::value* at_path(const boost::json::object& root, std::string_view path) {
+  const boost::json::object* object = &root;
+  while (true) {
+    size_t dot = path.find('.');
+    const boost::json::value* v = object->if_contains(path.substr(0, dot));
+    if (!v || dot == std::string_view::npos) return v;
+    if (!v->is_object()) return nullptr;
+    object = &v->get_object();
+    path = path.substr(dot + 1);
+  }
+}
+
+// What the admin API's status endpoints read, and the reload: the file's pipelines are applied
+// at once (gracefully: batches in flight finish on the configuration they started with); every
+// other key that changed is listed as needing a restart and left as it is.
+http::StatusContext status_context(const std::string& config_path, const Config& config,
+                                   etl::Orchestrator& etl, broker::Broker& broker,
+                                   const broker::StreamPipelines* streams) {
+  struct Live {
+    std::mutex mutex;
+    Config config;  // guarded by mutex: the configuration in force
+  };
+  auto live = std::make_shared<Live>();
+  live->config = config;
+  http::StatusContext c;
+  c.etl = &etl;
+  c.broker = &broker;
+  c.streams = streams;
+  c.version = WASMQ_VERSION;
+  c.effective_config = [live] {
+    std::lock_guard lock(live->mutex);
+    return effective_config_json(live->config);
+  };
+  c.reload = [live, config_path, &etl]() {
+    http::ReloadOutcome out;
+    auto loaded = load_config(config_path);
+    if (!loaded.is_ok()) {
+      out.status = loaded.status().with_context("reload refused, nothing changed");
+      return out;
+    }
+    std::lock_guard lock(live->mutex);
+    const Config& next = loaded->config;
+    if (next.etl.pipelines != live->config.etl.pipelines) {
+      auto changed = etl.replace_file_pipelines(next.etl.pipelines);
+      if (!changed.is_ok()) {
+        out.status = changed.status().with_context("reload refused, nothing changed");
+        return out;
+      }
+      out.applied.push_back("etl.pipelines: " + std::to_string(*changed) + " pipeline(s) changed");
+      live->config.etl.pipelines = next.etl.pipelines;
+      live->config.etl.pipeline_lines = next.etl.pipeline_lines;
+    }
+    const boost::json::object before = effective_config_json(live->config);
+    const boost::json::object after = effective_config_json(next);
+    for (const ConfigKeyInfo& key : config_keys()) {
+      const boost::json::value* a = at_path(before, key.path);
+      const boost::json::value* b = at_path(after, key.path);
+      if ((a == nullptr) != (b == nullptr) || (a && *a != *b))
+        out.restart_required.push_back(key.path);
+    }
+    log::get("broker").info("configuration reloaded from {}: {} applied, {} need a restart",
+                            config_path, out.applied.size(), out.restart_required.size());
+    return out;
+  };
+  return c;
+}
+
 int serve(const std::string& config_path) {
   // Signals are taken by sigwait on this thread: block them before any thread starts, so that
   // every thread inherits the mask.
@@ -149,6 +219,11 @@ int serve(const std::string& config_path) {
   http::Router admin_router;
   if (Status s = http::add_admin_api(admin_router, **etl, streams.get()); !s.is_ok())
     return fail(s.message());
+  if (Status s = http::add_status_api(
+          admin_router, status_context(config_path, config, **etl, broker, streams.get()));
+      !s.is_ok()) {
+    return fail(s.message());
+  }
 
   auto server_options = [&](const ListenAddress& listen, unsigned io_threads, const char* name) {
     http::ServerOptions o;

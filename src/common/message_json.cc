@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <cstdio>
+#include <ctime>
 
 #include "common/base64.h"
 #include "common/utf8.h"
@@ -12,6 +14,17 @@ int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+std::string rfc3339_ms(int64_t ms) {
+  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char text[64];
+  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return text;
 }
 
 Status message_from_json(const boost::json::value& json, int64_t default_timestamp, Message* out) {
@@ -26,13 +39,15 @@ Status message_from_json(const boost::json::value& json, int64_t default_timesta
       if (!v.is_string()) return invalid_argument("key: must be a string or null");
       out->key = std::string(v.get_string());
     } else if (name == "value") {
-      if (!v.is_string()) return invalid_argument("value: must be a string (use value_base64 for binary data)");
+      if (!v.is_string())
+        return invalid_argument("value: must be a string (use value_base64 for binary data)");
       if (has_value) return invalid_argument("value: give either value or value_base64, not both");
       out->value = std::string(v.get_string());
       has_value = true;
     } else if (name == "value_base64") {
       if (!v.is_string()) return invalid_argument("value_base64: must be a string");
-      if (has_value) return invalid_argument("value_base64: give either value or value_base64, not both");
+      if (has_value)
+        return invalid_argument("value_base64: give either value or value_base64, not both");
       auto decoded = base64_decode(v.get_string());
       if (!decoded) return invalid_argument("value_base64: not valid base64");
       out->value = std::move(*decoded);

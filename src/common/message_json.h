@@ -23,4 +23,7 @@ boost::json::object message_to_json(const Message& message);
 // Milliseconds since the Unix epoch, now.
 int64_t now_ms();
 
+// `ms` since the epoch as RFC 3339 UTC with milliseconds: "2026-12-01T08:27:16.941Z".
+std::string rfc3339_ms(int64_t ms);
+
 }  // namespace wasmq

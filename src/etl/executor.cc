@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 #include <random>
 #include <thread>
+#include <unordered_map>
 
 #include "common/message_json.h"
 #include "common/utf8.h"
@@ -66,6 +67,20 @@ struct Executor::Run {
 
   Runtime& runtime() { return executor.runtime_; }
 
+  // The figures of the pipeline running now (set by run_pipeline) and of its modules.
+  std::shared_ptr<PipelineFigures> pipeline_figures;
+  std::unordered_map<const ModuleUse*, ModuleFigures*> module_figures;
+  StageFigures& figures_of_stage(const CompiledStage& stage) {
+    return pipeline_figures->stage(stage.spec->priority);
+  }
+  ModuleFigures& figures_of(const CompiledStage& stage, const ModuleUse& use) {
+    auto [it, inserted] = module_figures.emplace(&use, nullptr);
+    if (inserted) {
+      it->second = &pipeline_figures->module(stage.spec->priority, use.index, use.spec->module_id);
+    }
+    return *it->second;
+  }
+
   void step(size_t input, TraceStep s) {
     if (trace) trace->per_input[input].push_back(std::move(s));
   }
@@ -74,11 +89,16 @@ struct Executor::Run {
 
   // Runs `use` on `messages`; one outcome per message. `stage_deadline`/`global_deadline`
   // bound every call; `retry` retries failed messages (RetryWithBackoff).
-  std::vector<CallOutcome> call_module(const CompiledPipeline& pipeline, const ModuleUse& use,
+  std::vector<CallOutcome> call_module(const CompiledPipeline& pipeline, const CompiledStage& stage,
+                                       const ModuleUse& use,
                                        const std::vector<const Message*>& messages,
                                        Clock::time_point stage_deadline,
                                        Clock::time_point global_deadline, bool retry) {
     std::vector<CallOutcome> out(messages.size());
+    ModuleFigures& figures = figures_of(stage, use);
+    const uint64_t retries_before = result.counts.retries;
+    const uint64_t hits_before = result.counts.cache_hits;
+    const uint64_t rejections_before = result.counts.breaker_rejections;
     auto fail_all = [&](const std::string& why) {
       for (auto& o : out) {
         o.ok = false;
@@ -178,8 +198,11 @@ struct Executor::Run {
           whole_ok = false;
         }
       }
-      double ms_taken =
-          std::chrono::duration<double, std::milli>(Clock::now() - start).count() / indexes.size();
+      const double call_ms =
+          std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+      runtime().figures.module_calls.fetch_add(1, std::memory_order_relaxed);
+      runtime().figures.call_latency.record(call_ms);
+      double ms_taken = call_ms / indexes.size();
       for (size_t i : indexes) out[i].time_ms += ms_taken;
       return whole_ok;
     };
@@ -274,6 +297,19 @@ struct Executor::Run {
         runtime().results.insert(std::move(cache_keys[i]), out[i].result, ttl, Clock::now());
       }
     }
+    for (const CallOutcome& o : out) {
+      if (!o.ok) continue;  // failures are counted where they are handled (fail())
+      figures.processed.fetch_add(1, std::memory_order_relaxed);
+      if (o.result.transformed_messages.empty())
+        figures.filtered.fetch_add(1, std::memory_order_relaxed);
+      figures.latency.record(o.time_ms);
+    }
+    figures.retried.fetch_add(result.counts.retries - retries_before, std::memory_order_relaxed);
+    figures.cache_hits.fetch_add(result.counts.cache_hits - hits_before, std::memory_order_relaxed);
+    figures.breaker_rejections.fetch_add(result.counts.breaker_rejections - rejections_before,
+                                         std::memory_order_relaxed);
+    pipeline_figures->retried.fetch_add(result.counts.retries - retries_before,
+                                        std::memory_order_relaxed);
     return out;
   }
 
@@ -310,8 +346,22 @@ struct Executor::Run {
                    const ModuleUse& use, const Item& item, const std::string& error, bool retried) {
     // Every failure counts, whatever its cause: the call's, a refused route, a missing module.
     ++result.counts.module_failures;
+    ModuleFigures& figures = figures_of(stage, use);
+    figures.failed.fetch_add(1, std::memory_order_relaxed);
+    figures_of_stage(stage).failed.fetch_add(1, std::memory_order_relaxed);
+    pipeline_figures->failed.fetch_add(1, std::memory_order_relaxed);
+    pipeline_figures->last_failure_ms.store(now_ms(), std::memory_order_relaxed);
+    {
+      std::lock_guard lock(pipeline_figures->mutex);
+      pipeline_figures->last_error = use.spec->module_id + ": " + error;
+    }
     error_record(pipeline, stage.spec->priority, use.spec->module_id, item.message, error);
-    if (stage.spec->continue_on_error) return "skipped (continue_on_error)";
+    auto skipped = [&](const char* why) {
+      figures.skipped.fetch_add(1, std::memory_order_relaxed);
+      pipeline_figures->skipped.fetch_add(1, std::memory_order_relaxed);
+      return std::string(why);
+    };
+    if (stage.spec->continue_on_error) return skipped("skipped (continue_on_error)");
     Group& group = groups[item.group];
     auto stop = [&] {
       if (group.state == Group::State::kActive) group.state = Group::State::kStopped;
@@ -319,6 +369,7 @@ struct Executor::Run {
     };
     auto dead_letter = [&] {
       if (group.state != Group::State::kDeadLettered) {
+        figures.dead_lettered.fetch_add(1, std::memory_order_relaxed);
         group.state = Group::State::kDeadLettered;
         group.error = error;
         group.module_id = use.spec->module_id;
@@ -328,7 +379,7 @@ struct Executor::Run {
     };
     switch (pipeline.spec.error_handling) {
       case ErrorHandling::kSkipModule:
-        return "skipped (SkipModule)";
+        return skipped("skipped (SkipModule)");
       case ErrorHandling::kStopPipeline:
         return stop();
       case ErrorHandling::kRetryWithBackoff:
@@ -379,6 +430,7 @@ struct Executor::Run {
   bool rules_hold(const CompiledPipeline& pipeline, const CompiledStage& stage,
                   const ModuleUse& use, const Item& item) {
     int failing = use.rules.first_failing(item.message, now_wall_ms);
+    if (failing >= 0) figures_of(stage, use).not_matched.fetch_add(1, std::memory_order_relaxed);
     if (failing >= 0 && trace) {
       TraceStep s = trace_step(pipeline, stage, use);
       s.matched = false;
@@ -411,7 +463,8 @@ struct Executor::Run {
       if (targets.empty()) continue;
       const bool retry = pipeline.spec.error_handling == ErrorHandling::kRetryWithBackoff &&
                          !stage.stage->spec->continue_on_error;
-      auto outcomes = call_module(pipeline, *use, messages, stage_deadline, global_deadline, retry);
+      auto outcomes = call_module(pipeline, *stage.stage, *use, messages, stage_deadline,
+                                  global_deadline, retry);
       std::vector<Item> next;
       next.reserve(items.size());
       size_t t = 0;
@@ -513,8 +566,12 @@ struct Executor::Run {
       if (messages.empty()) continue;
       const bool retry = pipeline.spec.error_handling == ErrorHandling::kRetryWithBackoff &&
                          !stage.stage->spec->continue_on_error;
-      outcomes[m] = call_module(pipeline, *use, messages, stage_deadline, global_deadline, retry);
+      outcomes[m] = call_module(pipeline, *stage.stage, *use, messages, stage_deadline,
+                                global_deadline, retry);
     }
+    uint64_t runs = 0;
+    for (const auto& t : targets) runs += t.size();
+    figures_of_stage(*stage.stage).concurrent_modules.fetch_add(runs, std::memory_order_relaxed);
     std::vector<size_t> cursor(n_modules, 0);
     std::vector<Item> next;
     next.reserve(items.size());
@@ -594,6 +651,8 @@ struct Executor::Run {
     // dead-lettering (RetryWithBackoff ends in one of them) go back to a group's entry message;
     // SkipModule never does.
     const bool keeps_entries = pipeline.spec.error_handling != ErrorHandling::kSkipModule;
+    pipeline_figures = runtime().figures.pipeline(pipeline.spec.pipeline_id);
+    module_figures.clear();
     groups.clear();
     std::vector<Item> passing;
     std::vector<Item> entering;
@@ -611,31 +670,69 @@ struct Executor::Run {
       entering.push_back(std::move(item));
     }
     items = std::move(entering);
+    PipelineFigures& figures = *pipeline_figures;
+    const uint64_t entered = groups.size();
+    figures.messages_in.fetch_add(entered, std::memory_order_relaxed);
+    const uint64_t failures_before = result.counts.module_failures;
+    const uint64_t conflicts_before = result.counts.merge_conflicts;
     for (const auto& stage : plan.stages) {
+      const auto stage_start = Clock::now();
       auto stage_deadline =
           stage.stage->spec->stage_timeout_ms
-              ? Clock::now() + std::chrono::milliseconds(*stage.stage->spec->stage_timeout_ms)
+              ? stage_start + std::chrono::milliseconds(*stage.stage->spec->stage_timeout_ms)
               : Clock::time_point::max();
+      uint64_t active = 0;
+      for (const Item& item : items) {
+        if (!item.finished && groups[item.group].state == Group::State::kActive) ++active;
+      }
       if (stage.stage->spec->parallel_execution) {
         run_parallel(pipeline, stage, stage_deadline, global_deadline);
       } else {
         run_sequential(pipeline, stage, stage_deadline, global_deadline);
       }
+      StageFigures& stage_figures = figures_of_stage(*stage.stage);
+      stage_figures.processed.fetch_add(active, std::memory_order_relaxed);
+      const double stage_ms =
+          std::chrono::duration<double, std::milli>(Clock::now() - stage_start).count();
+      for (uint64_t k = 0; k < active; ++k) stage_figures.latency.record(stage_ms);
     }
     // Stopped groups go on as they entered; dead-lettered groups leave the flow.
     std::vector<Item> after = std::move(passing);
-    std::vector<bool> emitted(groups.size(), false);
+    std::vector<size_t> outputs_of(groups.size(), 0);
     for (auto& item : items) {
       Group& g = groups[item.group];
-      if (g.state == Group::State::kActive) after.push_back(std::move(item));
+      if (g.state == Group::State::kActive) {
+        ++outputs_of[item.group];
+        after.push_back(std::move(item));
+      }
     }
+    uint64_t out = 0, filtered = 0, stopped = 0, dead = 0;
     for (size_t gi = 0; gi < groups.size(); ++gi) {
       Group& g = groups[gi];
       if (g.state == Group::State::kStopped) {
         after.push_back(std::move(g.entry));
+        ++stopped;
+        ++out;
       } else if (g.state == Group::State::kDeadLettered) {
         dead_letter(pipeline, g);
+        ++dead;
+      } else if (outputs_of[gi] == 0) {
+        ++filtered;
+      } else {
+        out += outputs_of[gi];
       }
+    }
+    figures.messages_out.fetch_add(out, std::memory_order_relaxed);
+    figures.filtered.fetch_add(filtered, std::memory_order_relaxed);
+    figures.stopped.fetch_add(stopped, std::memory_order_relaxed);
+    figures.dead_lettered.fetch_add(dead, std::memory_order_relaxed);
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    for (uint64_t k = 0; k < entered; ++k) figures.latency.record(ms);
+    figures.count_throughput(entered);
+    figures.merge_conflicts.fetch_add(result.counts.merge_conflicts - conflicts_before,
+                                      std::memory_order_relaxed);
+    if (result.counts.module_failures == failures_before && entered > 0) {
+      figures.last_success_ms.store(now_ms(), std::memory_order_relaxed);
     }
     // Keep input order (stable by input index).
     std::stable_sort(after.begin(), after.end(),

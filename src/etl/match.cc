@@ -267,6 +267,13 @@ int TopicMatcher::matching_filter(std::string_view topic) const {
 
 size_t TopicMatcher::size() const { return filters_.size(); }
 
+bool TopicMatcher::filter_matches(size_t i, std::string_view topic) const {
+  const Compiled& filter = *filters_.at(i);
+  return filter.own_result(topic) != filter.negate;
+}
+
+FilterType TopicMatcher::filter_type(size_t i) const { return filters_.at(i)->type; }
+
 // ---------------------------------------------------------------------------------------------
 // JSONPath subset
 

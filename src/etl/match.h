@@ -44,6 +44,10 @@ class TopicMatcher {
 
   size_t size() const;
 
+  // Filter `i` alone (negate applied), and its type: for measuring evaluation by type.
+  bool filter_matches(size_t i, std::string_view topic) const;
+  FilterType filter_type(size_t i) const;
+
  private:
   struct Compiled;
   std::vector<std::unique_ptr<Compiled>> filters_;
@@ -90,7 +94,9 @@ class RuleSet {
   RuleSet& operator=(RuleSet&&) noexcept;
 
   // True when every rule holds for `message`; `now_ms` is the time MessageAge compares against.
-  bool holds(const Message& message, int64_t now_ms) const { return first_failing(message, now_ms) < 0; }
+  bool holds(const Message& message, int64_t now_ms) const {
+    return first_failing(message, now_ms) < 0;
+  }
 
   // The index of the first rule that does not hold, or -1 when all hold (for traces).
   int first_failing(const Message& message, int64_t now_ms) const;

@@ -77,17 +77,6 @@ json::array imports_json(const wasm::ModuleInfo& info) {
   return a;
 }
 
-std::string rfc3339(int64_t ms) {
-  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char text[64];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return text;
-}
-
 // The <id>.json file: the API's metadata plus "id". At open only id, name, version, sha256 and
 // uploaded_at_ms are read back; the rest is derived from the binary again.
 std::string metadata_text(const ModuleRecord& r) {
@@ -149,7 +138,7 @@ json::object module_to_json(const ModuleRecord& r) {
                       {"version", r.version.to_string()},
                       {"size_bytes", r.size_bytes},
                       {"sha256", r.sha256},
-                      {"uploaded_at", rfc3339(r.uploaded_at_ms)},
+                      {"uploaded_at", rfc3339_ms(r.uploaded_at_ms)},
                       {"uploaded_at_ms", r.uploaded_at_ms},
                       {"exports", exports_json(r.info)},
                       {"imports", imports_json(r.info)},

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <iterator>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "common/file.h"
@@ -136,7 +137,8 @@ void Orchestrator::publish_locked() {
   if (options_.enabled) {
     for (const auto& [id, compiled] : compiled_) pipelines.push_back(compiled);
   }
-  configuration_.store(std::make_shared<const Configuration>(std::move(pipelines)));
+  configuration_.store(
+      std::make_shared<const Configuration>(std::move(pipelines), &runtime_.figures.filters()));
 }
 
 void Orchestrator::upload_module(std::string name, std::string version, std::vector<uint8_t> binary,
@@ -324,9 +326,60 @@ Status Orchestrator::delete_pipeline(std::string_view id) {
                   "cannot remove pipeline " + std::string(id) + ": " + ec.message());
   entries_.erase(it);
   compiled_.erase(std::string(id));
+  runtime_.figures.forget(id);
   publish_locked();
   log::get("etl").info("pipeline {} deleted", id);
   return Status::ok();
+}
+
+Result<size_t> Orchestrator::replace_file_pipelines(const json::array& file_pipelines) {
+  std::vector<std::pair<PipelineSpec, std::shared_ptr<const CompiledPipeline>>> parsed;
+  std::set<std::string> ids;
+  for (size_t i = 0; i < file_pipelines.size(); ++i) {
+    const std::string where = "etl.pipelines[" + std::to_string(i) + "]";
+    PipelineSpec spec;
+    if (auto error =
+            parse_pipeline(file_pipelines[i], "pipeline-" + std::to_string(i + 1), &spec)) {
+      return invalid_argument(where + ": " + error->message);
+    }
+    if (!ids.insert(spec.pipeline_id).second) {
+      return invalid_argument(where + ": pipeline_id \"" + spec.pipeline_id +
+                              "\" is used by another pipeline of the file");
+    }
+    auto compiled = compile_pipeline(spec);
+    if (!compiled.is_ok()) return compiled.status().with_context(where);
+    parsed.emplace_back(std::move(spec), *compiled);
+  }
+  std::lock_guard lock(mutex_);
+  for (const auto& [spec, compiled] : parsed) {
+    auto it = entries_.find(spec.pipeline_id);
+    if (it != entries_.end() && it->second.origin == PipelineOrigin::kApi) {
+      return Status(StatusCode::kConflict, "etl.pipelines: pipeline_id \"" + spec.pipeline_id +
+                                               "\" is already a pipeline created over the API");
+    }
+  }
+  size_t changes = 0;
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    if (it->second.origin == PipelineOrigin::kFile && !ids.count(it->first)) {
+      runtime_.figures.forget(it->first);
+      compiled_.erase(it->first);
+      it = entries_.erase(it);
+      ++changes;
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [spec, compiled] : parsed) {
+    auto it = entries_.find(spec.pipeline_id);
+    if (it != entries_.end() && it->second.spec == spec) continue;  // unchanged: keep its snapshot
+    const std::string id = spec.pipeline_id;
+    compiled_[id] = compiled;
+    entries_[id] = PipelineEntry{std::move(spec), PipelineOrigin::kFile};
+    ++changes;
+  }
+  if (changes > 0) publish_locked();
+  log::get("etl").info("configuration pipelines reloaded: {} change(s)", changes);
+  return changes;
 }
 
 std::vector<PipelineEntry> Orchestrator::pipelines() const {

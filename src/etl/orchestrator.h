@@ -88,11 +88,16 @@ class Orchestrator {
 
   // --- pipelines ---
   PipelineResult<PipelineSpec> create_pipeline(const boost::json::value& document);
-  PipelineResult<PipelineSpec> replace_pipeline(std::string_view id, const boost::json::value& document);
+  PipelineResult<PipelineSpec> replace_pipeline(std::string_view id,
+                                                const boost::json::value& document);
   PipelineResult<PipelineSpec> patch_pipeline(std::string_view id, const boost::json::value& patch);
   Status delete_pipeline(std::string_view id);
   PipelineResult<PipelineSpec> set_enabled(std::string_view id, bool enabled);
   std::vector<PipelineEntry> pipelines() const;
+  // Replaces the pipelines of the configuration file (a reload) in one step: every document is
+  // checked first; any error (kInvalidArgument "etl.pipelines[i]: ...", or an id an API pipeline
+  // already has) changes nothing. Returns how many file pipelines were added, changed or removed.
+  Result<size_t> replace_file_pipelines(const boost::json::array& file_pipelines);
   std::optional<PipelineEntry> find_pipeline(std::string_view id) const;
 
   // --- running ---
@@ -128,7 +133,7 @@ class Orchestrator {
   std::unique_ptr<ModuleRegistry> registry_;
   std::unique_ptr<Workers> workers_;
 
-  mutable std::mutex mutex_;  // serialises changes to pipelines
+  mutable std::mutex mutex_;                                   // serialises changes to pipelines
   std::map<std::string, PipelineEntry, std::less<>> entries_;  // guarded by mutex_
   std::map<std::string, std::shared_ptr<const CompiledPipeline>, std::less<>> compiled_;  // guarded
   std::atomic<std::shared_ptr<const Configuration>> configuration_;

@@ -1,6 +1,7 @@
 #include "etl/plan.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace wasmq::etl {
 
@@ -41,15 +42,44 @@ Result<std::shared_ptr<const CompiledPipeline>> compile_pipeline(PipelineSpec sp
   return std::shared_ptr<const CompiledPipeline>(std::move(pipeline));
 }
 
-Configuration::Configuration(std::vector<std::shared_ptr<const CompiledPipeline>> pipelines)
-    : pipelines_(std::move(pipelines)) {
+Configuration::Configuration(std::vector<std::shared_ptr<const CompiledPipeline>> pipelines,
+                             FilterFigures* filter_figures)
+    : pipelines_(std::move(pipelines)), filter_figures_(filter_figures) {
   std::sort(pipelines_.begin(), pipelines_.end(), [](const auto& a, const auto& b) {
     if (a->spec.priority != b->spec.priority) return a->spec.priority < b->spec.priority;
     return a->spec.pipeline_id < b->spec.pipeline_id;
   });
 }
 
+namespace {
+
+// Whether `topics` matches `topic`, each filter timed and counted by type into `figures`.
+bool measured_match(const TopicMatcher& topics, std::string_view topic, FilterFigures& figures) {
+  if (topics.size() == 0) return true;
+  bool any = false;
+  for (size_t i = 0; i < topics.size(); ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    const bool matched = topics.filter_matches(i, topic);
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+    const size_t type = static_cast<size_t>(topics.filter_type(i));
+    figures.evaluations[type].fetch_add(1, std::memory_order_relaxed);
+    figures.total_ns[type].fetch_add(static_cast<uint64_t>(ns), std::memory_order_relaxed);
+    if (matched) figures.matches[type].fetch_add(1, std::memory_order_relaxed);
+    any = any || matched;
+  }
+  return any;
+}
+
+}  // namespace
+
 TopicPlan Configuration::plan_of(const CompiledPipeline& pipeline, std::string_view topic) {
+  return plan_of(pipeline, topic, nullptr);
+}
+
+TopicPlan Configuration::plan_of(const CompiledPipeline& pipeline, std::string_view topic,
+                                 FilterFigures* figures) {
   TopicPlan plan;
   TopicPlan::Pipeline p;
   p.pipeline = &pipeline;
@@ -57,7 +87,9 @@ TopicPlan Configuration::plan_of(const CompiledPipeline& pipeline, std::string_v
     TopicPlan::Stage s;
     s.stage = &stage;
     for (const auto& module : stage.modules) {
-      if (module.topics.matches(topic)) s.modules.push_back(&module);
+      const bool matched =
+          figures ? measured_match(module.topics, topic, *figures) : module.topics.matches(topic);
+      if (matched) s.modules.push_back(&module);
     }
     if (!s.modules.empty()) p.stages.push_back(std::move(s));
   }
@@ -69,12 +101,16 @@ std::shared_ptr<const TopicPlan> Configuration::plan_for(std::string_view topic)
   {
     std::shared_lock lock(cache_mutex_);
     auto it = cache_.find(topic);
-    if (it != cache_.end()) return it->second;
+    if (it != cache_.end()) {
+      if (filter_figures_) filter_figures_->plan_hits.fetch_add(1, std::memory_order_relaxed);
+      return it->second;
+    }
   }
+  if (filter_figures_) filter_figures_->plan_misses.fetch_add(1, std::memory_order_relaxed);
   auto plan = std::make_shared<TopicPlan>();
   for (const auto& pipeline : pipelines_) {
     if (!pipeline->spec.enabled || pipeline->spec.mode != PipelineMode::kInline) continue;
-    TopicPlan one = plan_of(*pipeline, topic);
+    TopicPlan one = plan_of(*pipeline, topic, filter_figures_);
     for (auto& p : one.pipelines) plan->pipelines.push_back(std::move(p));
   }
   std::unique_lock lock(cache_mutex_);

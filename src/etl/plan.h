@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "etl/figures.h"
 #include "etl/match.h"
 #include "etl/pipeline.h"
 
@@ -74,7 +75,10 @@ class Configuration {
  public:
   // `pipelines` in any order; disabled and stream pipelines are kept (for lookups) but take no
   // part in plans.
-  explicit Configuration(std::vector<std::shared_ptr<const CompiledPipeline>> pipelines);
+  // `filter_figures` (may be null) receives the topic-filter evaluations of plan computations
+  // and the plan cache's hits and misses.
+  explicit Configuration(std::vector<std::shared_ptr<const CompiledPipeline>> pipelines,
+                         FilterFigures* filter_figures = nullptr);
 
   // The plan for `topic`, cached. It points into this snapshot: valid while it lives.
   std::shared_ptr<const TopicPlan> plan_for(std::string_view topic) const;
@@ -86,11 +90,15 @@ class Configuration {
   // A pipeline by id, or nullptr.
   std::shared_ptr<const CompiledPipeline> find(std::string_view pipeline_id) const;
 
-  // A plan for one pipeline alone, whether enabled or not (dry runs).
+  // A plan for one pipeline alone, whether enabled or not (dry runs); with `figures`, each
+  // filter evaluation is timed and counted there.
   static TopicPlan plan_of(const CompiledPipeline& pipeline, std::string_view topic);
+  static TopicPlan plan_of(const CompiledPipeline& pipeline, std::string_view topic,
+                           FilterFigures* figures);
 
  private:
   std::vector<std::shared_ptr<const CompiledPipeline>> pipelines_;
+  FilterFigures* const filter_figures_;
   mutable std::shared_mutex cache_mutex_;
   struct TopicHash {
     using is_transparent = void;

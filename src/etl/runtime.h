@@ -19,6 +19,7 @@
 
 #include "common/message.h"
 #include "common/status.h"
+#include "etl/figures.h"
 #include "etl/module_registry.h"
 #include "wasm/sandbox.h"
 
@@ -165,6 +166,7 @@ struct Runtime {
   CircuitBreakers breakers;
   ResultCache results;
   ConcurrencyLimits limits;
+  Figures figures;
 };
 
 }  // namespace wasmq::etl

@@ -16,6 +16,11 @@
 
 namespace wasmq::testing {
 
+inline std::string slurp_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
 class BrokerProcess {
  public:
   // Prepares `dir` (emptied) with a config whose data goes to dir/data. `extra_toml` is appended

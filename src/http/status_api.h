@@ -1,0 +1,47 @@
+// The admin API's operating endpoints (http-api.md, "Broker" and the ETL figures): status,
+// cluster health, features, the effective configuration, configuration reload, JSON metrics,
+// Prometheus text at /metrics, and per pipeline metrics and health, ETL status, capabilities,
+// health and filter performance. Every figure is read from what the broker and the ETL runtime
+// measured; none is a constant.
+//
+// Threads: handlers run on the admin server's I/O threads and only read atomics and snapshots;
+// a reload is applied by the callback the caller provides.
+#pragma once
+
+#include <boost/json/object.hpp>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "broker/broker.h"
+#include "broker/stream_pipelines.h"
+#include "common/status.h"
+#include "etl/orchestrator.h"
+#include "http/router.h"
+
+namespace wasmq::http {
+
+// What a configuration reload did.
+struct ReloadOutcome {
+  Status status;                              // not ok: nothing was applied
+  std::vector<std::string> applied;           // e.g. "etl.pipelines: 2 changed"
+  std::vector<std::string> restart_required;  // keys that changed but need a restart
+};
+
+struct StatusContext {
+  etl::Orchestrator* etl = nullptr;
+  broker::Broker* broker = nullptr;
+  const broker::StreamPipelines* streams = nullptr;
+  std::string version;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  // The effective configuration, secrets redacted (GET /api/v1/config); refreshed by reloads.
+  std::function<boost::json::object()> effective_config;
+  // Re-reads the configuration file and applies what can be applied live.
+  std::function<ReloadOutcome()> reload;
+};
+
+// Registers the operating endpoints on `router`; everything in `context` must outlive it.
+Status add_status_api(Router& router, StatusContext context);
+
+}  // namespace wasmq::http

@@ -1,0 +1,278 @@
+// Operating wasmq through the admin API: figures that move with the traffic, Prometheus text that
+// agrees with the JSON, the status endpoints of the seeds, and a reload under load.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/json.hpp>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "broker_process.h"
+#include "http/client.h"
+#include "module_files.h"
+#include "temp_dir.h"
+
+namespace wasmq {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using testing::BrokerProcess;
+
+class OperateTest : public ::testing::Test {
+ protected:
+  fs::path dir() const { return testing::test_temp_dir("wasmq-operate-e2e"); }
+
+  void start(const std::string& extra_toml = "") {
+    broker_ = std::make_unique<BrokerProcess>(dir(), "", extra_toml);
+    broker_->start();
+    data_ = std::make_unique<http::HttpClient>(broker_->data_url());
+    admin_ = std::make_unique<http::HttpClient>(broker_->admin_url());
+  }
+  void TearDown() override {
+    if (HasFailure() && broker_) std::cerr << "broker log:\n" << broker_->log_tail() << "\n";
+    data_.reset();
+    admin_.reset();
+    broker_.reset();
+    fs::remove_all(dir());
+  }
+
+  json::value call(http::HttpClient& client, const std::string& method, const std::string& target,
+                   const std::string& body, int status) {
+    auto reply = client.request(method, target, body);
+    EXPECT_TRUE(reply.is_ok()) << reply.status().message();
+    if (!reply.is_ok()) return nullptr;
+    EXPECT_EQ(reply->status, status) << method << " " << target << " -> " << reply->body;
+    boost::system::error_code ec;
+    json::value v = json::parse(reply->body, ec);
+    EXPECT_FALSE(ec) << reply->body;
+    return v;
+  }
+  json::value admin(const std::string& method, const std::string& target,
+                    const std::string& body = "", int status = 200) {
+    return call(*admin_, method, target, body, status);
+  }
+  json::value data(const std::string& method, const std::string& target,
+                   const std::string& body = "", int status = 200) {
+    return call(*data_, method, target, body, status);
+  }
+  void upload(const std::string& module_file, const std::string& name) {
+    auto bytes = testing::read_module(module_file);
+    auto reply = admin_->request(
+        "POST", "/api/v1/etl/modules", std::string(bytes.begin(), bytes.end()),
+        "application/octet-stream", {{"X-Module-Name", name}, {"X-Module-Version", "1.0.0"}});
+    ASSERT_TRUE(reply.is_ok());
+    ASSERT_EQ(reply->status, 201) << reply->body;
+  }
+
+  // Prometheus text: every sample line "name{labels} value" as name+labels -> value. Fails the
+  // test on a line that is neither a comment nor a sample.
+  std::map<std::string, double> prometheus() {
+    auto reply = admin_->request("GET", "/metrics");
+    EXPECT_TRUE(reply.is_ok());
+    std::map<std::string, double> samples;
+    if (!reply.is_ok()) return samples;
+    EXPECT_EQ(reply->status, 200);
+    static const std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})?) (\S+)$)");
+    static const std::regex comment(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$)");
+    std::istringstream lines(reply->body);
+    for (std::string line; std::getline(lines, line);) {
+      std::smatch m;
+      if (std::regex_match(line, m, sample)) {
+        samples[m[1]] = std::stod(m[3]);
+      } else {
+        EXPECT_TRUE(std::regex_match(line, comment)) << "not Prometheus text: " << line;
+      }
+    }
+    return samples;
+  }
+
+  std::unique_ptr<BrokerProcess> broker_;
+  std::unique_ptr<http::HttpClient> data_, admin_;
+};
+
+// After N messages through a pipeline, its counters say N, by stage and module; the Prometheus
+// text parses and agrees with the JSON.
+TEST_F(OperateTest, FiguresFollowTheTrafficInJsonAndPrometheus) {
+  start();
+  upload("message_processor", "message-processor");
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "count", "stages": [
+      {"priority": 0, "modules": [{"module_id": "message-processor"}]}]})",
+        201);
+  json::value before = admin("GET", "/api/v1/etl/pipelines/count/metrics");
+  EXPECT_EQ(before.at("total_messages_processed").as_int64(), 0);
+
+  // 30 messages: 20 kept, 10 filtered (spam).
+  for (int round = 0; round < 10; ++round) {
+    data("POST", "/api/v1/topics/events/messages", R"([
+        {"value": "one", "headers": {"content-type": "text/plain", "source": "t"}},
+        {"value": "two", "headers": {"content-type": "text/plain", "source": "t"}},
+        {"value": "spam!", "headers": {"content-type": "text/plain", "source": "t"}}])");
+  }
+  json::value m = admin("GET", "/api/v1/etl/pipelines/count/metrics");
+  EXPECT_EQ(m.at("total_messages_processed").as_int64(), 30);
+  EXPECT_EQ(m.at("messages_filtered").as_int64(), 10);
+  EXPECT_EQ(m.at("messages_out").as_int64(), 20);
+  EXPECT_EQ(m.at("messages_failed").as_int64(), 0);
+  const json::object& stage = m.at("messages_by_stage").at("0").as_object();
+  EXPECT_EQ(stage.at("processed").as_int64(), 30);
+  const json::object& module = stage.at("modules").at("message-processor").as_object();
+  EXPECT_EQ(module.at("processed").as_int64(), 30);
+  EXPECT_EQ(module.at("filtered").as_int64(), 10);
+  EXPECT_EQ(module.at("latency").at("count").as_int64(), 30);
+  EXPECT_GT(m.at("avg_pipeline_latency_ms").to_number<double>(), 0.0);
+
+  json::value status = admin("GET", "/api/v1/etl/status");
+  EXPECT_EQ(status.at("active_pipelines").as_int64(), 1);
+  EXPECT_EQ(status.at("active_modules").as_int64(), 1);
+  const int64_t executions = status.at("total_executions").as_int64();
+  EXPECT_GE(executions, 10);  // at least one guest call per produce request
+  EXPECT_GT(status.at("average_execution_time_ms").to_number<double>(), 0.0);
+
+  json::value filters = admin("GET", "/api/v1/etl/filters/performance");
+  EXPECT_EQ(filters.at("plan_lookups").as_int64(), 10);
+  EXPECT_DOUBLE_EQ(filters.at("cache_hit_ratio").to_number<double>(), 0.9);
+
+  auto samples = prometheus();
+  EXPECT_EQ(samples["wasmq_etl_pipeline_messages_total{pipeline=\"count\",outcome=\"in\"}"], 30);
+  EXPECT_EQ(samples["wasmq_etl_pipeline_messages_total{pipeline=\"count\",outcome=\"filtered\"}"],
+            10);
+  EXPECT_EQ(samples["wasmq_etl_module_messages_total{pipeline=\"count\",stage=\"0\",module="
+                    "\"message-processor\",outcome=\"processed\"}"],
+            30);
+  EXPECT_EQ(samples["wasmq_etl_module_calls_total"], executions);
+  EXPECT_EQ(samples["wasmq_etl_plan_lookups_total{result=\"hit\"}"], 9);
+  EXPECT_EQ(samples["wasmq_topic_records{topic=\"events\",partition=\"0\"}"], 20);
+  EXPECT_EQ(samples["wasmq_etl_pipeline_latency_seconds_count{pipeline=\"count\"}"], 30);
+}
+
+// The seeds' operating endpoints answer with their fields.
+TEST_F(OperateTest, SeedStatusEndpointsAnswerWithTheirFields) {
+  start();
+  json::value health = admin("GET", "/api/v1/cluster/health");
+  EXPECT_EQ(health.at("status").as_string(), "healthy");
+  EXPECT_EQ(admin("GET", "/api/v1/features").at("etl").as_bool(), true);
+  json::value config = admin("GET", "/api/v1/config");
+  EXPECT_EQ(config.at("etl").at("execution_timeout_ms").as_int64(), 5000);
+  json::value status = admin("GET", "/api/v1/status");
+  EXPECT_EQ(status.at("etl").at("enabled").as_bool(), true);
+  EXPECT_GE(status.at("uptime_seconds").to_number<double>(), 0.0);
+  json::value etl = admin("GET", "/api/v1/etl/status");
+  for (const char* field : {"enabled", "memory_limit_bytes", "execution_timeout_ms",
+                            "max_concurrent_executions", "active_modules", "active_pipelines",
+                            "total_executions", "cache_hit_rate", "average_execution_time_ms"}) {
+    EXPECT_TRUE(etl.as_object().contains(field)) << field;
+  }
+  json::value capabilities = admin("GET", "/api/v1/etl/capabilities");
+  EXPECT_EQ(capabilities.at("filter_types").as_array().size(), 6u);
+  EXPECT_EQ(capabilities.at("operators").as_array().size(), 10u);
+  EXPECT_EQ(capabilities.at("error_strategies").as_array().size(), 4u);
+  EXPECT_EQ(admin("GET", "/api/v1/etl/health").at("status").as_string(), "healthy");
+
+  upload("passthrough", "solid");
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "h", "stages": [
+      {"priority": 0, "modules": [{"module_id": "solid"}]},
+      {"priority": 1, "modules": [{"module_id": "missing"}]}]})",
+        201);
+  data("POST", "/api/v1/topics/t/messages", R"({"value": "x"})");
+  json::value ph = admin("GET", "/api/v1/etl/pipelines/h/health");
+  EXPECT_EQ(ph.at("pipeline_id").as_string(), "h");
+  EXPECT_EQ(ph.at("status").as_string(), "unhealthy");  // one module is not deployed
+  EXPECT_EQ(ph.at("stages").at(0).at("modules_healthy").as_int64(), 1);
+  EXPECT_EQ(ph.at("stages").at(1).at("modules_failed").as_int64(), 1);
+  EXPECT_TRUE(ph.at("last_error").is_string());
+  EXPECT_EQ(admin("GET", "/api/v1/etl/health").at("pipelines").at("unhealthy").as_int64(), 1);
+  admin("GET", "/api/v1/etl/pipelines/nope/metrics", "", 404);
+}
+
+// A reload under load: the file's pipelines change while a producer sends; no message fails or
+// is lost, and messages after the reload go through the new pipeline.
+TEST_F(OperateTest, ReloadUnderLoadChangesPipelinesWithoutLosingMessages) {
+  auto pipeline = [](const std::string& module) {
+    return "[[etl.pipelines]]\npipeline_id = \"live\"\n[[etl.pipelines.stages]]\npriority = 0\n"
+           "[[etl.pipelines.stages.modules]]\nmodule_id = \"" +
+           module + "\"\n";
+  };
+  start(pipeline("plain"));
+  upload("passthrough", "plain");
+  upload("header_adder", "tagging");
+  std::atomic<bool> stop{false};
+  std::atomic<int> sent{0}, failed{0};
+  std::string error;
+  std::thread producer([&] {
+    http::HttpClient client(broker_->data_url());
+    int next = 0;
+    while (!stop) {
+      std::string body = "[";
+      for (int i = 0; i < 10; ++i)
+        body += (i ? ",{\"value\":\"" : "{\"value\":\"") + std::to_string(next + i) + "\"}";
+      body += "]";
+      auto reply = client.request("POST", "/api/v1/topics/flow/messages", body);
+      if (!reply.is_ok() || reply->status != 200 ||
+          reply->body.find("\"failed\"") != std::string::npos) {
+        ++failed;
+        error = reply.is_ok() ? reply->body : reply.status().message();
+        return;
+      }
+      next += 10;
+      sent = next;
+    }
+  });
+  while (sent < 200 && failed == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // The file now names another module, and a [storage] key that needs a restart changes too.
+  std::string config = testing::slurp_file(broker_->config_path());
+  config =
+      std::regex_replace(config, std::regex("module_id = \"plain\""), "module_id = \"tagging\"");
+  config = std::regex_replace(config, std::regex("\\[storage\\]\n"),
+                              "[storage]\nsegment_bytes = 2097152\n");
+  std::ofstream(broker_->config_path()) << config;
+  json::value reloaded =
+      admin("POST", "/api/v1/config/reload", R"({"component": "etl", "graceful": true})");
+  EXPECT_EQ(reloaded.at("applied").at(0).as_string(), "etl.pipelines: 1 pipeline(s) changed");
+  EXPECT_EQ(reloaded.at("restart_required").at(0).as_string(), "storage.segment_bytes");
+  const int at_reload = sent;
+  while (sent < at_reload + 200 && failed == 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  stop = true;
+  producer.join();
+  ASSERT_EQ(failed, 0) << error;
+
+  std::vector<int> seen(sent, 0);
+  int tagged = 0;
+  int64_t offset = 0;
+  while (true) {
+    json::value v = data(
+        "GET", "/api/v1/topics/flow/messages?max_messages=1000&offset=" + std::to_string(offset));
+    const json::array& messages = v.at("messages").as_array();
+    if (messages.empty()) break;
+    for (const auto& m : messages) {
+      int n = std::stoi(std::string(m.at("value").as_string()));
+      ASSERT_LT(n, sent.load());
+      ++seen[n];
+      if (m.at("headers").as_object().contains("processed-by")) ++tagged;
+    }
+    offset = v.at("next_offset").as_int64();
+  }
+  for (int n = 0; n < sent; ++n) ASSERT_EQ(seen[n], 1) << "message " << n;
+  EXPECT_GT(tagged, 0);
+  EXPECT_LT(tagged, sent.load());
+  // A file that no longer parses is refused whole; the pipeline in force stays.
+  std::ofstream(broker_->config_path()) << config << "\n[etl]\nno_such_key = 1\n";
+  json::value refused = admin("POST", "/api/v1/config/reload", "", 400);
+  EXPECT_NE(std::string(refused.at("error").at("message").as_string()).find("nothing changed"),
+            std::string::npos);
+  EXPECT_EQ(admin("GET", "/api/v1/etl/pipelines/live")
+                .at("stages")
+                .at(0)
+                .at("modules")
+                .at(0)
+                .at("module_id")
+                .as_string(),
+            "tagging");
+}
+
+}  // namespace
+}  // namespace wasmq
