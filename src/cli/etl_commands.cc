@@ -275,6 +275,40 @@ void add_etl_commands(CLI::App& app, int& exit_code) {
     });
   }
 
+  // Operating the broker.
+  auto st = std::make_shared<Target>();
+  CLI::App* status_cmd =
+      with_admin(app.add_subcommand("status", "the broker's status (admin API, JSON)"), st->admin);
+  status_cmd->callback([st, &exit_code] { exit_code = send(st->admin, "GET", "/api/v1/status"); });
+
+  auto mt = std::make_shared<Target>();
+  CLI::App* metrics_cmd =
+      with_admin(app.add_subcommand(
+                     "metrics", "the broker's metrics: JSON, or Prometheus text with --prometheus"),
+                 mt->admin);
+  metrics_cmd->add_flag("--prometheus", mt->json_output, "print GET /metrics (Prometheus text)");
+  metrics_cmd->callback([mt, &exit_code] {
+    exit_code = send(mt->admin, "GET", mt->json_output ? "/metrics" : "/api/v1/metrics");
+  });
+
+  // `wasmq config reload` beside `wasmq config check` (config_command.cc).
+  CLI::App* config = nullptr;
+  for (CLI::App* sub : app.get_subcommands([](CLI::App* a) { return a->get_name() == "config"; })) {
+    config = sub;
+  }
+  if (config) {
+    auto rt = std::make_shared<Target>();
+    CLI::App* reload =
+        with_admin(config->add_subcommand("reload",
+                                          "make a running broker re-read its configuration file "
+                                          "(pipelines applied; other changes listed)"),
+                   rt->admin);
+    reload->callback([rt, &exit_code] {
+      exit_code = send(rt->admin, "POST", "/api/v1/config/reload",
+                       R"({"component": "etl", "graceful": true})");
+    });
+  }
+
   auto tt = std::make_shared<TestOptions>();
   CLI::App* test_cmd =
       with_admin(pipeline->add_subcommand("test",

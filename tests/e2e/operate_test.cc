@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "broker_process.h"
+#include "command.h"
 #include "http/client.h"
 #include "module_files.h"
 #include "temp_dir.h"
@@ -272,6 +273,25 @@ TEST_F(OperateTest, ReloadUnderLoadChangesPipelinesWithoutLosingMessages) {
                 .at("module_id")
                 .as_string(),
             "tagging");
+}
+
+// The CLI's operating commands against a running broker.
+TEST_F(OperateTest, CliShowsStatusMetricsAndReloads) {
+  start();
+  const std::string url = broker_->admin_url();
+  auto status = testing::wasmq({"status", "--admin", url}, "");
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  ASSERT_EQ(status.lines.size(), 1u);
+  EXPECT_EQ(status.lines[0].at("etl").at("enabled").as_bool(), true);
+  auto metrics = testing::wasmq({"metrics", "--admin", url}, "");
+  ASSERT_EQ(metrics.exit_code, 0) << metrics.err;
+  EXPECT_TRUE(metrics.lines.at(0).contains("etl"));
+  auto prometheus = testing::wasmq({"metrics", "--prometheus", "--admin", url}, "");
+  ASSERT_EQ(prometheus.exit_code, 0) << prometheus.err;
+  EXPECT_NE(prometheus.out.find("# TYPE wasmq_etl_module_calls_total counter"), std::string::npos);
+  auto reload = testing::wasmq({"config", "reload", "--admin", url}, "");
+  ASSERT_EQ(reload.exit_code, 0) << reload.err;
+  EXPECT_EQ(reload.lines.at(0).at("status").as_string(), "reloaded");
 }
 
 }  // namespace
