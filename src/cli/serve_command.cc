@@ -84,6 +84,9 @@ etl::OrchestratorOptions etl_options(const Config& config) {
   o.defaults.enable_error_topic = config.etl.enable_error_topic;
   o.defaults.error_topic_prefix = config.etl.error_topic_prefix;
   o.defaults.max_error_message_size = config.etl.max_error_message_size;
+  o.defaults.log_calls = config.etl.enable_debug_logging;
+  o.defaults.log_execution_times = config.etl.log_execution_times;
+  o.defaults.cpu_warning_threshold_percent = config.etl.cpu_warning_threshold_percent;
   o.workers = config.etl.workers;
   o.modules_path = config.etl.modules_path;
   o.pipelines_path = config.etl_management.pipeline_metadata_path;
@@ -177,6 +180,10 @@ int serve(const std::string& config_path) {
   if (Status s = configure_logging(config.logging); !s.is_ok()) {
     std::cerr << "error: " << s.message() << "\n";
     return 1;
+  }
+  // enable_debug_logging: the module call lines are debug lines of the "etl" target.
+  if (config.etl.enable_debug_logging && log::level_for("etl") > spdlog::level::debug) {
+    log::get("etl").set_level(spdlog::level::debug);
   }
   auto& logger = log::get("broker");
   for (const auto& warning : loaded->warnings) logger.warn("{}", warning);

@@ -6,6 +6,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "common/log.h"
 #include "common/message_json.h"
 #include "common/utf8.h"
 
@@ -86,6 +87,32 @@ struct Executor::Run {
   }
 
   // --- module calls ----------------------------------------------------------------------
+
+  // The logs of one guest call: a debug line per call (enable_debug_logging), and a warning
+  // when it used more than cpu_warning_threshold_percent of its time limit.
+  void log_call(const ModuleRecord& record, size_t messages, double ms, uint32_t limit_ms,
+                bool ok) {
+    const EtlDefaults& d = runtime().defaults;
+    auto& logger = log::get("etl");
+    const bool slow = ms * 100.0 > static_cast<double>(limit_ms) * d.cpu_warning_threshold_percent;
+    if (slow) {
+      if (d.log_execution_times) {
+        logger.warn("{}: a call on {} message(s) took {:.1f} ms of its {} ms limit", record.id,
+                    messages, ms, limit_ms);
+      } else {
+        logger.warn("{}: a call on {} message(s) used more than {}% of its {} ms limit", record.id,
+                    messages, d.cpu_warning_threshold_percent, limit_ms);
+      }
+    }
+    if (!d.log_calls || !logger.should_log(spdlog::level::debug)) return;
+    if (d.log_execution_times) {
+      logger.debug("{} on topic {}: {} message(s), {}, {:.3f} ms", record.id, topic, messages,
+                   ok ? "ok" : "failed", ms);
+    } else {
+      logger.debug("{} on topic {}: {} message(s), {}", record.id, topic, messages,
+                   ok ? "ok" : "failed");
+    }
+  }
 
   // Runs `use` on `messages`; one outcome per message. `stage_deadline`/`global_deadline`
   // bound every call; `retry` retries failed messages (RetryWithBackoff).
@@ -202,6 +229,7 @@ struct Executor::Run {
           std::chrono::duration<double, std::milli>(Clock::now() - start).count();
       runtime().figures.module_calls.fetch_add(1, std::memory_order_relaxed);
       runtime().figures.call_latency.record(call_ms);
+      log_call(*record, indexes.size(), call_ms, ms, whole_ok);
       double ms_taken = call_ms / indexes.size();
       for (size_t i : indexes) out[i].time_ms += ms_taken;
       return whole_ok;

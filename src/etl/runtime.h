@@ -35,6 +35,10 @@ struct EtlDefaults {
   bool enable_error_topic = true;
   std::string error_topic_prefix = "etl-errors";
   uint64_t max_error_message_size = 1 << 20;
+  // Logging ([etl] enable_debug_logging, log_execution_times, cpu_warning_threshold_percent).
+  bool log_calls = false;           // each guest call at debug level on the "etl" target
+  bool log_execution_times = true;  // durations in those lines and in the slow-call warnings
+  uint32_t cpu_warning_threshold_percent = 90;  // warn when a call uses more of its time limit
 };
 
 // Modules compiled for given instance settings (memory limit, output limit, init config): one

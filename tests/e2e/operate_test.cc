@@ -275,6 +275,26 @@ TEST_F(OperateTest, ReloadUnderLoadChangesPipelinesWithoutLosingMessages) {
             "tagging");
 }
 
+// [etl] enable_debug_logging logs each module call (with its time, log_execution_times), and a
+// call that uses more than cpu_warning_threshold_percent of its limit is a warning.
+TEST_F(OperateTest, DebugLoggingLogsCallsAndSlowCallsWarn) {
+  start("[etl]\nenable_debug_logging = true\nexecution_timeout_ms = 50\n");
+  upload("passthrough", "quick");
+  upload("infinite_loop", "stuck");
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "logged", "stages": [
+      {"priority": 0, "continue_on_error": true, "modules": [{"module_id": "quick"}, {"module_id": "stuck"}]}]})",
+        201);
+  data("POST", "/api/v1/topics/logs/messages", R"({"value": "x"})");
+  const std::string log = broker_->log_tail(20000);
+  EXPECT_TRUE(std::regex_search(
+      log, std::regex(R"(quick-v1\.0\.0 on topic logs: 1 message\(s\), ok, [0-9.]+ ms)")))
+      << log;
+  EXPECT_TRUE(std::regex_search(
+      log,
+      std::regex(R"(stuck-v1\.0\.0: a call on 1 message\(s\) took [0-9.]+ ms of its 50 ms limit)")))
+      << log;
+}
+
 // The CLI's operating commands against a running broker.
 TEST_F(OperateTest, CliShowsStatusMetricsAndReloads) {
   start();
