@@ -8,6 +8,7 @@
 #include <regex>
 #include <thread>
 
+#include "broker_api_test.h"
 #include "broker_process.h"
 #include "command.h"
 #include "http/client.h"
@@ -30,74 +31,8 @@ std::string seed_pipeline(const std::string& name) {
   return read_text(fs::path(WASMQ_TEST_DATA_DIR) / "pipelines" / name);
 }
 
-class EtlTest : public ::testing::Test {
+class EtlTest : public testing::BrokerApiTest {
  protected:
-  fs::path dir() const { return testing::test_temp_dir("wasmq-etl-e2e"); }
-
-  void start(const std::string& extra_toml = "") {
-    if (!broker_) broker_ = std::make_unique<BrokerProcess>(dir(), "", extra_toml);
-    broker_->start();
-    data_ = std::make_unique<http::HttpClient>(broker_->data_url());
-    admin_ = std::make_unique<http::HttpClient>(broker_->admin_url());
-  }
-  void restart() {
-    data_.reset();
-    admin_.reset();
-    ASSERT_EQ(broker_->stop(), 0);
-    start();
-  }
-  void TearDown() override {
-    if (HasFailure() && broker_) std::cerr << "broker log:\n" << broker_->log_tail() << "\n";
-    data_.reset();
-    admin_.reset();
-    broker_.reset();
-    fs::remove_all(dir());
-  }
-
-  json::value parse(const http::HttpReply& reply) {
-    boost::system::error_code ec;
-    json::value v = json::parse(reply.body, ec);
-    EXPECT_FALSE(ec) << reply.body;
-    return v;
-  }
-
-  json::value call(http::HttpClient& client, const std::string& method, const std::string& target,
-                   const std::string& body, int status) {
-    auto reply = client.request(method, target, body);
-    EXPECT_TRUE(reply.is_ok()) << reply.status().message();
-    if (!reply.is_ok()) return nullptr;
-    EXPECT_EQ(reply->status, status) << method << " " << target << " -> " << reply->body;
-    return parse(*reply);
-  }
-  json::value admin(const std::string& method, const std::string& target, const std::string& body,
-                    int status) {
-    return call(*admin_, method, target, body, status);
-  }
-  json::value data(const std::string& method, const std::string& target, const std::string& body,
-                   int status) {
-    return call(*data_, method, target, body, status);
-  }
-
-  // The seed's upload (000 §4.1): octet-stream body, X-Module-Name and X-Module-Version.
-  json::value upload(const std::string& module_file, const std::string& name,
-                     const std::string& version, int status) {
-    auto bytes = testing::read_module(module_file);
-    EXPECT_FALSE(bytes.empty()) << module_file << " was not built";
-    auto reply = admin_->request(
-        "POST", "/api/v1/etl/modules", std::string(bytes.begin(), bytes.end()),
-        "application/octet-stream", {{"X-Module-Name", name}, {"X-Module-Version", version}});
-    EXPECT_TRUE(reply.is_ok()) << reply.status().message();
-    if (!reply.is_ok()) return nullptr;
-    EXPECT_EQ(reply->status, status) << reply->body;
-    return parse(*reply);
-  }
-
-  json::array consume(const std::string& topic) {
-    json::value v =
-        data("GET", "/api/v1/topics/" + topic + "/messages?offset=0&max_messages=100", "", 200);
-    return v.is_object() ? v.at("messages").as_array() : json::array();
-  }
-
   // The modules a dry run of `pipeline` on `message` (a message object) in `topic` ran.
   std::vector<std::string> modules_run(const std::string& pipeline, const std::string& topic,
                                        const std::string& message) {
@@ -110,9 +45,6 @@ class EtlTest : public ::testing::Test {
     }
     return ran;
   }
-
-  std::unique_ptr<BrokerProcess> broker_;
-  std::unique_ptr<http::HttpClient> data_, admin_;
 };
 
 constexpr char kSeedMessage[] = R"({

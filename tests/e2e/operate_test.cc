@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "broker_api_test.h"
 #include "broker_process.h"
 #include "command.h"
 #include "http/client.h"
@@ -23,52 +24,8 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 using testing::BrokerProcess;
 
-class OperateTest : public ::testing::Test {
+class OperateTest : public testing::BrokerApiTest {
  protected:
-  fs::path dir() const { return testing::test_temp_dir("wasmq-operate-e2e"); }
-
-  void start(const std::string& extra_toml = "") {
-    broker_ = std::make_unique<BrokerProcess>(dir(), "", extra_toml);
-    broker_->start();
-    data_ = std::make_unique<http::HttpClient>(broker_->data_url());
-    admin_ = std::make_unique<http::HttpClient>(broker_->admin_url());
-  }
-  void TearDown() override {
-    if (HasFailure() && broker_) std::cerr << "broker log:\n" << broker_->log_tail() << "\n";
-    data_.reset();
-    admin_.reset();
-    broker_.reset();
-    fs::remove_all(dir());
-  }
-
-  json::value call(http::HttpClient& client, const std::string& method, const std::string& target,
-                   const std::string& body, int status) {
-    auto reply = client.request(method, target, body);
-    EXPECT_TRUE(reply.is_ok()) << reply.status().message();
-    if (!reply.is_ok()) return nullptr;
-    EXPECT_EQ(reply->status, status) << method << " " << target << " -> " << reply->body;
-    boost::system::error_code ec;
-    json::value v = json::parse(reply->body, ec);
-    EXPECT_FALSE(ec) << reply->body;
-    return v;
-  }
-  json::value admin(const std::string& method, const std::string& target,
-                    const std::string& body = "", int status = 200) {
-    return call(*admin_, method, target, body, status);
-  }
-  json::value data(const std::string& method, const std::string& target,
-                   const std::string& body = "", int status = 200) {
-    return call(*data_, method, target, body, status);
-  }
-  void upload(const std::string& module_file, const std::string& name) {
-    auto bytes = testing::read_module(module_file);
-    auto reply = admin_->request(
-        "POST", "/api/v1/etl/modules", std::string(bytes.begin(), bytes.end()),
-        "application/octet-stream", {{"X-Module-Name", name}, {"X-Module-Version", "1.0.0"}});
-    ASSERT_TRUE(reply.is_ok());
-    ASSERT_EQ(reply->status, 201) << reply->body;
-  }
-
   // Prometheus text: every sample line "name{labels} value" as name+labels -> value. Fails the
   // test on a line that is neither a comment nor a sample.
   std::map<std::string, double> prometheus() {
@@ -90,9 +47,6 @@ class OperateTest : public ::testing::Test {
     }
     return samples;
   }
-
-  std::unique_ptr<BrokerProcess> broker_;
-  std::unique_ptr<http::HttpClient> data_, admin_;
 };
 
 // After N messages through a pipeline, its counters say N, by stage and module; the Prometheus
