@@ -1,8 +1,8 @@
 // Durability under crashes: the real broker killed with SIGKILL while a producer sends.
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <boost/json.hpp>
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -45,8 +45,7 @@ TEST(Crash, AcknowledgedMessagesSurviveSigkill) {
         std::lock_guard lock(url_mutex);
         if (url != current_url) {
           current_url = url;
-          client =
-              current_url.empty() ? nullptr : std::make_unique<http::HttpClient>(current_url, 5000);
+          client = current_url.empty() ? nullptr : std::make_unique<http::HttpClient>(current_url, 5000);
         }
       }
       if (!client) {
@@ -58,8 +57,7 @@ TEST(Crash, AcknowledgedMessagesSurviveSigkill) {
       json::array batch;
       std::vector<std::string> values;
       for (int i = 0; i < 1 + first % 3; ++i) {
-        values.push_back("seq=" + std::to_string(first + i) + ";" +
-                         std::string(50 + (first + i) % 200, 'a' + (first + i) % 26));
+        values.push_back("seq=" + std::to_string(first + i) + ";" + std::string(50 + (first + i) % 200, 'a' + (first + i) % 26));
         batch.push_back(json::object{{"key", "k"}, {"value", values.back()}});
       }
       auto reply = client->request("POST", "/api/v1/topics/crash/messages",
@@ -96,11 +94,9 @@ TEST(Crash, AcknowledgedMessagesSurviveSigkill) {
   std::vector<int64_t> order;
   int64_t offset = 0;
   for (;;) {
-    auto reply =
-        client.request("GET", "/api/v1/topics/crash/messages?offset=" + std::to_string(offset) +
-                                  "&max_messages=1000");
-    ASSERT_TRUE(reply.is_ok() && reply->status == 200)
-        << (reply.is_ok() ? reply->body : reply.status().message());
+    auto reply = client.request("GET", "/api/v1/topics/crash/messages?offset=" + std::to_string(offset) +
+                                           "&max_messages=1000");
+    ASSERT_TRUE(reply.is_ok() && reply->status == 200) << (reply.is_ok() ? reply->body : reply.status().message());
     json::value v = json::parse(reply->body);
     const auto& messages = v.at("messages").as_array();
     if (messages.empty()) break;
@@ -160,13 +156,11 @@ TEST(Recovery, ServesIntactRecordsAfterTailDamage) {
   json::value v = json::parse(reply->body);
   const auto& messages = v.at("messages").as_array();
   ASSERT_EQ(messages.size(), 49u);
-  for (int i = 0; i < 49; ++i)
-    EXPECT_EQ(messages[i].at("value").as_string(), "record " + std::to_string(i));
+  for (int i = 0; i < 49; ++i) EXPECT_EQ(messages[i].at("value").as_string(), "record " + std::to_string(i));
   // And it takes new messages after the repaired tail.
   auto more = client.request("POST", "/api/v1/topics/rec/messages", R"({"value":"after"})");
   ASSERT_TRUE(more.is_ok() && more->status == 200) << (more.is_ok() ? more->body : "");
-  EXPECT_EQ(json::parse(more->body).at("results").at(0).at("records").at(0).at("offset").as_int64(),
-            49);
+  EXPECT_EQ(json::parse(more->body).at("results").at(0).at("records").at(0).at("offset").as_int64(), 49);
   EXPECT_EQ(broker.stop(), 0);
   fs::remove_all(test_dir());
 }

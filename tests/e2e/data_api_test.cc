@@ -46,8 +46,7 @@ class DataApiTest : public ::testing::Test {
     return v;
   }
 
-  json::array consume(const std::string& topic,
-                      const std::string& query = "offset=0&max_messages=1000") {
+  json::array consume(const std::string& topic, const std::string& query = "offset=0&max_messages=1000") {
     json::value v = call("GET", "/api/v1/topics/" + topic + "/messages?" + query, "", 200);
     return v.is_object() ? v.at("messages").as_array() : json::array();
   }
@@ -74,8 +73,7 @@ TEST_F(DataApiTest, SeedProduceAndConsumeCommandsWork) {
   EXPECT_EQ(result.at("status").as_string(), "stored");
   EXPECT_EQ(result.at("records").as_array().at(0).at("offset").as_int64(), 0);
 
-  json::value read =
-      call("GET", "/api/v1/topics/raw-events/messages?offset=0&max_messages=10", "", 200);
+  json::value read = call("GET", "/api/v1/topics/raw-events/messages?offset=0&max_messages=10", "", 200);
   EXPECT_EQ(read.at("high_watermark").as_int64(), 1);
   EXPECT_EQ(read.at("next_offset").as_int64(), 1);
   const auto& m = read.at("messages").as_array().at(0).as_object();
@@ -89,15 +87,13 @@ TEST_F(DataApiTest, SeedProduceAndConsumeCommandsWork) {
 
 TEST_F(DataApiTest, TextBinaryKeysHeadersAndBatches) {
   start();
-  call(
-      "POST", "/api/v1/topics/t/messages",
-      R"([{"value":"plain text"},{"key":"k","value_base64":"AP8Q","headers":{"h":"1"},"timestamp":42}])",
-      200);
+  call("POST", "/api/v1/topics/t/messages",
+       R"([{"value":"plain text"},{"key":"k","value_base64":"AP8Q","headers":{"h":"1"},"timestamp":42}])",
+       200);
   json::value batch = call("POST", "/api/v1/topics/t/messages",
                            R"({"messages":[{"value":"a"},{"value":"b"},{"value":"c"}]})", 200);
   ASSERT_EQ(batch.at("results").as_array().size(), 3u);
-  EXPECT_EQ(batch.at("results").as_array()[2].at("records").as_array()[0].at("offset").as_int64(),
-            4);
+  EXPECT_EQ(batch.at("results").as_array()[2].at("records").as_array()[0].at("offset").as_int64(), 4);
   auto messages = consume("t");
   ASSERT_EQ(messages.size(), 5u);
   EXPECT_EQ(messages[0].at("value").as_string(), "plain text");
@@ -117,10 +113,9 @@ TEST_F(DataApiTest, TextBinaryKeysHeadersAndBatches) {
 TEST_F(DataApiTest, PartitionsByNumberAndKey) {
   start();
   call("POST", "/api/v1/topics", R"({"name":"p3","partitions":3})", 201);
-  json::value out = call(
-      "POST", "/api/v1/topics/p3/messages",
-      R"([{"value":"x","partition":2},{"key":"user-7","value":"a"},{"key":"user-7","value":"b"}])",
-      200);
+  json::value out = call("POST", "/api/v1/topics/p3/messages",
+                         R"([{"value":"x","partition":2},{"key":"user-7","value":"a"},{"key":"user-7","value":"b"}])",
+                         200);
   const auto& results = out.at("results").as_array();
   EXPECT_EQ(results[0].at("records").as_array()[0].at("partition").as_int64(), 2);
   EXPECT_EQ(results[1].at("records").as_array()[0].at("partition"),
@@ -190,29 +185,20 @@ TEST_F(DataApiTest, BadInputIsRefusedAndStoresNothing) {
     EXPECT_FALSE(v.at("error").at("message").as_string().empty());
   };
   expect_error("POST", "/api/v1/topics/t/messages", "{not json", 400, "invalid_json", "");
-  expect_error("POST", "/api/v1/topics/t/messages", R"({"value":5})", 400, "invalid_message",
-               "value");
-  expect_error("POST", "/api/v1/topics/t/messages",
-               R"({"messages":[{"value":"ok"},{"value":"x","headers":{"a":1}}]})", 400,
-               "invalid_message", "messages[1].headers.a");
-  expect_error("POST", "/api/v1/topics/t/messages",
-               R"([{"value":"ok"},{"value":"x","partition":-1}])", 400, "invalid_message",
-               "[1].partition");
-  expect_error("POST", "/api/v1/topics/t/messages",
-               R"([{"value":"ok"},{"value":"x","partition":9}])", 400, "invalid_argument", "");
-  expect_error("POST", "/api/v1/topics/t/messages", R"({"messages":[]})", 400, "invalid_message",
-               "");
-  expect_error("POST", "/api/v1/topics/bad%20name/messages", R"({"value":"x"})", 400,
-               "invalid_argument", "");
+  expect_error("POST", "/api/v1/topics/t/messages", R"({"value":5})", 400, "invalid_message", "value");
+  expect_error("POST", "/api/v1/topics/t/messages", R"({"messages":[{"value":"ok"},{"value":"x","headers":{"a":1}}]})",
+               400, "invalid_message", "messages[1].headers.a");
+  expect_error("POST", "/api/v1/topics/t/messages", R"([{"value":"ok"},{"value":"x","partition":-1}])",
+               400, "invalid_message", "[1].partition");
+  expect_error("POST", "/api/v1/topics/t/messages", R"([{"value":"ok"},{"value":"x","partition":9}])",
+               400, "invalid_argument", "");
+  expect_error("POST", "/api/v1/topics/t/messages", R"({"messages":[]})", 400, "invalid_message", "");
+  expect_error("POST", "/api/v1/topics/bad%20name/messages", R"({"value":"x"})", 400, "invalid_argument", "");
   expect_error("POST", "/api/v1/topics", R"({"name":"a/b"})", 400, "invalid_argument", "name");
-  expect_error("POST", "/api/v1/topics", R"({"name":"n","partitions":"2"})", 400, "invalid_topic",
-               "partitions");
-  expect_error("GET", "/api/v1/topics/t/messages?offset=7", "", 400, "offset_out_of_range",
-               "offset");
-  expect_error("GET", "/api/v1/topics/t/messages?offset=-1", "", 400, "invalid_parameter",
-               "offset");
-  expect_error("GET", "/api/v1/topics/t/messages?max_messages=abc", "", 400, "invalid_parameter",
-               "max_messages");
+  expect_error("POST", "/api/v1/topics", R"({"name":"n","partitions":"2"})", 400, "invalid_topic", "partitions");
+  expect_error("GET", "/api/v1/topics/t/messages?offset=7", "", 400, "offset_out_of_range", "offset");
+  expect_error("GET", "/api/v1/topics/t/messages?offset=-1", "", 400, "invalid_parameter", "offset");
+  expect_error("GET", "/api/v1/topics/t/messages?max_messages=abc", "", 400, "invalid_parameter", "max_messages");
   expect_error("GET", "/api/v1/topics/missing/messages", "", 404, "not_found", "");
   std::string huge = R"({"value":")" + std::string(8000, 'x') + R"("})";
   auto reply = client_->request("POST", "/api/v1/topics/t/messages", huge);
@@ -229,8 +215,7 @@ TEST_F(DataApiTest, BadInputIsRefusedAndStoresNothing) {
 TEST_F(DataApiTest, RestartKeepsMessagesAndStopsCleanly) {
   start("fsync = \"interval\"\nfsync_interval_ms = 10\n");
   for (int i = 0; i < 20; ++i) {
-    call("POST", "/api/v1/topics/keep/messages", R"({"value":"m)" + std::to_string(i) + R"("})",
-         200);
+    call("POST", "/api/v1/topics/keep/messages", R"({"value":"m)" + std::to_string(i) + R"("})", 200);
   }
   client_.reset();
   EXPECT_EQ(broker_->stop(SIGTERM), 0) << broker_->log_tail();
@@ -259,22 +244,20 @@ TEST_F(DataApiTest, LoggingSectionShapesTheLog) {
     if (target == "http" && level == "info") http_info = true;
   }
   EXPECT_GT(lines, 0);
-  EXPECT_TRUE(broker_info);  // not listed: stays at info
-  EXPECT_FALSE(http_info);   // listed: warn and above only
+  EXPECT_TRUE(broker_info);   // not listed: stays at info
+  EXPECT_FALSE(http_info);    // listed: warn and above only
 }
 
 TEST_F(DataApiTest, ProduceAndConsumeCommands) {
   start();
   fs::path input = test_dir() / "input";
-  std::ofstream(input)
-      << "plain line one\n{\"key\":\"k\",\"value\":\"json line\",\"headers\":{\"h\":\"v\"}}\n"
-      << "{\"value\": 5}\nplain line three\n";
+  std::ofstream(input) << "plain line one\n{\"key\":\"k\",\"value\":\"json line\",\"headers\":{\"h\":\"v\"}}\n"
+                       << "{\"value\": 5}\nplain line three\n";
   std::string base = std::string(WASMQ_BINARY);
   std::string out = (test_dir() / "out").string();
   std::string err = (test_dir() / "err").string();
-  int rc = std::system((base + " produce cli --broker " + broker_->data_url() + " <" +
-                        input.string() + " >" + out + " 2>" + err)
-                           .c_str());
+  int rc = std::system((base + " produce cli --broker " + broker_->data_url() + " <" + input.string() +
+                        " >" + out + " 2>" + err).c_str());
   EXPECT_NE(WEXITSTATUS(rc), 0);  // line 3 is refused, with its line number
   std::ifstream err_in(err);
   std::string err_text((std::istreambuf_iterator<char>(err_in)), {});
@@ -288,8 +271,7 @@ TEST_F(DataApiTest, ProduceAndConsumeCommands) {
   EXPECT_EQ(lines[0].at("value").as_string(), "plain line one");
   EXPECT_EQ(lines[1].at("headers").at("h").as_string(), "v");
   EXPECT_EQ(lines[2].at("value").as_string(), "plain line three");
-  rc = std::system(
-      (base + " consume cli -n 1 --offset 1 --broker " + broker_->data_url() + " >" + out).c_str());
+  rc = std::system((base + " consume cli -n 1 --offset 1 --broker " + broker_->data_url() + " >" + out).c_str());
   std::ifstream one(out);
   std::string first;
   std::getline(one, first);

@@ -48,11 +48,10 @@ class MessageProcessor : public ::testing::Test {
 };
 
 TEST_F(MessageProcessor, TransformsJson) {
-  CommandRun r =
-      wasmq({"transform", "run", "--module", module("message_processor")},
-            line(R"({"temperature_celsius": 23.5, "humidity": 65.2, "sensor_id": "env001",)"
-                 R"( "email": "Ops@Example.COM", "latitude": 37.7749, "longitude": -122.4194})",
-                 "application/json"));
+  CommandRun r = wasmq({"transform", "run", "--module", module("message_processor")},
+                line(R"({"temperature_celsius": 23.5, "humidity": 65.2, "sensor_id": "env001",)"
+                     R"( "email": "Ops@Example.COM", "latitude": 37.7749, "longitude": -122.4194})",
+                     "application/json"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_EQ(r.lines.size(), 1u) << r.out;
   const auto& result = r.lines[0];
@@ -76,7 +75,7 @@ TEST_F(MessageProcessor, TransformsJson) {
 
 TEST_F(MessageProcessor, UppercasesText) {
   CommandRun r = wasmq({"transform", "run", "--module", module("message_processor")},
-                       line("hello world", "text/plain"));
+                line("hello world", "text/plain"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto& out = r.lines.at(0).at("messages").as_array().at(0).as_object();
   EXPECT_EQ(out.at("value").as_string(), "[PROCESSED] HELLO WORLD");
@@ -101,9 +100,8 @@ TEST_F(MessageProcessor, FiltersSpamMissingSourceAndOversize) {
 
 TEST_F(MessageProcessor, ConfigReachesTheModule) {
   std::string config = R"({"filter_rules": {"spam_keywords": ["forbidden"]}})";
-  CommandRun r =
-      wasmq({"transform", "run", "--module", module("message_processor"), "--config", config},
-            line("this has spam in it", "text/plain") + line("this is forbidden", "text/plain"));
+  CommandRun r = wasmq({"transform", "run", "--module", module("message_processor"), "--config", config},
+                line("this has spam in it", "text/plain") + line("this is forbidden", "text/plain"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.lines.at(0).at("status").as_string(), "ok");
   EXPECT_EQ(r.lines.at(1).at("status").as_string(), "filtered");
@@ -111,7 +109,7 @@ TEST_F(MessageProcessor, ConfigReachesTheModule) {
 
 TEST_F(MessageProcessor, InvalidJsonPayloadIsAnErrorLine) {
   CommandRun r = wasmq({"transform", "run", "--module", module("message_processor")},
-                       line("{not json", "application/json") + line("fine", "text/plain"));
+                line("{not json", "application/json") + line("fine", "text/plain"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.lines.at(0).at("status").as_string(), "error");
   EXPECT_NE(r.lines.at(0).at("error").as_string().find("JSON"), json::string::npos);
@@ -119,9 +117,8 @@ TEST_F(MessageProcessor, InvalidJsonPayloadIsAnErrorLine) {
 }
 
 TEST(TransformRun, BadLinesAreReportedAndTheRestGoOn) {
-  CommandRun r =
-      wasmq({"transform", "run", "--module", module("passthrough")},
-            "{\"value\": \"a\"}\n{broken\n\n{\"value\": 5}\n{\"value_base64\": \"AP8=\"}\n");
+  CommandRun r = wasmq({"transform", "run", "--module", module("passthrough")},
+                "{\"value\": \"a\"}\n{broken\n\n{\"value\": 5}\n{\"value_base64\": \"AP8=\"}\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_EQ(r.lines.size(), 4u) << r.out;
   EXPECT_EQ(r.lines[0].at("status").as_string(), "ok");
@@ -135,9 +132,8 @@ TEST(TransformRun, BadLinesAreReportedAndTheRestGoOn) {
 }
 
 TEST(TransformRun, ModuleFailuresAreOneLineEach) {
-  CommandRun r =
-      wasmq({"transform", "run", "--module", module("infinite_loop"), "--timeout-ms", "100"},
-            "{\"value\": \"a\"}\n{\"value\": \"b\"}\n");
+  CommandRun r = wasmq({"transform", "run", "--module", module("infinite_loop"), "--timeout-ms", "100"},
+                "{\"value\": \"a\"}\n{\"value\": \"b\"}\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_EQ(r.lines.size(), 2u);
   for (const auto& l : r.lines) {
@@ -148,9 +144,9 @@ TEST(TransformRun, ModuleFailuresAreOneLineEach) {
 }
 
 TEST(TransformRun, MemoryLimitFlagCapsTheModule) {
-  CommandRun r = wasmq(
-      {"transform", "run", "--module", module("memory_hog"), "--memory-limit-bytes", "4194304"},
-      "{\"value\": \"a\"}\n");
+  CommandRun r = wasmq({"transform", "run", "--module", module("memory_hog"), "--memory-limit-bytes",
+                        "4194304"},
+                       "{\"value\": \"a\"}\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string error(r.lines.at(0).at("error").as_string());
   EXPECT_EQ(error.rfind("trap: unreachable (memory: ", 0), 0u) << error;
@@ -174,8 +170,7 @@ TEST(TransformRun, UnloadableModuleExitsWithOneLineReason) {
 
 TEST(TransformBench, PrintsOneJsonLine) {
   std::string input = "{\"value\": \"a\", \"headers\": {\"source\": \"x\"}}\n";
-  CommandRun single =
-      wasmq({"transform", "bench", "--module", module("passthrough"), "--seconds", "0.2"}, input);
+  CommandRun single = wasmq({"transform", "bench", "--module", module("passthrough"), "--seconds", "0.2"}, input);
   ASSERT_EQ(single.exit_code, 0) << single.err;
   ASSERT_EQ(single.lines.size(), 1u);
   const auto& s = single.lines[0];
@@ -183,20 +178,17 @@ TEST(TransformBench, PrintsOneJsonLine) {
   EXPECT_EQ(s.at("module").as_string(), "passthrough");
   EXPECT_GT(s.at("messages").as_int64(), 0);
   EXPECT_GT(s.at("messages_per_second").as_double(), 0);
-  EXPECT_NEAR(s.at("ns_per_message").as_double() * s.at("messages_per_second").as_double(), 1e9,
-              1e6);
+  EXPECT_NEAR(s.at("ns_per_message").as_double() * s.at("messages_per_second").as_double(), 1e9, 1e6);
 
-  CommandRun batch = wasmq({"transform", "bench", "--module", module("passthrough"), "--seconds",
-                            "0.2", "--batch", "32"},
-                           input);
+  CommandRun batch = wasmq({"transform", "bench", "--module", module("passthrough"), "--seconds", "0.2",
+                     "--batch", "32"}, input);
   ASSERT_EQ(batch.exit_code, 0) << batch.err;
   EXPECT_EQ(batch.lines.at(0).at("mode").as_string(), "batch");
   EXPECT_EQ(batch.lines.at(0).at("messages").as_int64() % 32, 0);
 
   // No process_batch export: single calls whatever --batch says.
   CommandRun fallback = wasmq({"transform", "bench", "--module", module("passthrough_single"),
-                               "--seconds", "0.1", "--batch", "32"},
-                              input);
+                        "--seconds", "0.1", "--batch", "32"}, input);
   ASSERT_EQ(fallback.exit_code, 0) << fallback.err;
   EXPECT_EQ(fallback.lines.at(0).at("mode").as_string(), "single");
 }
