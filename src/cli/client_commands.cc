@@ -23,6 +23,8 @@ constexpr const char* kDefaultBroker = "http://localhost:9092";
 struct ProduceOptions {
   std::string topic;
   std::string broker = kDefaultBroker;
+  std::string token;
+  std::string ca_file;
   size_t batch = 100;
   int partition = -1;
   std::string key;
@@ -31,6 +33,8 @@ struct ProduceOptions {
 struct ConsumeOptions {
   std::string topic;
   std::string broker = kDefaultBroker;
+  std::string token;
+  std::string ca_file;
   int64_t offset = 0;
   uint64_t count = 0;  // 0: no limit
   uint32_t partition = 0;
@@ -39,7 +43,8 @@ struct ConsumeOptions {
 };
 
 int produce(const ProduceOptions& o) {
-  HttpClient client(o.broker);
+  HttpClient client(
+      o.broker, http::ClientOptions{.timeout_ms = 30'000, .token = o.token, .ca_file = o.ca_file});
   const std::string target = "/api/v1/topics/" + url_encode(o.topic) + "/messages";
   json::array pending;
   size_t sent = 0, failed = 0, line_number = 0;
@@ -111,7 +116,10 @@ int produce(const ProduceOptions& o) {
 }
 
 int consume(const ConsumeOptions& o) {
-  HttpClient client(o.broker, static_cast<int>(o.wait_ms) + 30'000);
+  HttpClient client(o.broker,
+                    http::ClientOptions{.timeout_ms = static_cast<int>(o.wait_ms) + 30'000,
+                                        .token = o.token,
+                                        .ca_file = o.ca_file});
   int64_t offset = o.offset;
   uint64_t printed = 0;
   for (;;) {
@@ -147,6 +155,16 @@ int consume(const ConsumeOptions& o) {
   }
 }
 
+// --token (or WASMQ_TOKEN) and --ca-file, for a broker with tokens and TLS.
+void add_access_options(CLI::App* cmd, std::string& token, std::string& ca_file) {
+  cmd->add_option("--token", token,
+                  "bearer token, when the broker has security.tokens_file (prefer WASMQ_TOKEN: "
+                  "arguments are visible to other users)")
+      ->envname("WASMQ_TOKEN");
+  cmd->add_option("--ca-file", ca_file,
+                  "PEM certificate(s) to trust for https:// (default: the system's)");
+}
+
 }  // namespace
 
 void add_client_commands(CLI::App& app, int& exit_code) {
@@ -154,7 +172,9 @@ void add_client_commands(CLI::App& app, int& exit_code) {
   CLI::App* produce_cmd = app.add_subcommand(
       "produce", "send messages from stdin: NDJSON message objects or plain lines");
   produce_cmd->add_option("topic", p->topic, "the topic")->required();
-  produce_cmd->add_option("--broker", p->broker, "the data API")->capture_default_str();
+  produce_cmd->add_option("--broker", p->broker, "the data API (http:// or https://)")
+      ->capture_default_str();
+  add_access_options(produce_cmd, p->token, p->ca_file);
   produce_cmd->add_option("--batch", p->batch, "messages per request")
       ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{100000}));
   produce_cmd->add_option("--partition", p->partition, "partition for every message");
@@ -164,7 +184,9 @@ void add_client_commands(CLI::App& app, int& exit_code) {
   auto c = std::make_shared<ConsumeOptions>();
   CLI::App* consume_cmd = app.add_subcommand("consume", "print a topic's messages as NDJSON");
   consume_cmd->add_option("topic", c->topic, "the topic")->required();
-  consume_cmd->add_option("--broker", c->broker, "the data API")->capture_default_str();
+  consume_cmd->add_option("--broker", c->broker, "the data API (http:// or https://)")
+      ->capture_default_str();
+  add_access_options(consume_cmd, c->token, c->ca_file);
   consume_cmd->add_option("--offset", c->offset, "first offset")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   consume_cmd->add_option("-n,--count", c->count, "stop after this many messages (0: no limit)");

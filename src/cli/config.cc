@@ -286,6 +286,7 @@ const std::vector<KeySpec>& key_specs() {
       text(WASMQ_KEY(security.tls_cert), kOptionalPath),
       text(WASMQ_KEY(security.tls_key), kOptionalPath),
       text(WASMQ_KEY(security.audit_log), kOptionalPath),
+      text_list(WASMQ_KEY(security.module_signing_keys), kPath),
   };
   return specs;
 }
@@ -661,6 +662,12 @@ class Loader {
       return fail(origin_of(set), set,
                   "needs " + std::string(missing) + " as well (TLS takes a certificate and a key)");
     }
+    if (config_.etl.enable_module_signature_verification && security.module_signing_keys.empty()) {
+      return fail(origin_of("etl.enable_module_signature_verification"),
+                  "etl.enable_module_signature_verification",
+                  "needs security.module_signing_keys (the Ed25519 public keys that may sign "
+                  "modules)");
+    }
     auto data = parse_listen_address(config_.broker.listen);
     auto admin = parse_listen_address(config_.admin.listen);
     if (data->port == admin->port && data->port != 0 &&
@@ -698,14 +705,22 @@ class Loader {
   }
 
   void warn_about_open_listeners() {
-    if (!config_.security.tokens_file.empty()) return;
+    const bool tokens = !config_.security.tokens_file.empty();
+    const bool tls = !config_.security.tls_cert.empty();
+    if (tokens && tls) return;
     auto warn = [&](std::string_view path, const std::string& listen, std::string_view api) {
       auto address = parse_listen_address(listen);
-      if (address.is_ok() && !is_loopback_host(address->host)) {
+      if (!address.is_ok() || is_loopback_host(address->host)) return;
+      if (!tokens) {
         warnings_.push_back(std::string(path) + " = " + json_quoted(listen) +
                             " accepts connections from other machines and security.tokens_file "
                             "is not set: the " +
                             std::string(api) + " is open to anyone who can reach it");
+      } else {
+        warnings_.push_back(std::string(path) + " = " + json_quoted(listen) +
+                            " accepts connections from other machines and security.tls_cert is "
+                            "not set: bearer tokens to the " +
+                            std::string(api) + " cross the network in clear text");
       }
     };
     warn("broker.listen", config_.broker.listen, "data API");

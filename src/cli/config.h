@@ -124,6 +124,9 @@ struct SecuritySection {
   std::string tls_cert;     // set together with tls_key
   std::string tls_key;
   std::string audit_log;  // JSON lines of every admin change
+  // Ed25519 public keys (PEM) trusted to sign modules, for
+  // etl.enable_module_signature_verification.
+  std::vector<std::string> module_signing_keys;
 };
 
 // The whole configuration. A default-constructed Config holds the built-in defaults (with

@@ -2,12 +2,14 @@
 
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <memory>
 
+#include "common/base64.h"
 #include "common/file.h"
 #include "http/client.h"
 
@@ -21,19 +23,30 @@ using http::url_encode;
 
 constexpr const char* kDefaultAdmin = "http://localhost:9094";
 
+// The admin API to talk to, and how (--admin, --token / WASMQ_TOKEN, --ca-file).
+struct Admin {
+  std::string url = kDefaultAdmin;
+  std::string token;
+  std::string ca_file;
+
+  http::ClientOptions client_options() const {
+    return http::ClientOptions{.timeout_ms = 120'000, .token = token, .ca_file = ca_file};
+  }
+};
+
 struct Target {
-  std::string admin = kDefaultAdmin;
+  Admin admin;
   std::string id;
   bool json_output = false;
 };
 
 // Sends one request; prints the reply body (JSON) on success, or parses it into `out`. Exit
 // code 0 for a 2xx reply; otherwise the API's error goes to stderr and the code is 1.
-int send(const std::string& admin, const std::string& method, const std::string& target,
+int send(const Admin& admin, const std::string& method, const std::string& target,
          const std::string& body = "", json::value* out = nullptr,
          std::string_view content_type = "application/json",
          const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-  HttpClient client(admin, 120'000);
+  HttpClient client(admin.url, admin.client_options());
   auto reply = client.request(method, target, body, content_type, headers);
   if (!reply.is_ok()) {
     std::cerr << "error: " << reply.status().message() << "\n";
@@ -81,8 +94,9 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
 }
 
 struct DeployOptions {
-  std::string admin = kDefaultAdmin;
+  Admin admin;
   std::string file, name, version;
+  std::string signature_file;  // a raw 64-byte Ed25519 signature, or its base64
 };
 
 int deploy(const DeployOptions& o) {
@@ -91,8 +105,22 @@ int deploy(const DeployOptions& o) {
     std::cerr << "error: " << binary.status().message() << "\n";
     return 1;
   }
+  std::vector<std::pair<std::string, std::string>> headers = {{"X-Module-Name", o.name},
+                                                              {"X-Module-Version", o.version}};
+  if (!o.signature_file.empty()) {
+    auto signature = read_file(o.signature_file, 4096);
+    if (!signature.is_ok()) {
+      std::cerr << "error: " << signature.status().message() << "\n";
+      return 1;
+    }
+    // `openssl pkeyutl -sign -rawin` writes the 64 raw bytes; a .b64 file holds their base64.
+    std::string text = *signature;
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+    headers.emplace_back("X-Module-Signature",
+                         signature->size() == 64 ? base64_encode(*signature) : text);
+  }
   return send(o.admin, "POST", "/api/v1/etl/modules", *binary, nullptr, "application/octet-stream",
-              {{"X-Module-Name", o.name}, {"X-Module-Version", o.version}});
+              headers);
 }
 
 // GET `path` and print its `key` array as a table, one row per element.
@@ -136,7 +164,7 @@ int list_pipelines(const Target& t) {
 }
 
 struct ApplyOptions {
-  std::string admin = kDefaultAdmin;
+  Admin admin;
   std::string file;
 };
 
@@ -158,7 +186,7 @@ int apply(const ApplyOptions& o) {
   }
   const json::value* id = doc.get_object().if_contains("pipeline_id");
   if (id && id->is_string()) {
-    HttpClient client(o.admin);
+    HttpClient client(o.admin.url, o.admin.client_options());
     auto existing = client.request("GET", "/api/v1/etl/pipelines/" + url_encode(id->get_string()));
     if (existing.is_ok() && existing->status == 200) {
       return send(o.admin, "PUT", "/api/v1/etl/pipelines/" + url_encode(id->get_string()), *text);
@@ -168,7 +196,7 @@ int apply(const ApplyOptions& o) {
 }
 
 struct TestOptions {
-  std::string admin = kDefaultAdmin;
+  Admin admin;
   std::string id, topic = "test", input;
 };
 
@@ -202,8 +230,15 @@ int test_pipeline(const TestOptions& o) {
               json::serialize(body));
 }
 
-CLI::App* with_admin(CLI::App* cmd, std::string& admin) {
-  cmd->add_option("--admin", admin, "the admin API")->capture_default_str();
+CLI::App* with_admin(CLI::App* cmd, Admin& admin) {
+  cmd->add_option("--admin", admin.url, "the admin API (http:// or https://)")
+      ->capture_default_str();
+  cmd->add_option("--token", admin.token,
+                  "bearer token, when the broker has security.tokens_file (prefer WASMQ_TOKEN: "
+                  "arguments are visible to other users)")
+      ->envname("WASMQ_TOKEN");
+  cmd->add_option("--ca-file", admin.ca_file,
+                  "PEM certificate(s) to trust for https:// (default: the system's)");
   return cmd;
 }
 
@@ -218,6 +253,9 @@ void add_etl_commands(CLI::App& app, int& exit_code) {
   deploy_cmd->add_option("file", d->file, "the .wasm file")->required();
   deploy_cmd->add_option("--name", d->name, "module name")->required();
   deploy_cmd->add_option("--version", d->version, "semantic version, e.g. 1.0.0")->required();
+  deploy_cmd->add_option("--signature", d->signature_file,
+                         "Ed25519 signature of the file, raw (openssl pkeyutl -sign -rawin) or "
+                         "base64; sent as X-Module-Signature");
   deploy_cmd->callback([d, &exit_code] { exit_code = deploy(*d); });
 
   auto ml = std::make_shared<Target>();

@@ -14,11 +14,15 @@
 #include "broker/stream_pipelines.h"
 #include "cli/config.h"
 #include "common/log.h"
+#include "etl/module_signature.h"
 #include "etl/orchestrator.h"
+#include "http/access.h"
 #include "http/admin_api.h"
+#include "http/audit_log.h"
 #include "http/data_api.h"
 #include "http/server.h"
 #include "http/status_api.h"
+#include "http/tls.h"
 #include "storage/topic_store.h"
 #include "wasm/engine.h"
 
@@ -54,23 +58,51 @@ storage::StoreOptions store_options(const Config& config) {
   return o;
 }
 
-// Settings whose feature this build does not have yet: starting without them would leave the
-// operator believing they protect something. Each is refused with what to do instead.
-Status refuse_unbuilt_features(const Config& config) {
-  auto refuse = [](std::string_view key, std::string_view what) {
-    return invalid_argument(std::string(key) + ": " + std::string(what) +
-                            " is not available in this build; remove the setting to start");
-  };
-  if (!config.security.tokens_file.empty()) return refuse("security.tokens_file", "access control");
-  if (!config.security.tls_cert.empty()) return refuse("security.tls_cert", "TLS");
-  if (!config.security.audit_log.empty()) return refuse("security.audit_log", "the audit log");
+// What [security] and the module rules of [etl] ask for, loaded and checked before anything
+// listens: a file that cannot be read or does not hold what it should stops start-up.
+struct Security {
+  std::shared_ptr<const http::AccessControl> access;  // null: no tokens
+  std::shared_ptr<http::AuditLog> audit;              // null: no audit log
+  std::shared_ptr<boost::asio::ssl::context> tls;     // null: plain HTTP
+  http::AdminApiOptions admin;                        // module sources and signers
+};
+
+Result<Security> load_security(const Config& config, spdlog::logger& logger) {
+  Security security;
+  const SecuritySection& s = config.security;
+  if (!s.tokens_file.empty()) {
+    auto tokens = http::TokenStore::load(s.tokens_file);
+    if (!tokens.is_ok()) return tokens.status();
+    std::error_code ec;
+    auto permissions = std::filesystem::status(s.tokens_file, ec).permissions();
+    using std::filesystem::perms;
+    if (!ec && (permissions & (perms::group_all | perms::others_all)) != perms::none) {
+      logger.warn("security.tokens_file: {} can be read by other users (chmod 600 it)",
+                  s.tokens_file);
+    }
+    logger.info("access control: {} token(s) from {}", tokens->size(), s.tokens_file);
+    security.access = std::make_shared<const http::AccessControl>(std::move(*tokens));
+  }
+  if (!s.audit_log.empty()) {
+    auto audit = http::AuditLog::open(s.audit_log);
+    if (!audit.is_ok()) return audit.status();
+    security.audit = std::move(*audit);
+  }
+  if (!s.tls_cert.empty()) {
+    auto tls = http::server_tls_context(s.tls_cert, s.tls_key);
+    if (!tls.is_ok()) return tls.status();
+    security.tls = std::move(*tls);
+  }
   if (config.etl.enable_module_signature_verification) {
-    return refuse("etl.enable_module_signature_verification", "module signature verification");
+    std::vector<std::filesystem::path> files(s.module_signing_keys.begin(),
+                                             s.module_signing_keys.end());
+    auto signers = etl::ModuleSigners::load(files);
+    if (!signers.is_ok()) return signers.status();
+    logger.info("module uploads must be signed by one of {} key(s)", signers->size());
+    security.admin.signers = std::make_shared<const etl::ModuleSigners>(std::move(*signers));
   }
-  if (config.etl.allowed_module_sources != std::vector<std::string>{"*"}) {
-    return refuse("etl.allowed_module_sources", "restricting module sources");
-  }
-  return Status::ok();
+  security.admin.allowed_module_sources = config.etl.allowed_module_sources;
+  return security;
 }
 
 etl::OrchestratorOptions etl_options(const Config& config) {
@@ -188,9 +220,10 @@ int serve(const std::string& config_path) {
   auto& logger = log::get("broker");
   for (const auto& warning : loaded->warnings) logger.warn("{}", warning);
 
-  if (Status s = refuse_unbuilt_features(config); !s.is_ok()) {
-    logger.error("{}", s.message());
-    std::cerr << "error: " << s.message() << "\n";
+  auto security = load_security(config, logger);
+  if (!security.is_ok()) {
+    logger.error("{}", security.status().message());
+    std::cerr << "error: " << security.status().message() << "\n";
     return 1;
   }
   std::vector<std::string> repairs;
@@ -224,7 +257,8 @@ int serve(const std::string& config_path) {
   http::Router data_router;
   if (Status s = http::add_data_api(data_router, broker); !s.is_ok()) return fail(s.message());
   http::Router admin_router;
-  if (Status s = http::add_admin_api(admin_router, **etl, streams.get()); !s.is_ok())
+  if (Status s = http::add_admin_api(admin_router, **etl, streams.get(), security->admin);
+      !s.is_ok())
     return fail(s.message());
   if (Status s = http::add_status_api(
           admin_router, status_context(config_path, config, **etl, broker, streams.get()));
@@ -239,6 +273,9 @@ int serve(const std::string& config_path) {
     o.io_threads = io_threads;
     o.max_body_bytes = config.http.max_body_bytes;
     o.name = name;
+    o.access = security->access;
+    o.audit = security->audit;
+    o.tls = security->tls;
     return o;
   };
   // The admin API is light: one I/O thread. Uploads and dry runs run on the ETL workers.
@@ -250,10 +287,10 @@ int serve(const std::string& config_path) {
     admin_api.stop(std::chrono::seconds(0));
     return fail(s.message());
   }
-  auto url = [](const ListenAddress& listen, uint16_t port) {
+  auto url = [&](const ListenAddress& listen, uint16_t port) {
     const std::string host =
         listen.host.find(':') != std::string::npos ? "[" + listen.host + "]" : listen.host;
-    return "http://" + host + ":" + std::to_string(port);
+    return (security->tls ? "https://" : "http://") + host + ":" + std::to_string(port);
   };
   // The ready lines (stdout): scripts and tests wait for the data API's, which comes last.
   std::cout << "wasmq: admin API on " << url(*admin_listen, admin_api.port()) << std::endl;

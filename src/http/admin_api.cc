@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include "common/message_json.h"
+#include "etl/match.h"
 #include "http/handoff.h"
 #include "http/json_response.h"
 
@@ -61,12 +62,28 @@ json::object step_json(const etl::TraceStep& s) {
 
 class AdminApi {
  public:
-  AdminApi(etl::Orchestrator& etl, const broker::StreamPipelines* streams)
-      : etl_(etl), streams_(streams) {}
+  AdminApi(etl::Orchestrator& etl, const broker::StreamPipelines* streams,
+           std::shared_ptr<const etl::ModuleSigners> signers,
+           std::optional<etl::TopicMatcher> sources, bool every_source)
+      : etl_(etl),
+        streams_(streams),
+        signers_(std::move(signers)),
+        sources_(std::move(sources)),
+        every_source_(every_source) {}
 
   // --- modules ---
 
   awaitable<Response> upload_module(Request& req) {
+    if (!every_source_) {
+      std::string source = module_source(req);
+      if (!sources_ || !sources_->matches(source)) {
+        co_return error_response(
+            HttpStatus::forbidden, "source_not_allowed",
+            "module uploads from source \"" + source +
+                "\" are not allowed (etl.allowed_module_sources; the source is the token's name, "
+                "or the client's address without tokens)");
+      }
+    }
     std::string name(req.header("X-Module-Name"));
     std::string version(req.header("X-Module-Version"));
     if (name.empty()) {
@@ -82,6 +99,23 @@ class AdminApi {
                                "the body must be the module's .wasm binary; it is empty");
     }
     std::vector<uint8_t> binary(req.body().begin(), req.body().end());
+    if (signers_) {
+      // On the I/O thread: one SHA-512 pass over the module (tens of ms for the largest).
+      etl::SignatureCheck check = signers_->verify(binary, req.header("X-Module-Signature"));
+      using Kind = etl::SignatureCheck::Kind;
+      if (check.kind == Kind::kMissing) {
+        co_return error_response(HttpStatus::bad_request, "signature_required", check.message,
+                                 "X-Module-Signature");
+      }
+      if (check.kind == Kind::kMalformed) {
+        co_return error_response(HttpStatus::bad_request, "invalid_signature", check.message,
+                                 "X-Module-Signature");
+      }
+      if (check.kind == Kind::kUntrusted) {
+        co_return error_response(HttpStatus::forbidden, "untrusted_signature", check.message,
+                                 "X-Module-Signature");
+      }
+    }
     using Uploaded = Result<std::shared_ptr<const etl::ModuleRecord>>;
     auto [sender, receiver] = make_handoff<Uploaded>();
     etl_.upload_module(std::move(name), std::move(version), std::move(binary),
@@ -369,13 +403,55 @@ class AdminApi {
  private:
   etl::Orchestrator& etl_;
   const broker::StreamPipelines* streams_;
+  const std::shared_ptr<const etl::ModuleSigners> signers_;  // null: no signatures needed
+  const std::optional<etl::TopicMatcher> sources_;           // none: no source is allowed
+  const bool every_source_;  // allowed_module_sources has "*": sources_ is not consulted
 };
+
 
 }  // namespace
 
-Status add_admin_api(Router& router, etl::Orchestrator& etl,
-                     const broker::StreamPipelines* streams) {
-  auto api = std::make_shared<AdminApi>(etl, streams);
+static Right admin_right(Verb verb, std::string_view pattern) {
+  if (pattern == "/health" || pattern == "/metrics") return Right::kOpen;
+  if (verb == Verb::get) return Right::kView;
+  if (pattern.starts_with("/api/v1/etl/") || pattern == "/api/v1/config/reload") {
+    return Right::kManageEtl;
+  }
+  return Right::kAdmin;
+}
+
+RouteOptions admin_route(Verb verb, std::string_view pattern) {
+  RouteOptions options;
+  options.right = admin_right(verb, pattern);
+  options.audited = verb != Verb::get;
+  return options;
+}
+
+std::string module_source(const Request& request) {
+  return request.principal() ? request.principal()->name : request.remote_address();
+}
+
+Status add_admin_api(Router& router, etl::Orchestrator& etl, const broker::StreamPipelines* streams,
+                     AdminApiOptions options) {
+  std::vector<etl::TopicFilterSpec> patterns;
+  bool every_source = false;
+  for (size_t i = 0; i < options.allowed_module_sources.size(); ++i) {
+    const std::string& pattern = options.allowed_module_sources[i];
+    if (pattern.empty()) {
+      return invalid_argument("etl.allowed_module_sources[" + std::to_string(i) + "]: empty");
+    }
+    if (pattern == "*") every_source = true;
+    patterns.push_back({etl::FilterType::kWildcard, pattern, true, false});
+  }
+  // An empty list allows no source (a TopicMatcher without filters would match every one).
+  std::optional<etl::TopicMatcher> sources;
+  if (!patterns.empty()) {
+    auto compiled = etl::TopicMatcher::compile(patterns);
+    if (!compiled.is_ok()) return compiled.status().with_context("etl.allowed_module_sources");
+    sources = std::move(*compiled);
+  }
+  auto api = std::make_shared<AdminApi>(etl, streams, std::move(options.signers),
+                                        std::move(sources), every_source);
   auto bind = [api](awaitable<Response> (AdminApi::*method)(Request&)) {
     return [api, method](Request& req) { return ((*api).*method)(req); };
   };
@@ -400,9 +476,12 @@ Status add_admin_api(Router& router, etl::Orchestrator& etl,
       {Verb::post, "/api/v1/etl/pipelines/{id}/test", &AdminApi::test_pipeline},
   };
   for (const auto& e : entries) {
-    if (Status s = router.add(e.verb, e.pattern, bind(e.method)); !s.is_ok()) return s;
+    if (Status s = router.add(e.verb, e.pattern, bind(e.method), admin_route(e.verb, e.pattern));
+        !s.is_ok()) {
+      return s;
+    }
   }
-  RouteOptions upload;
+  RouteOptions upload = admin_route(Verb::post, "/api/v1/etl/modules");
   upload.max_body_bytes = kMaxModuleUploadBytes;
   if (Status s =
           router.add(Verb::post, "/api/v1/etl/modules", bind(&AdminApi::upload_module), upload);
@@ -412,7 +491,7 @@ Status add_admin_api(Router& router, etl::Orchestrator& etl,
   auto health = [](Request&) -> awaitable<Response> {
     co_return json_response(HttpStatus::ok, json::object{{"status", "ok"}});
   };
-  return router.add(Verb::get, "/health", health);
+  return router.add(Verb::get, "/health", health, admin_route(Verb::get, "/health"));
 }
 
 }  // namespace wasmq::http

@@ -1,5 +1,10 @@
 // A small synchronous HTTP/1.1 client (the CLI's client commands, tests): one keep-alive
-// connection, reopened when the server closes it.
+// connection, reopened when the server closes it. Speaks HTTPS for "https://" base URLs,
+// verifying the server's certificate (against ClientOptions::ca_file, or the system's trusted
+// certificates) and its name or IP address; sends `Authorization: Bearer <token>` when given a
+// token.
+//
+// Threads: one thread at a time per client.
 #pragma once
 
 #include <memory>
@@ -15,17 +20,29 @@ namespace wasmq::http {
 struct HttpReply {
   int status = 0;
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // as received, in order
+
+  // The first header field named `name` (case-insensitive), or empty.
+  std::string_view header(std::string_view name) const;
+};
+
+struct ClientOptions {
+  int timeout_ms = 30'000;  // connect, TLS handshake, and each request
+  std::string token;        // sent as "Authorization: Bearer <token>" when not empty
+  std::string ca_file;      // PEM certificates to trust for https://; empty: the system's
 };
 
 class HttpClient {
  public:
-  // `base_url` is "http://host:port" (a trailing slash is ignored); anything else is an error
-  // on the first request.
+  // `base_url` is "http://host:port" or "https://host:port" (a trailing slash is ignored);
+  // anything else is an error on the first request.
   explicit HttpClient(std::string base_url, int timeout_ms = 30'000);
+  HttpClient(std::string base_url, ClientOptions options);
   ~HttpClient();
 
   // Sends a request with a JSON body (when not empty) and returns the reply; transport
-  // failures are kIo errors naming the broker's address.
+  // failures (including a certificate that does not verify) are kIo errors naming the
+  // broker's address.
   Result<HttpReply> request(const std::string& method, const std::string& target,
                             const std::string& body = "");
 
@@ -37,7 +54,7 @@ class HttpClient {
  private:
   struct Connection;
   std::string base_url_;
-  int timeout_ms_;
+  ClientOptions options_;
   std::unique_ptr<Connection> connection_;
 };
 

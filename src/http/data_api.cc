@@ -327,18 +327,26 @@ Status add_data_api(Router& router, broker::Broker& broker, DataApiOptions optio
     Verb verb;
     const char* pattern;
     awaitable<Response> (DataApi::*method)(Request&);
+    Right right;
+    bool audited;  // topic creation and deletion change the broker like admin changes do
   };
   const Entry entries[] = {
-      {Verb::post, "/api/v1/topics/{topic}/messages", &DataApi::produce},
-      {Verb::get, "/api/v1/topics/{topic}/messages", &DataApi::consume},
-      {Verb::get, "/api/v1/topics", &DataApi::list_topics},
-      {Verb::post, "/api/v1/topics", &DataApi::create_topic},
-      {Verb::get, "/api/v1/topics/{topic}", &DataApi::describe_topic},
-      {Verb::delete_, "/api/v1/topics/{topic}", &DataApi::delete_topic},
+      {Verb::post, "/api/v1/topics/{topic}/messages", &DataApi::produce, Right::kProduce, false},
+      {Verb::get, "/api/v1/topics/{topic}/messages", &DataApi::consume, Right::kConsume, false},
+      {Verb::get, "/api/v1/topics", &DataApi::list_topics, Right::kDescribeTopics, false},
+      {Verb::post, "/api/v1/topics", &DataApi::create_topic, Right::kCreateTopics, true},
+      {Verb::get, "/api/v1/topics/{topic}", &DataApi::describe_topic, Right::kDescribeTopics,
+       false},
+      {Verb::delete_, "/api/v1/topics/{topic}", &DataApi::delete_topic, Right::kDeleteTopics, true},
   };
   for (const auto& e : entries) {
-    if (Status s = router.add(e.verb, e.pattern, bind(e.method)); !s.is_ok()) return s;
+    RouteOptions options;
+    options.right = e.right;
+    options.audited = e.audited;
+    if (Status s = router.add(e.verb, e.pattern, bind(e.method), options); !s.is_ok()) return s;
   }
+  RouteOptions open;
+  open.right = Right::kOpen;
   auto health = [](Request&) -> awaitable<Response> {
     co_return json_response(HttpStatus::ok, json::object{{"status", "ok"}});
   };
@@ -346,8 +354,8 @@ Status add_data_api(Router& router, broker::Broker& broker, DataApiOptions optio
   auto ready = [](Request&) -> awaitable<Response> {
     co_return json_response(HttpStatus::ok, json::object{{"status", "ready"}});
   };
-  if (Status s = router.add(Verb::get, "/health", health); !s.is_ok()) return s;
-  return router.add(Verb::get, "/ready", ready);
+  if (Status s = router.add(Verb::get, "/health", health, open); !s.is_ok()) return s;
+  return router.add(Verb::get, "/ready", ready, open);
 }
 
 }  // namespace wasmq::http

@@ -1,5 +1,9 @@
 // The data API (http-api.md, port 9092): produce, consume (with long poll), topics, health.
 //
+// Access (when the server has tokens): produce needs `produce`, consume `consume`, topic lists
+// and descriptions `describe_topics`, topic creation `create_topics` and deletion
+// `delete_topics` (both audited); /health and /ready are open.
+//
 // Handlers run on the server's I/O threads and call the Broker directly (appends block on disk
 // I/O; with fsync = "always" on the group commit). Long polls wait without holding a thread.
 #pragma once

@@ -21,6 +21,8 @@
 
 namespace wasmq::http {
 
+struct Principal;  // access.h
+
 using Verb = boost::beast::http::verb;
 using HttpStatus = boost::beast::http::status;
 using Field = boost::beast::http::field;
@@ -107,8 +109,20 @@ class Request {
   const RequestMessage& message() const { return message_; }
   RequestMessage& message() { return message_; }
 
+  // The peer's IP address ("127.0.0.1", "::1"), set by the server per connection.
+  const std::string& remote_address() const { return remote_address_; }
+  void set_remote_address(std::string address) { remote_address_ = std::move(address); }
+
+  // The caller its bearer token names, set by the server before the handler runs; null when
+  // the listener has no access control or the route is open. Points into the server's token
+  // store, which outlives the request.
+  const Principal* principal() const { return principal_; }
+  void set_principal(const Principal* principal) { principal_ = principal; }
+
  private:
   RequestMessage message_;
+  std::string remote_address_;
+  const Principal* principal_ = nullptr;
   size_t path_size_ = 0;
   Params path_params_;
   Params query_;

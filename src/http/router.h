@@ -13,6 +13,7 @@
 // read-only and shared by every I/O thread.
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -21,9 +22,8 @@
 #include <string_view>
 #include <vector>
 
-#include <boost/asio/awaitable.hpp>
-
 #include "common/status.h"
+#include "http/access.h"
 #include "http/request.h"
 
 namespace wasmq::http {
@@ -37,6 +37,12 @@ using Handler = std::function<boost::asio::awaitable<Response>(Request&)>;
 struct RouteOptions {
   // The largest request body this route accepts; unset: the server's max_body_bytes.
   std::optional<uint64_t> max_body_bytes;
+  // What a caller needs when the server has access control (ServerOptions::access); unset:
+  // default_right(method) (access.h: view for GET, admin for anything else).
+  std::optional<Right> right;
+  // Whether every attempt, admitted or refused, goes to the server's audit log
+  // (ServerOptions::audit): routes that change the broker's configuration or topics.
+  bool audited = false;
 };
 
 // One registered method + pattern.

@@ -1,8 +1,6 @@
 #include "http/server.h"
 
-#include <cassert>
-#include <exception>
-#include <optional>
+#include <fmt/format.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -21,7 +19,10 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
-#include <fmt/format.h>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <cassert>
+#include <exception>
+#include <optional>
 
 #include "common/log.h"
 #include "http/json_response.h"
@@ -266,6 +267,41 @@ asio::awaitable<void> Server::accept_loop() {
 
 asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
   Connection& c = *connection;
+  error_code error;
+  tcp::endpoint peer = c.stream.socket().remote_endpoint(error);
+  c.request.set_remote_address(error ? std::string() : peer.address().to_string());
+  if (!options_.tls) {
+    co_await serve_requests(c, c.stream);
+  } else {
+    beast::ssl_stream<beast::tcp_stream&> tls(c.stream, *options_.tls);
+    c.stream.expires_after(options_.handshake_timeout);
+    c.waiting_for_request = true;  // stop() may close a connection still in its handshake
+    auto [handshake_error] = co_await tls.async_handshake(asio::ssl::stream_base::server, kNoThrow);
+    c.waiting_for_request = false;
+    if (handshake_error) {
+      logger_.debug("{}: TLS handshake with {} failed: {}", options_.name,
+                    c.request.remote_address(), handshake_error.message());
+    } else {
+      co_await serve_requests(c, tls);
+      // close_notify, so the client can tell the end from a truncation; briefly.
+      c.stream.expires_after(kLingerTime);
+      co_await tls.async_shutdown(kNoThrow);
+    }
+  }
+  error_code ignored;
+  c.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  c.stream.close();
+}
+
+void Server::audit(const Route* route, const Principal* principal, std::string_view remote,
+                   Verb method, std::string_view path, const Response& response) {
+  if (options_.audit && route != nullptr && route->options.audited) {
+    options_.audit->record(principal, remote, method, path, response);
+  }
+}
+
+template <typename Stream>
+asio::awaitable<void> Server::serve_requests(Connection& c, Stream& stream) {
   // A parser reads one message; it is re-made per request inside this frame (no allocation).
   std::optional<bhttp::request_parser<bhttp::string_body>> parser;
   while (!stopping_) {
@@ -278,11 +314,11 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
     c.stream.expires_after(options_.idle_timeout);
     c.waiting_for_request = true;
     auto [header_error, header_bytes] =
-        co_await bhttp::async_read_header(c.stream, c.buffer, *parser, kNoThrow);
+        co_await bhttp::async_read_header(stream, c.buffer, *parser, kNoThrow);
     c.waiting_for_request = false;
     if (header_error) {
       if (auto response = unreadable_request_response(header_error, options_)) {
-        co_await refuse(c, std::move(*response));
+        co_await refuse(c, stream, std::move(*response));
       }
       break;
     }
@@ -291,40 +327,70 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
     std::string_view target = to_view(header.target());
     std::string_view path = target.substr(0, target.find('?'));
     RouteMatch match = router_.match(header.method(), path, c.request.path_params());
-    uint64_t body_limit = options_.max_body_bytes;
-    if (match.route != nullptr && match.route->options.max_body_bytes) {
-      body_limit = *match.route->options.max_body_bytes;
-    }
-    auto declared = parser->content_length();
-    if (declared && *declared > body_limit) {
-      co_await refuse(c, body_too_large(*declared, body_limit, header.method(), path));
-      break;
-    }
-    parser->body_limit(body_limit);
+    const Route* route = match.route;
 
-    if (!parser->is_done()) {
-      if (expects_continue(header)) {
-        c.stream.expires_after(options_.write_timeout);
-        auto [continue_error, continue_bytes] = co_await asio::async_write(
-            c.stream, asio::buffer(kContinue.data(), kContinue.size()), kNoThrow);
-        if (continue_error) break;
-      }
-      c.stream.expires_after(options_.body_timeout);
-      auto [body_error, body_bytes] =
-          co_await bhttp::async_read(c.stream, c.buffer, *parser, kNoThrow);
-      if (body_error) {
-        if (body_error == bhttp::error::body_limit) {
-          co_await refuse(c, body_too_large(std::nullopt, body_limit, header.method(), path));
-        } else if (auto response = unreadable_request_response(body_error, options_)) {
-          co_await refuse(c, std::move(*response));
+    // Access is checked before the body is read: a refused client is not read from.
+    std::optional<Response> refusal;
+    c.request.set_principal(nullptr);
+    if (options_.access && route != nullptr) {
+      AccessDecision decision = options_.access->check(
+          header, route->options.right.value_or(default_right(header.method())));
+      c.request.set_principal(decision.principal);
+      if (decision.refusal) {
+        audit(route, decision.principal, c.request.remote_address(), header.method(), path,
+              *decision.refusal);
+        if (!parser->is_done()) {
+          co_await refuse(c, stream, std::move(*decision.refusal));
+          break;
         }
+        refusal = std::move(decision.refusal);
+      }
+    }
+
+    if (!refusal) {
+      uint64_t body_limit = options_.max_body_bytes;
+      if (route != nullptr && route->options.max_body_bytes) {
+        body_limit = *route->options.max_body_bytes;
+      }
+      auto declared = parser->content_length();
+      if (declared && *declared > body_limit) {
+        Response too_large = body_too_large(*declared, body_limit, header.method(), path);
+        audit(route, c.request.principal(), c.request.remote_address(), header.method(), path,
+              too_large);
+        co_await refuse(c, stream, std::move(too_large));
         break;
+      }
+      parser->body_limit(body_limit);
+
+      if (!parser->is_done()) {
+        if (expects_continue(header)) {
+          c.stream.expires_after(options_.write_timeout);
+          auto [continue_error, continue_bytes] = co_await asio::async_write(
+              stream, asio::buffer(kContinue.data(), kContinue.size()), kNoThrow);
+          if (continue_error) break;
+        }
+        c.stream.expires_after(options_.body_timeout);
+        auto [body_error, body_bytes] =
+            co_await bhttp::async_read(stream, c.buffer, *parser, kNoThrow);
+        if (body_error) {
+          if (body_error == bhttp::error::body_limit) {
+            Response too_large = body_too_large(std::nullopt, body_limit, header.method(), path);
+            audit(route, c.request.principal(), c.request.remote_address(), header.method(), path,
+                  too_large);
+            co_await refuse(c, stream, std::move(too_large));
+          } else if (auto response = unreadable_request_response(body_error, options_)) {
+            co_await refuse(c, stream, std::move(*response));
+          }
+          break;
+        }
       }
     }
 
     Status query = c.request.reset(parser->release());
     Response response;
-    if (!query.is_ok()) {
+    if (refusal) {
+      response = std::move(*refusal);
+    } else if (!query.is_ok()) {
       response = error_response(HttpStatus::bad_request, "invalid_query", query.message());
     } else if (match.kind != RouteMatch::Kind::kFound) {
       response = Router::unmatched_response(match, c.request);
@@ -333,7 +399,7 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
       c.stream.expires_never();
       std::optional<std::string> failure;
       try {
-        response = co_await match.route->handler(c.request);
+        response = co_await route->handler(c.request);
       } catch (const std::exception& e) {
         failure = e.what();
       } catch (...) {
@@ -349,6 +415,8 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
                                               to_view(bhttp::to_string(c.request.method())),
                                               c.request.path(), *failure));
       }
+      audit(route, c.request.principal(), c.request.remote_address(), c.request.method(),
+            c.request.path(), response);
     }
 
     bool keep_alive = c.request.message().keep_alive() && !stopping_;
@@ -356,20 +424,18 @@ asio::awaitable<void> Server::serve(std::shared_ptr<Connection> connection) {
     response.keep_alive(keep_alive);
     response.prepare_payload();
     c.stream.expires_after(options_.write_timeout);
-    auto [write_error, written] = co_await bhttp::async_write(c.stream, response, kNoThrow);
+    auto [write_error, written] = co_await bhttp::async_write(stream, response, kNoThrow);
     if (write_error || !keep_alive) break;
   }
-  error_code ignored;
-  c.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  c.stream.close();
 }
 
-asio::awaitable<void> Server::refuse(Connection& c, Response response) {
+template <typename Stream>
+asio::awaitable<void> Server::refuse(Connection& c, Stream& stream, Response response) {
   response.version(11);
   response.keep_alive(false);
   response.prepare_payload();
   c.stream.expires_after(options_.write_timeout);
-  auto [write_error, written] = co_await bhttp::async_write(c.stream, response, kNoThrow);
+  auto [write_error, written] = co_await bhttp::async_write(stream, response, kNoThrow);
   if (write_error) co_return;
   // The client may still be sending the request we refused; closing a socket with unread input
   // makes the kernel send a reset, which can destroy our response before the client reads it.
@@ -378,7 +444,7 @@ asio::awaitable<void> Server::refuse(Connection& c, Response response) {
   c.stream.expires_after(kLingerTime);
   c.buffer.clear();
   for (;;) {
-    auto [read_error, read] = co_await c.stream.async_read_some(c.buffer.prepare(64 << 10), kNoThrow);
+    auto [read_error, read] = co_await stream.async_read_some(c.buffer.prepare(64 << 10), kNoThrow);
     if (read_error) break;
   }
 }

@@ -13,6 +13,17 @@
 // reading a body, write_timeout for writing a response; none while a handler runs (a long poll
 // sets its own).
 //
+// Access control (options.access): once the header is read and the route matched, the request is
+// checked against the route's right (RouteOptions::right) before its body is read; a refused
+// request gets the 401/403 and never reaches the handler (when it has a body still unread, the
+// connection closes after the response). The handler sees the caller as Request::principal().
+// Audited routes (RouteOptions::audited) have every attempt, admitted or refused, recorded in
+// options.audit with the response's status.
+//
+// TLS (options.tls): every connection starts with a TLS handshake, bounded by
+// handshake_timeout; a client that does not complete it (plain HTTP, say) is dropped. Without
+// TLS, connections are served exactly as before: the serving code is a template on the stream.
+//
 // Stopping: stop() closes the listener, closes connections waiting for a request, lets requests
 // in flight finish (their responses carry `Connection: close`) until the deadline, then cancels
 // what is left (a handler awaiting a timer or a Handoff is resumed with operation_aborted /
@@ -22,7 +33,15 @@
 // run on the I/O threads; a connection's handler always runs on that connection's strand.
 #pragma once
 
+#include <spdlog/logger.h>
+
 #include <atomic>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -34,14 +53,9 @@
 #include <unordered_set>
 #include <vector>
 
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <spdlog/logger.h>
-
 #include "common/status.h"
+#include "http/access.h"
+#include "http/audit_log.h"
 #include "http/router.h"
 
 namespace wasmq::http {
@@ -56,6 +70,13 @@ struct ServerOptions {
   std::chrono::milliseconds body_timeout{120'000};
   std::chrono::milliseconds write_timeout{60'000};
   std::string name = "http";  // in log lines, e.g. "data-api"
+  // Access control; null: every request is admitted anonymously.
+  std::shared_ptr<const AccessControl> access;
+  // Where audited routes' attempts are recorded; null: nowhere.
+  std::shared_ptr<AuditLog> audit;
+  // TLS for every connection (tls.h: server_tls_context); null: plain HTTP.
+  std::shared_ptr<boost::asio::ssl::context> tls;
+  std::chrono::milliseconds handshake_timeout{10'000};
 };
 
 class Server {
@@ -86,9 +107,17 @@ class Server {
 
   boost::asio::awaitable<void> accept_loop();
   boost::asio::awaitable<void> serve(std::shared_ptr<Connection> connection);
+  // Serves requests on `stream` (the connection's TCP stream, or a TLS stream over it) until
+  // the client goes away, keep-alive ends or the server stops.
+  template <typename Stream>
+  boost::asio::awaitable<void> serve_requests(Connection& connection, Stream& stream);
   // Sends an error response with `Connection: close`, then drains what the client still sends
   // for a moment, so that closing does not reset the connection before the client reads it.
-  boost::asio::awaitable<void> refuse(Connection& connection, Response response);
+  template <typename Stream>
+  boost::asio::awaitable<void> refuse(Connection& connection, Stream& stream, Response response);
+  // Records an attempt on an audited route, when there is an audit log.
+  void audit(const Route* route, const Principal* principal, std::string_view remote, Verb method,
+             std::string_view path, const Response& response);
   void run_io_thread();
   bool register_connection(const std::shared_ptr<Connection>& connection);
   void unregister_connection(const std::shared_ptr<Connection>& connection);

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common/message_json.h"
+#include "http/admin_api.h"
 #include "http/json_response.h"
 #include "wasm/binary.h"
 
@@ -726,7 +727,10 @@ Status add_status_api(Router& router, StatusContext context) {
       {Verb::get, "/api/v1/etl/pipelines/{id}/health", &StatusApi::pipeline_health},
   };
   for (const auto& e : entries) {
-    if (Status s = router.add(e.verb, e.pattern, bind(e.method)); !s.is_ok()) return s;
+    if (Status s = router.add(e.verb, e.pattern, bind(e.method), admin_route(e.verb, e.pattern));
+        !s.is_ok()) {
+      return s;
+    }
   }
   return Status::ok();
 }

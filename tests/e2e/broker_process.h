@@ -84,7 +84,7 @@ class BrokerProcess {
         throw std::runtime_error("broker exited at start; log:\n" + log_tail());
       }
       seen.append(buffer, static_cast<size_t>(n));
-      // The ready lines: "wasmq: admin API on http://HOST:PORT", then "... data API on ...".
+      // The ready lines: "wasmq: admin API on http(s)://HOST:PORT", then "... data API on ...".
       admin_url_ = url_after(seen, "admin API on ");
       data_url_ = url_after(seen, "data API on ");
     }
@@ -105,7 +105,7 @@ class BrokerProcess {
   }
 
   static std::string url_after(const std::string& text, const std::string& label) {
-    size_t at = text.find(label + "http://");
+    size_t at = text.find(label + "http");
     if (at == std::string::npos) return "";
     at += label.size();
     size_t end = text.find_first_of(" \n", at);

@@ -501,9 +501,35 @@ TEST(Config, WarnsAboutAListenerOpenToTheNetworkWithoutTokens) {
   EXPECT_NE(both.warnings[1].find("admin.listen"), std::string::npos);
 
   LoadedConfig protected_config = parse_ok(
-      "[broker]\nlisten = \"0.0.0.0:9092\"\n[security]\ntokens_file = \"/etc/wasmq/tokens\"\n");
+      "[broker]\nlisten = \"0.0.0.0:9092\"\n[security]\ntokens_file = \"/etc/wasmq/tokens\"\n"
+      "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n");
   EXPECT_TRUE(protected_config.warnings.empty());
   EXPECT_TRUE(parse_ok("[broker]\nlisten = \"localhost:9092\"\n").warnings.empty());
+}
+
+TEST(Config, WarnsThatTokensCrossTheNetworkInClearWithoutTls) {
+  LoadedConfig clear = parse_ok(
+      "[broker]\nlisten = \"0.0.0.0:9092\"\n[security]\ntokens_file = \"/etc/wasmq/tokens\"\n");
+  ASSERT_EQ(clear.warnings.size(), 1u);
+  EXPECT_NE(clear.warnings[0].find("broker.listen"), std::string::npos);
+  EXPECT_NE(clear.warnings[0].find("clear text"), std::string::npos) << clear.warnings[0];
+  EXPECT_TRUE(
+      parse_ok("[security]\ntokens_file = \"/etc/wasmq/tokens\"\n").warnings.empty());  // loopback
+}
+
+TEST(Config, ReadsModuleSigningKeysAndNeedsThemForSignatureVerification) {
+  LoadedConfig signing = parse_ok(
+      "[etl]\nenable_module_signature_verification = true\n"
+      "[security]\nmodule_signing_keys = [\"keys/team.pub.pem\", \"keys/ci.pub.pem\"]\n");
+  EXPECT_TRUE(signing.config.etl.enable_module_signature_verification);
+  EXPECT_EQ(signing.config.security.module_signing_keys,
+            (std::vector<std::string>{"keys/team.pub.pem", "keys/ci.pub.pem"}));
+  EXPECT_EQ(parse_error("[etl]\nenable_module_signature_verification = true\n"),
+            "broker.toml:2: etl.enable_module_signature_verification: needs "
+            "security.module_signing_keys (the Ed25519 public keys that may sign modules)");
+  EXPECT_EQ(parse_error("[security]\nmodule_signing_keys = [\"\"]\n"),
+            "broker.toml:2: security.module_signing_keys: expected an array of strings, each a "
+            "non-empty path, got [\"\"]");
 }
 
 TEST(Config, ShippedDefaultFilePassesAndHoldsTheDefaults) {
