@@ -51,6 +51,7 @@ std::vector<Mutation> admin_mutations() {
       {"POST", "/api/v1/etl/pipelines/p1/test", R"({"topic": "t", "messages": [{"value": "x"}]})"},
       {"DELETE", "/api/v1/etl/pipelines/p1", ""},
       {"DELETE", "/api/v1/etl/modules/passthrough-v1.0.0", ""},
+      {"POST", "/api/v1/config/reload", R"({"component": "etl", "graceful": true})"},
   };
 }
 
@@ -223,7 +224,7 @@ TEST_F(SecurityTest, EveryAdminMutationWithAViewerTokenIs403AndAudited) {
 
 TEST_F(SecurityTest, EveryAdminMutationWithAnAdminTokenSucceedsAndIsAudited) {
   start_with_tokens();
-  const std::vector<int> expected = {201, 201, 200, 200, 200, 200, 200, 200, 200};
+  const std::vector<int> expected = {201, 201, 200, 200, 200, 200, 200, 200, 200, 200};
   std::vector<Mutation> mutations = admin_mutations();
   for (size_t i = 0; i < mutations.size(); ++i) {
     http::HttpReply reply = mutate(kAdminToken, mutations[i]);
@@ -311,7 +312,11 @@ TEST_F(SecurityTest, HealthAndReadyNeedNoToken) {
   EXPECT_EQ(data("", "GET", "/health").status, 200);
   EXPECT_EQ(data("", "GET", "/ready").status, 200);
   EXPECT_EQ(admin("", "GET", "/health").status, 200);
+  EXPECT_EQ(admin("", "GET", "/metrics").status, 200);
   EXPECT_EQ(admin("", "GET", "/api/v1/etl/modules").status, 401);
+  EXPECT_EQ(admin("", "GET", "/api/v1/status").status, 401);
+  EXPECT_EQ(admin(kViewerToken, "GET", "/api/v1/status").status, 200);
+  EXPECT_EQ(admin(kViewerToken, "GET", "/api/v1/metrics").status, 200);
 }
 
 TEST_F(SecurityTest, TopicCreationAndDeletionOnTheDataApiAreAudited) {
