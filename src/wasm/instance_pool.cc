@@ -276,7 +276,8 @@ void InstancePool::drop_oldest_idle(PoolSlot& slot, EvictionReason reason, PoolS
   drop(slot, std::move(oldest), reason, sweep);
 }
 
-Result<std::unique_ptr<PooledInstance>> InstancePool::acquire(PoolSlot& slot, PoolTime deadline,
+Result<std::unique_ptr<PooledInstance>> InstancePool::acquire(PoolSlot& slot,
+                                                              std::chrono::milliseconds time_limit,
                                                               const Create& create,
                                                               AcquireInfo* info) {
   AcquireInfo ignored;
@@ -309,7 +310,7 @@ Result<std::unique_ptr<PooledInstance>> InstancePool::acquire(PoolSlot& slot, Po
       const auto wait = std::chrono::duration_cast<PoolTime::duration>(
           std::chrono::duration<double>((1.0 - state.tokens) / rate));
       const PoolTime at = now + wait;
-      if (at > deadline) {
+      if (wait > time_limit) {
         char rate_text[32];
         std::snprintf(rate_text, sizeof rate_text, "%g", rate);
         return Status(StatusCode::kTimeout,

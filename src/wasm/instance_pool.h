@@ -214,14 +214,15 @@ class InstancePool {
   // An instance for one call on `slot`, taken out of the pool (give it back with release() or
   // discard()). At the slot's first call, warms it up to warmup_instances first. Takes an idle
   // instance when there is one; otherwise creates one, after waiting for the creation rate limit
-  // when its bucket is empty. A call whose wait would end after `deadline` fails with kTimeout
-  // at once (nothing waited, nothing created); a creation failure is returned as it is.
+  // when its bucket is empty. A call whose wait would last longer than `time_limit` fails with
+  // kTimeout at once (nothing waited, nothing created); a creation failure is returned as it is.
   // `info`, when given, says how the call was served; `waited` is set before `create` runs.
   struct AcquireInfo {
     bool reused = false;
     std::chrono::nanoseconds waited{0};
   };
-  Result<std::unique_ptr<PooledInstance>> acquire(PoolSlot& slot, PoolTime deadline,
+  Result<std::unique_ptr<PooledInstance>> acquire(PoolSlot& slot,
+                                                  std::chrono::milliseconds time_limit,
                                                   const Create& create,
                                                   AcquireInfo* info = nullptr);
   // Gives back an instance after a successful call (memory_bytes measured): kept idle, or

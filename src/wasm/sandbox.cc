@@ -462,7 +462,6 @@ struct Sandbox::Impl : public WasiHost {
     const uint32_t saved_override = timeout_override_ms;
     const uint32_t limit_ms =
         timeout_override_ms > 0 ? timeout_override_ms : module->settings().timeout_ms;
-    const PoolTime deadline = pool.clock().now() + std::chrono::milliseconds(limit_ms);
     InstancePool::AcquireInfo info;
     // A wait for the creation rate limit comes out of the call's time limit: what is left
     // bounds the instantiation and the call.
@@ -472,13 +471,15 @@ struct Sandbox::Impl : public WasiHost {
       timeout_override_ms =
           static_cast<uint32_t>(std::max<int64_t>(1, static_cast<int64_t>(limit_ms) - waited_ms));
     };
-    InstancePool::Create create = [&](PoolSlot& s) -> Result<std::unique_ptr<PooledInstance>> {
+    auto instantiate_after_wait = [&](PoolSlot& s) -> Result<std::unique_ptr<PooledInstance>> {
       after_wait();
       auto made = instantiate(module, s);
       if (!made.is_ok()) return made.status();
       return std::unique_ptr<PooledInstance>(std::move(*made));
     };
-    auto leased = pool.acquire(slot, deadline, create, &info);
+    // One pointer captured: std::function keeps it without allocating (this runs per call).
+    InstancePool::Create create = [f = &instantiate_after_wait](PoolSlot& s) { return (*f)(s); };
+    auto leased = pool.acquire(slot, std::chrono::milliseconds(limit_ms), create, &info);
     if (!leased.is_ok()) {
       timeout_override_ms = saved_override;
       ++stats.failed_calls;
