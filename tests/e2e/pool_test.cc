@@ -144,6 +144,26 @@ TEST_F(PoolTest, AWarmedPoolReportsItsInstancesOnEveryWorker) {
   EXPECT_EQ(n(module("pass-v1.0.0"), "idle"), 4 * kWorkers);
 }
 
+// A pipeline that configures its module (memory limit, custom_config) runs another module
+// object than the defaults: the warm-up prepares that one, so no call has to instantiate.
+TEST_F(PoolTest, WarmUpPreparesTheInstancesThePipelinesRun) {
+  start("warmup_instances = 0");
+  upload("passthrough", "pass");
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "configured", "stages": [
+      {"priority": 0, "modules": [{"module_id": "pass", "instance_config": {
+          "memory_limit_bytes": 33554432, "custom_config": {"mode": "strict"}}}]}]})",
+        201);
+  json::value warmed = admin("POST", "/api/v1/etl/instance-pool/warmup",
+                             R"({"module_id": "pass", "instance_count": 1})", 200);
+  EXPECT_EQ(warmed.at("module_objects").to_number<int64_t>(), 1);
+  EXPECT_EQ(warmed.at("created").to_number<int64_t>(), kWorkers);
+  for (int i = 0; i < 6; ++i) produce_one("m" + std::to_string(i));
+  json::object m = module("pass-v1.0.0");
+  EXPECT_EQ(n(m, "created_for_calls"), 0);
+  EXPECT_EQ(n(m, "reused"), 6);
+  EXPECT_DOUBLE_EQ(m.at("hit_ratio").as_double(), 1.0);
+}
+
 // One worker, so that which worker runs a batch cannot change the figures.
 TEST_F(PoolTest, HitRatioRisesWithReuseAsMessagesAreProduced) {
   start("warmup_instances = 0", "", 1);
