@@ -255,12 +255,13 @@ const std::vector<KeySpec>& key_specs() {
       integer(WASMQ_KEY(etl.max_batch_size), 1, 65'536),
       integer(WASMQ_KEY(etl.max_output_bytes), kKiB, kGiB, Unit::kBytes),
 
-      integer(WASMQ_KEY(etl.instance_pool.max_pool_size), 1, 10'000),
+      integer(WASMQ_KEY(etl.instance_pool.max_pool_size), 0, 10'000),
       integer(WASMQ_KEY(etl.instance_pool.warmup_instances), 0, 10'000),
       number(WASMQ_KEY(etl.instance_pool.creation_rate_limit), 0.1, 100'000),
       integer(WASMQ_KEY(etl.instance_pool.idle_timeout_seconds), 1, 604'800),
       boolean(WASMQ_KEY(etl.instance_pool.enable_lru_eviction)),
       boolean(WASMQ_KEY(etl.instance_pool.enable_background_cleanup)),
+      integer(WASMQ_KEY(etl.instance_pool.max_memory_bytes), kMiB, 1024 * kGiB, Unit::kBytes),
 
       boolean(WASMQ_KEY(etl_management.enabled)),
       text(WASMQ_KEY(etl_management.pipeline_metadata_path), kOptionalPath),
@@ -801,8 +802,9 @@ std::vector<ConfigKeyInfo> config_keys() {
 
 Result<ListenAddress> parse_listen_address(std::string_view text) {
   auto bad = [&] {
-    return invalid_argument("expected host:port with a port between 0 and 65535 (0: any free port), got " +
-                            json_quoted(text));
+    return invalid_argument(
+        "expected host:port with a port between 0 and 65535 (0: any free port), got " +
+        json_quoted(text));
   };
   size_t colon = text.rfind(':');
   if (colon == std::string_view::npos) return bad();

@@ -51,14 +51,15 @@ struct StorageSection {
   uint32_t index_interval_bytes = 4096;
 };
 
-// [etl.instance_pool]: pre-instantiated module instances, per module.
+// [etl.instance_pool]: module instances kept between calls, per module and ETL worker.
 struct InstancePoolSection {
-  uint32_t max_pool_size = 50;
+  uint32_t max_pool_size = 50;          // idle instances kept; 0: none (every call instantiates)
   uint32_t warmup_instances = 5;        // never more than max_pool_size
   double creation_rate_limit = 10.0;    // new instances per second, per module
   uint64_t idle_timeout_seconds = 300;  // an idle instance is dropped after this
   bool enable_lru_eviction = true;
   bool enable_background_cleanup = true;
+  uint64_t max_memory_bytes = 1ull << 30;  // memory of all instances of one worker
 };
 
 // [etl]: the WebAssembly engine and the defaults of every module.

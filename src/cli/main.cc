@@ -1,11 +1,13 @@
 // The wasmq executable: parses the command line and hands over to a subcommand.
-#include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
 
 #include "cli/client_commands.h"
 #include "cli/config_command.h"
 #include "cli/etl_commands.h"
+#include "cli/pool_commands.h"
 #include "cli/serve_command.h"
 #include "cli/transform_command.h"
 
@@ -21,6 +23,7 @@ int main(int argc, char** argv) {
   wasmq::cli::add_serve_command(app, exit_code);
   wasmq::cli::add_client_commands(app, exit_code);
   wasmq::cli::add_etl_commands(app, exit_code);
+  wasmq::cli::add_pool_commands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

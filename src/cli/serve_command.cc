@@ -20,6 +20,7 @@
 #include "http/admin_api.h"
 #include "http/audit_log.h"
 #include "http/data_api.h"
+#include "http/pool_api.h"
 #include "http/server.h"
 #include "http/status_api.h"
 #include "http/tls.h"
@@ -123,6 +124,18 @@ etl::OrchestratorOptions etl_options(const Config& config) {
   o.modules_path = config.etl.modules_path;
   o.pipelines_path = config.etl_management.pipeline_metadata_path;
   o.max_pipelines = config.etl_management.max_pipelines_per_broker;
+  const InstancePoolSection& pool = config.etl.instance_pool;
+  o.pools.pool.defaults.max_pool_size = pool.max_pool_size;
+  o.pools.pool.defaults.warmup_instances = pool.warmup_instances;
+  o.pools.pool.defaults.creation_rate_limit = pool.creation_rate_limit;
+  o.pools.pool.defaults.idle_timeout = std::chrono::seconds(pool.idle_timeout_seconds);
+  o.pools.pool.max_idle_instances = config.etl.max_idle_instances;
+  o.pools.pool.max_memory_bytes = pool.max_memory_bytes;
+  o.pools.pool.lru_eviction = pool.enable_lru_eviction;
+  o.pools.background_cleanup = pool.enable_background_cleanup;
+  o.pools.gc_interval = std::chrono::milliseconds(config.etl.gc_interval_ms);
+  o.module_cache_size = config.etl.module_cache_size;
+  o.module_cache_ttl = std::chrono::seconds(config.etl.module_cache_ttl_seconds);
   return o;
 }
 
@@ -265,6 +278,7 @@ int serve(const std::string& config_path) {
       !s.is_ok()) {
     return fail(s.message());
   }
+  if (Status s = http::add_pool_api(admin_router, **etl); !s.is_ok()) return fail(s.message());
 
   auto server_options = [&](const ListenAddress& listen, unsigned io_threads, const char* name) {
     http::ServerOptions o;

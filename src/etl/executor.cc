@@ -138,16 +138,8 @@ struct Executor::Run {
     if (!record) return fail_all("module \"" + spec.module_id + "\" is not deployed");
     for (auto& o : out) o.resolved_id = record->id;
 
-    wasm::InstanceSettings settings;
-    settings.memory_limit_bytes =
-        spec.instance_config.memory_limit_bytes.value_or(runtime().defaults.memory_limit_bytes);
-    settings.max_output_bytes = runtime().defaults.max_output_bytes;
-    if (!spec.instance_config.custom_config.is_null()) {
-      settings.config_json = json::serialize(spec.instance_config.custom_config);
-    }
-    const uint64_t timeout_ms = spec.instance_config.execution_timeout_ms.value_or(
-        pipeline.spec.configuration.timeout_ms.value_or(runtime().defaults.execution_timeout_ms));
-    settings.timeout_ms = static_cast<uint32_t>(std::min<uint64_t>(timeout_ms, UINT32_MAX));
+    const wasm::InstanceSettings settings =
+        instance_settings_for(pipeline.spec, spec, runtime().defaults);
     auto module = runtime().modules.get(*record, settings, executor.sandbox_);
     if (!module.is_ok()) {
       return fail_all("cannot load module " + record->id + ": " + module.status().message());
@@ -826,6 +818,21 @@ struct Executor::Run {
     return std::move(result);
   }
 };
+
+wasm::InstanceSettings instance_settings_for(const PipelineSpec& pipeline, const ModuleSpec& spec,
+                                             const EtlDefaults& defaults) {
+  wasm::InstanceSettings settings;
+  settings.memory_limit_bytes =
+      spec.instance_config.memory_limit_bytes.value_or(defaults.memory_limit_bytes);
+  settings.max_output_bytes = defaults.max_output_bytes;
+  if (!spec.instance_config.custom_config.is_null()) {
+    settings.config_json = json::serialize(spec.instance_config.custom_config);
+  }
+  const uint64_t timeout_ms = spec.instance_config.execution_timeout_ms.value_or(
+      pipeline.configuration.timeout_ms.value_or(defaults.execution_timeout_ms));
+  settings.timeout_ms = static_cast<uint32_t>(std::min<uint64_t>(timeout_ms, UINT32_MAX));
+  return settings;
+}
 
 BatchResult Executor::run(const TopicPlan& plan, const std::string& topic,
                           std::vector<InputMessage> inputs, Trace* trace) {

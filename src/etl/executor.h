@@ -89,6 +89,12 @@ struct BatchResult {
   ExecutionCounts counts;
 };
 
+// The instance settings `module` of `pipeline` runs with: its instance_config over the [etl]
+// defaults. The module cache compiles one module object per distinct setting; the pool
+// endpoints warm the same ones.
+wasm::InstanceSettings instance_settings_for(const PipelineSpec& pipeline, const ModuleSpec& module,
+                                             const EtlDefaults& defaults);
+
 class Executor {
  public:
   Executor(wasm::Sandbox& sandbox, Runtime& runtime) : sandbox_(sandbox), runtime_(runtime) {}

@@ -46,6 +46,7 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
   o->registry_ = std::move(*registry);
   o->runtime_.defaults = o->options_.defaults;
   o->runtime_.registry = o->registry_.get();
+  o->runtime_.modules.set_limits(o->options_.module_cache_size, o->options_.module_cache_ttl);
 
   for (size_t i = 0; i < file_pipelines.size(); ++i) {
     const std::string where = "etl.pipelines[" + std::to_string(i) + "]";
@@ -122,13 +123,17 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
   size_t count = o->options_.workers;
   if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
   if (!o->options_.enabled) count = 1;  // uploads are still compiled
-  auto workers = Workers::start(count, o->runtime_);
+  auto workers = Workers::start(count, o->runtime_, o->options_.pools.pool);
   if (!workers.is_ok()) return workers.status();
   o->workers_ = std::move(*workers);
+  Orchestrator* self = o.get();
+  o->pools_ = std::make_unique<InstancePools>(o->options_.pools, *o->workers_, o->runtime_,
+                                              [self] { return self->configuration(); });
   return o;
 }
 
 Orchestrator::~Orchestrator() {
+  pools_.reset();    // stops the background cleanup
   workers_.reset();  // runs the queued jobs, then joins
 }
 
@@ -181,6 +186,7 @@ Status Orchestrator::delete_module(std::string_view id) {
   Status s = registry_->remove(id);
   if (s.is_ok()) {
     runtime_.modules.prune(*registry_);
+    pools_->forget(std::string(id));
     log::get("etl").info("module {} deleted", id);
   }
   return s;

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <boost/json/array.hpp>
 #include <boost/json/value.hpp>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -26,6 +27,7 @@
 
 #include "common/status.h"
 #include "etl/executor.h"
+#include "etl/instance_pools.h"
 #include "etl/module_registry.h"
 #include "etl/pipeline.h"
 #include "etl/plan.h"
@@ -41,6 +43,12 @@ struct OrchestratorOptions {
   std::filesystem::path modules_path;
   std::filesystem::path pipelines_path;
   uint32_t max_pipelines = 50;
+  // Every worker's instance pool and the background cleanup ([etl.instance_pool],
+  // etl.gc_interval_ms, etl.max_idle_instances).
+  PoolServiceOptions pools;
+  // Compiled modules kept (etl.module_cache_size, etl.module_cache_ttl_seconds).
+  size_t module_cache_size = 50;
+  std::chrono::seconds module_cache_ttl{3600};
 };
 
 enum class PipelineOrigin { kFile, kApi };
@@ -117,6 +125,8 @@ class Orchestrator {
 
   Runtime& runtime() { return runtime_; }
   Workers& workers() { return *workers_; }
+  // The workers' instance pools: figures, warm-up, cleanup, per-module settings.
+  InstancePools& pools() { return *pools_; }
 
  private:
   explicit Orchestrator(OrchestratorOptions options) : options_(std::move(options)) {}
@@ -132,6 +142,7 @@ class Orchestrator {
   Runtime runtime_;
   std::unique_ptr<ModuleRegistry> registry_;
   std::unique_ptr<Workers> workers_;
+  std::unique_ptr<InstancePools> pools_;  // after workers_: destroyed before them
 
   mutable std::mutex mutex_;                                   // serialises changes to pipelines
   std::map<std::string, PipelineEntry, std::less<>> entries_;  // guarded by mutex_

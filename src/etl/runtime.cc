@@ -4,35 +4,52 @@
 
 namespace wasmq::etl {
 
+void ModuleCache::set_limits(size_t max_entries, std::chrono::seconds ttl) {
+  std::lock_guard lock(mutex_);
+  max_entries_ = std::max<size_t>(max_entries, 1);
+  ttl_ = ttl;
+  evict_locked();
+}
+
 Result<std::shared_ptr<const wasm::Module>> ModuleCache::get(const ModuleRecord& record,
                                                              const wasm::InstanceSettings& settings,
-                                                             wasm::Sandbox& sandbox) {
+                                                             wasm::Sandbox& sandbox,
+                                                             Clock::time_point now) {
   // The time limit is passed per call, so it is not part of the key.
   // The checksum too: a module deleted and uploaded again keeps its id but not its binary.
   std::string key = record.id + '\0' + record.sha256 + '\0' +
                     std::to_string(settings.memory_limit_bytes) + '\0' +
                     std::to_string(settings.max_output_bytes) + '\0' + settings.config_json;
   std::shared_ptr<Entry> entry;
-  bool compile = false;
   {
     std::unique_lock lock(mutex_);
     auto& slot = entries_[key];
-    if (!slot) {
-      slot = std::make_shared<Entry>();
-      compile = true;
-    }
-    entry = slot;
-    if (!compile) {
+    if (slot) {
+      entry = slot;
       compiled_.wait(lock, [&] { return entry->ready; });
-      if (entry->module) return entry->module;
-      return entry->error;
+      if (!entry->module) return entry->error;
+      ++hits_;
+      // Still cached (not evicted while this call waited): now the most recently used.
+      auto it = entries_.find(key);
+      if (it != entries_.end() && it->second == entry) {
+        entry->last_used = std::max(entry->last_used, now);
+        lru_.splice(lru_.begin(), lru_, entry->lru);
+      }
+      return entry->module;
     }
+    slot = std::make_shared<Entry>();
+    entry = slot;
+    ++compilations_;
   }
   auto loaded = sandbox.load(record.id, *record.binary, settings);
   std::lock_guard lock(mutex_);
   entry->ready = true;
   if (loaded.is_ok()) {
     entry->module = *loaded;
+    entry->last_used = now;
+    lru_.push_front(key);
+    entry->lru = lru_.begin();
+    evict_locked();
   } else {
     entry->error = loaded.status();
     entries_.erase(key);  // a later call may try again (the failure is reported to this one)
@@ -42,16 +59,70 @@ Result<std::shared_ptr<const wasm::Module>> ModuleCache::get(const ModuleRecord&
   return entry->error;
 }
 
+void ModuleCache::evict_locked() {
+  while (lru_.size() > max_entries_) {
+    entries_.erase(lru_.back());
+    lru_.pop_back();
+    ++evicted_lru_;
+  }
+}
+
 void ModuleCache::prune(const ModuleRegistry& registry) {
   std::lock_guard lock(mutex_);
   std::erase_if(entries_, [&](const auto& e) {
-    return e.second->ready && e.second->module && !registry.find(e.second->module->id());
+    if (!e.second->ready || !e.second->module || registry.find(e.second->module->id())) {
+      return false;
+    }
+    lru_.erase(e.second->lru);
+    return true;
   });
+}
+
+size_t ModuleCache::collect(Clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  size_t dropped = 0;
+  for (auto key = lru_.begin(); key != lru_.end();) {
+    auto it = entries_.find(*key);
+    if (it->second->last_used + ttl_ > now) {
+      ++key;
+      continue;
+    }
+    entries_.erase(it);
+    key = lru_.erase(key);
+    ++dropped;
+  }
+  evicted_ttl_ += dropped;
+  return dropped;
+}
+
+std::vector<std::shared_ptr<const wasm::Module>> ModuleCache::modules_of(
+    std::string_view module_id) const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::shared_ptr<const wasm::Module>> out;
+  for (const auto& [key, entry] : entries_) {
+    if (entry->ready && entry->module && entry->module->id() == module_id) {
+      out.push_back(entry->module);
+    }
+  }
+  return out;
 }
 
 size_t ModuleCache::size() const {
   std::lock_guard lock(mutex_);
   return entries_.size();
+}
+
+ModuleCache::Stats ModuleCache::stats() const {
+  std::lock_guard lock(mutex_);
+  Stats s;
+  s.size = lru_.size();
+  s.max_entries = max_entries_;
+  s.ttl_seconds = static_cast<uint64_t>(ttl_.count());
+  s.hits = hits_;
+  s.compilations = compilations_;
+  s.evicted_lru = evicted_lru_;
+  s.evicted_ttl = evicted_ttl_;
+  return s;
 }
 
 CircuitBreakers::Admission CircuitBreakers::admit(const std::string& key,

@@ -4,6 +4,7 @@
 // Threads: every class here is safe to use from any number of threads at once.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -16,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "common/message.h"
 #include "common/status.h"
@@ -44,24 +46,62 @@ struct EtlDefaults {
 // Modules compiled for given instance settings (memory limit, output limit, init config): one
 // compilation per distinct combination, shared by every worker. Compilation happens on the
 // calling worker's sandbox, once; concurrent requests for the same key wait for it.
+//
+// Bounded (etl.module_cache_size, etl.module_cache_ttl_seconds): beyond `max_entries` compiled
+// modules the least recently used one is dropped; collect() drops those unused for `ttl`. A
+// dropped module is compiled again when next needed; calls holding it finish with it, and each
+// worker's pool forgets its instances once nobody holds it (wasm::InstancePool::collect).
 class ModuleCache {
  public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit ModuleCache(size_t max_entries = 50,
+                       std::chrono::seconds ttl = std::chrono::seconds(3600))
+      : max_entries_(std::max<size_t>(max_entries, 1)), ttl_(ttl) {}
+  // Replaces the bounds (before the workers start).
+  void set_limits(size_t max_entries, std::chrono::seconds ttl);
+
+  // `now` is when the module is used (tests pass their own time).
   Result<std::shared_ptr<const wasm::Module>> get(const ModuleRecord& record,
                                                   const wasm::InstanceSettings& settings,
-                                                  wasm::Sandbox& sandbox);
+                                                  wasm::Sandbox& sandbox,
+                                                  Clock::time_point now = Clock::now());
   // Drops compiled modules of records no longer in `registry`.
   void prune(const ModuleRegistry& registry);
+  // Drops compiled modules unused since `now - ttl`; returns how many.
+  size_t collect(Clock::time_point now = Clock::now());
+  // The compiled modules of `module_id` in the cache now.
+  std::vector<std::shared_ptr<const wasm::Module>> modules_of(std::string_view module_id) const;
   size_t size() const;
+
+  struct Stats {
+    size_t size = 0;
+    size_t max_entries = 0;
+    uint64_t ttl_seconds = 0;
+    uint64_t hits = 0;          // a compiled module was there
+    uint64_t compilations = 0;  // it was not
+    uint64_t evicted_lru = 0;   // beyond max_entries
+    uint64_t evicted_ttl = 0;   // unused for ttl
+  };
+  Stats stats() const;
 
  private:
   struct Entry {
     std::shared_ptr<const wasm::Module> module;
     Status error;
     bool ready = false;
+    Clock::time_point last_used{};
+    std::list<std::string>::iterator lru;  // valid once ready
   };
+  void evict_locked();
+
   mutable std::mutex mutex_;
   std::condition_variable compiled_;
   std::map<std::string, std::shared_ptr<Entry>> entries_;  // guarded by mutex_
+  std::list<std::string> lru_;  // keys of ready entries, most recent first; guarded by mutex_
+  size_t max_entries_;          // guarded by mutex_
+  std::chrono::seconds ttl_;    // guarded by mutex_
+  uint64_t hits_ = 0, compilations_ = 0, evicted_lru_ = 0, evicted_ttl_ = 0;  // guarded
 };
 
 // Per-module circuit breakers (pipelines.md, "Circuit breaker"). The executor keys them by

@@ -1,28 +1,33 @@
 #include "etl/workers.h"
 
+#include <atomic>
 #include <future>
 
 #include "common/log.h"
 
 namespace wasmq::etl {
 
-Result<std::unique_ptr<Workers>> Workers::start(size_t count, Runtime& runtime) {
+Result<std::unique_ptr<Workers>> Workers::start(size_t count, Runtime& runtime,
+                                                wasm::PoolOptions pool) {
   std::unique_ptr<Workers> workers(new Workers());
   count = std::max<size_t>(count, 1);
+  // Every queue exists before any thread reads them.
+  workers->own_.resize(count);
   for (size_t i = 0; i < count; ++i) {
     std::promise<Status> started;
     auto ready = started.get_future();
     // std::thread gets glibc's default stack (8 MiB), well above V8's stack limit for guests
     // (wasm::EngineOptions::stack_size_kb), as a deep recursion in a guest requires.
-    workers->threads_.emplace_back([w = workers.get(), &runtime, &started] {
-      auto sandbox = wasm::Sandbox::create();
+    workers->threads_.emplace_back([w = workers.get(), i, &runtime, &pool, &started] {
+      auto sandbox = wasm::Sandbox::create(pool);
       if (!sandbox.is_ok()) {
         started.set_value(sandbox.status());
         return;
       }
+      w->figures_.push_back((*sandbox)->pool_figures());
       Executor executor(**sandbox, runtime);
       started.set_value(Status::ok());
-      w->run(**sandbox, executor);
+      w->run(i, **sandbox, executor);
     });
     if (Status s = ready.get(); !s.is_ok()) {
       workers->threads_.back().join();
@@ -51,20 +56,42 @@ void Workers::submit(Job job) {
   wake_.notify_one();
 }
 
+void Workers::broadcast(WorkerJob job, std::function<void()> done) {
+  struct Shared {
+    WorkerJob job;
+    std::function<void()> done;
+    std::atomic<size_t> left;
+  };
+  auto shared = std::make_shared<Shared>(std::move(job), std::move(done), threads_.size());
+  {
+    std::lock_guard lock(mutex_);
+    for (size_t i = 0; i < own_.size(); ++i) {
+      own_[i].push_back([shared, i](wasm::Sandbox& sandbox, Executor& executor) {
+        shared->job(i, sandbox, executor);
+        if (shared->left.fetch_sub(1) == 1 && shared->done) shared->done();
+      });
+    }
+  }
+  // Every worker has a job of its own now.
+  wake_.notify_all();
+}
+
 size_t Workers::queued() const {
   std::lock_guard lock(mutex_);
   return queue_.size();
 }
 
-void Workers::run(wasm::Sandbox& sandbox, Executor& executor) {
+void Workers::run(size_t index, wasm::Sandbox& sandbox, Executor& executor) {
   while (true) {
     Job job;
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and every job has run
-      job = std::move(queue_.front());
-      queue_.pop_front();
+      std::deque<Job>& own = own_[index];
+      wake_.wait(lock, [&] { return stopping_ || !own.empty() || !queue_.empty(); });
+      std::deque<Job>& from = !own.empty() ? own : queue_;
+      if (from.empty()) return;  // stopping, and every job has run
+      job = std::move(from.front());
+      from.pop_front();
     }
     try {
       job(sandbox, executor);

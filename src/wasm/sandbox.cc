@@ -58,8 +58,8 @@ constexpr char kGlueSource[] = R"JS(
 })
 )JS";
 
-// One instantiated module and the exports the ABI calls.
-struct Instance {
+// One instantiated module and the exports the ABI calls; kept by the pool between calls.
+struct Instance : PooledInstance {
   v8::Global<v8::Object> object;
   v8::Global<v8::WasmMemoryObject> memory;
   v8::Global<v8::Function> alloc;
@@ -74,16 +74,21 @@ struct Instance {
   int32_t* pending() { return static_cast<int32_t*>(regs_store->Data()); }
 };
 
-// What a sandbox holds for one module.
-struct ModuleSlot {
-  std::weak_ptr<const Module> module;
+// What a sandbox keeps with each pool slot: the module object of its isolate.
+struct ModuleObject : PoolSlot::Extra {
   v8::Global<v8::WasmModuleObject> object;
-  std::vector<std::unique_ptr<Instance>> idle;
 };
+
+v8::Global<v8::WasmModuleObject>& module_object(PoolSlot& slot) {
+  if (!slot.extra) slot.extra = std::make_unique<ModuleObject>();
+  return static_cast<ModuleObject&>(*slot.extra).object;
+}
 
 }  // namespace
 
 struct Sandbox::Impl : public WasiHost {
+  explicit Impl(PoolOptions pool_options) : pool(std::move(pool_options)) {}
+
   v8::Isolate* isolate = nullptr;
   std::unique_ptr<v8::ArrayBuffer::Allocator> allocator;
   v8::Global<v8::Context> context;
@@ -91,7 +96,7 @@ struct Sandbox::Impl : public WasiHost {
   v8::Global<v8::Object> imports;
   v8::Global<v8::Function> glue_factory;
   Watchdog::Slot* watchdog_slot = nullptr;
-  std::unordered_map<uint64_t, ModuleSlot> modules;
+  InstancePool pool;
   SandboxStats stats;
 
   // The call in progress (guest code runs only inside Impl::guarded).
@@ -109,7 +114,7 @@ struct Sandbox::Impl : public WasiHost {
   int log_lines_in_window = 0;
 
   ~Impl() override {
-    modules.clear();
+    pool.clear();
     glue_factory.Reset();
     imports.Reset();
     instance_constructor.Reset();
@@ -154,12 +159,23 @@ struct Sandbox::Impl : public WasiHost {
 
   void module_exit(int32_t code) override { exit_code = code; }
 
-  ModuleSlot& slot_for(const std::shared_ptr<const Module>& module) {
-    auto it = modules.find(module->serial());
-    if (it != modules.end()) return it->second;
-    ModuleSlot& slot = modules[module->serial()];
-    slot.module = module;
-    return slot;
+  // Creates instances of a slot's module for the pool.
+  InstancePool::Create creator(const std::shared_ptr<const Module>& module) {
+    return [this, module](PoolSlot& slot) -> Result<std::unique_ptr<PooledInstance>> {
+      auto made = instantiate(module, slot);
+      if (!made.is_ok()) return made.status();
+      return std::unique_ptr<PooledInstance>(std::move(*made));
+    };
+  }
+
+  // After a guest call or an instantiation: the memory may have grown.
+  void measure(Instance* instance) { instance->memory_bytes = view(instance).size; }
+
+  // V8 frees the memories of dropped instances at a garbage collection, and ~10 GiB of address
+  // space go with each (trap handler): collect now when a sweep dropped some.
+  PoolSweep after_sweep(PoolSweep sweep) {
+    if (sweep.evicted > 0) isolate->LowMemoryNotification();
+    return sweep;
   }
 
   // Runs `body` as one guarded guest call of `module`: the watchdog bounds it by the module's
@@ -278,6 +294,7 @@ struct Sandbox::Impl : public WasiHost {
   Status read_output(const Module& module, Instance* inst, int32_t result_ptr, uint32_t input_ptr,
                      uint64_t input_size, Decode&& decode) {
     View v = view(inst);
+    inst->memory_bytes = v.size;
     // A null pointer is what a guest returns when it ran out of memory: 8 bytes at address 0
     // are in bounds, so it needs its own check.
     if (result_ptr == 0) return failed("module returned a null result pointer");
@@ -317,18 +334,19 @@ struct Sandbox::Impl : public WasiHost {
   }
 
   Result<std::unique_ptr<Instance>> instantiate(const std::shared_ptr<const Module>& module,
-                                                ModuleSlot& slot) {
+                                                PoolSlot& slot) {
     v8::Local<v8::Context> ctx = context.Get(isolate);
-    if (slot.object.IsEmpty()) {
+    v8::Global<v8::WasmModuleObject>& module_object_global = module_object(slot);
+    if (module_object_global.IsEmpty()) {
       v8::Local<v8::WasmModuleObject> object;
       if (!v8::WasmModuleObject::FromCompiledModule(isolate, module->compiled()).ToLocal(&object)) {
         return Status(StatusCode::kInternal, "cannot create module object for " + module->id());
       }
-      slot.object.Reset(isolate, object);
+      module_object_global.Reset(isolate, object);
     }
     auto inst = std::make_unique<Instance>();
     Status status = guarded(*module, inst.get(), [&]() -> Status {
-      v8::Local<v8::Value> args[] = {slot.object.Get(isolate), imports.Get(isolate)};
+      v8::Local<v8::Value> args[] = {module_object_global.Get(isolate), imports.Get(isolate)};
       v8::Local<v8::Object> object;
       if (!instance_constructor.Get(isolate)->NewInstance(ctx, 2, args).ToLocal(&object)) {
         return caught();
@@ -403,20 +421,9 @@ struct Sandbox::Impl : public WasiHost {
     if (!status.is_ok()) {
       return status.with_context("cannot instantiate module " + module->id());
     }
+    measure(inst.get());
     ++stats.instances_created;
     return inst;
-  }
-
-  // An idle instance of `module`, or a new one.
-  Result<std::unique_ptr<Instance>> acquire(const std::shared_ptr<const Module>& module,
-                                            ModuleSlot& slot) {
-    if (!slot.idle.empty()) {
-      auto inst = std::move(slot.idle.back());
-      slot.idle.pop_back();
-      ++stats.instances_reused;
-      return inst;
-    }
-    return instantiate(module, slot);
   }
 
   // One guest call of `export_fn` on the bincode encoding of `input`, decoding the result into
@@ -441,7 +448,8 @@ struct Sandbox::Impl : public WasiHost {
   }
 
   // Runs one guest entry point on an instance of `module`: `run(instance)` does the ABI steps.
-  // The instance goes back to the idle list on success and is discarded on failure.
+  // The instance comes from the pool and goes back to it on success; it is discarded on
+  // failure.
   template <typename Run>
   Status with_instance(const std::shared_ptr<const Module>& module, Run&& run) {
     // Entering the isolate and context costs tens of ns: skip it inside a Sandbox::Scope.
@@ -450,21 +458,46 @@ struct Sandbox::Impl : public WasiHost {
     v8::HandleScope handles(isolate);
     std::optional<v8::Context::Scope> context_scope;
     if (scope_depth == 0) context_scope.emplace(context.Get(isolate));
-    ModuleSlot& slot = slot_for(module);
-    auto inst = acquire(module, slot);
-    if (!inst.is_ok()) {
+    PoolSlot& slot = pool.slot(module);
+    const uint32_t saved_override = timeout_override_ms;
+    const uint32_t limit_ms =
+        timeout_override_ms > 0 ? timeout_override_ms : module->settings().timeout_ms;
+    InstancePool::AcquireInfo info;
+    // A wait for the creation rate limit comes out of the call's time limit: what is left
+    // bounds the instantiation and the call.
+    auto after_wait = [&] {
+      if (info.waited.count() == 0) return;
+      const auto waited_ms = std::chrono::ceil<std::chrono::milliseconds>(info.waited).count();
+      timeout_override_ms =
+          static_cast<uint32_t>(std::max<int64_t>(1, static_cast<int64_t>(limit_ms) - waited_ms));
+    };
+    auto instantiate_after_wait = [&](PoolSlot& s) -> Result<std::unique_ptr<PooledInstance>> {
+      after_wait();
+      auto made = instantiate(module, s);
+      if (!made.is_ok()) return made.status();
+      return std::unique_ptr<PooledInstance>(std::move(*made));
+    };
+    // One pointer captured: std::function keeps it without allocating (this runs per call).
+    InstancePool::Create create = [f = &instantiate_after_wait](PoolSlot& s) { return (*f)(s); };
+    auto leased = pool.acquire(slot, std::chrono::milliseconds(limit_ms), create, &info);
+    if (!leased.is_ok()) {
+      timeout_override_ms = saved_override;
       ++stats.failed_calls;
-      return inst.status();
+      return leased.status();
     }
-    Instance* instance = inst->get();
+    after_wait();
+    if (info.reused) ++stats.instances_reused;
+    std::unique_ptr<Instance> instance(static_cast<Instance*>(leased->release()));
     ++stats.calls;
-    Status status = guarded(*module, instance, [&] { return run(instance); });
+    Status status = guarded(*module, instance.get(), [&] { return run(instance.get()); });
+    timeout_override_ms = saved_override;
     if (!status.is_ok()) {
       ++stats.failed_calls;
       ++stats.instances_discarded;
+      pool.discard(slot, std::move(instance));
       return status;
     }
-    slot.idle.push_back(std::move(*inst));
+    pool.release(slot, std::move(instance));
     return status;
   }
 };
@@ -491,8 +524,8 @@ Sandbox::~Sandbox() = default;
 
 const SandboxStats& Sandbox::stats() const { return impl_->stats; }
 
-Result<std::unique_ptr<Sandbox>> Sandbox::create() {
-  auto impl = std::make_unique<Impl>();
+Result<std::unique_ptr<Sandbox>> Sandbox::create(PoolOptions pool) {
+  auto impl = std::make_unique<Impl>(std::move(pool));
   impl->allocator.reset(v8::ArrayBuffer::Allocator::NewDefaultAllocator());
   v8::Isolate::CreateParams params;
   params.array_buffer_allocator = impl->allocator.get();
@@ -558,9 +591,9 @@ Result<std::shared_ptr<const Module>> Sandbox::load(std::string id, std::span<co
   auto module = std::make_shared<const Module>(std::move(id), std::move(*capped_info),
                                                std::move(settings), std::move(compiled));
   // This isolate already has the module object: keep it.
-  impl_->slot_for(module).object.Reset(isolate, object);
+  module_object(impl_->pool.slot(module)).Reset(isolate, object);
   // Forget modules that nobody holds any more.
-  std::erase_if(impl_->modules, [](const auto& entry) { return entry.second.module.expired(); });
+  impl_->pool.forget_vanished();
   return std::shared_ptr<const Module>(module);
 }
 
@@ -612,27 +645,59 @@ Result<std::vector<ProcessResult>> Sandbox::process_batch(
   return run_batch(*impl_, module, messages, timeout_ms);
 }
 
-Status Sandbox::warm_up(const std::shared_ptr<const Module>& module, size_t count) {
+Status Sandbox::warm_up(const std::shared_ptr<const Module>& module, size_t count,
+                        uint64_t* created) {
   v8::Isolate::Scope isolate_scope(impl_->isolate);
   v8::HandleScope handles(impl_->isolate);
   v8::Context::Scope context_scope(impl_->context.Get(impl_->isolate));
-  ModuleSlot& slot = impl_->slot_for(module);
-  while (slot.idle.size() < count) {
-    auto inst = impl_->instantiate(module, slot);
-    if (!inst.is_ok()) return inst.status();
-    slot.idle.push_back(std::move(*inst));
-  }
+  auto warmed = impl_->pool.warm(impl_->pool.slot(module), count, impl_->creator(module));
+  if (!warmed.is_ok()) return warmed.status();
+  if (created) *created = *warmed;
   return Status::ok();
 }
 
 size_t Sandbox::idle_instances(const Module& module) const {
-  auto it = impl_->modules.find(module.serial());
-  return it == impl_->modules.end() ? 0 : it->second.idle.size();
+  PoolSlot* slot = impl_->pool.find(module.serial());
+  return slot ? slot->idle() : 0;
 }
 
 void Sandbox::forget(const Module& module) {
   v8::Isolate::Scope isolate_scope(impl_->isolate);
-  impl_->modules.erase(module.serial());
+  impl_->pool.forget(module.serial());
 }
+
+void Sandbox::forget(std::string_view module_id) {
+  v8::Isolate::Scope isolate_scope(impl_->isolate);
+  impl_->pool.forget(module_id);
+}
+
+PoolSweep Sandbox::collect_idle() {
+  v8::Isolate::Scope isolate_scope(impl_->isolate);
+  return impl_->after_sweep(impl_->pool.collect());
+}
+
+PoolSweep Sandbox::evict_idle(std::string_view module_id) {
+  v8::Isolate::Scope isolate_scope(impl_->isolate);
+  return impl_->after_sweep(impl_->pool.evict_idle(module_id));
+}
+
+PoolSweep Sandbox::set_pool_settings(const std::string& module_id, const PoolSettings& settings) {
+  v8::Isolate::Scope isolate_scope(impl_->isolate);
+  v8::HandleScope handles(impl_->isolate);
+  v8::Context::Scope context_scope(impl_->context.Get(impl_->isolate));
+  // Slots whose module has gone are skipped by the pool, so the creator always has one.
+  InstancePool::Create create = [this](PoolSlot& slot) -> Result<std::unique_ptr<PooledInstance>> {
+    auto module = slot.module();
+    if (!module) return Status(StatusCode::kNotFound, "module " + slot.module_id() + " is gone");
+    return impl_->creator(module)(slot);
+  };
+  return impl_->after_sweep(impl_->pool.set_settings(module_id, settings, create));
+}
+
+PoolSettings Sandbox::pool_settings(std::string_view module_id) const {
+  return impl_->pool.settings(module_id);
+}
+
+std::shared_ptr<const PoolFigures> Sandbox::pool_figures() const { return impl_->pool.figures(); }
 
 }  // namespace wasmq::wasm

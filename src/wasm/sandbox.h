@@ -1,5 +1,6 @@
 // A Sandbox runs modules on one thread: it owns one V8 isolate and context, the per-isolate
-// module objects, and the instances it keeps between calls.
+// module objects, and the instances it keeps between calls in its InstancePool
+// (instance_pool.h: bounds, warm-up, creation rate limit, idle and memory eviction, figures).
 //
 // Threading: create a Sandbox on the thread that will use it and use it only there (one per
 // ETL worker; the CLI has one). Modules (engine.h) are shared across sandboxes.
@@ -19,24 +20,26 @@
 #include "common/message.h"
 #include "common/status.h"
 #include "wasm/engine.h"
+#include "wasm/instance_pool.h"
 
 namespace wasmq::wasm {
 
 // Counters of one sandbox; read on its thread.
 struct SandboxStats {
-  uint64_t calls = 0;               // guest entry points called for messages
+  uint64_t calls = 0;  // guest entry points called for messages
   uint64_t failed_calls = 0;
   uint64_t instances_created = 0;
-  uint64_t instances_reused = 0;    // calls served by an instance kept from an earlier call
-  uint64_t instances_discarded = 0; // after a failure
-  uint64_t init_rejections = 0;     // init_module returned 0
-  uint64_t log_lines_dropped = 0;   // module stdout/stderr lines over the rate limit
+  uint64_t instances_reused = 0;     // calls served by an instance kept from an earlier call
+  uint64_t instances_discarded = 0;  // after a failure
+  uint64_t init_rejections = 0;      // init_module returned 0
+  uint64_t log_lines_dropped = 0;    // module stdout/stderr lines over the rate limit
 };
 
 class Sandbox {
  public:
-  // Creates the isolate on the calling thread. initialize_engine() must have succeeded.
-  static Result<std::unique_ptr<Sandbox>> create();
+  // Creates the isolate on the calling thread, with a pool run by `pool`.
+  // initialize_engine() must have succeeded.
+  static Result<std::unique_ptr<Sandbox>> create(PoolOptions pool = {});
   ~Sandbox();
   Sandbox(const Sandbox&) = delete;
   Sandbox& operator=(const Sandbox&) = delete;
@@ -48,8 +51,10 @@ class Sandbox {
 
   // Runs process_message on one message. `timeout_ms` (when > 0) replaces the module's own
   // time limit for this call (callers pass what is left of a stage's or pipeline's budget).
-  Result<ProcessResult> process(const std::shared_ptr<const Module>& module,
-                                const Message& message, uint32_t timeout_ms = 0);
+  // The instance comes from the pool (instance_pool.h); a wait for the creation rate limit is
+  // taken out of the time limit (the instantiation and the call get what is left).
+  Result<ProcessResult> process(const std::shared_ptr<const Module>& module, const Message& message,
+                                uint32_t timeout_ms = 0);
 
   // Runs process_batch on `messages` (the module must export it): one result per input, in
   // order. Any failure fails the whole batch. `timeout_ms` as for process(), for the whole call.
@@ -61,12 +66,28 @@ class Sandbox {
                                                    std::span<const Message* const> messages,
                                                    uint32_t timeout_ms = 0);
 
-  // Creates instances of `module` until `count` are idle, so that calls find them ready.
-  Status warm_up(const std::shared_ptr<const Module>& module, size_t count);
+  // Creates instances of `module` until `count` are idle (at most the module's max_pool_size,
+  // stopping at the pool's memory budget), so that calls find them ready; `created`, when
+  // given, receives how many it created. Not rate limited.
+  Status warm_up(const std::shared_ptr<const Module>& module, size_t count,
+                 uint64_t* created = nullptr);
   // Number of idle instances kept for `module`.
   size_t idle_instances(const Module& module) const;
   // Drops every instance and the module object of `module` held by this sandbox.
   void forget(const Module& module);
+  // The same for every module object of `module_id`, with its pool settings and figures.
+  void forget(std::string_view module_id);
+
+  // The pool's background cleanup (InstancePool::collect). When it dropped instances, V8 is
+  // told memory is low, so that their memories are freed now rather than at some later GC.
+  PoolSweep collect_idle();
+  // Drops every idle instance of `module_id` (of every module when empty), then as above.
+  PoolSweep evict_idle(std::string_view module_id = {});
+  // Sets the pool settings of `module_id` and applies them now (InstancePool::set_settings).
+  PoolSweep set_pool_settings(const std::string& module_id, const PoolSettings& settings);
+  PoolSettings pool_settings(std::string_view module_id) const;
+  // The pool's figures; the object may be read from any thread, for as long as it is held.
+  std::shared_ptr<const PoolFigures> pool_figures() const;
 
   const SandboxStats& stats() const;
 

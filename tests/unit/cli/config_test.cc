@@ -307,8 +307,9 @@ TEST(Config, RejectsTwoPipelinesWithOneId) {
       "[[etl.pipelines.stages.modules]]\nmodule_id = \"m\"\n";
   auto loaded = parse_config(table + table, "broker.toml", {});
   ASSERT_FALSE(loaded.is_ok());
-  EXPECT_NE(loaded.status().message().find("etl.pipelines[1]: pipeline_id \"p\" is used by another"),
-            std::string::npos)
+  EXPECT_NE(
+      loaded.status().message().find("etl.pipelines[1]: pipeline_id \"p\" is used by another"),
+      std::string::npos)
       << loaded.status().message();
 }
 
@@ -363,7 +364,8 @@ TEST(Config, RejectsWrongType) {
   EXPECT_EQ(parse_error("[etl]\npipelines = [1]\n"),
             "broker.toml:2: etl.pipelines[0]: expected a table, got 1");
   EXPECT_EQ(parse_error("[broker.listen]\nhost = \"x\"\n"),
-            "broker.toml:1: broker.listen: expected host:port with a port between 0 and 65535 (0: any free port), "
+            "broker.toml:1: broker.listen: expected host:port with a port between 0 and 65535 (0: "
+            "any free port), "
             "got a table");
 }
 
@@ -389,8 +391,8 @@ TEST(Config, RejectsOutOfRangeValues) {
             "digits, '.', '_' or '-', got \"etl errors\"");
   EXPECT_EQ(parse_error("[broker]\ndata_dir = \"\"\n"),
             "broker.toml:2: broker.data_dir: expected a non-empty path, got \"\"");
-  for (const char* listen : {"127.0.0.1", "127.0.0.1:65536", ":9092", "::1:9092",
-                             "127.0.0.1:90x", "host name:1"}) {
+  for (const char* listen :
+       {"127.0.0.1", "127.0.0.1:65536", ":9092", "::1:9092", "127.0.0.1:90x", "host name:1"}) {
     EXPECT_EQ(parse_error(std::string("[admin]\nlisten = \"") + listen + "\"\n"),
               std::string("broker.toml:2: admin.listen: expected host:port with a port between "
                           "0 and 65535 (0: any free port), got \"") +
@@ -468,7 +470,7 @@ TEST(Config, RejectsABadEnvironmentValueNamingTheVariable) {
             "\"sometimes\"");
   EXPECT_EQ(parse_error("", {{"WASMQ_ETL_INSTANCE_POOL_MAX_POOL_SIZE", "five"}}),
             "WASMQ_ETL_INSTANCE_POOL_MAX_POOL_SIZE: etl.instance_pool.max_pool_size: expected an "
-            "integer between 1 and 10000, got \"five\"");
+            "integer between 0 and 10000, got \"five\"");
   EXPECT_EQ(parse_error("", {{"WASMQ_ETL_MEMORY_LIMIT_BYTES", "64MB"}}).substr(0, 30),
             "WASMQ_ETL_MEMORY_LIMIT_BYTES: ");
   EXPECT_EQ(parse_error("", {{"WASMQ_BROKER_AUTO_CREATE_TOPICS", "yes"}}),
@@ -552,7 +554,8 @@ TEST(Config, ReportsAFileThatCannotBeRead) {
 TEST(Config, EffectiveConfigShowsEveryKeyAndRedactsOnlySecrets) {
   LoadedConfig loaded = parse_ok(
       "[security]\ntokens_file = \"/etc/wasmq/tokens\"\n[[etl.pipelines]]\npipeline_id = \"a\"\n"
-      "[[etl.pipelines.stages]]\npriority = 0\n[[etl.pipelines.stages.modules]]\nmodule_id = \"m\"\n");
+      "[[etl.pipelines.stages]]\npriority = 0\n[[etl.pipelines.stages.modules]]\nmodule_id = "
+      "\"m\"\n");
   json::object effective = effective_config_json(loaded.config);
   for (const ConfigKeyInfo& key : config_keys()) {
     const json::value* at = &effective.at(key.path.substr(0, key.path.find('.')));
