@@ -120,6 +120,8 @@ etl::OrchestratorOptions etl_options(const Config& config) {
   o.defaults.log_calls = config.etl.enable_debug_logging;
   o.defaults.log_execution_times = config.etl.log_execution_times;
   o.defaults.cpu_warning_threshold_percent = config.etl.cpu_warning_threshold_percent;
+  o.defaults.log_memory_usage = config.etl.log_memory_usage;
+  o.defaults.memory_warning_threshold_percent = config.etl.memory_warning_threshold_percent;
   o.workers = config.etl.workers;
   o.modules_path = config.etl.modules_path;
   o.pipelines_path = config.etl_management.pipeline_metadata_path;

@@ -90,10 +90,21 @@ struct Executor::Run {
 
   // The logs of one guest call: a debug line per call (enable_debug_logging), and a warning
   // when it used more than cpu_warning_threshold_percent of its time limit.
-  void log_call(const ModuleRecord& record, size_t messages, double ms, uint32_t limit_ms,
-                bool ok) {
+  void log_call(const ModuleRecord& record, size_t messages, double ms, uint32_t limit_ms, bool ok,
+                uint64_t memory_bytes, uint64_t memory_limit_bytes) {
     const EtlDefaults& d = runtime().defaults;
     auto& logger = log::get("etl");
+    // The memory an instance has grown to, against its limit (memory_warning_threshold_percent).
+    if (memory_bytes > 0 && memory_limit_bytes > 0 &&
+        memory_bytes * 100 > memory_limit_bytes * d.memory_warning_threshold_percent) {
+      if (d.log_memory_usage) {
+        logger.warn("{}: an instance uses {} of its {} bytes of memory", record.id, memory_bytes,
+                    memory_limit_bytes);
+      } else {
+        logger.warn("{}: an instance uses more than {}% of its memory limit", record.id,
+                    d.memory_warning_threshold_percent);
+      }
+    }
     const bool slow = ms * 100.0 > static_cast<double>(limit_ms) * d.cpu_warning_threshold_percent;
     if (slow) {
       if (d.log_execution_times) {
@@ -105,13 +116,12 @@ struct Executor::Run {
       }
     }
     if (!d.log_calls || !logger.should_log(spdlog::level::debug)) return;
-    if (d.log_execution_times) {
-      logger.debug("{} on topic {}: {} message(s), {}, {:.3f} ms", record.id, topic, messages,
-                   ok ? "ok" : "failed", ms);
-    } else {
-      logger.debug("{} on topic {}: {} message(s), {}", record.id, topic, messages,
-                   ok ? "ok" : "failed");
-    }
+    std::string line = fmt::format("{} on topic {}: {} message(s), {}", record.id, topic, messages,
+                                   ok ? "ok" : "failed");
+    if (d.log_execution_times) line += fmt::format(", {:.3f} ms", ms);
+    if (d.log_memory_usage && memory_bytes > 0)
+      line += fmt::format(", memory {} bytes", memory_bytes);
+    logger.debug("{}", line);
   }
 
   // Runs `use` on `messages`; one outcome per message. `stage_deadline`/`global_deadline`
@@ -221,7 +231,9 @@ struct Executor::Run {
           std::chrono::duration<double, std::milli>(Clock::now() - start).count();
       runtime().figures.module_calls.fetch_add(1, std::memory_order_relaxed);
       runtime().figures.call_latency.record(call_ms);
-      log_call(*record, indexes.size(), call_ms, ms, whole_ok);
+      log_call(*record, indexes.size(), call_ms, ms, whole_ok,
+               whole_ok ? executor.sandbox_.stats().last_call_memory_bytes : 0,
+               module.value()->info().memory_max_pages.value_or(0) * wasm::kWasmPageSize);
       double ms_taken = call_ms / indexes.size();
       for (size_t i : indexes) out[i].time_ms += ms_taken;
       return whole_ok;

@@ -41,6 +41,8 @@ struct EtlDefaults {
   bool log_calls = false;           // each guest call at debug level on the "etl" target
   bool log_execution_times = true;  // durations in those lines and in the slow-call warnings
   uint32_t cpu_warning_threshold_percent = 90;  // warn when a call uses more of its time limit
+  bool log_memory_usage = true;  // the instance's memory in the call lines and memory warnings
+  uint32_t memory_warning_threshold_percent = 80;  // warn when an instance uses more of its limit
 };
 
 // Modules compiled for given instance settings (memory limit, output limit, init config): one

@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 #include <cmath>
+#include <set>
 
 #include "common/message_json.h"
 #include "http/admin_api.h"
@@ -412,27 +413,47 @@ class StatusApi {
         evaluations ? static_cast<double>(total_ns) / evaluations / 1000.0 : 0.0;
     filter_performance["plan_cache_hit_ratio"] =
         ratio(load(filters.plan_hits), load(filters.plan_hits) + load(filters.plan_misses));
+    // The pools of the module versions this pipeline runs now.
+    wasm::PoolModuleStats pool;
+    {
+      std::set<std::string> ids;
+      for (const auto& stage : entry->spec.stages) {
+        for (const auto& m : stage.modules) {
+          if (auto record = c_.etl->modules().resolve(m.module_id)) ids.insert(record->id);
+        }
+      }
+      for (const auto& module : c_.etl->pools().report().modules) {
+        if (ids.count(module.module_id)) pool.merge(module.total);
+      }
+    }
     const uint64_t processed = load(f->messages_in);
-    json::object o{{"pipeline_id", entry->spec.pipeline_id},
-                   {"total_messages_processed", processed},
-                   {"messages_processed", processed},
-                   {"messages_out", load(f->messages_out)},
-                   {"messages_filtered", load(f->filtered)},
-                   {"messages_failed", load(f->failed)},
-                   {"messages_by_stage", std::move(by_stage)},
-                   {"filter_performance", std::move(filter_performance)},
-                   {"parallel_execution_stats",
-                    json::object{{"concurrent_modules_avg", ratio(concurrent, parallel_processed)},
-                                 {"merge_conflicts", load(f->merge_conflicts)}}},
-                   {"error_handling", json::object{{"modules_skipped", load(f->skipped)},
-                                                   {"retries_attempted", load(f->retried)},
-                                                   {"dead_letter_messages", load(f->dead_lettered)},
-                                                   {"pipeline_stops", load(f->stopped)}}},
-                   {"throughput_msgs_per_sec", f->throughput_per_second()},
-                   {"avg_pipeline_latency_ms", f->latency.average_ms()},
-                   {"avg_processing_time_ms", f->latency.average_ms()},
-                   {"latency_ms", json::object{{"p50", f->latency.quantile_ms(0.5)},
-                                               {"p99", f->latency.quantile_ms(0.99)}}}};
+    json::object o{
+        {"pipeline_id", entry->spec.pipeline_id},
+        {"total_messages_processed", processed},
+        {"messages_processed", processed},
+        {"messages_out", load(f->messages_out)},
+        {"messages_filtered", load(f->filtered)},
+        {"messages_failed", load(f->failed)},
+        {"messages_by_stage", std::move(by_stage)},
+        {"filter_performance", std::move(filter_performance)},
+        {"instance_pool_stats", json::object{{"pool_hit_ratio", pool.hit_ratio()},
+                                             {"instances_created", pool.created},
+                                             {"instances_reused", pool.reused},
+                                             {"instances_evicted", pool.evicted()},
+                                             {"avg_pool_utilization", pool.utilization()},
+                                             {"memory_bytes", pool.memory_bytes}}},
+        {"parallel_execution_stats",
+         json::object{{"concurrent_modules_avg", ratio(concurrent, parallel_processed)},
+                      {"merge_conflicts", load(f->merge_conflicts)}}},
+        {"error_handling", json::object{{"modules_skipped", load(f->skipped)},
+                                        {"retries_attempted", load(f->retried)},
+                                        {"dead_letter_messages", load(f->dead_lettered)},
+                                        {"pipeline_stops", load(f->stopped)}}},
+        {"throughput_msgs_per_sec", f->throughput_per_second()},
+        {"avg_pipeline_latency_ms", f->latency.average_ms()},
+        {"avg_processing_time_ms", f->latency.average_ms()},
+        {"latency_ms", json::object{{"p50", f->latency.quantile_ms(0.5)},
+                                    {"p99", f->latency.quantile_ms(0.99)}}}};
     co_return json_response(HttpStatus::ok, o);
   }
 
@@ -544,15 +565,17 @@ class StatusApi {
     }
     co_return json_response(
         HttpStatus::ok,
-        json::object{{"uptime_seconds", uptime_seconds()},
-                     {"broker", json::object{{"topics", std::move(topics)}}},
-                     {"etl", json::object{{"total_executions", load(r.figures.module_calls)},
-                                          {"call_latency", latency_json(r.figures.call_latency)},
-                                          {"running_executions", r.limits.running()},
-                                          {"queued_batches", c_.etl->workers().queued()},
-                                          {"result_cache_hits", r.results.hits()},
-                                          {"result_cache_misses", r.results.misses()},
-                                          {"pipelines", std::move(pipelines)}}}});
+        json::object{
+            {"uptime_seconds", uptime_seconds()},
+            {"broker", json::object{{"topics", std::move(topics)}}},
+            {"etl", json::object{{"memory_usage_bytes", c_.etl->pools().memory_usage_bytes()},
+                                 {"total_executions", load(r.figures.module_calls)},
+                                 {"call_latency", latency_json(r.figures.call_latency)},
+                                 {"running_executions", r.limits.running()},
+                                 {"queued_batches", c_.etl->workers().queued()},
+                                 {"result_cache_hits", r.results.hits()},
+                                 {"result_cache_misses", r.results.misses()},
+                                 {"pipelines", std::move(pipelines)}}}});
   }
 
   awaitable<Response> metrics_prometheus(Request&) {
@@ -597,6 +620,39 @@ class StatusApi {
              static_cast<double>(r.results.hits()));
     p.sample("wasmq_etl_result_cache_lookups_total", "result=\"miss\"",
              static_cast<double>(r.results.misses()));
+
+    const etl::PoolReport pools = c_.etl->pools().report();
+    p.family("wasmq_etl_memory_usage_bytes", "gauge",
+             "Memory of the live WebAssembly instances, measured from their memories.");
+    p.sample("wasmq_etl_memory_usage_bytes", "", static_cast<double>(pools.totals.memory_bytes));
+    p.family("wasmq_etl_pool_instances", "gauge",
+             "Live instances per module, idle or busy, over every worker.");
+    for (const auto& m : pools.modules) {
+      const std::string module = "module=\"" + Prometheus::label(m.module_id) + "\"";
+      p.sample("wasmq_etl_pool_instances", module + ",state=\"idle\"",
+               static_cast<double>(m.total.idle));
+      p.sample("wasmq_etl_pool_instances", module + ",state=\"busy\"",
+               static_cast<double>(m.total.busy));
+    }
+    p.family("wasmq_etl_pool_instances_created_total", "counter",
+             "Instances created per module (warm-ups included).");
+    for (const auto& m : pools.modules) {
+      p.sample("wasmq_etl_pool_instances_created_total",
+               "module=\"" + Prometheus::label(m.module_id) + "\"",
+               static_cast<double>(m.total.created));
+    }
+    p.family("wasmq_etl_pool_reuses_total", "counter",
+             "Calls served by an idle instance, per module.");
+    for (const auto& m : pools.modules) {
+      p.sample("wasmq_etl_pool_reuses_total", "module=\"" + Prometheus::label(m.module_id) + "\"",
+               static_cast<double>(m.total.reused));
+    }
+    p.family("wasmq_etl_pool_evictions_total", "counter", "Instances evicted per module.");
+    for (const auto& m : pools.modules) {
+      p.sample("wasmq_etl_pool_evictions_total",
+               "module=\"" + Prometheus::label(m.module_id) + "\"",
+               static_cast<double>(m.total.evicted()));
+    }
 
     const etl::FilterFigures& filters = r.figures.filters();
     p.family("wasmq_etl_filter_evaluations_total", "counter",

@@ -497,6 +497,7 @@ struct Sandbox::Impl : public WasiHost {
       pool.discard(slot, std::move(instance));
       return status;
     }
+    stats.last_call_memory_bytes = instance->memory_bytes;
     pool.release(slot, std::move(instance));
     return status;
   }

@@ -33,6 +33,8 @@ struct SandboxStats {
   uint64_t instances_discarded = 0;  // after a failure
   uint64_t init_rejections = 0;      // init_module returned 0
   uint64_t log_lines_dropped = 0;    // module stdout/stderr lines over the rate limit
+  uint64_t last_call_memory_bytes =
+      0;  // the memory of the instance the last successful call ran on
 };
 
 class Sandbox {

@@ -102,6 +102,25 @@ TEST_F(OperateTest, FiguresFollowTheTrafficInJsonAndPrometheus) {
   EXPECT_EQ(samples["wasmq_etl_plan_lookups_total{result=\"hit\"}"], 9);
   EXPECT_EQ(samples["wasmq_topic_records{topic=\"events\",partition=\"0\"}"], 20);
   EXPECT_EQ(samples["wasmq_etl_pipeline_latency_seconds_count{pipeline=\"count\"}"], 30);
+
+  // Instances: the pool served most calls from instances kept between them, and the memory in
+  // use is measured from the live memories; the JSON and the Prometheus text agree.
+  const json::object& pool = m.at("instance_pool_stats").as_object();
+  EXPECT_GT(pool.at("instances_reused").as_int64(), 0);
+  EXPECT_GT(pool.at("pool_hit_ratio").to_number<double>(), 0.5);
+  json::value metrics = admin("GET", "/api/v1/metrics");
+  const int64_t memory = metrics.at("etl").at("memory_usage_bytes").as_int64();
+  EXPECT_GT(memory, 0);
+  EXPECT_EQ(samples["wasmq_etl_memory_usage_bytes"], memory);
+  json::value stats = admin("GET", "/api/v1/etl/instance-pool/stats");
+  int64_t reused = 0;
+  for (const auto& module : stats.at("modules").as_array()) {
+    if (module.at("module_id").as_string() == "message-processor-v1.0.0") {
+      reused = module.at("reused").as_int64();
+    }
+  }
+  EXPECT_EQ(reused, pool.at("instances_reused").as_int64());
+  EXPECT_EQ(samples["wasmq_etl_pool_reuses_total{module=\"message-processor-v1.0.0\"}"], reused);
 }
 
 // The seeds' operating endpoints answer with their fields.
@@ -229,23 +248,34 @@ TEST_F(OperateTest, ReloadUnderLoadChangesPipelinesWithoutLosingMessages) {
             "tagging");
 }
 
-// [etl] enable_debug_logging logs each module call (with its time, log_execution_times), and a
-// call that uses more than cpu_warning_threshold_percent of its limit is a warning.
-TEST_F(OperateTest, DebugLoggingLogsCallsAndSlowCallsWarn) {
-  start("[etl]\nenable_debug_logging = true\nexecution_timeout_ms = 50\n");
+// [etl] enable_debug_logging logs each module call (with its time, log_execution_times, and its
+// instance's memory, log_memory_usage); a call that uses more than cpu_warning_threshold_percent
+// of its time limit, or an instance past memory_warning_threshold_percent of its memory limit, is
+// a warning.
+TEST_F(OperateTest, DebugLoggingLogsCallsAndLimitsNearlyReachedWarn) {
+  start(
+      "[etl]\nenable_debug_logging = true\nexecution_timeout_ms = 50\n"
+      "memory_warning_threshold_percent = 1\n");
   upload("passthrough", "quick");
   upload("infinite_loop", "stuck");
   admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "logged", "stages": [
-      {"priority": 0, "continue_on_error": true, "modules": [{"module_id": "quick"}, {"module_id": "stuck"}]}]})",
+      {"priority": 0, "continue_on_error": true, "modules": [
+        {"module_id": "quick", "instance_config": {"memory_limit_bytes": 1048576}},
+        {"module_id": "stuck"}]}]})",
         201);
   data("POST", "/api/v1/topics/logs/messages", R"({"value": "x"})");
   const std::string log = broker_->log_tail(20000);
   EXPECT_TRUE(std::regex_search(
-      log, std::regex(R"(quick-v1\.0\.0 on topic logs: 1 message\(s\), ok, [0-9.]+ ms)")))
+      log,
+      std::regex(
+          R"(quick-v1\.0\.0 on topic logs: 1 message\(s\), ok, [0-9.]+ ms, memory [0-9]+ bytes)")))
       << log;
   EXPECT_TRUE(std::regex_search(
       log,
       std::regex(R"(stuck-v1\.0\.0: a call on 1 message\(s\) took [0-9.]+ ms of its 50 ms limit)")))
+      << log;
+  EXPECT_TRUE(std::regex_search(
+      log, std::regex(R"(quick-v1\.0\.0: an instance uses [0-9]+ of its 1048576 bytes of memory)")))
       << log;
 }
 
