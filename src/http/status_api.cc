@@ -353,6 +353,28 @@ class StatusApi {
     return failed ? "unhealthy" : degraded ? "degraded" : "healthy";
   }
 
+  // The pools of the module versions `spec` runs now, merged over modules and workers.
+  wasm::PoolModuleStats pool_of(const etl::PipelineSpec& spec) const {
+    wasm::PoolModuleStats pool;
+    std::set<std::string> ids;
+    for (const auto& stage : spec.stages) {
+      for (const auto& m : stage.modules) {
+        if (auto record = c_.etl->modules().resolve(m.module_id)) ids.insert(record->id);
+      }
+    }
+    for (const auto& module : c_.etl->pools().report().modules) {
+      if (ids.count(module.module_id)) pool.merge(module.total);
+    }
+    return pool;
+  }
+
+  // "idle" before any call; "optimal" when at least 90 % of calls found an instance ready and
+  // none waited for the creation rate limit; "degraded" otherwise.
+  static const char* pool_health(const wasm::PoolModuleStats& pool) {
+    if (pool.reused + pool.created_for_calls == 0) return "idle";
+    return pool.hit_ratio() >= 0.9 && pool.creation_waits == 0 ? "optimal" : "degraded";
+  }
+
   std::optional<etl::PipelineEntry> find(Request& req, Response* missing) {
     auto entry = c_.etl->find_pipeline(req.path_param("id"));
     if (!entry) {
@@ -413,19 +435,7 @@ class StatusApi {
         evaluations ? static_cast<double>(total_ns) / evaluations / 1000.0 : 0.0;
     filter_performance["plan_cache_hit_ratio"] =
         ratio(load(filters.plan_hits), load(filters.plan_hits) + load(filters.plan_misses));
-    // The pools of the module versions this pipeline runs now.
-    wasm::PoolModuleStats pool;
-    {
-      std::set<std::string> ids;
-      for (const auto& stage : entry->spec.stages) {
-        for (const auto& m : stage.modules) {
-          if (auto record = c_.etl->modules().resolve(m.module_id)) ids.insert(record->id);
-        }
-      }
-      for (const auto& module : c_.etl->pools().report().modules) {
-        if (ids.count(module.module_id)) pool.merge(module.total);
-      }
-    }
+    const wasm::PoolModuleStats pool = pool_of(entry->spec);
     const uint64_t processed = load(f->messages_in);
     json::object o{
         {"pipeline_id", entry->spec.pipeline_id},
@@ -487,6 +497,7 @@ class StatusApi {
                    {"enabled", spec.enabled},
                    {"error_rate_percent", 100.0 * ratio(failures, in)},
                    {"avg_latency_ms", f ? f->latency.average_ms() : 0.0},
+                   {"instance_pool_health", pool_health(pool_of(spec))},
                    {"stages", std::move(stages)}};
     if (f && f->last_success_ms.load(std::memory_order_relaxed) > 0) {
       o["last_successful_execution"] = rfc3339_ms(f->last_success_ms.load());

@@ -108,6 +108,10 @@ TEST_F(OperateTest, FiguresFollowTheTrafficInJsonAndPrometheus) {
   const json::object& pool = m.at("instance_pool_stats").as_object();
   EXPECT_GT(pool.at("instances_reused").as_int64(), 0);
   EXPECT_GT(pool.at("pool_hit_ratio").to_number<double>(), 0.5);
+  json::value health = admin("GET", "/api/v1/etl/pipelines/count/health");
+  EXPECT_EQ(health.at("status").as_string(), "healthy");
+  EXPECT_EQ(health.at("error_rate_percent").to_number<double>(), 0.0);
+  EXPECT_TRUE(health.at("last_successful_execution").is_string());
   json::value metrics = admin("GET", "/api/v1/metrics");
   const int64_t memory = metrics.at("etl").at("memory_usage_bytes").as_int64();
   EXPECT_GT(memory, 0);
@@ -158,6 +162,7 @@ TEST_F(OperateTest, SeedStatusEndpointsAnswerWithTheirFields) {
   EXPECT_EQ(ph.at("stages").at(0).at("modules_healthy").as_int64(), 1);
   EXPECT_EQ(ph.at("stages").at(1).at("modules_failed").as_int64(), 1);
   EXPECT_TRUE(ph.at("last_error").is_string());
+  EXPECT_TRUE(ph.at("instance_pool_health").is_string());
   EXPECT_EQ(admin("GET", "/api/v1/etl/health").at("pipelines").at("unhealthy").as_int64(), 1);
   admin("GET", "/api/v1/etl/pipelines/nope/metrics", "", 404);
 }
