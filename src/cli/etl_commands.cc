@@ -9,6 +9,7 @@
 #include <iostream>
 #include <memory>
 
+#include "cli/admin_client.h"
 #include "common/base64.h"
 #include "common/file.h"
 #include "http/client.h"
@@ -21,18 +22,7 @@ using http::HttpClient;
 using http::HttpReply;
 using http::url_encode;
 
-constexpr const char* kDefaultAdmin = "http://localhost:9094";
-
-// The admin API to talk to, and how (--admin, --token / WASMQ_TOKEN, --ca-file).
-struct Admin {
-  std::string url = kDefaultAdmin;
-  std::string token;
-  std::string ca_file;
-
-  http::ClientOptions client_options() const {
-    return http::ClientOptions{.timeout_ms = 120'000, .token = token, .ca_file = ca_file};
-  }
-};
+using Admin = AdminEndpoint;
 
 struct Target {
   Admin admin;
@@ -40,33 +30,12 @@ struct Target {
   bool json_output = false;
 };
 
-// Sends one request; prints the reply body (JSON) on success, or parses it into `out`. Exit
-// code 0 for a 2xx reply; otherwise the API's error goes to stderr and the code is 1.
+// One request to the admin API (admin_client.h).
 int send(const Admin& admin, const std::string& method, const std::string& target,
          const std::string& body = "", json::value* out = nullptr,
          std::string_view content_type = "application/json",
          const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-  HttpClient client(admin.url, admin.client_options());
-  auto reply = client.request(method, target, body, content_type, headers);
-  if (!reply.is_ok()) {
-    std::cerr << "error: " << reply.status().message() << "\n";
-    return 1;
-  }
-  if (reply->status / 100 != 2) {
-    std::cerr << "error: " << http::error_text(*reply) << "\n";
-    return 1;
-  }
-  if (!out) {
-    std::cout << reply->body << "\n";
-    return 0;
-  }
-  boost::system::error_code ec;
-  *out = json::parse(reply->body, ec);
-  if (ec) {
-    std::cerr << "error: the reply is not JSON: " << reply->body.substr(0, 200) << "\n";
-    return 1;
-  }
-  return 0;
+  return admin_request(admin, method, target, body, out, content_type, headers);
 }
 
 std::string text_of(const json::value& v) {
@@ -228,18 +197,6 @@ int test_pipeline(const TestOptions& o) {
   json::object body{{"topic", o.topic}, {"messages", std::move(messages)}};
   return send(o.admin, "POST", "/api/v1/etl/pipelines/" + url_encode(o.id) + "/test",
               json::serialize(body));
-}
-
-CLI::App* with_admin(CLI::App* cmd, Admin& admin) {
-  cmd->add_option("--admin", admin.url, "the admin API (http:// or https://)")
-      ->capture_default_str();
-  cmd->add_option("--token", admin.token,
-                  "bearer token, when the broker has security.tokens_file (prefer WASMQ_TOKEN: "
-                  "arguments are visible to other users)")
-      ->envname("WASMQ_TOKEN");
-  cmd->add_option("--ca-file", admin.ca_file,
-                  "PEM certificate(s) to trust for https:// (default: the system's)");
-  return cmd;
 }
 
 }  // namespace

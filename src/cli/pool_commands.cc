@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 
+#include "cli/admin_client.h"
 #include "http/client.h"
 
 namespace wasmq::cli {
@@ -14,33 +15,10 @@ namespace {
 
 namespace json = boost::json;
 
-constexpr const char* kDefaultAdmin = "http://localhost:9094";
-
-// Sends one request. On a 2xx reply returns 0 and the parsed body in `out` (or prints the body
-// when `out` is null); otherwise prints the API's error to stderr and returns 1.
-int send(const std::string& admin, const std::string& method, const std::string& target,
+// One request to the admin API (admin_client.h).
+int send(const AdminEndpoint& admin, const std::string& method, const std::string& target,
          const std::string& body, json::value* out = nullptr) {
-  http::HttpClient client(admin, 120'000);
-  auto reply = client.request(method, target, body);
-  if (!reply.is_ok()) {
-    std::cerr << "error: " << reply.status().message() << "\n";
-    return 1;
-  }
-  if (reply->status / 100 != 2) {
-    std::cerr << "error: " << http::error_text(*reply) << "\n";
-    return 1;
-  }
-  if (!out) {
-    std::cout << reply->body << "\n";
-    return 0;
-  }
-  boost::system::error_code ec;
-  *out = json::parse(reply->body, ec);
-  if (ec) {
-    std::cerr << "error: the reply is not JSON: " << reply->body.substr(0, 200) << "\n";
-    return 1;
-  }
-  return 0;
+  return admin_request(admin, method, target, body, out);
 }
 
 std::string number(const json::value& v) {
@@ -77,7 +55,7 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
 }
 
 struct StatsOptions {
-  std::string admin = kDefaultAdmin;
+  AdminEndpoint admin;
   bool json_output = false;
 };
 
@@ -109,27 +87,22 @@ int stats(const StatsOptions& o) {
 }
 
 struct WarmupOptions {
-  std::string admin = kDefaultAdmin;
+  AdminEndpoint admin;
   std::string module_id;
   int64_t count = 1;
 };
 
 struct CleanupOptions {
-  std::string admin = kDefaultAdmin;
+  AdminEndpoint admin;
   std::string module_id;
 };
 
 struct ResizeOptions {
-  std::string admin = kDefaultAdmin;
+  AdminEndpoint admin;
   std::string module_id;
   std::optional<int64_t> max_pool_size, warmup_instances, idle_timeout_seconds;
   std::optional<double> creation_rate_limit;
 };
-
-CLI::App* with_admin(CLI::App* cmd, std::string& admin) {
-  cmd->add_option("--admin", admin, "the admin API")->capture_default_str();
-  return cmd;
-}
 
 }  // namespace
 

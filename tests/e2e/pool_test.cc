@@ -344,7 +344,12 @@ TEST_F(PoolTest, DeletingAModuleDropsItsPools) {
   admin("POST", "/api/v1/etl/instance-pool/warmup", R"({"module_id": "pass", "instance_count": 2})",
         200);
   admin("DELETE", "/api/v1/etl/modules/pass-v1.0.0", "", 200);
+  // The workers drop their pools of it as their next job (the delete does not wait for them).
   json::value s = stats();
+  for (int i = 0; i < 500 && !s.at("modules").as_array().empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    s = stats();
+  }
   EXPECT_TRUE(s.at("modules").as_array().empty()) << s;
   EXPECT_EQ(s.at("memory_usage_bytes").to_number<int64_t>(), 0);
 }
