@@ -22,7 +22,7 @@ packages=(
   rustc cargo libstd-rust-dev-wasm32
   librust-serde-dev librust-serde-derive-dev librust-serde-json-dev librust-bincode-dev
   # inspection of modules, tests
-  binaryen wabt curl jq python3
+  binaryen wabt curl jq python3 openssl
 )
 
 missing=()
