@@ -9,44 +9,14 @@ p50/p99. Load generator and broker share this machine's cores: the figure is for
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
+
+from bench_broker import start_broker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def start_broker(wasmq, directory, io_threads):
-    config = os.path.join(directory, "broker.toml")
-    with open(config, "w") as f:
-        f.write(f"""[broker]
-data_dir = "{os.path.join(directory, 'data')}"
-listen = "127.0.0.1:0"
-io_threads = {io_threads}
-[admin]
-listen = "127.0.0.1:0"
-[storage]
-fsync = "interval"
-fsync_interval_ms = 50
-[logging]
-level = "warn"
-""")
-    proc = subprocess.Popen([wasmq, "serve", "--config", config], stdout=subprocess.PIPE,
-                            stderr=open(os.path.join(directory, "broker.log"), "w"), text=True)
-    # Ready lines: "wasmq: admin API on ...", then "wasmq: data API on ...".
-    match = None
-    for _ in range(2):
-        line = proc.stdout.readline()
-        match = re.search(r"data API on http://([0-9.]+):(\d+)", line)
-        if match:
-            break
-    if not match:
-        proc.kill()
-        sys.exit("broker did not start: " + line + open(os.path.join(directory, "broker.log")).read())
-    return proc, match.group(1), match.group(2)
 
 
 def main():
@@ -67,7 +37,7 @@ def main():
     runs = []
     for r in range(args.rounds):
         directory = tempfile.mkdtemp(prefix="wasmq-bench-")
-        proc, host, port = start_broker(wasmq, directory, args.io_threads)
+        proc, _, host, port = start_broker(wasmq, directory, args.io_threads)
         try:
             out = subprocess.run([load, "--host", host, "--port", port, "--topic", "bench",
                                   "--connections", str(args.connections), "--batch", "100",

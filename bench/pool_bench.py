@@ -21,48 +21,14 @@ reuse in one sandbox, without HTTP or storage.
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.request
+
+from bench_broker import request, start_broker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def start_broker(wasmq, directory, io_threads, workers):
-    config = os.path.join(directory, "broker.toml")
-    with open(config, "w") as f:
-        f.write(f"""[broker]
-data_dir = "{os.path.join(directory, 'data')}"
-listen = "127.0.0.1:0"
-io_threads = {io_threads}
-[admin]
-listen = "127.0.0.1:0"
-[storage]
-fsync = "interval"
-fsync_interval_ms = 50
-[etl]
-workers = {workers}
-[logging]
-level = "warn"
-""")
-    proc = subprocess.Popen([wasmq, "serve", "--config", config], stdout=subprocess.PIPE,
-                            stderr=open(os.path.join(directory, "broker.log"), "w"), text=True)
-    admin = re.search(r"admin API on (http://\S+)", proc.stdout.readline())
-    data = re.search(r"data API on http://([0-9.]+):(\d+)", proc.stdout.readline())
-    if not admin or not data:
-        proc.kill()
-        sys.exit("broker did not start: " + open(os.path.join(directory, "broker.log")).read())
-    return proc, admin.group(1), data.group(1), data.group(2)
-
-
-def request(url, method="GET", body=None, headers=None):
-    req = urllib.request.Request(url, data=body, method=method,
-                                 headers=headers or {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as reply:
-        return json.loads(reply.read())
 
 
 def set_up(admin, modules_dir):
