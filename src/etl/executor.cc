@@ -472,6 +472,18 @@ struct Executor::Run {
     return failing < 0;
   }
 
+  // The trace step of a module that ran (its outcome is filled in by the caller).
+  TraceStep ran_step(const CompiledPipeline& pipeline, const CompiledStage& stage,
+                     const ModuleUse& use, const CallOutcome& o) {
+    TraceStep s = trace_step(pipeline, stage, use);
+    s.matched = true;
+    s.decided_by = topic_decision(use);
+    s.ran = true;
+    s.resolved_id = o.resolved_id;
+    s.time_ms = o.time_ms;
+    return s;
+  }
+
   std::string topic_decision(const ModuleUse& use) {
     int f = use.topics.matching_filter(topic);
     if (f == TopicMatcher::kEveryTopic) return "no topic_filters (every topic)";
@@ -507,15 +519,7 @@ struct Executor::Run {
         }
         CallOutcome& o = outcomes[t++];
         Item& item = items[i];
-        TraceStep s;
-        if (trace) {
-          s = trace_step(pipeline, *stage.stage, *use);
-          s.matched = true;
-          s.decided_by = topic_decision(*use);
-          s.ran = true;
-          s.resolved_id = o.resolved_id;
-          s.time_ms = o.time_ms;
-        }
+        TraceStep s = trace ? ran_step(pipeline, *stage.stage, *use, o) : TraceStep{};
         std::vector<std::optional<std::string>> routes;
         if (o.ok && !route(pipeline, o.result.transformed_messages, &routes, &o.error))
           o.ok = false;
@@ -618,15 +622,7 @@ struct Executor::Run {
         CallOutcome& o = outcomes[m][cursor[m]++];
         touched = true;
         const ModuleUse* use = stage.modules[m];
-        TraceStep s;
-        if (trace) {
-          s = trace_step(pipeline, *stage.stage, *use);
-          s.matched = true;
-          s.decided_by = topic_decision(*use);
-          s.ran = true;
-          s.resolved_id = o.resolved_id;
-          s.time_ms = o.time_ms;
-        }
+        TraceStep s = trace ? ran_step(pipeline, *stage.stage, *use, o) : TraceStep{};
         std::vector<std::optional<std::string>> routes;
         if (o.ok && o.result.transformed_messages.size() > 1) {
           o.ok = false;
