@@ -274,18 +274,25 @@ PipelineResult<PipelineSpec> Orchestrator::create_pipeline(const json::value& do
   return apply_locked(document, {});
 }
 
-PipelineResult<PipelineSpec> Orchestrator::replace_pipeline(std::string_view id,
-                                                            const json::value& document) {
-  std::lock_guard lock(mutex_);
-  auto it = entries_.find(id);
+std::optional<PipelineChangeError> Orchestrator::api_may_change_locked(
+    std::string_view id,
+    std::map<std::string, PipelineEntry, std::less<>>::const_iterator it) const {
   if (it == entries_.end()) {
     return change_error(StatusCode::kNotFound,
                         "pipeline \"" + std::string(id) + "\" does not exist");
   }
-  // Refused whatever the document says: a file pipeline is not the API's to change.
+  // Refused whatever the request says: a file pipeline is not the API's to change.
   if (it->second.origin == PipelineOrigin::kFile) {
     return PipelineChangeError{file_pipeline_conflict(id), {}};
   }
+  return std::nullopt;
+}
+
+PipelineResult<PipelineSpec> Orchestrator::replace_pipeline(std::string_view id,
+                                                            const json::value& document) {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(id);
+  if (auto refused = api_may_change_locked(id, it)) return *refused;
   if (document.is_object() && !document.get_object().contains("pipeline_id")) {
     json::value with_id = document;
     with_id.get_object()["pipeline_id"] = id;
@@ -298,13 +305,7 @@ PipelineResult<PipelineSpec> Orchestrator::patch_pipeline(std::string_view id,
                                                           const json::value& patch) {
   std::lock_guard lock(mutex_);
   auto it = entries_.find(id);
-  if (it == entries_.end()) {
-    return change_error(StatusCode::kNotFound,
-                        "pipeline \"" + std::string(id) + "\" does not exist");
-  }
-  if (it->second.origin == PipelineOrigin::kFile) {
-    return PipelineChangeError{file_pipeline_conflict(id), {}};
-  }
+  if (auto refused = api_may_change_locked(id, it)) return *refused;
   if (!patch.is_object()) {
     return change_error(StatusCode::kInvalidArgument, "a merge patch must be a JSON object");
   }

@@ -137,6 +137,11 @@ class Orchestrator {
   PipelineResult<PipelineSpec> apply_locked(const boost::json::value& document,
                                             std::string_view replacing_id);
   std::string new_pipeline_id_locked() const;
+  // Why the API may not change pipeline `id` (found at `it`): unknown (kNotFound), or defined in
+  // the configuration file (kConflict); nullopt when it may. Caller holds mutex_.
+  std::optional<PipelineChangeError> api_may_change_locked(
+      std::string_view id,
+      std::map<std::string, PipelineEntry, std::less<>>::const_iterator it) const;
 
   const OrchestratorOptions options_;
   Runtime runtime_;
