@@ -37,4 +37,7 @@ int admin_request(const AdminEndpoint& admin, const std::string& method, const s
                   std::string_view content_type = "application/json",
                   const std::vector<std::pair<std::string, std::string>>& headers = {});
 
+// Prints rows (the first one a header) as columns aligned with two spaces between them.
+void print_table(const std::vector<std::vector<std::string>>& rows);
+
 }  // namespace wasmq::cli

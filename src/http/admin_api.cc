@@ -408,7 +408,6 @@ class AdminApi {
   const bool every_source_;  // allowed_module_sources has "*": sources_ is not consulted
 };
 
-
 }  // namespace
 
 static Right admin_right(Verb verb, std::string_view pattern) {
@@ -455,31 +454,25 @@ Status add_admin_api(Router& router, etl::Orchestrator& etl, const broker::Strea
   auto bind = [api](awaitable<Response> (AdminApi::*method)(Request&)) {
     return [api, method](Request& req) { return ((*api).*method)(req); };
   };
-  struct Entry {
-    Verb verb;
-    const char* pattern;
-    awaitable<Response> (AdminApi::*method)(Request&);
-  };
-  const Entry entries[] = {
-      {Verb::get, "/api/v1/etl/modules", &AdminApi::list_modules},
-      {Verb::get, "/api/v1/etl/modules/{id}", &AdminApi::get_module},
-      {Verb::delete_, "/api/v1/etl/modules/{id}", &AdminApi::delete_module},
-      {Verb::post, "/api/v1/etl/pipelines", &AdminApi::create_pipeline},
-      {Verb::get, "/api/v1/etl/pipelines", &AdminApi::list_pipelines},
-      {Verb::get, "/api/v1/etl/pipelines/{id}", &AdminApi::get_pipeline},
-      {Verb::put, "/api/v1/etl/pipelines/{id}", &AdminApi::replace_pipeline},
-      {Verb::patch, "/api/v1/etl/pipelines/{id}", &AdminApi::patch_pipeline},
-      {Verb::delete_, "/api/v1/etl/pipelines/{id}", &AdminApi::delete_pipeline},
-      {Verb::post, "/api/v1/etl/pipelines/{id}/start", &AdminApi::start_pipeline},
-      {Verb::post, "/api/v1/etl/pipelines/{id}/stop", &AdminApi::stop_pipeline},
-      {Verb::get, "/api/v1/etl/pipelines/{id}/status", &AdminApi::pipeline_status},
-      {Verb::post, "/api/v1/etl/pipelines/{id}/test", &AdminApi::test_pipeline},
-  };
-  for (const auto& e : entries) {
-    if (Status s = router.add(e.verb, e.pattern, bind(e.method), admin_route(e.verb, e.pattern));
-        !s.is_ok()) {
-      return s;
-    }
+  if (Status s = add_admin_routes<AdminApi>(
+          router, api,
+          {
+              {Verb::get, "/api/v1/etl/modules", &AdminApi::list_modules},
+              {Verb::get, "/api/v1/etl/modules/{id}", &AdminApi::get_module},
+              {Verb::delete_, "/api/v1/etl/modules/{id}", &AdminApi::delete_module},
+              {Verb::post, "/api/v1/etl/pipelines", &AdminApi::create_pipeline},
+              {Verb::get, "/api/v1/etl/pipelines", &AdminApi::list_pipelines},
+              {Verb::get, "/api/v1/etl/pipelines/{id}", &AdminApi::get_pipeline},
+              {Verb::put, "/api/v1/etl/pipelines/{id}", &AdminApi::replace_pipeline},
+              {Verb::patch, "/api/v1/etl/pipelines/{id}", &AdminApi::patch_pipeline},
+              {Verb::delete_, "/api/v1/etl/pipelines/{id}", &AdminApi::delete_pipeline},
+              {Verb::post, "/api/v1/etl/pipelines/{id}/start", &AdminApi::start_pipeline},
+              {Verb::post, "/api/v1/etl/pipelines/{id}/stop", &AdminApi::stop_pipeline},
+              {Verb::get, "/api/v1/etl/pipelines/{id}/status", &AdminApi::pipeline_status},
+              {Verb::post, "/api/v1/etl/pipelines/{id}/test", &AdminApi::test_pipeline},
+          });
+      !s.is_ok()) {
+    return s;
   }
   RouteOptions upload = admin_route(Verb::post, "/api/v1/etl/modules");
   upload.max_body_bytes = kMaxModuleUploadBytes;

@@ -12,6 +12,7 @@
 // never runs a module.
 #pragma once
 
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +42,30 @@ struct AdminApiOptions {
 // ETL changes and a configuration reload `manage_etl`; other changes `admin`) and whether it is
 // audited (every change). Keyed by pattern, so every admin route gets them from here.
 RouteOptions admin_route(Verb verb, std::string_view pattern);
+
+// One route of an admin-listener API object: method, pattern, and the member that handles it.
+template <typename Api>
+struct AdminRoute {
+  Verb verb;
+  const char* pattern;
+  boost::asio::awaitable<Response> (Api::*method)(Request&);
+};
+
+// Registers `routes`, each handled by its member of `api` (kept alive by the router), with
+// admin_route()'s right and auditing.
+template <typename Api>
+Status add_admin_routes(Router& router, std::shared_ptr<Api> api,
+                        std::initializer_list<AdminRoute<Api>> routes) {
+  for (const auto& r : routes) {
+    auto handler = [api, method = r.method](Request& req) { return ((*api).*method)(req); };
+    if (Status s =
+            router.add(r.verb, r.pattern, std::move(handler), admin_route(r.verb, r.pattern));
+        !s.is_ok()) {
+      return s;
+    }
+  }
+  return Status::ok();
+}
 
 // Registers the admin routes on `router`. `etl` (and `streams`, which may be null) must
 // outlive the router. kInvalidArgument when an allowed_module_sources pattern is empty.

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <boost/json.hpp>
 
-#include "http/handoff.h"
 #include "http/admin_api.h"
+#include "http/handoff.h"
 #include "http/json_response.h"
 
 namespace wasmq::http {
@@ -321,28 +321,15 @@ class PoolApi {
 
 Status add_pool_api(Router& router, etl::Orchestrator& etl) {
   auto api = std::make_shared<PoolApi>(etl);
-  auto bind = [api](awaitable<Response> (PoolApi::*method)(Request&)) {
-    return [api, method](Request& req) { return ((*api).*method)(req); };
-  };
-  struct Entry {
-    Verb verb;
-    const char* pattern;
-    awaitable<Response> (PoolApi::*method)(Request&);
-  };
-  const Entry entries[] = {
-      {Verb::get, "/api/v1/etl/instance-pool/stats", &PoolApi::stats},
-      {Verb::post, "/api/v1/etl/instance-pool/warmup", &PoolApi::warmup},
-      {Verb::post, "/api/v1/etl/instance-pool/cleanup", &PoolApi::cleanup},
-      {Verb::get, "/api/v1/etl/instance-pool/{module_id}", &PoolApi::module_stats},
-      {Verb::patch, "/api/v1/etl/instance-pool/{module_id}", &PoolApi::resize},
-  };
-  for (const auto& e : entries) {
-    if (Status s = router.add(e.verb, e.pattern, bind(e.method), admin_route(e.verb, e.pattern));
-        !s.is_ok()) {
-      return s;
-    }
-  }
-  return Status::ok();
+  return add_admin_routes<PoolApi>(
+      router, api,
+      {
+          {Verb::get, "/api/v1/etl/instance-pool/stats", &PoolApi::stats},
+          {Verb::post, "/api/v1/etl/instance-pool/warmup", &PoolApi::warmup},
+          {Verb::post, "/api/v1/etl/instance-pool/cleanup", &PoolApi::cleanup},
+          {Verb::get, "/api/v1/etl/instance-pool/{module_id}", &PoolApi::module_stats},
+          {Verb::patch, "/api/v1/etl/instance-pool/{module_id}", &PoolApi::resize},
+      });
 }
 
 }  // namespace wasmq::http

@@ -770,36 +770,23 @@ class StatusApi {
 
 Status add_status_api(Router& router, StatusContext context) {
   auto api = std::make_shared<StatusApi>(std::move(context));
-  auto bind = [api](awaitable<Response> (StatusApi::*method)(Request&)) {
-    return [api, method](Request& req) { return ((*api).*method)(req); };
-  };
-  struct Entry {
-    Verb verb;
-    const char* pattern;
-    awaitable<Response> (StatusApi::*method)(Request&);
-  };
-  const Entry entries[] = {
-      {Verb::get, "/api/v1/status", &StatusApi::status},
-      {Verb::get, "/api/v1/cluster/health", &StatusApi::cluster_health},
-      {Verb::get, "/api/v1/features", &StatusApi::features},
-      {Verb::get, "/api/v1/config", &StatusApi::config},
-      {Verb::post, "/api/v1/config/reload", &StatusApi::reload},
-      {Verb::get, "/api/v1/metrics", &StatusApi::metrics_json},
-      {Verb::get, "/metrics", &StatusApi::metrics_prometheus},
-      {Verb::get, "/api/v1/etl/status", &StatusApi::etl_status},
-      {Verb::get, "/api/v1/etl/capabilities", &StatusApi::capabilities},
-      {Verb::get, "/api/v1/etl/health", &StatusApi::etl_health},
-      {Verb::get, "/api/v1/etl/filters/performance", &StatusApi::filters_performance},
-      {Verb::get, "/api/v1/etl/pipelines/{id}/metrics", &StatusApi::pipeline_metrics},
-      {Verb::get, "/api/v1/etl/pipelines/{id}/health", &StatusApi::pipeline_health},
-  };
-  for (const auto& e : entries) {
-    if (Status s = router.add(e.verb, e.pattern, bind(e.method), admin_route(e.verb, e.pattern));
-        !s.is_ok()) {
-      return s;
-    }
-  }
-  return Status::ok();
+  return add_admin_routes<StatusApi>(
+      router, api,
+      {
+          {Verb::get, "/api/v1/status", &StatusApi::status},
+          {Verb::get, "/api/v1/cluster/health", &StatusApi::cluster_health},
+          {Verb::get, "/api/v1/features", &StatusApi::features},
+          {Verb::get, "/api/v1/config", &StatusApi::config},
+          {Verb::post, "/api/v1/config/reload", &StatusApi::reload},
+          {Verb::get, "/api/v1/metrics", &StatusApi::metrics_json},
+          {Verb::get, "/metrics", &StatusApi::metrics_prometheus},
+          {Verb::get, "/api/v1/etl/status", &StatusApi::etl_status},
+          {Verb::get, "/api/v1/etl/capabilities", &StatusApi::capabilities},
+          {Verb::get, "/api/v1/etl/health", &StatusApi::etl_health},
+          {Verb::get, "/api/v1/etl/filters/performance", &StatusApi::filters_performance},
+          {Verb::get, "/api/v1/etl/pipelines/{id}/metrics", &StatusApi::pipeline_metrics},
+          {Verb::get, "/api/v1/etl/pipelines/{id}/health", &StatusApi::pipeline_health},
+      });
 }
 
 }  // namespace wasmq::http
