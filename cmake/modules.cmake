@@ -2,6 +2,8 @@
 #   C   (tests/modules/*.c, examples/modules/header-adder/*.c): clang-14 -> wasm32-wasi reactor;
 #       the SDK headers and tests/modules/*.h (helpers the test modules share) are dependencies.
 #       A first line "// wasmq-build-flags: ..." adds flags for that module.
+#   WAT (tests/modules/*.wat): wabt's wat2wasm, for hostile modules whose shape C cannot express
+#       (huge tables, exact iovec layouts, exception-handling tags).
 #   Rust (examples/modules/message-processor): Debian's cargo, offline, Debian's crates;
 #       built for wasm32-wasi and natively (the native build is the benchmark's baseline).
 # Every module lands in ${WASMQ_MODULES_DIR}/<name>.wasm; target `modules` builds them all.
@@ -33,6 +35,20 @@ foreach(source ${WASMQ_C_MODULES})
             -I${CMAKE_SOURCE_DIR}/sdk/c ${extra_flags} -o ${output} ${source}
     DEPENDS ${source} ${WASMQ_C_SDK}
     COMMENT "wasm32-wasi module ${name}"
+    VERBATIM)
+  list(APPEND WASMQ_MODULE_OUTPUTS ${output})
+endforeach()
+
+find_program(WAT2WASM wat2wasm REQUIRED)
+file(GLOB WASMQ_WAT_MODULES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/modules/*.wat)
+foreach(source ${WASMQ_WAT_MODULES})
+  get_filename_component(name ${source} NAME_WE)
+  set(output ${WASMQ_MODULES_DIR}/${name}.wasm)
+  add_custom_command(
+    OUTPUT ${output}
+    COMMAND ${WAT2WASM} --enable-all -o ${output} ${source}
+    DEPENDS ${source}
+    COMMENT "wat2wasm module ${name}"
     VERBATIM)
   list(APPEND WASMQ_MODULE_OUTPUTS ${output})
 endforeach()
