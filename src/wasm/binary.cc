@@ -1,5 +1,6 @@
 #include "wasm/binary.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace wasmq::wasm {
@@ -104,6 +105,40 @@ Limits read_limits(Cursor& c) {
   return l;
 }
 
+// Skips a constant expression (global initializers, segment offsets, element expressions) up
+// to and including its `end`: the instructions of the MVP, reference types and bulk memory.
+void skip_const_expr(Cursor& c) {
+  while (c.ok()) {
+    uint8_t op = c.byte();
+    switch (op) {
+      case 0x0B: return;                    // end
+      case 0x41: c.leb_u(35); break;        // i32.const (signed LEB, up to 5 bytes)
+      case 0x42: c.leb_u(70); break;        // i64.const (signed LEB, up to 10 bytes)
+      case 0x43: c.skip(4); break;          // f32.const
+      case 0x44: c.skip(8); break;          // f64.const
+      case 0x23: c.u32(); break;            // global.get
+      case 0xD0: c.byte(); break;           // ref.null t
+      case 0xD2: c.u32(); break;            // ref.func
+      default: c.fail("unsupported constant expression opcode " + std::to_string(op));
+    }
+  }
+}
+
+// A section's position in the order the binary format requires (the tag section of the
+// exception-handling proposal sits between memory and global, datacount before code); 0 for an
+// unknown id.
+int section_rank(uint8_t id) {
+  static constexpr uint8_t kOrder[] = {1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11};
+  for (size_t i = 0; i < sizeof kOrder; ++i) {
+    if (kOrder[i] == id) return static_cast<int>(i) + 1;
+  }
+  return 0;
+}
+
+// "<what>: N <unit>, more than the bound of M" when n > bound.
+void check_bound(std::string& problems, const std::string& what, uint64_t n, uint64_t bound,
+                 const char* unit);
+
 struct Section {
   uint8_t id;
   const uint8_t* begin;  // start of the section header (id byte)
@@ -148,6 +183,13 @@ void add_problem(std::string& problems, const std::string& p) {
   problems += p;
 }
 
+void check_bound(std::string& problems, const std::string& what, uint64_t n, uint64_t bound,
+                 const char* unit) {
+  if (n <= bound) return;
+  add_problem(problems, what + ": " + std::to_string(n) + " " + unit +
+                            ", more than the bound of " + std::to_string(bound));
+}
+
 }  // namespace
 
 std::string FunctionType::to_string() const {
@@ -162,6 +204,14 @@ std::string FunctionType::to_string() const {
   std::string r = "(" + list(params) + ") -> ";
   if (results.empty()) return r + "()";
   return results.size() == 1 ? r + list(results) : r + "(" + list(results) + ")";
+}
+
+uint64_t ModuleInfo::table_bytes() const {
+  uint64_t elements = 0;
+  for (const TableInfo& t : tables) {
+    elements += std::min(t.max.value_or(ModuleBounds::kTableElements), ModuleBounds::kTableElements);
+  }
+  return elements * ModuleBounds::kTableElementBytes;
 }
 
 const Export* ModuleInfo::find_export(std::string_view name) const {
@@ -204,19 +254,23 @@ Result<ModuleInfo> inspect_module(std::span<const uint8_t> binary) {
   std::vector<uint32_t> function_types;  // type index per function, imports first
   std::string problems;
   int memories = 0;
-  uint8_t last_id = 0;
+  int last_rank = 0;
   uint32_t code_bodies = 0;
 
   for (const Section& s : *sections) {
     Cursor c(s.payload, s.end);
     if (s.id != 0) {
-      // Non-custom sections appear at most once, in order (datacount 12 sits before code 10).
-      auto rank = [](uint8_t id) { return id == 12 ? 9.5 : static_cast<double>(id); };
-      if (last_id != 0 && rank(s.id) <= rank(last_id)) {
+      // Non-custom sections appear at most once, in order.
+      const int rank = section_rank(s.id);
+      if (rank == 0) {
+        return Status(StatusCode::kInvalidModule,
+                      "malformed module: unknown section id " + std::to_string(s.id));
+      }
+      if (last_rank != 0 && rank <= last_rank) {
         return Status(StatusCode::kInvalidModule,
                       "malformed module: section " + std::to_string(s.id) + " out of order");
       }
-      last_id = s.id;
+      last_rank = rank;
     }
     switch (s.id) {
       case 1: {  // types
@@ -265,12 +319,96 @@ Result<ModuleInfo> inspect_module(std::span<const uint8_t> binary) {
       }
       case 3: {  // functions
         uint32_t n = c.u32();
+        if (n > ModuleBounds::kFunctions) {
+          // Not read further: exports and bodies would refer to functions not read.
+          std::string bound;
+          check_bound(bound, "functions", n, ModuleBounds::kFunctions, "functions");
+          return Status(StatusCode::kInvalidModule, bound);
+        }
         if (n > c.remaining()) c.fail("function count past the end of the section");
         for (uint32_t i = 0; i < n && c.ok(); ++i) {
           uint32_t ti = c.u32();
           if (c.ok() && ti >= types.size()) c.fail("function type index out of range");
           function_types.push_back(ti);
         }
+        break;
+      }
+      case 4: {  // tables
+        uint32_t n = c.u32();
+        if (n > ModuleBounds::kTables) {
+          check_bound(problems, "tables", n, ModuleBounds::kTables, "tables");
+          break;
+        }
+        uint64_t initial = 0;
+        for (uint32_t i = 0; i < n && c.ok(); ++i) {
+          TableInfo t;
+          t.element_type = c.byte();
+          if (c.ok() && t.element_type != 0x70 && t.element_type != 0x6F) {
+            c.fail("unsupported table element type " + std::to_string(t.element_type));
+          }
+          Limits l = read_limits(c);
+          if (l.flags > 1) c.fail("invalid table limits flags " + std::to_string(l.flags));
+          t.initial = l.initial;
+          t.max = l.max;
+          initial += t.initial;
+          if (c.ok()) info.tables.push_back(t);
+        }
+        if (c.ok()) {
+          check_bound(problems, "tables", initial, ModuleBounds::kTableElements,
+                      "elements at their initial size");
+        }
+        break;
+      }
+      case 6: {  // globals: each lives on the JavaScript heap of every instance
+        uint32_t n = c.u32();
+        check_bound(problems, "globals", n, ModuleBounds::kGlobals, "globals");
+        break;
+      }
+      case 9: {  // element segments
+        uint32_t n = c.u32();
+        if (n > ModuleBounds::kElementSegments) {
+          check_bound(problems, "element segments", n, ModuleBounds::kElementSegments, "segments");
+          break;
+        }
+        uint64_t entries = 0;
+        for (uint32_t i = 0; i < n && c.ok(); ++i) {
+          uint32_t flags = c.u32();
+          if (flags > 7) {
+            c.fail("invalid element segment flags " + std::to_string(flags));
+            break;
+          }
+          const bool passive_or_declared = flags & 1;
+          const bool explicit_table = flags & 2;
+          const bool expressions = flags & 4;
+          if (!passive_or_declared) {
+            if (explicit_table) c.u32();
+            skip_const_expr(c);
+          }
+          if (passive_or_declared || explicit_table) c.byte();  // element kind or reference type
+          uint32_t count = c.u32();
+          entries += count;
+          if (entries > ModuleBounds::kElementSegmentEntries) break;
+          for (uint32_t j = 0; j < count && c.ok(); ++j) {
+            if (expressions) {
+              skip_const_expr(c);
+            } else {
+              c.u32();
+            }
+          }
+        }
+        check_bound(problems, "element segments", entries, ModuleBounds::kElementSegmentEntries,
+                    "entries");
+        break;
+      }
+      case 11: {  // data segments (a datacount section, if any, must agree: V8 checks)
+        uint32_t n = c.u32();
+        check_bound(problems, "data segments", n, ModuleBounds::kDataSegments, "segments");
+        break;
+      }
+      case 13: {  // tags (exception handling)
+        info.has_tags = true;
+        uint32_t n = c.u32();
+        check_bound(problems, "tags", n, ModuleBounds::kTags, "tags");
         break;
       }
       case 5: {  // memories
@@ -307,9 +445,42 @@ Result<ModuleInfo> inspect_module(std::span<const uint8_t> binary) {
       case 8:
         info.has_start = true;
         break;
-      case 10:
+      case 10: {  // code: what V8 compiles
         code_bodies = c.u32();
+        check_bound(problems, "code section", static_cast<uint64_t>(s.end - s.payload),
+                    ModuleBounds::kCodeBytes, "bytes");
+        if (code_bodies > ModuleBounds::kFunctions) break;  // refused by the function section
+        uint64_t locals = 0;
+        for (uint32_t i = 0; i < code_bodies && c.ok(); ++i) {
+          uint32_t size = c.u32();
+          if (!c.ok()) break;
+          if (size > c.remaining()) {
+            c.fail("function body size " + std::to_string(size) + " past the end of the section");
+            break;
+          }
+          const uint8_t* body_end = c.position() + size;
+          const std::string function = "function " + std::to_string(i);
+          check_bound(problems, function + ": body", size, ModuleBounds::kFunctionBodyBytes,
+                      "bytes");
+          Cursor b(c.position(), body_end);
+          uint32_t entries = b.u32();
+          uint64_t declared = 0;
+          for (uint32_t j = 0; j < entries && b.ok(); ++j) {
+            declared += b.u32();
+            b.byte();
+          }
+          if (!b.ok()) {
+            c.fail(function + ": malformed local declarations");
+            break;
+          }
+          check_bound(problems, function + ": locals", declared,
+                      ModuleBounds::kLocalsPerFunction, "locals");
+          locals += declared;
+          c.skip(size);
+        }
+        check_bound(problems, "locals", locals, ModuleBounds::kLocals, "locals in all functions");
         break;
+      }
       default:
         break;
     }
@@ -404,36 +575,92 @@ void put_leb(std::vector<uint8_t>& out, uint64_t v) {
 Result<std::vector<uint8_t>> limit_memory(std::span<const uint8_t> binary, uint64_t limit_bytes) {
   auto sections = split_sections(binary);
   if (!sections.is_ok()) return sections.status();
+
+  // Tables first: their maxima decide what is left for the memory.
+  std::vector<Limits> tables;
+  std::vector<uint8_t> table_types;
+  for (const Section& s : *sections) {
+    if (s.id != 4) continue;
+    Cursor c(s.payload, s.end);
+    uint32_t n = c.u32();
+    if (n > ModuleBounds::kTables) {
+      return Status(StatusCode::kInvalidModule,
+                    "tables: " + std::to_string(n) + " tables, more than the bound of " +
+                        std::to_string(ModuleBounds::kTables));
+    }
+    for (uint32_t i = 0; i < n && c.ok(); ++i) {
+      table_types.push_back(c.byte());
+      tables.push_back(read_limits(c));
+    }
+    if (!c.ok() || !c.at_end()) {
+      return Status(StatusCode::kInvalidModule, "malformed module: table section: " + c.error());
+    }
+  }
+  uint64_t initial_elements = 0;
+  for (const Limits& t : tables) initial_elements += t.initial;
+  if (initial_elements > ModuleBounds::kTableElements) {
+    return Status(StatusCode::kInvalidModule,
+                  "tables: " + std::to_string(initial_elements) +
+                      " elements at their initial size, more than the bound of " +
+                      std::to_string(ModuleBounds::kTableElements));
+  }
+  uint64_t table_elements = 0;
+  if (!tables.empty()) {
+    const uint64_t share = (ModuleBounds::kTableElements - initial_elements) / tables.size();
+    for (Limits& t : tables) {
+      t.max = std::min(t.max.value_or(UINT64_MAX), t.initial + share);
+      table_elements += *t.max;
+    }
+  }
+  const uint64_t table_bytes = table_elements * ModuleBounds::kTableElementBytes;
+  const uint64_t table_pages = table_bytes / kWasmPageSize;
   const uint64_t limit_pages = limit_bytes / kWasmPageSize;
+  const uint64_t memory_pages = limit_pages > table_pages ? limit_pages - table_pages : 0;
 
   std::vector<uint8_t> out(binary.begin(), binary.begin() + 8);
   out.reserve(binary.size() + 16);
   for (const Section& s : *sections) {
-    if (s.id != 5) {
+    std::vector<uint8_t> payload;
+    if (s.id == 4) {
+      put_leb(payload, tables.size());
+      for (size_t i = 0; i < tables.size(); ++i) {
+        payload.push_back(table_types[i]);
+        payload.push_back(1);  // has a maximum
+        put_leb(payload, tables[i].initial);
+        put_leb(payload, *tables[i].max);
+      }
+    } else if (s.id == 5) {
+      Cursor c(s.payload, s.end);
+      uint32_t n = c.u32();
+      put_leb(payload, n);
+      for (uint32_t i = 0; i < n && c.ok(); ++i) {
+        Limits l = read_limits(c);
+        if (l.initial > memory_pages) {
+          if (table_pages == 0) {
+            return Status(StatusCode::kLimitExceeded,
+                          "initial memory of " + std::to_string(l.initial * kWasmPageSize) +
+                              " bytes exceeds the memory limit of " + std::to_string(limit_bytes) +
+                              " bytes");
+          }
+          return Status(StatusCode::kLimitExceeded,
+                        "initial memory of " + std::to_string(l.initial * kWasmPageSize) +
+                            " bytes and tables of " + std::to_string(table_bytes) +
+                            " bytes at their maximum exceed the memory limit of " +
+                            std::to_string(limit_bytes) + " bytes");
+        }
+        uint64_t max = l.max ? std::min(*l.max, memory_pages) : memory_pages;
+        payload.push_back(static_cast<uint8_t>((l.flags & ~1u) | 1u));
+        put_leb(payload, l.initial);
+        put_leb(payload, max);
+      }
+      if (!c.ok() || !c.at_end()) {
+        return Status(StatusCode::kInvalidModule, "malformed module: memory section: " + c.error());
+      }
+    } else {
       out.insert(out.end(), s.begin, s.end);
       continue;
     }
-    Cursor c(s.payload, s.end);
-    uint32_t n = c.u32();
-    std::vector<uint8_t> payload;
-    put_leb(payload, n);
-    for (uint32_t i = 0; i < n && c.ok(); ++i) {
-      Limits l = read_limits(c);
-      if (l.initial > limit_pages) {
-        return Status(StatusCode::kLimitExceeded,
-                      "initial memory of " + std::to_string(l.initial * kWasmPageSize) +
-                          " bytes exceeds the memory limit of " + std::to_string(limit_bytes) +
-                          " bytes");
-      }
-      uint64_t max = l.max ? std::min(*l.max, limit_pages) : limit_pages;
-      payload.push_back(static_cast<uint8_t>((l.flags & ~1u) | 1u));
-      put_leb(payload, l.initial);
-      put_leb(payload, max);
-    }
-    if (!c.ok() || !c.at_end()) {
-      return Status(StatusCode::kInvalidModule, "malformed module: memory section: " + c.error());
-    }
-    out.push_back(5);
+    out.push_back(s.id);
     put_leb(out, payload.size());
     out.insert(out.end(), payload.begin(), payload.end());
   }

@@ -16,6 +16,32 @@ namespace wasmq::wasm {
 
 constexpr uint64_t kWasmPageSize = 64 * 1024;
 
+// What a module may declare (module-abi.md, "Module bounds"). Tables, globals and segments live
+// on the isolate's JavaScript heap, outside the linear memory limit, and V8 compiles every
+// function up front: these bounds keep both what one instance costs the heap and what one upload
+// costs the compiler small. inspect_module() refuses a module beyond any of them, naming the
+// bound and the module's figure.
+struct ModuleBounds {
+  // Elements of all tables together, counted at their initial size and again at their maximum
+  // (limit_memory() rewrites the maxima so that table.grow cannot pass this).
+  static constexpr uint64_t kTableElements = 100'000;
+  // Host memory one table element costs (V8 10.2: the table's entry, the dispatch table's
+  // signature, target and reference, with some headroom); counted in an instance's memory.
+  static constexpr uint64_t kTableElementBytes = 32;
+  static constexpr uint64_t kTables = 100;
+  static constexpr uint64_t kGlobals = 10'000;
+  static constexpr uint64_t kElementSegments = 10'000;
+  static constexpr uint64_t kElementSegmentEntries = 100'000;  // all segments together
+  static constexpr uint64_t kDataSegments = 10'000;
+  static constexpr uint64_t kTags = 10'000;
+  // What V8 compiles at upload (TurboFan, every function, no lazy compilation).
+  static constexpr uint64_t kFunctions = 100'000;              // defined by the module
+  static constexpr uint64_t kLocalsPerFunction = 10'000;       // declared locals
+  static constexpr uint64_t kLocals = 1'000'000;               // declared locals, all functions
+  static constexpr uint64_t kFunctionBodyBytes = 1024 * 1024;  // one function's body
+  static constexpr uint64_t kCodeBytes = 32 * 1024 * 1024;     // the code section
+};
+
 // A function signature, e.g. "(i32, i32) -> i32".
 struct FunctionType {
   std::vector<uint8_t> params;   // value type codes (0x7F i32, 0x7E i64, ...)
@@ -25,6 +51,12 @@ struct FunctionType {
 };
 
 enum class ExternKind : uint8_t { kFunction = 0, kTable = 1, kMemory = 2, kGlobal = 3, kTag = 4 };
+
+struct TableInfo {
+  uint8_t element_type = 0x70;  // funcref (0x70) or externref (0x6F)
+  uint64_t initial = 0;
+  std::optional<uint64_t> max;
+};
 
 struct Import {
   std::string module;
@@ -45,23 +77,37 @@ struct ModuleInfo {
   std::vector<Export> exports;
   uint64_t memory_initial_pages = 0;
   std::optional<uint64_t> memory_max_pages;
+  std::vector<TableInfo> tables;  // defined by the module
+  bool has_tags = false;          // exception-handling tags (a tag section)
   bool has_process_batch = false;
   bool has_init_module = false;
   bool has_initialize = false;
   bool has_start = false;
 
   const Export* find_export(std::string_view name) const;
+  // Host memory the tables may take at their maximum (a table without a maximum counts as
+  // ModuleBounds::kTableElements): ModuleBounds::kTableElementBytes per element.
+  uint64_t table_bytes() const;
 };
 
 // Parses the binary's sections and checks it against the ABI: magic and version, well-formed
 // sections, the required exports with their signatures, optional exports' signatures, imports
 // limited to the WASI subset with their exact signatures, one non-shared 32-bit memory defined
-// by the module. Every problem found is listed in the error, separated by "; ".
-// Function bodies are not validated here; V8 does that when compiling.
+// by the module, and ModuleBounds (each refusal names the bound and the module's figure, e.g.
+// "tables: 10000000 elements, more than the bound of 100000"). Every problem found is listed in
+// the error, separated by "; ". Function bodies are not validated here (only their size and
+// local declarations are read); V8 does that when compiling.
 Result<ModuleInfo> inspect_module(std::span<const uint8_t> binary);
 
-// Returns a copy of `binary` whose memory maximum is at most floor(limit / 64 KiB) pages.
-// Fails when the module's initial memory is already larger than the limit.
+// Returns a copy of `binary` whose tables and memory have maxima that keep one instance within
+// `limit_bytes`:
+//   - the tables' maxima add up to at most ModuleBounds::kTableElements: each table gets at most
+//     its initial size plus an equal share of what the initial sizes leave of the bound;
+//   - the tables' bytes at their maximum (ModuleInfo::table_bytes()), in whole pages rounded
+//     down, are taken out of the memory's share: the memory maximum is at most
+//     floor(limit / 64 KiB) - floor(table_bytes / 64 KiB) pages (small tables cost nothing).
+// Fails when the module's initial memory is already larger than that, or its tables' initial
+// sizes exceed the bound.
 Result<std::vector<uint8_t>> limit_memory(std::span<const uint8_t> binary, uint64_t limit_bytes);
 
 // The WASI functions a module may import (module-abi.md) with their signatures.

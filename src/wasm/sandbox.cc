@@ -26,7 +26,6 @@ namespace {
 
 // Lines a sandbox forwards from module stdout/stderr per second; the rest are counted.
 constexpr int kLogLinesPerSecond = 100;
-constexpr size_t kMaxLogLineBytes = 4096;
 
 std::string to_utf8(v8::Isolate* isolate, v8::Local<v8::Value> value) {
   v8::String::Utf8Value s(isolate, value);
@@ -69,6 +68,8 @@ struct Instance : PooledInstance {
   v8::Global<v8::Function> prepare;  // glue, see kGlueSource
   v8::Global<v8::Int32Array> regs;   // the glue's view of `pending`
   std::shared_ptr<v8::BackingStore> regs_store;
+  // Host memory its tables may take (ModuleInfo::table_bytes()), counted in memory_bytes.
+  uint64_t table_bytes = 0;
   // Guest buffers of the last call, freed by the next prepare(): result (ptr, len), WasmResult
   // ptr, input (ptr, len), flag.
   int32_t* pending() { return static_cast<int32_t*>(regs_store->Data()); }
@@ -106,12 +107,18 @@ struct Sandbox::Impl : public WasiHost {
   // When > 0, the time limit of the next guarded calls instead of the module's (see process()).
   uint32_t timeout_override_ms = 0;
 
+  // Set by near_heap_limit() until guarded() has failed the call; then recover_heap() is due.
+  bool heap_exhausted = false;
+  bool heap_recovery_pending = false;
+  size_t heap_limit_at_exhaustion = 0;
+
   // Depth of Sandbox::Scope objects alive on this thread for this sandbox.
   int scope_depth = 0;
 
   // Module log rate limit.
   int64_t log_window_start = 0;
   int log_lines_in_window = 0;
+  uint64_t log_bytes_dropped_in_window = 0;
 
   ~Impl() override {
     pool.clear();
@@ -133,28 +140,42 @@ struct Sandbox::Impl : public WasiHost {
     *size = buffer->ByteLength();
   }
 
-  void module_output(int fd, std::string_view line) override {
+  // Starts a new one-second window of the module log rate limit when the second has changed,
+  // reporting what the last one dropped.
+  void roll_log_window() {
     int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
                       std::chrono::steady_clock::now().time_since_epoch())
                       .count();
-    if (now != log_window_start) {
-      if (log_lines_in_window > kLogLinesPerSecond) {
-        log::get("etl.module")
-            .warn("{}: {} output lines dropped (limit {}/s)",
-                  current_module ? current_module->id() : "?",
-                  log_lines_in_window - kLogLinesPerSecond, kLogLinesPerSecond);
-      }
-      log_window_start = now;
-      log_lines_in_window = 0;
+    if (now == log_window_start) return;
+    if (log_lines_in_window > kLogLinesPerSecond || log_bytes_dropped_in_window > 0) {
+      log::get("etl.module")
+          .warn("{}: {} output lines dropped (limit {}/s), {} output bytes dropped (limits {} "
+                "bytes per write, {} bytes per line)",
+                current_module ? current_module->id() : "?",
+                std::max(0, log_lines_in_window - kLogLinesPerSecond), kLogLinesPerSecond,
+                log_bytes_dropped_in_window, kMaxWriteBytesPerCall, kMaxOutputLineBytes);
     }
+    log_window_start = now;
+    log_lines_in_window = 0;
+    log_bytes_dropped_in_window = 0;
+  }
+
+  void module_output(int fd, std::string_view line) override {
+    roll_log_window();
     if (++log_lines_in_window > kLogLinesPerSecond) {
       ++stats.log_lines_dropped;
       return;
     }
-    if (line.size() > kMaxLogLineBytes) line = line.substr(0, kMaxLogLineBytes);
+    if (line.size() > kMaxOutputLineBytes) line = line.substr(0, kMaxOutputLineBytes);
     log::get("etl.module")
         .info("{} {}: {}", current_module ? current_module->id() : "?",
               fd == 1 ? "stdout" : "stderr", line);
+  }
+
+  void module_output_dropped(int, uint64_t bytes) override {
+    roll_log_window();
+    stats.output_bytes_dropped += bytes;
+    log_bytes_dropped_in_window += bytes;
   }
 
   void module_exit(int32_t code) override { exit_code = code; }
@@ -169,13 +190,43 @@ struct Sandbox::Impl : public WasiHost {
   }
 
   // After a guest call or an instantiation: the memory may have grown.
-  void measure(Instance* instance) { instance->memory_bytes = view(instance).size; }
+  // Tables count at their maximum (ModuleInfo::table_bytes()): they are not measured.
+  void measure(Instance* instance) {
+    instance->memory_bytes = view(instance).size + instance->table_bytes;
+  }
 
   // V8 frees the memories of dropped instances at a garbage collection, and ~10 GiB of address
   // space go with each (trap handler): collect now when a sweep dropped some.
   PoolSweep after_sweep(PoolSweep sweep) {
     if (sweep.evicted > 0) isolate->LowMemoryNotification();
     return sweep;
+  }
+
+  // V8 calls this when the isolate's JavaScript heap is about to reach its limit; unless the
+  // limit is raised, V8 then aborts the whole process ("Fatal javascript OOM"). Raise it enough
+  // for the allocation in progress to finish, and end the call that is running: guarded() turns
+  // it into a kLimitExceeded failure, and recover_heap() then drops every idle instance.
+  // Runs on the sandbox's thread, inside whatever allocated.
+  static size_t near_heap_limit(void* data, size_t current_limit, size_t initial_limit) {
+    auto* impl = static_cast<Impl*>(data);
+    if (!impl->heap_exhausted) impl->heap_limit_at_exhaustion = current_limit;
+    impl->heap_exhausted = true;
+    impl->isolate->TerminateExecution();
+    ++impl->stats.heap_limit_reached;
+    return current_limit + std::max<size_t>(initial_limit / 2, 16u << 20);
+  }
+
+  // After a call or warm-up that reached the heap limit: the instance it ran on is gone; drop
+  // every idle instance too and collect, so that the next call finds room.
+  void recover_heap() {
+    if (!heap_recovery_pending) return;
+    heap_recovery_pending = false;
+    PoolSweep sweep = pool.evict_idle();
+    isolate->LowMemoryNotification();
+    log::get("etl.module")
+        .warn("the engine's heap limit of {} bytes was reached: the call was ended and {} idle "
+              "instance(s) dropped",
+              heap_limit_at_exhaustion, sweep.evicted);
   }
 
   // Runs `body` as one guarded guest call of `module`: the watchdog bounds it by the module's
@@ -192,7 +243,16 @@ struct Sandbox::Impl : public WasiHost {
     Watchdog::instance().arm(watchdog_slot, timeout_ms);
     Status status = body();
     bool terminated = Watchdog::instance().disarm(watchdog_slot);
-    if (terminated) {
+    if (heap_exhausted) {
+      // Ended by near_heap_limit(), whatever else happened: the heap is the cause.
+      heap_exhausted = false;
+      heap_recovery_pending = true;
+      isolate->CancelTerminateExecution();
+      status = Status(StatusCode::kLimitExceeded,
+                      "the engine's heap limit of " + std::to_string(heap_limit_at_exhaustion) +
+                          " bytes was reached (module tables, globals and instances live there); "
+                          "the call was ended");
+    } else if (terminated) {
       isolate->CancelTerminateExecution();
       status =
           Status(StatusCode::kTimeout, "timed out after " + std::to_string(timeout_ms) + " ms");
@@ -294,7 +354,7 @@ struct Sandbox::Impl : public WasiHost {
   Status read_output(const Module& module, Instance* inst, int32_t result_ptr, uint32_t input_ptr,
                      uint64_t input_size, Decode&& decode) {
     View v = view(inst);
-    inst->memory_bytes = v.size;
+    inst->memory_bytes = v.size + inst->table_bytes;
     // A null pointer is what a guest returns when it ran out of memory: 8 bytes at address 0
     // are in bounds, so it needs its own check.
     if (result_ptr == 0) return failed("module returned a null result pointer");
@@ -345,6 +405,7 @@ struct Sandbox::Impl : public WasiHost {
       module_object_global.Reset(isolate, object);
     }
     auto inst = std::make_unique<Instance>();
+    inst->table_bytes = module->info().table_bytes();
     Status status = guarded(*module, inst.get(), [&]() -> Status {
       v8::Local<v8::Value> args[] = {module_object_global.Get(isolate), imports.Get(isolate)};
       v8::Local<v8::Object> object;
@@ -483,6 +544,7 @@ struct Sandbox::Impl : public WasiHost {
     if (!leased.is_ok()) {
       timeout_override_ms = saved_override;
       ++stats.failed_calls;
+      recover_heap();
       return leased.status();
     }
     after_wait();
@@ -495,6 +557,7 @@ struct Sandbox::Impl : public WasiHost {
       ++stats.failed_calls;
       ++stats.instances_discarded;
       pool.discard(slot, std::move(instance));
+      recover_heap();
       return status;
     }
     stats.last_call_memory_bytes = instance->memory_bytes;
@@ -525,14 +588,18 @@ Sandbox::~Sandbox() = default;
 
 const SandboxStats& Sandbox::stats() const { return impl_->stats; }
 
-Result<std::unique_ptr<Sandbox>> Sandbox::create(PoolOptions pool) {
+Result<std::unique_ptr<Sandbox>> Sandbox::create(PoolOptions pool, uint64_t heap_limit_bytes) {
   auto impl = std::make_unique<Impl>(std::move(pool));
   impl->allocator.reset(v8::ArrayBuffer::Allocator::NewDefaultAllocator());
   v8::Isolate::CreateParams params;
   params.array_buffer_allocator = impl->allocator.get();
+  if (heap_limit_bytes > 0) params.constraints.ConfigureDefaultsFromHeapSize(0, heap_limit_bytes);
   impl->isolate = v8::Isolate::New(params);
   if (!impl->isolate) return Status(StatusCode::kInternal, "cannot create a V8 isolate");
   v8::Isolate* isolate = impl->isolate;
+  isolate->AddNearHeapLimitCallback(&Impl::near_heap_limit, impl.get());
+  // Back to the configured limit once the heap has shrunk again (after recover_heap()).
+  isolate->AutomaticallyRestoreInitialHeapLimit(0.5);
   {
     v8::Isolate::Scope isolate_scope(isolate);
     v8::HandleScope handles(isolate);
@@ -652,6 +719,7 @@ Status Sandbox::warm_up(const std::shared_ptr<const Module>& module, size_t coun
   v8::HandleScope handles(impl_->isolate);
   v8::Context::Scope context_scope(impl_->context.Get(impl_->isolate));
   auto warmed = impl_->pool.warm(impl_->pool.slot(module), count, impl_->creator(module));
+  impl_->recover_heap();
   if (!warmed.is_ok()) return warmed.status();
   if (created) *created = *warmed;
   return Status::ok();
@@ -692,7 +760,9 @@ PoolSweep Sandbox::set_pool_settings(const std::string& module_id, const PoolSet
     if (!module) return Status(StatusCode::kNotFound, "module " + slot.module_id() + " is gone");
     return impl_->creator(module)(slot);
   };
-  return impl_->after_sweep(impl_->pool.set_settings(module_id, settings, create));
+  PoolSweep sweep = impl_->after_sweep(impl_->pool.set_settings(module_id, settings, create));
+  impl_->recover_heap();
+  return sweep;
 }
 
 PoolSettings Sandbox::pool_settings(std::string_view module_id) const {

@@ -33,15 +33,21 @@ struct SandboxStats {
   uint64_t instances_discarded = 0;  // after a failure
   uint64_t init_rejections = 0;      // init_module returned 0
   uint64_t log_lines_dropped = 0;    // module stdout/stderr lines over the rate limit
+  uint64_t output_bytes_dropped = 0;  // fd_write bytes over the per-call or per-line bound
+  uint64_t heap_limit_reached = 0;    // times the isolate's heap limit ended a call
   uint64_t last_call_memory_bytes =
       0;  // the memory of the instance the last successful call ran on
 };
 
 class Sandbox {
  public:
-  // Creates the isolate on the calling thread, with a pool run by `pool`.
-  // initialize_engine() must have succeeded.
-  static Result<std::unique_ptr<Sandbox>> create(PoolOptions pool = {});
+  // Creates the isolate on the calling thread, with a pool run by `pool`. `heap_limit_bytes`
+  // bounds the isolate's JavaScript heap (0: V8's default, from the machine's memory). Reaching
+  // it never aborts the process: the call in progress fails with kLimitExceeded ("the engine's
+  // heap limit of N bytes was reached"), its instance and every idle instance of the sandbox
+  // are dropped. initialize_engine() must have succeeded.
+  static Result<std::unique_ptr<Sandbox>> create(PoolOptions pool = {},
+                                                 uint64_t heap_limit_bytes = 0);
   ~Sandbox();
   Sandbox(const Sandbox&) = delete;
   Sandbox& operator=(const Sandbox&) = delete;

@@ -7,7 +7,9 @@
 #include <v8-primitive.h>
 #include <v8-template.h>
 
+#include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstring>
 #include <ctime>
 
@@ -97,6 +99,11 @@ void random_get(const Args& args) {
 }
 
 // fd_write(fd, iovs, iovs_len, nwritten_ptr): fds 1 and 2 go to the host's log, line by line.
+// A guest can describe far more bytes than its memory holds (every iovec may cover the whole
+// memory), so nothing here is sized by the sum: the host forwards at most kMaxWriteBytesPerCall
+// bytes of one call, holds at most one line of kMaxOutputLineBytes, and counts the rest as
+// dropped. Every byte is reported as written (nwritten = the sum), as a log that drops output
+// would: reporting less makes wasi-libc write the rest again, in a loop.
 void fd_write(const Args& args) {
   WasiHost* host = host_of(args);
   uint32_t fd = u32_arg(args, 0);
@@ -104,26 +111,52 @@ void fd_write(const Args& args) {
   Memory m(host);
   uint32_t iovs = u32_arg(args, 1);
   uint32_t count = u32_arg(args, 2);
+  if (count > kMaxWriteIovecs) return ret(args, kWasiInvalid);
   if (!m.range(iovs, static_cast<uint64_t>(count) * 8)) return ret(args, kWasiFault);
-  uint64_t written = 0;
-  std::string text;
+  auto iovec = [&](uint32_t i, uint32_t* ptr, uint32_t* len) {
+    std::memcpy(ptr, m.range(iovs + i * 8, 4), 4);
+    std::memcpy(len, m.range(iovs + i * 8 + 4, 4), 4);
+  };
+  uint64_t total = 0;
   for (uint32_t i = 0; i < count; ++i) {
     uint32_t ptr, len;
-    std::memcpy(&ptr, m.range(iovs + i * 8, 4), 4);
-    std::memcpy(&len, m.range(iovs + i * 8 + 4, 4), 4);
-    const uint8_t* data = m.range(ptr, len);
-    if (!data) return ret(args, kWasiFault);
-    text.append(reinterpret_cast<const char*>(data), len);
-    written += len;
+    iovec(i, &ptr, &len);
+    if (!m.range(ptr, len)) return ret(args, kWasiFault);
+    total += len;
   }
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t nl = text.find('\n', start);
-    size_t end = nl == std::string::npos ? text.size() : nl;
-    host->module_output(static_cast<int>(fd), std::string_view(text).substr(start, end - start));
-    start = end + 1;
+  // POSIX writev: EINVAL when the sum overflows the guest's ssize_t (i32 on wasm32).
+  if (total > static_cast<uint64_t>(INT32_MAX)) return ret(args, kWasiInvalid);
+
+  uint64_t budget = kMaxWriteBytesPerCall;
+  uint64_t dropped = 0;
+  std::string line;
+  bool line_open = false;  // bytes seen since the last newline
+  for (uint32_t i = 0; i < count; ++i) {
+    uint32_t ptr, len;
+    iovec(i, &ptr, &len);
+    const uint64_t take = std::min<uint64_t>(len, budget);
+    budget -= take;
+    dropped += len - take;
+    const char* p = reinterpret_cast<const char*>(m.range(ptr, len));
+    const char* end = p + take;
+    while (p < end) {
+      const char* nl = static_cast<const char*>(std::memchr(p, '\n', end - p));
+      const char* stop = nl ? nl : end;
+      const size_t room = kMaxOutputLineBytes - line.size();
+      const size_t n = static_cast<size_t>(stop - p);
+      line.append(p, std::min(n, room));
+      if (n > room) dropped += n - room;
+      line_open = true;
+      if (!nl) break;
+      host->module_output(static_cast<int>(fd), line);
+      line.clear();
+      line_open = false;
+      p = nl + 1;
+    }
   }
-  if (!m.store_u32(u32_arg(args, 3), static_cast<uint32_t>(written))) return ret(args, kWasiFault);
+  if (line_open) host->module_output(static_cast<int>(fd), line);
+  if (dropped > 0) host->module_output_dropped(static_cast<int>(fd), dropped);
+  if (!m.store_u32(u32_arg(args, 3), static_cast<uint32_t>(total))) return ret(args, kWasiFault);
   ret(args, kWasiSuccess);
 }
 

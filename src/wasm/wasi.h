@@ -22,6 +22,14 @@ enum WasiErrno : int32_t {
   kWasiInvalid = 28,
 };
 
+// Bounds of one fd_write call on stdout/stderr (module-abi.md, "Imports"). The host never holds
+// more than one line of module output (kMaxOutputLineBytes) and looks at no more than
+// kMaxWriteBytesPerCall bytes of one call; the rest is dropped and counted, but reported as
+// written, so that the guest's libc does not loop writing it again.
+constexpr uint32_t kMaxWriteIovecs = 1024;  // POSIX IOV_MAX; more: EINVAL
+constexpr uint64_t kMaxWriteBytesPerCall = 64 * 1024;
+constexpr size_t kMaxOutputLineBytes = 4096;
+
 // What the WASI functions need from the instance that is running.
 class WasiHost {
  public:
@@ -29,8 +37,12 @@ class WasiHost {
   // The current instance's memory as [base, base + size), or base == nullptr when there is none
   // yet (a start function running during instantiation).
   virtual void guest_memory(uint8_t** base, size_t* size) = 0;
-  // A line the module wrote to stdout (fd 1) or stderr (fd 2), without its newline.
+  // A line the module wrote to stdout (fd 1) or stderr (fd 2), without its newline; at most
+  // kMaxOutputLineBytes long.
   virtual void module_output(int fd, std::string_view line) = 0;
+  // Bytes of one fd_write call to `fd` that were not forwarded: beyond kMaxWriteBytesPerCall, or
+  // beyond kMaxOutputLineBytes in a line.
+  virtual void module_output_dropped(int fd, uint64_t bytes) = 0;
   // The module called proc_exit(code); the host ends the call.
   virtual void module_exit(int32_t code) = 0;
 };

@@ -124,5 +124,181 @@ TEST(MemoryLimit, RefusesInitialMemoryAboveTheLimit) {
             std::string::npos) << capped.status().message();
 }
 
+// L10: the tag section (13) of exception handling sits between memory (5) and global (6).
+TEST(ModuleValidation, AcceptsATagSectionBetweenMemoryAndGlobals) {
+  WasmBuilder b = WasmBuilder::abi_module();
+  b.tags(2);
+  b.globals(1);
+  auto info = inspect_module(b.build());
+  ASSERT_TRUE(info.is_ok()) << info.status().message();
+  EXPECT_TRUE(info->has_tags);
+}
+
+TEST(ModuleValidation, RefusesSectionsOutOfOrder) {
+  // A global section (6) before the tag section (13).
+  auto binary = WasmBuilder::abi_module().build();
+  std::vector<uint8_t> global = {6, 6, 1, 0x7F, 0x00, 0x41, 0x00, 0x0B};
+  std::vector<uint8_t> tag = {13, 3, 1, 0, 0};
+  // After the function section (3): types 1, function 3, memory 5 come first; append both
+  // right after the memory section by rebuilding: find the export section (7) and insert before.
+  size_t pos = 8;
+  while (binary[pos] != 7) pos += 2 + binary[pos + 1];  // sections here are < 128 bytes
+  binary.insert(binary.begin() + pos, tag.begin(), tag.end());
+  binary.insert(binary.begin() + pos, global.begin(), global.end());
+  EXPECT_NE(problems(binary).find("section 13 out of order"), std::string::npos) << problems(binary);
+}
+
+// C2: tables live on the isolate's JavaScript heap, outside the memory limit.
+TEST(ModuleBoundsTest, RefusesTablesAboveTheElementBound) {
+  WasmBuilder b = WasmBuilder::abi_module();
+  b.table(10'000'000);
+  b.table(10'000'000);
+  EXPECT_NE(problems(b.build()).find(
+                "tables: 20000000 elements at their initial size, more than the bound of 100000"),
+            std::string::npos)
+      << problems(b.build());
+
+  WasmBuilder at_bound = WasmBuilder::abi_module();
+  at_bound.table(60'000);
+  at_bound.table(40'000, 40'000);
+  auto info = inspect_module(at_bound.build());
+  ASSERT_TRUE(info.is_ok()) << info.status().message();
+  ASSERT_EQ(info->tables.size(), 2u);
+  EXPECT_EQ(info->tables[0].initial, 60'000u);
+}
+
+TEST(ModuleBoundsTest, RefusesTooManyGlobalsSegmentsAndTags) {
+  WasmBuilder b = WasmBuilder::abi_module();
+  b.table(1);
+  b.globals(ModuleBounds::kGlobals + 1);
+  b.data_segments(ModuleBounds::kDataSegments + 1);
+  b.element_segments(ModuleBounds::kElementSegments + 1);
+  b.tags(ModuleBounds::kTags + 1);
+  const std::string p = problems(b.build());
+  EXPECT_NE(p.find("globals: 10001 globals, more than the bound of 10000"), std::string::npos) << p;
+  EXPECT_NE(p.find("data segments: 10001 segments, more than the bound of 10000"),
+            std::string::npos) << p;
+  EXPECT_NE(p.find("element segments: 10001 segments, more than the bound of 10000"),
+            std::string::npos) << p;
+  EXPECT_NE(p.find("tags: 10001 tags, more than the bound of 10000"), std::string::npos) << p;
+
+  WasmBuilder under = WasmBuilder::abi_module();
+  under.table(1);
+  under.globals(ModuleBounds::kGlobals);
+  under.data_segments(ModuleBounds::kDataSegments);
+  under.element_segments(ModuleBounds::kElementSegments);
+  under.tags(ModuleBounds::kTags);
+  EXPECT_EQ(problems(under.build()), "");
+}
+
+TEST(ModuleBoundsTest, RefusesElementSegmentsAboveTheEntryBound) {
+  WasmBuilder b = WasmBuilder::abi_module();
+  b.table(1);
+  b.element_segments(2, 50'001);
+  EXPECT_NE(problems(b.build()).find("element segments: 100002 entries, more than the bound of "
+                                     "100000"),
+            std::string::npos)
+      << problems(b.build());
+  WasmBuilder under = WasmBuilder::abi_module();
+  under.table(1);
+  under.element_segments(2, 50'000);
+  EXPECT_EQ(problems(under.build()), "");
+}
+
+// C2: limit_memory() rewrites the tables' maxima so that table.grow cannot pass the bound, and
+// takes their bytes (in whole pages) out of the memory's share.
+TEST(MemoryLimit, BoundsTheTablesMaximaAndCountsTheirBytes) {
+  WasmBuilder b = WasmBuilder::abi_module();
+  b.table(1000);                 // no maximum: could grow to V8's 10,000,000
+  b.table(2000, 10'000'000);     // a maximum far above the bound
+  auto capped = limit_memory(b.build(), 64ull << 20);
+  ASSERT_TRUE(capped.is_ok()) << capped.status().message();
+  auto info = inspect_module(*capped);
+  ASSERT_TRUE(info.is_ok()) << info.status().message();
+  ASSERT_EQ(info->tables.size(), 2u);
+  // 97,000 elements left by the initial sizes, shared equally.
+  EXPECT_EQ(info->tables[0].max, 1000u + 48'500u);
+  EXPECT_EQ(info->tables[1].max, 2000u + 48'500u);
+  EXPECT_LE(*info->tables[0].max + *info->tables[1].max, ModuleBounds::kTableElements);
+  EXPECT_EQ(info->table_bytes(), 100'000u * ModuleBounds::kTableElementBytes);
+  // 3,200,000 bytes of tables: 48 whole pages out of the 1024 of 64 MiB.
+  EXPECT_EQ(info->memory_max_pages, 1024u - 48u);
+
+  WasmBuilder small = WasmBuilder::abi_module();
+  small.table(4, 4);  // what C and Rust modules have: costs no page
+  capped = limit_memory(small.build(), 64ull << 20);
+  ASSERT_TRUE(capped.is_ok());
+  EXPECT_EQ(inspect_module(*capped)->memory_max_pages, 1024u);
+  EXPECT_EQ(inspect_module(*capped)->tables.at(0).max, 4u);
+}
+
+TEST(MemoryLimit, RefusesInitialMemoryAndTablesAboveTheLimit) {
+  WasmBuilder b = WasmBuilder::abi_module(17);
+  b.table(100'000, 100'000);
+  auto capped = limit_memory(b.build(), 4ull << 20);  // 64 pages; tables take 48, 16 are left
+  ASSERT_FALSE(capped.is_ok());
+  EXPECT_NE(capped.status().message().find("initial memory of 1114112 bytes and tables of 3200000 "
+                                           "bytes at their maximum exceed the memory limit of "
+                                           "4194304 bytes"),
+            std::string::npos)
+      << capped.status().message();
+}
+
+// M4 (static half): what V8 would have to compile is bounded, each bound at its edge.
+TEST(ModuleBoundsTest, RefusesMoreFunctionsThanTheBound) {
+  WasmBuilder over = WasmBuilder::abi_module();
+  over.functions(ModuleBounds::kFunctions + 1 - 3);  // the ABI module has 3
+  EXPECT_EQ(problems(over.build()), "functions: 100001 functions, more than the bound of 100000");
+  WasmBuilder under = WasmBuilder::abi_module();
+  under.functions(ModuleBounds::kFunctions - 3);
+  EXPECT_EQ(problems(under.build()), "");
+}
+
+TEST(ModuleBoundsTest, RefusesMoreLocalsPerFunctionThanTheBound) {
+  WasmBuilder over = WasmBuilder::abi_module();
+  over.functions(1, {.locals = ModuleBounds::kLocalsPerFunction + 1});
+  EXPECT_EQ(problems(over.build()), "function 3: locals: 10001 locals, more than the bound of 10000");
+  WasmBuilder under = WasmBuilder::abi_module();
+  under.functions(1, {.locals = ModuleBounds::kLocalsPerFunction});
+  EXPECT_EQ(problems(under.build()), "");
+}
+
+TEST(ModuleBoundsTest, RefusesMoreLocalsInAllThanTheBound) {
+  // 100 functions of 10,000 locals is the bound; one more local is over it.
+  WasmBuilder over = WasmBuilder::abi_module();
+  over.functions(100, {.locals = 10'000});
+  over.functions(1, {.locals = 1});
+  EXPECT_EQ(problems(over.build()),
+            "locals: 1000001 locals in all functions, more than the bound of 1000000");
+  WasmBuilder under = WasmBuilder::abi_module();
+  under.functions(100, {.locals = 10'000});
+  EXPECT_EQ(problems(under.build()), "");
+}
+
+TEST(ModuleBoundsTest, RefusesAFunctionBodyAboveTheBound) {
+  // A body of `nops` nops is 1 (locals) + nops + 1 (end) bytes.
+  const uint32_t at_bound = ModuleBounds::kFunctionBodyBytes - 2;
+  WasmBuilder over = WasmBuilder::abi_module();
+  over.functions(1, {.nops = at_bound + 1});
+  EXPECT_EQ(problems(over.build()),
+            "function 3: body: 1048577 bytes, more than the bound of 1048576");
+  WasmBuilder under = WasmBuilder::abi_module();
+  under.functions(1, {.nops = at_bound});
+  EXPECT_EQ(problems(under.build()), "");
+}
+
+TEST(ModuleBoundsTest, RefusesACodeSectionAboveTheBound) {
+  // 32 bodies of exactly 1 MiB (each 4 bytes of size prefix): just over 32 MiB in all.
+  const uint32_t body = ModuleBounds::kFunctionBodyBytes - 2;
+  WasmBuilder over = WasmBuilder::abi_module();
+  over.functions(32, {.nops = body});
+  const std::string p = problems(over.build());
+  EXPECT_EQ(p.rfind("code section: ", 0), 0u) << p;
+  EXPECT_NE(p.find(" bytes, more than the bound of 33554432"), std::string::npos) << p;
+  WasmBuilder under = WasmBuilder::abi_module();
+  under.functions(31, {.nops = body});
+  EXPECT_EQ(problems(under.build()), "");
+}
+
 }  // namespace
 }  // namespace wasmq::wasm
