@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -28,6 +30,51 @@ struct CallOutcome {
 std::string route_error(std::string_view topic) {
   return "routing to topic \"" + std::string(topic) +
          "\" refused: not in the pipeline's allowed_output_topics";
+}
+
+// The call warnings (memory near its limit, a slow call) happen at call rate when a module is
+// always near its limit: at most one line per module and kind per kCallWarningInterval, for the
+// whole process; the lines suppressed meanwhile are counted and reported with the next one.
+// The lock is taken only on the warning path, never on an ordinary call.
+constexpr auto kCallWarningInterval = std::chrono::seconds(10);
+
+class CallWarnings {
+ public:
+  // True when a warning of `kind` for `module_id` may be logged now; then `*suppressed` is the
+  // number of such warnings that were not logged since the last one.
+  bool allow(const std::string& module_id, char kind, uint64_t* suppressed) {
+    const Clock::time_point now = Clock::now();
+    std::lock_guard lock(mutex_);
+    Entry& e = entries_[module_id + '\0' + kind];
+    if (e.logged && now - *e.logged < kCallWarningInterval) {
+      ++e.suppressed;
+      return false;
+    }
+    e.logged = now;
+    *suppressed = e.suppressed;
+    e.suppressed = 0;
+    return true;
+  }
+
+ private:
+  struct Entry {
+    std::optional<Clock::time_point> logged;
+    uint64_t suppressed = 0;
+  };
+  std::mutex mutex_;
+  std::unordered_map<std::string, Entry> entries_;  // guarded by mutex_
+};
+
+CallWarnings& call_warnings() {
+  static CallWarnings warnings;
+  return warnings;
+}
+
+// ", N more since the last one (at most one per 10 s)" when some were suppressed.
+std::string suppressed_note(uint64_t suppressed) {
+  if (suppressed == 0) return {};
+  return fmt::format(" ({} more like it suppressed: at most one per {} s)", suppressed,
+                     kCallWarningInterval.count());
 }
 
 }  // namespace
@@ -89,30 +136,35 @@ struct Executor::Run {
   // --- module calls ----------------------------------------------------------------------
 
   // The logs of one guest call: a debug line per call (enable_debug_logging), and a warning
-  // when it used more than cpu_warning_threshold_percent of its time limit.
+  // when it used more than cpu_warning_threshold_percent of its time limit or its instance more
+  // than memory_warning_threshold_percent of its memory limit; the warnings at most once per
+  // module and kind per 10 s (CallWarnings).
   void log_call(const ModuleRecord& record, size_t messages, double ms, uint32_t limit_ms, bool ok,
                 uint64_t memory_bytes, uint64_t memory_limit_bytes) {
     const EtlDefaults& d = runtime().defaults;
     auto& logger = log::get("etl");
+    uint64_t suppressed = 0;
     // The memory an instance has grown to, against its limit (memory_warning_threshold_percent).
     if (memory_bytes > 0 && memory_limit_bytes > 0 &&
-        memory_bytes * 100 > memory_limit_bytes * d.memory_warning_threshold_percent) {
+        memory_bytes * 100 > memory_limit_bytes * d.memory_warning_threshold_percent &&
+        call_warnings().allow(record.id, 'm', &suppressed)) {
       if (d.log_memory_usage) {
-        logger.warn("{}: an instance uses {} of its {} bytes of memory", record.id, memory_bytes,
-                    memory_limit_bytes);
+        logger.warn("{}: an instance uses {} of its {} bytes of memory{}", record.id, memory_bytes,
+                    memory_limit_bytes, suppressed_note(suppressed));
       } else {
-        logger.warn("{}: an instance uses more than {}% of its memory limit", record.id,
-                    d.memory_warning_threshold_percent);
+        logger.warn("{}: an instance uses more than {}% of its memory limit{}", record.id,
+                    d.memory_warning_threshold_percent, suppressed_note(suppressed));
       }
     }
     const bool slow = ms * 100.0 > static_cast<double>(limit_ms) * d.cpu_warning_threshold_percent;
-    if (slow) {
+    if (slow && call_warnings().allow(record.id, 't', &suppressed)) {
       if (d.log_execution_times) {
-        logger.warn("{}: a call on {} message(s) took {:.1f} ms of its {} ms limit", record.id,
-                    messages, ms, limit_ms);
+        logger.warn("{}: a call on {} message(s) took {:.1f} ms of its {} ms limit{}", record.id,
+                    messages, ms, limit_ms, suppressed_note(suppressed));
       } else {
-        logger.warn("{}: a call on {} message(s) used more than {}% of its {} ms limit", record.id,
-                    messages, d.cpu_warning_threshold_percent, limit_ms);
+        logger.warn("{}: a call on {} message(s) used more than {}% of its {} ms limit{}",
+                    record.id, messages, d.cpu_warning_threshold_percent, limit_ms,
+                    suppressed_note(suppressed));
       }
     }
     if (!d.log_calls || !logger.should_log(spdlog::level::debug)) return;
