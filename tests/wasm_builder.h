@@ -191,7 +191,8 @@ class WasmBuilder {
     if (data_segments_ > 0) {
       s.clear();
       leb(s, data_segments_);
-      for (uint32_t i = 0; i < data_segments_; ++i) s.insert(s.end(), {0x00, 0x41, 0x00, 0x0B, 0x00});
+      for (uint32_t i = 0; i < data_segments_; ++i)
+        s.insert(s.end(), {0x00, 0x41, 0x00, 0x0B, 0x00});
       section(out, 11, s);
     }
     return out;
@@ -215,7 +216,8 @@ class WasmBuilder {
   };
   uint32_t type_of(const Func& f) const {
     for (size_t i = 0; i < types_.size(); ++i) {
-      if (types_[i].params == f.params && types_[i].results == f.results) return static_cast<uint32_t>(i);
+      if (types_[i].params == f.params && types_[i].results == f.results)
+        return static_cast<uint32_t>(i);
     }
     return 0;
   }

@@ -35,10 +35,29 @@ std::string settings_key(const wasm::InstanceSettings& s) {
 InstancePools::InstancePools(PoolServiceOptions options, Workers& workers, Runtime& runtime,
                              std::function<std::shared_ptr<const Configuration>()> configuration)
     : options_(std::move(options)),
+      max_instances_per_worker_(std::min<uint64_t>(
+          options_.pool.max_instances,
+          std::max<uint64_t>(
+              1, wasm::kMaxLiveInstancesPerProcess / std::max<size_t>(1, workers.size())))),
       workers_(workers),
       runtime_(runtime),
       configuration_(std::move(configuration)) {
+  workers_.broadcast(
+      [bound = max_instances_per_worker_](size_t, wasm::Sandbox& sandbox, Executor&) {
+        sandbox.set_max_instances(bound);
+      },
+      [] {});
   background_ = std::thread([this] { background(); });
+}
+
+Status InstancePools::check_instance_bound(std::string_view field, uint64_t n) const {
+  if (n <= max_instances_per_worker_) return Status::ok();
+  return Status(StatusCode::kLimitExceeded,
+                std::string(field) + ": " + std::to_string(n) + " is above the bound of " +
+                    std::to_string(max_instances_per_worker_) + " live instances per worker (" +
+                    std::to_string(wasm::kMaxLiveInstancesPerProcess) + " per process shared by " +
+                    std::to_string(workers_.size()) +
+                    " worker(s): every instance's memory reserves 10 GiB of address space)");
 }
 
 InstancePools::~InstancePools() {
@@ -188,6 +207,10 @@ void InstancePools::warm_up(std::string_view module_id, uint32_t instance_count,
     done(error);
     return;
   }
+  if (Status bound = check_instance_bound("instance_count", instance_count); !bound.is_ok()) {
+    done(bound);
+    return;
+  }
   auto variants = std::make_shared<std::vector<wasm::InstanceSettings>>(variants_of(*record));
   auto tally = std::make_shared<Tally>();
   tally->change.module_id = record->id;
@@ -259,6 +282,16 @@ void InstancePools::resize(std::string_view module_id, const PoolSettingsChange&
   if (change.creation_rate_limit) next.creation_rate_limit = *change.creation_rate_limit;
   if (change.idle_timeout_seconds) {
     next.idle_timeout = std::chrono::seconds(*change.idle_timeout_seconds);
+  }
+  // Only what this change sets: the configuration's own values are bounded by the pools anyway.
+  for (auto [field, n] :
+       {std::pair{std::string_view("max_pool_size"), change.max_pool_size},
+        std::pair{std::string_view("warmup_instances"), change.warmup_instances}}) {
+    if (!n) continue;
+    if (Status bound = check_instance_bound(field, *n); !bound.is_ok()) {
+      done(bound);
+      return;
+    }
   }
   if (next.warmup_instances > next.max_pool_size) {
     done(invalid_argument("warmup_instances: " + std::to_string(next.warmup_instances) +

@@ -8,6 +8,10 @@
 // worker has run it. Figures are read without the workers (wasm::PoolFigures), so a report
 // never waits for a worker busy in a long call.
 //
+// Live instances: each worker's pool holds at most max_instances_per_worker() (an equal share of
+// wasm::kMaxLiveInstancesPerProcess, the address-space bound); warm-ups and pool sizes above it
+// are refused.
+//
 // Module ids are full ids ("name-vX.Y.Z"); a bare name means its newest version. Settings set
 // through resize() are kept in memory: a restart starts from [etl.instance_pool] again.
 //
@@ -93,12 +97,16 @@ class InstancePools {
   uint64_t memory_usage_bytes() const;
   // The settings in force for `module_id` (a full id).
   wasm::PoolSettings settings(std::string_view module_id) const;
+  // The bound on live instances of each worker's pool: wasm::kMaxLiveInstancesPerProcess shared
+  // equally by the workers (at least 1), or PoolOptions::max_instances when lower.
+  uint64_t max_instances_per_worker() const { return max_instances_per_worker_; }
 
   using Done = std::function<void(Result<PoolChange>)>;
   // Creates instances of the module on every worker until `instance_count` (bounded by its
   // max_pool_size and the memory budget) are idle, for each instance setting the enabled
   // pipelines run it with (the [etl] defaults when none uses it). kNotFound for an unknown
-  // module; a change with errors when some worker failed, an error when none succeeded.
+  // module; kLimitExceeded (naming instance_count) above max_instances_per_worker(), nothing
+  // done; a change with errors when some worker failed, an error when none succeeded.
   void warm_up(std::string_view module_id, uint32_t instance_count, Done done);
   // Drops the idle instances of the module (of every module when `module_id` is empty) on every
   // worker.
@@ -106,7 +114,8 @@ class InstancePools {
   // Changes the module's pool settings and applies them on every worker (a smaller
   // max_pool_size drops the excess, a larger warmup_instances creates instances).
   // kInvalidArgument (naming warmup_instances) when the result has warmup_instances above
-  // max_pool_size; nothing changes then.
+  // max_pool_size, kLimitExceeded (naming the field) when max_pool_size or warmup_instances is
+  // above max_instances_per_worker(); nothing changes then.
   void resize(std::string_view module_id, const PoolSettingsChange& change, Done done);
   // A deleted module: its pools, settings and figures go on every worker.
   void forget(const std::string& module_id);
@@ -118,7 +127,11 @@ class InstancePools {
   std::vector<wasm::InstanceSettings> variants_of(const ModuleRecord& record) const;
   void background();
 
+  // kLimitExceeded naming `field` when `n` is above max_instances_per_worker(); ok otherwise.
+  Status check_instance_bound(std::string_view field, uint64_t n) const;
+
   const PoolServiceOptions options_;
+  const uint64_t max_instances_per_worker_;
   Workers& workers_;
   Runtime& runtime_;
   std::function<std::shared_ptr<const Configuration>()> configuration_;

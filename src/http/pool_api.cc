@@ -13,7 +13,8 @@ namespace {
 namespace json = boost::json;
 using boost::asio::awaitable;
 
-// Largest instance count or pool size a request may ask for (the configuration's bound).
+// Largest instance count or pool size a request may ask for (the configuration's range); the
+// pools refuse values above their live-instance bound with 422 (InstancePools::warm_up, resize).
 constexpr int64_t kMaxInstances = 10'000;
 
 json::object settings_json(const wasm::PoolSettings& s) {
@@ -115,6 +116,12 @@ Response change_failed(const Status& s) {
   if (s.code() == StatusCode::kModuleFailed) {
     return error_response(HttpStatus::unprocessable_entity, "module_failed", s.message());
   }
+  // Above the live-instance bound ("instance_count: N is above the bound of ..."): a well-formed
+  // request the broker cannot honour.
+  if (s.code() == StatusCode::kLimitExceeded) {
+    return error_response(HttpStatus::unprocessable_entity, "limit_exceeded", s.message(),
+                          s.message().substr(0, s.message().find(':')));
+  }
   // The pools' own refusals start with the field they are about ("warmup_instances: ...").
   std::string field;
   if (s.code() == StatusCode::kInvalidArgument) {
@@ -149,11 +156,13 @@ class PoolApi {
                                              {"instances_reused", t.reused},
                                              {"avg_pool_utilization", t.utilization()}}},
         {"defaults", settings_json(options.pool.defaults)},
-        {"limits", json::object{{"max_memory_bytes_per_worker", options.pool.max_memory_bytes},
-                                {"max_idle_instances", options.pool.max_idle_instances},
-                                {"enable_lru_eviction", options.pool.lru_eviction},
-                                {"enable_background_cleanup", options.background_cleanup},
-                                {"gc_interval_ms", options.gc_interval.count()}}},
+        {"limits",
+         json::object{{"max_memory_bytes_per_worker", options.pool.max_memory_bytes},
+                      {"max_instances_per_worker", etl_.pools().max_instances_per_worker()},
+                      {"max_idle_instances", options.pool.max_idle_instances},
+                      {"enable_lru_eviction", options.pool.lru_eviction},
+                      {"enable_background_cleanup", options.background_cleanup},
+                      {"gc_interval_ms", options.gc_interval.count()}}},
         {"module_cache", json::object{{"size", report.module_cache.size},
                                       {"max_size", report.module_cache.max_entries},
                                       {"ttl_seconds", report.module_cache.ttl_seconds},

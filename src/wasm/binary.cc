@@ -111,15 +111,29 @@ void skip_const_expr(Cursor& c) {
   while (c.ok()) {
     uint8_t op = c.byte();
     switch (op) {
-      case 0x0B: return;                    // end
-      case 0x41: c.leb_u(35); break;        // i32.const (signed LEB, up to 5 bytes)
-      case 0x42: c.leb_u(70); break;        // i64.const (signed LEB, up to 10 bytes)
-      case 0x43: c.skip(4); break;          // f32.const
-      case 0x44: c.skip(8); break;          // f64.const
-      case 0x23: c.u32(); break;            // global.get
-      case 0xD0: c.byte(); break;           // ref.null t
-      case 0xD2: c.u32(); break;            // ref.func
-      default: c.fail("unsupported constant expression opcode " + std::to_string(op));
+      case 0x0B:  // end
+        return;
+      case 0x41:  // i32.const (signed LEB, up to 5 bytes)
+        c.leb_u(35);
+        break;
+      case 0x42:  // i64.const (signed LEB, up to 10 bytes)
+        c.leb_u(70);
+        break;
+      case 0x43:  // f32.const
+        c.skip(4);
+        break;
+      case 0x44:  // f64.const
+        c.skip(8);
+        break;
+      case 0x23:  // global.get
+      case 0xD2:  // ref.func
+        c.u32();
+        break;
+      case 0xD0:  // ref.null t
+        c.byte();
+        break;
+      default:
+        c.fail("unsupported constant expression opcode " + std::to_string(op));
     }
   }
 }
@@ -186,8 +200,8 @@ void add_problem(std::string& problems, const std::string& p) {
 void check_bound(std::string& problems, const std::string& what, uint64_t n, uint64_t bound,
                  const char* unit) {
   if (n <= bound) return;
-  add_problem(problems, what + ": " + std::to_string(n) + " " + unit +
-                            ", more than the bound of " + std::to_string(bound));
+  add_problem(problems, what + ": " + std::to_string(n) + " " + unit + ", more than the bound of " +
+                            std::to_string(bound));
 }
 
 }  // namespace
@@ -209,7 +223,8 @@ std::string FunctionType::to_string() const {
 uint64_t ModuleInfo::table_bytes() const {
   uint64_t elements = 0;
   for (const TableInfo& t : tables) {
-    elements += std::min(t.max.value_or(ModuleBounds::kTableElements), ModuleBounds::kTableElements);
+    elements +=
+        std::min(t.max.value_or(ModuleBounds::kTableElements), ModuleBounds::kTableElements);
   }
   return elements * ModuleBounds::kTableElementBytes;
 }
@@ -473,8 +488,8 @@ Result<ModuleInfo> inspect_module(std::span<const uint8_t> binary) {
             c.fail(function + ": malformed local declarations");
             break;
           }
-          check_bound(problems, function + ": locals", declared,
-                      ModuleBounds::kLocalsPerFunction, "locals");
+          check_bound(problems, function + ": locals", declared, ModuleBounds::kLocalsPerFunction,
+                      "locals");
           locals += declared;
           c.skip(size);
         }
@@ -584,9 +599,9 @@ Result<std::vector<uint8_t>> limit_memory(std::span<const uint8_t> binary, uint6
     Cursor c(s.payload, s.end);
     uint32_t n = c.u32();
     if (n > ModuleBounds::kTables) {
-      return Status(StatusCode::kInvalidModule,
-                    "tables: " + std::to_string(n) + " tables, more than the bound of " +
-                        std::to_string(ModuleBounds::kTables));
+      return Status(StatusCode::kInvalidModule, "tables: " + std::to_string(n) +
+                                                    " tables, more than the bound of " +
+                                                    std::to_string(ModuleBounds::kTables));
     }
     for (uint32_t i = 0; i < n && c.ok(); ++i) {
       table_types.push_back(c.byte());

@@ -58,6 +58,8 @@ const char* eviction_reason_name(EvictionReason reason) {
       return "resize";
     case EvictionReason::kUnloaded:
       return "unloaded";
+    case EvictionReason::kInstanceLimit:
+      return "max_instances";
   }
   return "?";
 }
@@ -185,6 +187,7 @@ InstancePool::~InstancePool() { clear(); }
 void InstancePool::clear() {
   slots_.clear();
   memory_bytes_ = 0;
+  live_instances_ = 0;
 }
 
 PoolSlot::ModuleState& InstancePool::state_for(const std::string& module_id) {
@@ -232,6 +235,7 @@ void InstancePool::adopt(PoolSlot& slot, PooledInstance& instance, bool for_call
   instance.last_used = now;
   instance.acquired = now;
   memory_bytes_ += instance.memory_bytes;
+  ++live_instances_;
   slot.instance_bytes_ = instance.memory_bytes;
   add(c.memory_bytes, instance.memory_bytes);
   add(c.size, 1);
@@ -261,6 +265,7 @@ void InstancePool::drop(PoolSlot& slot, std::unique_ptr<PooledInstance> instance
   sub(c.size, 1);
   sub(c.memory_bytes, instance->accounted_bytes);
   memory_bytes_ -= std::min(memory_bytes_, instance->accounted_bytes);
+  live_instances_ -= std::min<uint64_t>(live_instances_, 1);
   add(c.evicted[static_cast<size_t>(reason)], 1);
   if (sweep) {
     ++sweep->evicted;
@@ -302,6 +307,12 @@ Result<std::unique_ptr<PooledInstance>> InstancePool::acquire(PoolSlot& slot,
     add(c.reused, 1);
     info->reused = true;
     return instance;
+  }
+  if (live_instances_ >= options_.max_instances &&
+      !drop_least_recently_used(EvictionReason::kInstanceLimit, nullptr)) {
+    return Status(StatusCode::kLimitExceeded,
+                  "no instance of " + slot.module_id_ + ": the pool holds its bound of " +
+                      std::to_string(options_.max_instances) + " live instances");
   }
   const double rate = state.settings.creation_rate_limit;
   if (rate > 0) {
@@ -361,6 +372,7 @@ void InstancePool::discard(PoolSlot& slot, std::unique_ptr<PooledInstance> insta
   sub(c.size, 1);
   sub(c.memory_bytes, instance->accounted_bytes);
   memory_bytes_ -= std::min(memory_bytes_, instance->accounted_bytes);
+  live_instances_ -= std::min<uint64_t>(live_instances_, 1);
   add(c.discarded, 1);
 }
 
@@ -374,16 +386,30 @@ void InstancePool::keep_memory_budget(PoolSlot& returned_to) {
       drop(returned_to, std::move(newest), EvictionReason::kMemory, nullptr);
       return;
     }
-    PoolSlot* victim = nullptr;
-    for (auto& [serial, slot] : slots_) {
-      if (slot->idle_.empty()) continue;
-      if (!victim || slot->idle_.front()->last_used < victim->idle_.front()->last_used) {
-        victim = slot.get();
-      }
-    }
-    if (!victim) return;  // only busy instances left
-    drop_oldest_idle(*victim, EvictionReason::kMemory, nullptr);
+    if (!drop_least_recently_used(EvictionReason::kMemory, nullptr)) return;  // all busy
   }
+}
+
+bool InstancePool::drop_least_recently_used(EvictionReason reason, PoolSweep* sweep) {
+  PoolSlot* victim = nullptr;
+  for (auto& [serial, slot] : slots_) {
+    if (slot->idle_.empty()) continue;
+    if (!victim || slot->idle_.front()->last_used < victim->idle_.front()->last_used) {
+      victim = slot.get();
+    }
+  }
+  if (!victim) return false;
+  drop_oldest_idle(*victim, reason, sweep);
+  return true;
+}
+
+PoolSweep InstancePool::set_max_instances(uint64_t max_instances) {
+  options_.max_instances = max_instances;
+  PoolSweep sweep;
+  while (live_instances_ > max_instances &&
+         drop_least_recently_used(EvictionReason::kInstanceLimit, &sweep)) {
+  }
+  return sweep;
 }
 
 Result<uint64_t> InstancePool::warm(PoolSlot& slot, uint64_t count, const Create& create) {
@@ -391,6 +417,7 @@ Result<uint64_t> InstancePool::warm(PoolSlot& slot, uint64_t count, const Create
   uint64_t created = 0;
   while (slot.idle_.size() < target) {
     if (memory_bytes_ + slot.instance_bytes_ > options_.max_memory_bytes) break;
+    if (live_instances_ >= options_.max_instances) break;
     auto made = create(slot);
     if (!made.is_ok()) return made.status();
     std::unique_ptr<PooledInstance> instance = std::move(*made);

@@ -14,10 +14,13 @@
 // (instances created for calls per second; capacity one second's worth, at least one) and the
 // figures (PoolModuleStats).
 //
-// Across modules: the memory of every live instance (idle and busy, as their owner last measured
-// it) is kept under `max_memory_bytes`. When a returned instance takes it above, the least
-// recently used idle instances of any module are dropped first (`lru_eviction`; reason kMemory),
-// or, without LRU eviction, the returned instance itself. Warm-ups stop at the budget.
+// Across modules: at most `max_instances` live instances (idle and busy): a call that needs a new
+// instance at the bound first drops the least recently used idle instance of any module (reason
+// kInstanceLimit); warm-ups stop at the bound. And the memory of every live instance (idle and
+// busy, as their owner last measured it) is kept under `max_memory_bytes`. When a returned instance
+// takes it above, the least recently used idle instances of any module are dropped first
+// (`lru_eviction`; reason kMemory), or, without LRU eviction, the returned instance itself.
+// Warm-ups stop at the budget.
 //
 // collect() (the background cleanup) drops instances idle longer than `idle_timeout` beyond
 // `warmup_instances`, trims each slot's idle list to max(max_idle_instances, warmup_instances),
@@ -70,8 +73,19 @@ struct PoolSettings {
   bool operator==(const PoolSettings&) const = default;
 };
 
+// The most live instances (idle and busy, every module) one process may hold, and why: with the
+// trap handler (EngineOptions::trap_handler) V8 reserves 10 GiB of address space for every wasm
+// memory (8 GiB for any 32-bit index and offset, plus a 2 GiB guard region), and x86-64 Linux
+// gives a process 128 TiB (2^47 bytes) of address space: 13,107 memories at most, after which
+// every instantiation of every module fails ("Out of memory: wasm memory"). Fewer than half of
+// that, so that the heap, the compiled code, the stacks and sandboxes outside the ETL workers
+// (the CLI, uploads) always find room. The ETL gives each worker an equal share.
+inline constexpr uint64_t kMaxLiveInstancesPerProcess = 6'000;
+
 struct PoolOptions {
   PoolSettings defaults;
+  // Live instances of the pool (idle and busy, every module); see kMaxLiveInstancesPerProcess.
+  uint64_t max_instances = kMaxLiveInstancesPerProcess;
   // A collection keeps at most this many idle instances per module object (but never fewer
   // than warmup_instances).
   uint32_t max_idle_instances = UINT32_MAX;
@@ -84,17 +98,19 @@ struct PoolOptions {
 };
 
 enum class EvictionReason {
-  kPoolFull,     // returned to a pool holding max_pool_size idle instances
-  kIdleTimeout,  // idle longer than idle_timeout (a collection)
-  kMaxIdle,      // beyond max_idle_instances at a collection
-  kMemory,       // the memory budget
-  kCleanup,      // evict_idle() (the cleanup endpoint)
-  kResize,       // a smaller max_pool_size
-  kUnloaded,     // the module object is gone (module deleted, or its compilation evicted)
+  kPoolFull,       // returned to a pool holding max_pool_size idle instances
+  kIdleTimeout,    // idle longer than idle_timeout (a collection)
+  kMaxIdle,        // beyond max_idle_instances at a collection
+  kMemory,         // the memory budget
+  kCleanup,        // evict_idle() (the cleanup endpoint)
+  kResize,         // a smaller max_pool_size
+  kUnloaded,       // the module object is gone (module deleted, or its compilation evicted)
+  kInstanceLimit,  // max_instances reached: room made for a new instance, or a lower bound set
 };
-inline constexpr size_t kEvictionReasons = 7;
+inline constexpr size_t kEvictionReasons = 8;
 
-// "pool_full", "idle_timeout", "max_idle", "memory", "cleanup", "resize", "unloaded".
+// "pool_full", "idle_timeout", "max_idle", "memory", "cleanup", "resize", "unloaded",
+// "max_instances".
 const char* eviction_reason_name(EvictionReason reason);
 
 // Figures of one module id: of one pool, or merged over several.
@@ -213,10 +229,12 @@ class InstancePool {
 
   // An instance for one call on `slot`, taken out of the pool (give it back with release() or
   // discard()). At the slot's first call, warms it up to warmup_instances first. Takes an idle
-  // instance when there is one; otherwise creates one, after waiting for the creation rate limit
-  // when its bucket is empty. A call whose wait would last longer than `time_limit` fails with
-  // kTimeout at once (nothing waited, nothing created); a creation failure is returned as it is.
-  // `info`, when given, says how the call was served; `waited` is set before `create` runs.
+  // instance when there is one; otherwise creates one (at max_instances, after dropping the
+  // least recently used idle instance of any module; kLimitExceeded when none is idle), after
+  // waiting for the creation rate limit when its bucket is empty. A call whose wait would last
+  // longer than `time_limit` fails with kTimeout at once (nothing waited, nothing created); a
+  // creation failure is returned as it is. `info`, when given, says how the call was served;
+  // `waited` is set before `create` runs.
   struct AcquireInfo {
     bool reused = false;
     std::chrono::nanoseconds waited{0};
@@ -232,8 +250,8 @@ class InstancePool {
   void discard(PoolSlot& slot, std::unique_ptr<PooledInstance> instance);
 
   // Creates instances until `count` (at most max_pool_size) are idle on `slot`, or the memory
-  // budget is reached. Not rate limited. Returns how many it created; on a creation failure,
-  // the error (the instances created before it stay).
+  // budget or max_instances is reached. Not rate limited. Returns how many it created; on a
+  // creation failure, the error (the instances created before it stay).
   Result<uint64_t> warm(PoolSlot& slot, uint64_t count, const Create& create);
 
   // The background cleanup: idle timeout, max_idle_instances, slots of vanished modules.
@@ -258,6 +276,12 @@ class InstancePool {
   // Drops every slot and instance (before the owner's engine goes away).
   void clear();
 
+  // Replaces options().max_instances; idle instances beyond it are dropped (kInstanceLimit),
+  // least recently used first.
+  PoolSweep set_max_instances(uint64_t max_instances);
+  // Live instances: idle and busy.
+  uint64_t live_instances() const { return live_instances_; }
+
   // Memory of every live instance, as measured.
   uint64_t memory_bytes() const { return memory_bytes_; }
   const PoolOptions& options() const { return options_; }
@@ -271,6 +295,8 @@ class InstancePool {
   void drop_oldest_idle(PoolSlot& slot, EvictionReason reason, PoolSweep* sweep);
   void account(PoolSlot& slot, PooledInstance& instance);
   void keep_memory_budget(PoolSlot& returned_to);
+  // Drops the least recently used idle instance of any slot; false when none is idle.
+  bool drop_least_recently_used(EvictionReason reason, PoolSweep* sweep);
   void adopt(PoolSlot& slot, PooledInstance& instance, bool for_call, PoolTime now);
   void remove_slot(uint64_t serial, EvictionReason reason, PoolSweep* sweep);
 
@@ -279,6 +305,7 @@ class InstancePool {
   std::unordered_map<uint64_t, std::unique_ptr<PoolSlot>> slots_;
   std::unordered_map<std::string, std::unique_ptr<PoolSlot::ModuleState>> states_;
   uint64_t memory_bytes_ = 0;
+  uint64_t live_instances_ = 0;
 };
 
 }  // namespace wasmq::wasm

@@ -149,11 +149,12 @@ struct Sandbox::Impl : public WasiHost {
     if (now == log_window_start) return;
     if (log_lines_in_window > kLogLinesPerSecond || log_bytes_dropped_in_window > 0) {
       log::get("etl.module")
-          .warn("{}: {} output lines dropped (limit {}/s), {} output bytes dropped (limits {} "
-                "bytes per write, {} bytes per line)",
-                current_module ? current_module->id() : "?",
-                std::max(0, log_lines_in_window - kLogLinesPerSecond), kLogLinesPerSecond,
-                log_bytes_dropped_in_window, kMaxWriteBytesPerCall, kMaxOutputLineBytes);
+          .warn(
+              "{}: {} output lines dropped (limit {}/s), {} output bytes dropped (limits {} "
+              "bytes per write, {} bytes per line)",
+              current_module ? current_module->id() : "?",
+              std::max(0, log_lines_in_window - kLogLinesPerSecond), kLogLinesPerSecond,
+              log_bytes_dropped_in_window, kMaxWriteBytesPerCall, kMaxOutputLineBytes);
     }
     log_window_start = now;
     log_lines_in_window = 0;
@@ -224,9 +225,10 @@ struct Sandbox::Impl : public WasiHost {
     PoolSweep sweep = pool.evict_idle();
     isolate->LowMemoryNotification();
     log::get("etl.module")
-        .warn("the engine's heap limit of {} bytes was reached: the call was ended and {} idle "
-              "instance(s) dropped",
-              heap_limit_at_exhaustion, sweep.evicted);
+        .warn(
+            "the engine's heap limit of {} bytes was reached: the call was ended and {} idle "
+            "instance(s) dropped",
+            heap_limit_at_exhaustion, sweep.evicted);
   }
 
   // Runs `body` as one guarded guest call of `module`: the watchdog bounds it by the module's
@@ -763,6 +765,11 @@ PoolSweep Sandbox::set_pool_settings(const std::string& module_id, const PoolSet
   PoolSweep sweep = impl_->after_sweep(impl_->pool.set_settings(module_id, settings, create));
   impl_->recover_heap();
   return sweep;
+}
+
+PoolSweep Sandbox::set_max_instances(uint64_t max_instances) {
+  v8::Isolate::Scope isolate_scope(impl_->isolate);
+  return impl_->after_sweep(impl_->pool.set_max_instances(max_instances));
 }
 
 PoolSettings Sandbox::pool_settings(std::string_view module_id) const {

@@ -94,6 +94,8 @@ class Sandbox {
   // Sets the pool settings of `module_id` and applies them now (InstancePool::set_settings).
   PoolSweep set_pool_settings(const std::string& module_id, const PoolSettings& settings);
   PoolSettings pool_settings(std::string_view module_id) const;
+  // Sets the pool's bound on live instances (InstancePool::set_max_instances) and applies it now.
+  PoolSweep set_max_instances(uint64_t max_instances);
   // The pool's figures; the object may be read from any thread, for as long as it is held.
   std::shared_ptr<const PoolFigures> pool_figures() const;
 

@@ -2,8 +2,8 @@
 
 #include <sys/random.h>
 #include <v8-external.h>
-#include <v8-isolate.h>
 #include <v8-function.h>
+#include <v8-isolate.h>
 #include <v8-primitive.h>
 #include <v8-template.h>
 

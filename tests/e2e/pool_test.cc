@@ -338,6 +338,50 @@ TEST_F(PoolTest, BadRequestsAreRefusedWithTheFieldAndChangeNothing) {
   EXPECT_EQ(after.at("settings_source").as_string(), "config");
 }
 
+// M8: every instance's memory reserves ~10 GiB of address space; 10,000 instances per worker
+// (what max_pool_size and warm-ups accepted before) exhaust the process's 128 TiB. Requests above
+// the per-worker bound are refused with 422 naming the field and the bound, and change nothing.
+TEST_F(PoolTest, RequestsAboveTheLiveInstanceBoundAreRefusedAndChangeNothing) {
+  start("max_pool_size = 8\nwarmup_instances = 0");
+  upload("passthrough", "pass");
+  admin("POST", "/api/v1/etl/instance-pool/warmup", R"({"module_id": "pass", "instance_count": 2})",
+        200);
+  const json::object before = module("pass-v1.0.0");
+  const int64_t bound = stats().at("limits").at("max_instances_per_worker").to_number<int64_t>();
+  EXPECT_EQ(bound, 6000 / kWorkers);
+
+  auto refused = [&](const std::string& method, const std::string& target, const std::string& body,
+                     const std::string& field) {
+    json::value r = admin(method, target, body, 422);
+    ASSERT_TRUE(r.is_object()) << body;
+    const json::object& error = r.at("error").as_object();
+    EXPECT_EQ(error.at("code").as_string(), "limit_exceeded") << r;
+    EXPECT_EQ(error.at("field").as_string(), field) << r;
+    const std::string message(error.at("message").as_string());
+    EXPECT_EQ(message.rfind(field + ": 10000 is above the bound of " + std::to_string(bound) +
+                                " live instances per worker",
+                            0),
+              0u)
+        << message;
+  };
+  refused("POST", "/api/v1/etl/instance-pool/warmup",
+          R"({"module_id": "pass", "instance_count": 10000})", "instance_count");
+  refused("PATCH", "/api/v1/etl/instance-pool/pass",
+          R"({"max_pool_size": 10000, "warmup_instances": 0})", "max_pool_size");
+  refused("PATCH", "/api/v1/etl/instance-pool/pass", R"({"warmup_instances": 10000})",
+          "warmup_instances");
+
+  const json::object after = module("pass-v1.0.0");
+  for (const char* key : {"size", "idle", "created", "evicted"}) {
+    EXPECT_EQ(n(after, key), n(before, key)) << key;
+  }
+  EXPECT_EQ(after.at("settings"), before.at("settings"));
+  EXPECT_EQ(after.at("settings_source").as_string(), "config");
+  // At the bound itself: accepted.
+  admin("PATCH", "/api/v1/etl/instance-pool/pass",
+        R"({"max_pool_size": )" + std::to_string(bound) + "}", 200);
+}
+
 TEST_F(PoolTest, DeletingAModuleDropsItsPools) {
   start("warmup_instances = 0");
   upload("passthrough", "pass");

@@ -145,7 +145,8 @@ TEST(ModuleValidation, RefusesSectionsOutOfOrder) {
   while (binary[pos] != 7) pos += 2 + binary[pos + 1];  // sections here are < 128 bytes
   binary.insert(binary.begin() + pos, tag.begin(), tag.end());
   binary.insert(binary.begin() + pos, global.begin(), global.end());
-  EXPECT_NE(problems(binary).find("section 13 out of order"), std::string::npos) << problems(binary);
+  EXPECT_NE(problems(binary).find("section 13 out of order"), std::string::npos)
+      << problems(binary);
 }
 
 // C2: tables live on the isolate's JavaScript heap, outside the memory limit.
@@ -177,9 +178,11 @@ TEST(ModuleBoundsTest, RefusesTooManyGlobalsSegmentsAndTags) {
   const std::string p = problems(b.build());
   EXPECT_NE(p.find("globals: 10001 globals, more than the bound of 10000"), std::string::npos) << p;
   EXPECT_NE(p.find("data segments: 10001 segments, more than the bound of 10000"),
-            std::string::npos) << p;
+            std::string::npos)
+      << p;
   EXPECT_NE(p.find("element segments: 10001 segments, more than the bound of 10000"),
-            std::string::npos) << p;
+            std::string::npos)
+      << p;
   EXPECT_NE(p.find("tags: 10001 tags, more than the bound of 10000"), std::string::npos) << p;
 
   WasmBuilder under = WasmBuilder::abi_module();
@@ -209,8 +212,8 @@ TEST(ModuleBoundsTest, RefusesElementSegmentsAboveTheEntryBound) {
 // takes their bytes (in whole pages) out of the memory's share.
 TEST(MemoryLimit, BoundsTheTablesMaximaAndCountsTheirBytes) {
   WasmBuilder b = WasmBuilder::abi_module();
-  b.table(1000);                 // no maximum: could grow to V8's 10,000,000
-  b.table(2000, 10'000'000);     // a maximum far above the bound
+  b.table(1000);              // no maximum: could grow to V8's 10,000,000
+  b.table(2000, 10'000'000);  // a maximum far above the bound
   auto capped = limit_memory(b.build(), 64ull << 20);
   ASSERT_TRUE(capped.is_ok()) << capped.status().message();
   auto info = inspect_module(*capped);
@@ -257,7 +260,8 @@ TEST(ModuleBoundsTest, RefusesMoreFunctionsThanTheBound) {
 TEST(ModuleBoundsTest, RefusesMoreLocalsPerFunctionThanTheBound) {
   WasmBuilder over = WasmBuilder::abi_module();
   over.functions(1, {.locals = ModuleBounds::kLocalsPerFunction + 1});
-  EXPECT_EQ(problems(over.build()), "function 3: locals: 10001 locals, more than the bound of 10000");
+  EXPECT_EQ(problems(over.build()),
+            "function 3: locals: 10001 locals, more than the bound of 10000");
   WasmBuilder under = WasmBuilder::abi_module();
   under.functions(1, {.locals = ModuleBounds::kLocalsPerFunction});
   EXPECT_EQ(problems(under.build()), "");

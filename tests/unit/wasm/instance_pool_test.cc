@@ -426,5 +426,77 @@ TEST_F(InstancePoolTest, FiguresAreReadWhileTheOwnerWorks) {
   EXPECT_EQ(stats("m").reused, 19'999u);
 }
 
+// M8: every wasm memory reserves ~10 GiB of address space, so the pool bounds its live instances
+// (every module together), whatever max_pool_size and warm-ups ask for.
+TEST_F(InstancePoolTest, WarmUpsStopAtMaxInstances) {
+  PoolOptions o = with({.max_pool_size = 10'000});
+  o.max_instances = 5;
+  make_pool(o);
+  auto a = fake_module("a");
+  auto b = fake_module("b");
+  auto warmed = pool_->warm(pool_->slot(a), 10'000, creator());
+  ASSERT_TRUE(warmed.is_ok());
+  EXPECT_EQ(*warmed, 5u);
+  warmed = pool_->warm(pool_->slot(b), 10'000, creator());
+  ASSERT_TRUE(warmed.is_ok());
+  EXPECT_EQ(*warmed, 0u);
+  EXPECT_EQ(pool_->live_instances(), 5u);
+  EXPECT_EQ(created_, 5);
+}
+
+TEST_F(InstancePoolTest, ACallAtMaxInstancesDropsTheLeastRecentlyUsedIdleInstance) {
+  PoolOptions o = with({.max_pool_size = 10});
+  o.max_instances = 2;
+  make_pool(o);
+  auto a = fake_module("a");
+  auto b = fake_module("b");
+  auto c = fake_module("c");
+  call(a);
+  clock_->advance(seconds(1));
+  call(b);
+  clock_->advance(seconds(1));
+  call(c);  // a's idle instance, the oldest, makes room
+  EXPECT_EQ(pool_->live_instances(), 2u);
+  EXPECT_EQ(stats("a").size, 0u);
+  EXPECT_EQ(stats("a").evicted_by[static_cast<size_t>(EvictionReason::kInstanceLimit)], 1u);
+  EXPECT_EQ(stats("b").size, 1u);
+  EXPECT_EQ(stats("c").size, 1u);
+}
+
+TEST_F(InstancePoolTest, ACallAtMaxInstancesWithNothingIdleFailsCleanly) {
+  PoolOptions o = with({});
+  o.max_instances = 1;
+  make_pool(o);
+  auto a = fake_module("a");
+  PoolSlot& slot = pool_->slot(a);
+  auto busy = pool_->acquire(slot, far(), creator());
+  ASSERT_TRUE(busy.is_ok());
+  auto second = pool_->acquire(slot, far(), creator());
+  ASSERT_FALSE(second.is_ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kLimitExceeded);
+  EXPECT_EQ(second.status().message(),
+            "no instance of a: the pool holds its bound of 1 live instances");
+  EXPECT_EQ(created_, 1);
+  pool_->release(slot, std::move(*busy));
+  EXPECT_EQ(pool_->live_instances(), 1u);
+}
+
+TEST_F(InstancePoolTest, LoweringMaxInstancesDropsTheExcess) {
+  make_pool(with({.max_pool_size = 10}));
+  auto a = fake_module("a");
+  ASSERT_TRUE(pool_->warm(pool_->slot(a), 8, creator()).is_ok());
+  PoolSweep sweep = pool_->set_max_instances(3);
+  EXPECT_EQ(sweep.evicted, 5u);
+  EXPECT_EQ(pool_->live_instances(), 3u);
+  EXPECT_EQ(stats("a").evicted_by[static_cast<size_t>(EvictionReason::kInstanceLimit)], 5u);
+}
+
+TEST_F(InstancePoolTest, DefaultMaxInstancesIsTheProcessBound) {
+  make_pool(with({}));
+  EXPECT_EQ(pool_->options().max_instances, kMaxLiveInstancesPerProcess);
+  // 128 TiB of address space, 10 GiB per memory: fewer than half of the 13,107 memories.
+  EXPECT_LT(kMaxLiveInstancesPerProcess * 2, (1ull << 47) / (10ull << 30));
+}
+
 }  // namespace
 }  // namespace wasmq::wasm

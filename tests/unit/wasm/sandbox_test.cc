@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -384,7 +385,9 @@ TEST_F(SandboxTest, WasiSubsetWorks) {
   log::configure(spdlog::level::info, {}, {sink}, log::Format::kText);
   auto module = load("wasi_probe");
   auto result = sandbox_->process(module, message());
-  log::configure(spdlog::level::info, {}, {}, log::Format::kText);
+  // Back to stderr (configure keeps the sinks it has when given none): `log` goes out of scope.
+  log::configure(spdlog::level::info, {}, {std::make_shared<spdlog::sinks::stderr_color_sink_mt>()},
+                 log::Format::kText);
   ASSERT_TRUE(result.is_ok()) << result.status().message();
   const Message& out = result->transformed_messages.at(0);
   int64_t clock_ms = std::stoll(*out.header("clock_realtime_ms"));
