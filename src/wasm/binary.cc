@@ -465,6 +465,12 @@ Result<ModuleInfo> inspect_module(std::span<const uint8_t> binary) {
         check_bound(problems, "code section", static_cast<uint64_t>(s.end - s.payload),
                     ModuleBounds::kCodeBytes, "bytes");
         if (code_bodies > ModuleBounds::kFunctions) break;  // refused by the function section
+        // Function indices count the imported functions first.
+        uint64_t first_index = 0;
+        for (const Import& imp : info.imports) first_index += imp.kind == ExternKind::kFunction;
+        // One problem per bound, naming the first function over it: a bomb has them all over.
+        std::string body_problem, locals_problem;
+        uint64_t bodies_over = 0, locals_over = 0;
         uint64_t locals = 0;
         for (uint32_t i = 0; i < code_bodies && c.ok(); ++i) {
           uint32_t size = c.u32();
@@ -474,9 +480,11 @@ Result<ModuleInfo> inspect_module(std::span<const uint8_t> binary) {
             break;
           }
           const uint8_t* body_end = c.position() + size;
-          const std::string function = "function " + std::to_string(i);
-          check_bound(problems, function + ": body", size, ModuleBounds::kFunctionBodyBytes,
-                      "bytes");
+          const std::string function = "function " + std::to_string(first_index + i);
+          if (size > ModuleBounds::kFunctionBodyBytes && bodies_over++ == 0) {
+            check_bound(body_problem, function + ": body", size, ModuleBounds::kFunctionBodyBytes,
+                        "bytes");
+          }
           Cursor b(c.position(), body_end);
           uint32_t entries = b.u32();
           uint64_t declared = 0;
@@ -488,11 +496,19 @@ Result<ModuleInfo> inspect_module(std::span<const uint8_t> binary) {
             c.fail(function + ": malformed local declarations");
             break;
           }
-          check_bound(problems, function + ": locals", declared, ModuleBounds::kLocalsPerFunction,
-                      "locals");
+          if (declared > ModuleBounds::kLocalsPerFunction && locals_over++ == 0) {
+            check_bound(locals_problem, function + ": locals", declared,
+                        ModuleBounds::kLocalsPerFunction, "locals");
+          }
           locals += declared;
           c.skip(size);
         }
+        auto others = [](uint64_t over) {
+          return over > 1 ? " (and " + std::to_string(over - 1) + " more functions over it)"
+                          : std::string();
+        };
+        if (bodies_over > 0) add_problem(problems, body_problem + others(bodies_over));
+        if (locals_over > 0) add_problem(problems, locals_problem + others(locals_over));
         check_bound(problems, "locals", locals, ModuleBounds::kLocals, "locals in all functions");
         break;
       }

@@ -267,6 +267,17 @@ TEST(ModuleBoundsTest, RefusesMoreLocalsPerFunctionThanTheBound) {
   EXPECT_EQ(problems(under.build()), "");
 }
 
+// A bomb has every function over the bound: one problem names the first and counts the others,
+// so that the error stays short (it goes back to the client).
+TEST(ModuleBoundsTest, NamesTheFirstFunctionOverABoundAndCountsTheOthers) {
+  WasmBuilder bomb = WasmBuilder::abi_module();
+  bomb.functions(1000, {.locals = 50'000});
+  EXPECT_EQ(problems(bomb.build()),
+            "function 3: locals: 50000 locals, more than the bound of 10000 (and 999 more "
+            "functions over it); locals: 50000000 locals in all functions, more than the bound of "
+            "1000000");
+}
+
 TEST(ModuleBoundsTest, RefusesMoreLocalsInAllThanTheBound) {
   // 100 functions of 10,000 locals is the bound; one more local is over it.
   WasmBuilder over = WasmBuilder::abi_module();
