@@ -650,9 +650,22 @@ Result<std::shared_ptr<const Module>> Sandbox::load(std::string id, std::span<co
   v8::Context::Scope context_scope(impl_->context.Get(isolate));
   v8::TryCatch try_catch(isolate);
   v8::Local<v8::WasmModuleObject> object;
-  if (!v8::WasmModuleObject::Compile(isolate,
-                                     v8::MemorySpan<const uint8_t>(capped->data(), capped->size()))
-           .ToLocal(&object)) {
+  const bool compiled_ok =
+      v8::WasmModuleObject::Compile(isolate,
+                                    v8::MemorySpan<const uint8_t>(capped->data(), capped->size()))
+          .ToLocal(&object);
+  // The heap limit reached outside a guest call (near_heap_limit() asked for a termination):
+  // this load fails, not the next call.
+  if (impl_->heap_exhausted) {
+    impl_->heap_exhausted = false;
+    impl_->heap_recovery_pending = true;
+    isolate->CancelTerminateExecution();
+    impl_->recover_heap();
+    return Status(StatusCode::kLimitExceeded,
+                  "the engine's heap limit of " + std::to_string(impl_->heap_limit_at_exhaustion) +
+                      " bytes was reached while compiling module " + id);
+  }
+  if (!compiled_ok) {
     std::string why = try_catch.HasCaught() ? to_utf8(isolate, try_catch.Exception())
                                             : std::string("compilation failed");
     return Status(StatusCode::kInvalidModule, why);
