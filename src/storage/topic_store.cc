@@ -327,29 +327,32 @@ std::vector<std::shared_ptr<Topic>> TopicStore::list() const {
 
 Status TopicStore::remove(std::string_view name) {
   std::shared_ptr<Topic> topic;
-  std::lock_guard lock(mutex_);
-  auto it = topics_.find(name);
-  if (it == topics_.end()) {
-    return Status(StatusCode::kNotFound, "topic \"" + std::string(name) + "\" does not exist");
-  }
-  topic = it->second;
-  // Holders of the topic get kNotFound from now on; its descriptors are closed.
-  for (uint32_t p = 0; p < topic->partition_count(); ++p) topic->partition(p).close();
-  // Moved out of topics/ first (under the lock, so that the name cannot be created again in
-  // between), so that a crash mid-removal never leaves a half topic behind.
-  const fs::path dir = topics_dir_ / std::string(name);
   const fs::path doomed = trash_dir_ / (std::string(name) + "-" + std::to_string(now_ms()) + "-" +
                                         std::to_string(trash_sequence_.fetch_add(1)));
   std::error_code ec;
-  fs::create_directories(trash_dir_, ec);
-  fs::rename(dir, doomed, ec);
-  topics_.erase(it);
-  if (ec) {
-    log::get("storage").error("cannot move {} to {}: {}", dir.string(), doomed.string(),
-                              ec.message());
-    return Status(StatusCode::kIo,
-                  "topic \"" + std::string(name) + "\": cannot remove its data: " + ec.message());
+  {
+    std::lock_guard lock(mutex_);
+    auto it = topics_.find(name);
+    if (it == topics_.end()) {
+      return Status(StatusCode::kNotFound, "topic \"" + std::string(name) + "\" does not exist");
+    }
+    topic = it->second;
+    // Holders of the topic get kNotFound from now on; its descriptors are closed.
+    for (uint32_t p = 0; p < topic->partition_count(); ++p) topic->partition(p).close();
+    // Moved out of topics/ first (under the lock, so that the name cannot be created again in
+    // between), so that a crash mid-removal never leaves a half topic behind.
+    const fs::path dir = topics_dir_ / std::string(name);
+    fs::create_directories(trash_dir_, ec);
+    fs::rename(dir, doomed, ec);
+    topics_.erase(it);
+    if (ec) {
+      log::get("storage").error("cannot move {} to {}: {}", dir.string(), doomed.string(),
+                                ec.message());
+      return Status(StatusCode::kIo,
+                    "topic \"" + std::string(name) + "\": cannot remove its data: " + ec.message());
+    }
   }
+  // Deleting may take long for a large topic: outside the lock.
   fs::remove_all(doomed, ec);
   if (ec) log::get("storage").warn("cannot delete {}: {} (deleted at next start)", doomed.string(), ec.message());
   return Status::ok();

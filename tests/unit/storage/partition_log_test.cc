@@ -469,8 +469,11 @@ TEST_F(PartitionLogTest, QuarantinesTheBadTailOfAnOlderSegment) {
   const fs::path first = files(".log").front();
   const auto positions = batch_positions(first);
   flip_byte(first, positions.back() + 70);
+  const uint64_t size = fs::file_size(first);
   std::vector<std::string> repairs;
   auto log = open(options, &repairs);
+  EXPECT_EQ(fs::file_size(first), size);  // nothing cut
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_ / "quarantine"), fs::directory_iterator()), 1);
   ASSERT_EQ(log->corrupt_ranges().size(), 1u);
   const int64_t lost = log->corrupt_ranges()[0].first_offset;
   EXPECT_EQ(log->corrupt_ranges()[0].end_offset, lost + 1);
