@@ -95,12 +95,13 @@ std::optional<BatchHeader> header_at(int fd, uint64_t position, uint64_t end) {
   return header.value();
 }
 
-// True when a whole batch with a good CRC and a base offset of at least `min_offset` starts at
-// `position`; its header goes to `out`.
-bool good_batch_at(int fd, uint64_t position, uint64_t end, int64_t min_offset,
+// True when a whole batch with a good CRC and the base offset `expected` starts at `position`
+// (within a segment batches follow each other without gaps; the base offset is outside the
+// CRC, so this is what catches a damaged one); its header goes to `out`.
+bool good_batch_at(int fd, uint64_t position, uint64_t end, int64_t expected,
                    std::vector<uint8_t>& buffer, BatchHeader* out) {
   auto header = header_at(fd, position, end);
-  if (!header || header->base_offset < min_offset) return false;
+  if (!header || header->base_offset != expected) return false;
   buffer.resize(header->size());
   if (!read_exact(fd, position, buffer.data(), buffer.size()) || !batch_crc_ok(buffer)) {
     return false;
@@ -109,11 +110,14 @@ bool good_batch_at(int fd, uint64_t position, uint64_t end, int64_t min_offset,
   return true;
 }
 
-// The first position after `from` (before `end`) where a good batch with a base offset of at
-// least `min_offset` starts, byte by byte: a damaged length field says nothing about where the
-// next batch is. Reads in windows, so memory stays small whatever the segment's size.
-std::optional<uint64_t> find_next_batch(int fd, uint64_t from, uint64_t end, int64_t min_offset,
+// The first position after the bad stretch that starts at `bad` (before `end`) where a good
+// batch starts, byte by byte: a damaged length field says nothing about where the next batch
+// is. Its base offset must lie between `min_offset` and `min_offset` plus the bytes skipped
+// (every record takes at least a byte), so that a batch hidden in a message's value cannot move
+// the offsets anywhere. Reads in windows, so memory stays small whatever the segment's size.
+std::optional<uint64_t> find_next_batch(int fd, uint64_t bad, uint64_t end, int64_t min_offset,
                                         BatchHeader* header) {
+  const uint64_t from = bad + 1;
   constexpr size_t kWindow = 64 * 1024;
   constexpr size_t kMagicAt = 16;  // baseOffset 8 + batchLength 4 + partitionLeaderEpoch 4
   std::vector<uint8_t> window;
@@ -128,8 +132,12 @@ std::optional<uint64_t> find_next_batch(int fd, uint64_t from, uint64_t end, int
     const uint8_t* p = window.data() + (q - window_start);
     if (p[kMagicAt] != 2) continue;
     auto parsed = parse_batch_header(std::span<const uint8_t>(p, kBatchHeaderSize));
-    if (!parsed.is_ok() || parsed->base_offset < min_offset || parsed->size() > end - q) continue;
-    if (good_batch_at(fd, q, end, min_offset, batch, header)) return q;
+    if (!parsed.is_ok() || parsed->base_offset < min_offset ||
+        static_cast<uint64_t>(parsed->base_offset - min_offset) > q - bad ||
+        parsed->size() > end - q) {
+      continue;
+    }
+    if (good_batch_at(fd, q, end, parsed->base_offset, batch, header)) return q;
   }
   return std::nullopt;
 }
@@ -269,15 +277,16 @@ ScanEnd scan(PartitionLog::Segment& s, int fd, uint64_t position, int64_t expect
       continue;
     }
     BatchHeader next;
-    auto resume = find_next_batch(fd, position + 1, file_size, expected, &next);
+    auto resume = find_next_batch(fd, position, file_size, expected, &next);
     if (!resume) {
       auto header = header_at(fd, position, file_size);
       ScanEnd end{position, ""};
       if (!header) {
         end.problem = "torn or malformed batch at byte " + std::to_string(position);
-      } else if (header->base_offset < expected) {
-        end.problem = "batch at byte " + std::to_string(position) + " goes back to offset " +
-                      std::to_string(header->base_offset);
+      } else if (header->base_offset != expected) {
+        end.problem = "batch at byte " + std::to_string(position) + " has offset " +
+                      std::to_string(header->base_offset) + " where " + std::to_string(expected) +
+                      " belongs";
       } else {
         end.problem = "CRC mismatch in the batch at byte " + std::to_string(position);
       }
@@ -732,7 +741,7 @@ Status PartitionLog::quarantine_for_read(const std::shared_ptr<Segment>& segment
                       "a batch could not be read, but is not corrupt on disk: " + errno_text());
   }
   BatchHeader next;
-  auto resume = find_next_batch(fd, position + 1, end_position, expected, &next);
+  auto resume = find_next_batch(fd, position, end_position, expected, &next);
   Segment::Quarantined q{position, resume ? *resume : end_position, expected,
                          resume ? next.base_offset : segment_end_offset};
   const fs::path copy = dir_ / kQuarantineDir / segment->quarantine_name(q);
@@ -829,7 +838,7 @@ Result<ReadResult> PartitionLog::read(int64_t offset, size_t max_messages, size_
         continue;
       }
       auto header = header_at(fd, position, v.size);
-      bool bad = !header || header->base_offset < expected;
+      bool bad = !header || header->base_offset != expected;
       if (!bad && header->next_offset() <= result.next_offset) {
         position += header->size();
         expected = header->next_offset();

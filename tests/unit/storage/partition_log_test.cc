@@ -358,7 +358,8 @@ TEST_F(PartitionLogTest, ConcurrentAppendersWithFsyncAlwaysKeepEveryMessage) {
 // every other batch stays readable, its offsets are not given again. The damage may be in the
 // records (a CRC mismatch) or in the length field (the next batch is found byte by byte).
 TEST_F(PartitionLogTest, QuarantinesACorruptBatchBetweenGoodOnes) {
-  for (uint64_t damage_at : {uint64_t{40}, uint64_t{9}}) {  // records; batchLength
+  // In the records (a CRC mismatch), in batchLength, in baseOffset (outside the CRC).
+  for (uint64_t damage_at : {uint64_t{40}, uint64_t{9}, uint64_t{1}}) {
     SCOPED_TRACE(damage_at);
     fs::remove_all(dir_);
     {
@@ -415,6 +416,33 @@ TEST_F(PartitionLogTest, QuarantinesACorruptBatchBetweenGoodOnes) {
     ASSERT_EQ(log->corrupt_ranges().size(), 1u);
     EXPECT_EQ(read_all(*log).size(), 20u);
   }
+}
+
+// A batch hidden in a message's value (a producer can send any bytes) is not taken for the next
+// batch when the one around it is damaged: it cannot move the partition's offsets.
+TEST_F(PartitionLogTest, ResyncIgnoresABatchHiddenInAValue) {
+  std::string hidden;
+  Message inner = msg(0);
+  encode_batch(int64_t{1} << 62, std::span<const Message>(&inner, 1), &hidden);
+  {
+    auto log = open();
+    append_n(*log, 0, 5);
+    Message carrier = msg(5);
+    carrier.value = hidden;
+    ASSERT_TRUE(log->append(std::span<const Message>(&carrier, 1)).is_ok());
+    append_n(*log, 6, 4);
+  }
+  fs::path segment = files(".log").front();
+  const auto positions = batch_positions(segment);
+  ASSERT_EQ(positions.size(), 10u);
+  flip_byte(segment, positions[5] + 9);  // the carrier's batchLength
+  auto log = open();
+  EXPECT_EQ(log->next_offset(), 10);
+  ASSERT_EQ(log->corrupt_ranges().size(), 1u);
+  EXPECT_EQ(log->corrupt_ranges()[0].first_offset, 5);
+  EXPECT_EQ(log->corrupt_ranges()[0].end_offset, 6);
+  EXPECT_EQ(read_all(*log).size(), 9u);
+  append_n(*log, 10, 1);
 }
 
 // Corruption in an older segment, before its last index entry, is not looked at by recovery:
