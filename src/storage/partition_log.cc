@@ -494,8 +494,16 @@ Result<std::unique_ptr<PartitionLog>> PartitionLog::open(const fs::path& dir,
     ScanEnd end = scan(*s, log_fd.fd, from, from_offset, file_size, opts.index_interval_bytes, &found);
     for (const auto& q : found) quarantine(*s, log_fd.fd, q);
     s->size = end.good_end;
+    // A bad tail that a read already reported as skipped (its offsets were given up): it stays
+    // quarantined, so those offsets are never given again.
+    const Quarantined* reported = nullptr;
+    if (auto it = recorded.find(s->base_offset); it != recorded.end()) {
+      for (const auto& q : it->second) {
+        if (q.position == end.good_end && q.end_position <= file_size) reported = &q;
+      }
+    }
     if (end.good_end < file_size) {
-      if (newest) {
+      if (newest && !reported) {
         // A write that a crash interrupted: nothing after it was acknowledged.
         report("cut " + segment_name(s->base_offset, ".log") + " from " +
                std::to_string(file_size) + " to " + std::to_string(end.good_end) +
@@ -506,9 +514,10 @@ Result<std::unique_ptr<PartitionLog>> PartitionLog::open(const fs::path& dir,
         }
       } else {
         // An older segment was synced before the next one began: a bad tail is corruption, and
-        // its offsets run to the next segment's base.
+        // its offsets run to the next segment's base (or to where a read reported it ends).
         Quarantined q{end.good_end, file_size, s->next_offset,
-                      std::max(s->next_offset, bases[i + 1])};
+                      reported ? std::max(s->next_offset, reported->end_offset)
+                               : std::max(s->next_offset, bases[i + 1])};
         s->add_quarantined(q);
         quarantine(*s, log_fd.fd, q);
         s->next_offset = q.end_offset;

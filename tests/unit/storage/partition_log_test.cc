@@ -485,6 +485,29 @@ TEST_F(PartitionLogTest, QuarantinesCorruptionThatAReadMeetsInAnOlderSegment) {
   EXPECT_EQ(read_all(*log).size(), 99u);
 }
 
+// Damage that a read finds at the end of the active segment: the read reports the offsets
+// skipped, so a restart must not cut them and give them to new records.
+TEST_F(PartitionLogTest, NeverReusesOffsetsAReadReportedSkipped) {
+  {
+    auto log = open();
+    append_n(*log, 0, 10);
+    fs::path segment = files(".log").front();
+    flip_byte(segment, batch_positions(segment).back() + 40);
+    auto r = log->read(0, 100, 1 << 20);
+    ASSERT_TRUE(r.is_ok()) << r.status().message();
+    EXPECT_EQ(r->records.size(), 9u);
+    ASSERT_EQ(r->skipped.size(), 1u);
+    EXPECT_EQ(r->skipped[0].first_offset, 9);
+    EXPECT_EQ(r->next_offset, 10);
+  }
+  auto log = open();
+  EXPECT_EQ(log->next_offset(), 10);
+  ASSERT_EQ(log->corrupt_ranges().size(), 1u);
+  auto appended = log->append(std::span<const Message>(std::vector<Message>{msg(10)}));
+  ASSERT_TRUE(appended.is_ok());
+  EXPECT_EQ(appended->base_offset, 10);
+}
+
 // An older segment's bad tail is corruption, not a torn write (a roll syncs the segment first):
 // it is quarantined up to the next segment, never cut, and the offsets after it stay.
 TEST_F(PartitionLogTest, QuarantinesTheBadTailOfAnOlderSegment) {
