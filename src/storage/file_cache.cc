@@ -18,8 +18,7 @@ uint64_t FileCache::new_keys(uint64_t count) {
 }
 
 Result<std::shared_ptr<OpenFile>> FileCache::acquire(uint64_t key,
-                                                     const std::filesystem::path& path,
-                                                     int flags) {
+                                                     const std::filesystem::path& path, int flags) {
   {
     std::lock_guard lock(mutex_);
     auto it = entries_.find(key);

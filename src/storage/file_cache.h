@@ -68,7 +68,7 @@ class FileCache {
     std::shared_ptr<OpenFile> file;
     std::list<uint64_t>::iterator position;
   };
-  std::list<uint64_t> lru_;                       // guarded by mutex_; most recent first
+  std::list<uint64_t> lru_;                      // guarded by mutex_; most recent first
   std::unordered_map<uint64_t, Entry> entries_;  // guarded by mutex_
 };
 

@@ -190,10 +190,10 @@ struct PartitionLog::Segment {
   fs::path log_path;
   fs::path index_path;
   std::shared_ptr<FileCache> files;
-  uint64_t key = 0;  // the log file's key in `files`; the index's is key + 1
-  bool log_dirty = false;    // written since the last fsync
+  uint64_t key = 0;        // the log file's key in `files`; the index's is key + 1
+  bool log_dirty = false;  // written since the last fsync
   bool index_dirty = false;
-  bool removed = false;      // deleted by retention or closed
+  bool removed = false;  // deleted by retention or closed
 
   ~Segment() {
     if (files) {
@@ -212,8 +212,9 @@ struct PartitionLog::Segment {
   // Position of the last index entry at or before `offset` and the offset of the batch there
   // (0 and base_offset when none).
   std::pair<uint64_t, int64_t> position_for(int64_t offset) const {
-    auto it = std::upper_bound(index.begin(), index.end(), offset - base_offset,
-                               [](int64_t rel, const IndexEntry& e) { return rel < e.relative_offset; });
+    auto it =
+        std::upper_bound(index.begin(), index.end(), offset - base_offset,
+                         [](int64_t rel, const IndexEntry& e) { return rel < e.relative_offset; });
     if (it == index.begin()) return {0, base_offset};
     --it;
     return {it->position, base_offset + it->relative_offset};
@@ -237,8 +238,8 @@ struct PartitionLog::Segment {
 
   std::string quarantine_name(const Quarantined& q) const {
     char name[128];
-    std::snprintf(name, sizeof name, "%020" PRId64 "-%" PRIu64 "-%" PRIu64 "-%" PRId64 "-%" PRId64
-                  ".corrupt",
+    std::snprintf(name, sizeof name,
+                  "%020" PRId64 "-%" PRIu64 "-%" PRIu64 "-%" PRId64 "-%" PRId64 ".corrupt",
                   base_offset, q.position, q.end_position, q.first_offset, q.end_offset);
     return name;
   }
@@ -349,9 +350,9 @@ std::map<int64_t, std::vector<Quarantined>> load_quarantine(const fs::path& dir)
     int64_t base = 0;
     Quarantined q;
     int consumed = 0;
-    if (std::sscanf(name.c_str(), "%20" SCNd64 "-%" SCNu64 "-%" SCNu64 "-%" SCNd64 "-%" SCNd64 ".corrupt%n",
-                    &base, &q.position, &q.end_position, &q.first_offset, &q.end_offset,
-                    &consumed) == 5 &&
+    if (std::sscanf(
+            name.c_str(), "%20" SCNd64 "-%" SCNu64 "-%" SCNu64 "-%" SCNd64 "-%" SCNd64 ".corrupt%n",
+            &base, &q.position, &q.end_position, &q.first_offset, &q.end_offset, &consumed) == 5 &&
         static_cast<size_t>(consumed) == name.size() && q.position < q.end_position &&
         base <= q.first_offset && q.first_offset <= q.end_offset) {
       out[base].push_back(q);
@@ -470,9 +471,11 @@ Result<std::unique_ptr<PartitionLog>> PartitionLog::open(const fs::path& dir,
     ScopedFd index_fd{::open(s->index_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)};
     if (index_fd.fd < 0) return log->io_failure("cannot open index", s->index_path, errno_text());
     struct stat st;
-    if (::fstat(log_fd.fd, &st) != 0) return log->io_failure("cannot stat", s->log_path, errno_text());
+    if (::fstat(log_fd.fd, &st) != 0)
+      return log->io_failure("cannot stat", s->log_path, errno_text());
     const uint64_t file_size = static_cast<uint64_t>(st.st_size);
-    s->last_write_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1'000'000;
+    s->last_write_ms =
+        static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1'000'000;
     const bool newest = i + 1 == bases.size();
     const std::string index_name = segment_name(s->base_offset, ".index");
 
@@ -491,7 +494,8 @@ Result<std::unique_ptr<PartitionLog>> PartitionLog::open(const fs::path& dir,
       s->index.clear();
     }
     std::vector<Quarantined> found;
-    ScanEnd end = scan(*s, log_fd.fd, from, from_offset, file_size, opts.index_interval_bytes, &found);
+    ScanEnd end =
+        scan(*s, log_fd.fd, from, from_offset, file_size, opts.index_interval_bytes, &found);
     for (const auto& q : found) quarantine(*s, log_fd.fd, q);
     s->size = end.good_end;
     // A bad tail that a read already reported as skipped (its offsets were given up): it stays
@@ -538,7 +542,10 @@ Result<std::unique_ptr<PartitionLog>> PartitionLog::open(const fs::path& dir,
                     });
     if (index_changed || !index_ok) {
       if (file_size > 0) {
-        report(index_name + (!index_existed ? " missing" : !index_ok ? " damaged" : " behind its log") +
+        report(index_name +
+               (!index_existed ? " missing"
+                : !index_ok    ? " damaged"
+                               : " behind its log") +
                ": rebuilt");
       }
       if (!rewrite_index(*s, index_fd.fd)) {
@@ -574,9 +581,11 @@ Status PartitionLog::roll_locked() {
   auto& active = segments_.back();
   if (active->log_dirty || active->index_dirty) {
     auto log_file = active->log_file();
-    if (!log_file.is_ok()) return io_failure("cannot open segment", active->log_path, log_file.status().message());
+    if (!log_file.is_ok())
+      return io_failure("cannot open segment", active->log_path, log_file.status().message());
     auto index_file = active->index_file();
-    if (!index_file.is_ok()) return io_failure("cannot open index", active->index_path, index_file.status().message());
+    if (!index_file.is_ok())
+      return io_failure("cannot open index", active->index_path, index_file.status().message());
     if (::fdatasync((*log_file)->fd()) != 0 || ::fdatasync((*index_file)->fd()) != 0) {
       return io_failure("cannot sync", active->log_path, errno_text());
     }
@@ -623,7 +632,8 @@ Result<AppendResult> PartitionLog::append(std::span<const Message> messages) {
       char bytes[kIndexEntrySize];
       put_u32_be(bytes, e.relative_offset);
       put_u32_be(bytes + 4, e.position);
-      if (!pwrite_all((*index_file)->fd(), bytes, sizeof bytes, active.index.size() * kIndexEntrySize)) {
+      if (!pwrite_all((*index_file)->fd(), bytes, sizeof bytes,
+                      active.index.size() * kIndexEntrySize)) {
         return io_failure("cannot write index", active.index_path, errno_text());
       }
       active.index.push_back(e);
@@ -634,7 +644,8 @@ Result<AppendResult> PartitionLog::append(std::span<const Message> messages) {
       const std::string cause = errno_text();
       // Leave the file as it was: a partial batch must not stay behind.
       if (::ftruncate((*log_file)->fd(), static_cast<off_t>(position)) != 0) {
-        return io_failure("cannot append (and cannot undo the partial write)", active.log_path, cause);
+        return io_failure("cannot append (and cannot undo the partial write)", active.log_path,
+                          cause);
       }
       return io_failure("cannot append", active.log_path, cause);
     }
@@ -719,7 +730,8 @@ Status PartitionLog::quarantine_for_read(const std::shared_ptr<Segment>& segment
                                          uint64_t end_position) const {
   std::lock_guard repair_lock(repair_mutex_);
   auto file = segment->log_file();
-  if (!file.is_ok()) return io_failure("cannot open segment", segment->log_path, file.status().message());
+  if (!file.is_ok())
+    return io_failure("cannot open segment", segment->log_path, file.status().message());
   const int fd = (*file)->fd();
   std::vector<Segment::Quarantined> known;
   int64_t segment_end_offset;
@@ -763,8 +775,8 @@ Status PartitionLog::quarantine_for_read(const std::shared_ptr<Segment>& segment
   }
   log::get("storage").warn(
       "{}: corrupt batch in {} at bytes {} to {}: offsets {} to {} (exclusive) are skipped; {}",
-      label_, segment->log_path.string(), q.position, q.end_position, q.first_offset,
-      q.end_offset, kept ? "its bytes are in " + copy.string() : "its bytes could not be copied aside");
+      label_, segment->log_path.string(), q.position, q.end_position, q.first_offset, q.end_offset,
+      kept ? "its bytes are in " + copy.string() : "its bytes could not be copied aside");
   return Status::ok();
 }
 
@@ -798,10 +810,9 @@ Result<ReadResult> PartitionLog::read(int64_t offset, size_t max_messages, size_
   };
   if (Status s = take_views(); !s.is_ok()) return s;
   if (offset < result.log_start_offset || offset > result.high_watermark) {
-    return Status(StatusCode::kNotFound,
-                  "offset " + std::to_string(offset) + " is out of range [" +
-                      std::to_string(result.log_start_offset) + ", " +
-                      std::to_string(result.high_watermark) + "]");
+    return Status(StatusCode::kNotFound, "offset " + std::to_string(offset) + " is out of range [" +
+                                             std::to_string(result.log_start_offset) + ", " +
+                                             std::to_string(result.high_watermark) + "]");
   }
   result.next_offset = offset;
   size_t bytes = 0;
@@ -823,9 +834,9 @@ Result<ReadResult> PartitionLog::read(int64_t offset, size_t max_messages, size_
           if (!result.records.empty()) return result;
           // Retention removed it since the snapshot: the log starts later now.
           return Status(StatusCode::kNotFound,
-                        "offset " + std::to_string(result.next_offset) +
-                            " is out of range [" + std::to_string(segments_.front()->base_offset) +
-                            ", " + std::to_string(segments_.back()->next_offset) + "]");
+                        "offset " + std::to_string(result.next_offset) + " is out of range [" +
+                            std::to_string(segments_.front()->base_offset) + ", " +
+                            std::to_string(segments_.back()->next_offset) + "]");
         }
       }
       return io_failure("cannot open segment", v.segment->log_path, file.status().message());
@@ -946,8 +957,8 @@ Result<size_t> PartitionLog::enforce_retention(int64_t now_ms) {
       bool too_old = options_.retention_ms >= 0 && now_ms > oldest.last_write_ms &&
                      static_cast<uint64_t>(now_ms) - static_cast<uint64_t>(oldest.last_write_ms) >
                          static_cast<uint64_t>(options_.retention_ms);
-      bool too_big = options_.retention_bytes >= 0 &&
-                     total > static_cast<uint64_t>(options_.retention_bytes);
+      bool too_big =
+          options_.retention_bytes >= 0 && total > static_cast<uint64_t>(options_.retention_bytes);
       if (!too_old && !too_big) break;
       total -= oldest.size;
       segments_.front()->removed = true;
@@ -995,8 +1006,12 @@ int32_t kafka_murmur2(std::string_view data) {
     h ^= k;
   }
   switch (length % 4) {
-    case 3: h ^= uint32_t{p[i + 2]} << 16; [[fallthrough]];
-    case 2: h ^= uint32_t{p[i + 1]} << 8; [[fallthrough]];
+    case 3:
+      h ^= uint32_t{p[i + 2]} << 16;
+      [[fallthrough]];
+    case 2:
+      h ^= uint32_t{p[i + 1]} << 8;
+      [[fallthrough]];
     case 1:
       h ^= p[i];
       h *= m;

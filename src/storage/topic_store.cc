@@ -141,7 +141,8 @@ Result<std::shared_ptr<Topic>> TopicStore::open_topic(const TopicSettings& setti
       std::lock_guard lock(queue->mutex);
       queue->due.emplace(name, p);
     };
-    auto partition = PartitionLog::open(topics_dir_ / settings.name / std::to_string(p), log, repairs);
+    auto partition =
+        PartitionLog::open(topics_dir_ / settings.name / std::to_string(p), log, repairs);
     if (!partition.is_ok()) return partition.status();
     partitions.push_back(std::move(*partition));
   }
@@ -188,7 +189,8 @@ Result<std::unique_ptr<TopicStore>> TopicStore::open(const StoreOptions& options
       store->unloaded_.push_back({name, reason});
     };
     std::smatch match;
-    if (name.rfind(kLegacyDeletedPrefix, 0) == 0 && std::regex_match(name, match, legacy_tombstone)) {
+    if (name.rfind(kLegacyDeletedPrefix, 0) == 0 &&
+        std::regex_match(name, match, legacy_tombstone)) {
       bool tombstone = !fs::exists(settings_path);
       if (!tombstone) {
         auto settings = settings_from_file(settings_path);
@@ -289,9 +291,9 @@ Result<std::shared_ptr<Topic>> TopicStore::create(TopicSettings settings) {
       log::get("storage").error("{}", written.message());
       const std::string& m = written.message();
       const size_t colon = m.rfind(": ");
-      written = Status(StatusCode::kIo, "topic \"" + settings.name + "\": cannot write " +
-                                            kSettingsFile +
-                                            (colon == std::string::npos ? "" : m.substr(colon)));
+      written =
+          Status(StatusCode::kIo, "topic \"" + settings.name + "\": cannot write " + kSettingsFile +
+                                      (colon == std::string::npos ? "" : m.substr(colon)));
       for (uint32_t p = 0; p < (*topic)->partition_count(); ++p) (*topic)->partition(p).close();
     }
     fs::remove_all(dir, ec);  // all or nothing
@@ -354,7 +356,9 @@ Status TopicStore::remove(std::string_view name) {
   }
   // Deleting may take long for a large topic: outside the lock.
   fs::remove_all(doomed, ec);
-  if (ec) log::get("storage").warn("cannot delete {}: {} (deleted at next start)", doomed.string(), ec.message());
+  if (ec)
+    log::get("storage").warn("cannot delete {}: {} (deleted at next start)", doomed.string(),
+                             ec.message());
   return Status::ok();
 }
 
@@ -389,7 +393,8 @@ size_t TopicStore::flush_due() {
 
 void TopicStore::run_background() {
   using Clock = std::chrono::steady_clock;
-  auto next_retention = Clock::now() + std::chrono::milliseconds(options_.retention_check_interval_ms);
+  auto next_retention =
+      Clock::now() + std::chrono::milliseconds(options_.retention_check_interval_ms);
   std::unique_lock lock(background_mutex_);
   while (!stopping_) {
     background_wake_.wait_for(lock, std::chrono::milliseconds(options_.fsync_interval_ms));
@@ -397,13 +402,14 @@ void TopicStore::run_background() {
     lock.unlock();
     if (options_.log.fsync == FsyncPolicy::kInterval) flush_due();
     if (Clock::now() >= next_retention) {
-      next_retention = Clock::now() + std::chrono::milliseconds(options_.retention_check_interval_ms);
+      next_retention =
+          Clock::now() + std::chrono::milliseconds(options_.retention_check_interval_ms);
       for (const auto& topic : list()) {
         for (uint32_t p = 0; p < topic->partition_count(); ++p) {
           auto deleted = topic->partition(p).enforce_retention(now_ms());
           if (deleted.is_ok() && *deleted > 0) {
             log::get("storage").info("retention removed {} segment(s) of {}/{}", *deleted,
-                         topic->name(), p);
+                                     topic->name(), p);
           }
         }
       }

@@ -46,8 +46,8 @@ Status validate_topic_name(std::string_view name);
 
 struct TopicSettings {
   std::string name;
-  uint32_t partitions = 0;                // 0: the store's default
-  std::optional<int64_t> retention_ms;    // unset: the store's default
+  uint32_t partitions = 0;              // 0: the store's default
+  std::optional<int64_t> retention_ms;  // unset: the store's default
   std::optional<int64_t> retention_bytes;
 };
 
@@ -77,8 +77,8 @@ struct StoreOptions {
   uint32_t max_partitions = 1024;
   uint32_t fsync_interval_ms = 50;
   uint32_t retention_check_interval_ms = 60'000;
-  uint32_t max_topics = 10'000;        // creation beyond it is refused (kConflict)
-  uint32_t max_open_files = 1024;      // segment descriptors kept open (see above)
+  uint32_t max_topics = 10'000;    // creation beyond it is refused (kConflict)
+  uint32_t max_open_files = 1024;  // segment descriptors kept open (see above)
 };
 
 // A directory under `<data_dir>/topics` that start-up could not load as a topic.
