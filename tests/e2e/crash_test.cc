@@ -412,17 +412,28 @@ size_t descriptors_of(pid_t pid) {
 // H4, scaled down: a broker limited to 128 descriptors takes 160 auto-created topics (it used to
 // stop near 45, two descriptors per partition for good), still answers /health with idle
 // sockets open after a restart, and refuses the topic beyond broker.max_topics.
-TEST(Limits, TopicsDoNotUseUpDescriptorsAndTheCapRefusesTheNextOne) {
-  struct rlimit saved;
-  ::getrlimit(RLIMIT_NOFILE, &saved);
-  struct rlimit low = saved;
+// Starts `broker` with at most 128 descriptors and broker.max_topics = 160 (both inherited from
+// this process, which gets its own limit back whatever happens).
+void start_constrained(BrokerProcess& broker) {
+  struct Restore {
+    struct rlimit saved;
+    Restore() { ::getrlimit(RLIMIT_NOFILE, &saved); }
+    ~Restore() {
+      ::setrlimit(RLIMIT_NOFILE, &saved);
+      ::unsetenv("WASMQ_BROKER_MAX_TOPICS");
+    }
+  } restore;
+  struct rlimit low = restore.saved;
   low.rlim_cur = 128;
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);  // inherited by the broker
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
   ::setenv("WASMQ_BROKER_MAX_TOPICS", "160", 1);
-  BrokerProcess broker(test_dir());
   broker.start();
-  ::setrlimit(RLIMIT_NOFILE, &saved);
-  ::unsetenv("WASMQ_BROKER_MAX_TOPICS");
+}
+
+TEST(Limits, TopicsDoNotUseUpDescriptorsAndTheCapRefusesTheNextOne) {
+  BrokerProcess broker(test_dir());
+  start_constrained(broker);
+  ASSERT_TRUE(broker.running());
   {
     http::HttpClient client(broker.data_url());
     for (int i = 0; i < 160; ++i) {
@@ -447,11 +458,8 @@ TEST(Limits, TopicsDoNotUseUpDescriptorsAndTheCapRefusesTheNextOne) {
   EXPECT_LE(busy, 110u);  // half the limit for segment files, plus the process's own
   EXPECT_EQ(broker.stop(), 0);
 
-  ::setrlimit(RLIMIT_NOFILE, &low);
-  ::setenv("WASMQ_BROKER_MAX_TOPICS", "160", 1);
-  broker.start();
-  ::setrlimit(RLIMIT_NOFILE, &saved);
-  ::unsetenv("WASMQ_BROKER_MAX_TOPICS");
+  start_constrained(broker);
+  ASSERT_TRUE(broker.running());
   const pid_t restarted = broker_pid(broker.config_path());
   ASSERT_GT(restarted, 0);
   const size_t idle = descriptors_of(restarted);
