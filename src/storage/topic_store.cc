@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
 #include <regex>
@@ -205,7 +206,12 @@ Result<std::unique_ptr<TopicStore>> TopicStore::open(const StoreOptions& options
       }
     }
     if (!fs::exists(settings_path)) {
-      report(entry.path().string() + ": no " + kSettingsFile + ", skipped");
+      if (holds_data(entry.path())) {
+        skip(std::string("no ") + kSettingsFile);
+      } else {
+        report(entry.path().string() + ": no " + kSettingsFile +
+               ", skipped");  // a creation cut short
+      }
       continue;
     }
     if (!validate_topic_name(name).is_ok()) {
@@ -266,7 +272,10 @@ Result<std::shared_ptr<Topic>> TopicStore::create(TopicSettings settings) {
   }
   const fs::path dir = topics_dir_ / settings.name;
   std::error_code ec;
-  if (fs::exists(dir, ec) && holds_data(dir)) {
+  const bool unloaded =
+      std::any_of(unloaded_.begin(), unloaded_.end(),
+                  [&](const UnloadedTopic& u) { return u.directory == settings.name; });
+  if (unloaded || (fs::exists(dir, ec) && holds_data(dir))) {
     // A directory that start-up could not load: its data must not be adopted or overwritten.
     return Status(StatusCode::kConflict,
                   "topic \"" + settings.name +

@@ -235,6 +235,10 @@ TEST_F(TopicStoreTest, SkipsAndReportsTopicsThatCannotBeLoaded) {
   ASSERT_FALSE(again.is_ok());
   EXPECT_EQ(again.status().code(), StatusCode::kConflict);
   EXPECT_EQ(slurp(topics / "bad" / "topic.json"), R"({"name": "bad", "partitions": 1)");
+  // Even when it holds no record: an unloaded directory is the operator's to fix.
+  fs::resize_file(topics / "empty" / "0" / "00000000000000000000.log", 0);
+  EXPECT_EQ(store->find_or_create("empty").status().code(), StatusCode::kConflict);
+  EXPECT_TRUE(fs::exists(topics / "empty" / "topic.json"));
 }
 
 // The topic cap refuses creation, explicit or automatic, with an error naming the cap, and
