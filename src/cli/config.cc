@@ -216,6 +216,7 @@ const std::vector<KeySpec>& key_specs() {
       boolean(WASMQ_KEY(broker.auto_create_topics)),
       integer(WASMQ_KEY(broker.default_partitions), 1, 1024),
       integer(WASMQ_KEY(broker.io_threads), 0, 1024),
+      integer(WASMQ_KEY(broker.max_topics), 1, 1'000'000),
 
       text(WASMQ_KEY(admin.listen), kListen),
 
@@ -229,6 +230,7 @@ const std::vector<KeySpec>& key_specs() {
       integer(WASMQ_KEY(storage.retention_ms), 1, kInt64Max, Unit::kCount, Unlimited::kMinusOne),
       integer(WASMQ_KEY(storage.retention_bytes), 1, kInt64Max, Unit::kBytes, Unlimited::kMinusOne),
       integer(WASMQ_KEY(storage.index_interval_bytes), 1, 16 * kMiB, Unit::kBytes),
+      integer(WASMQ_KEY(storage.max_open_files), 16, 1'000'000),
 
       boolean(WASMQ_KEY(etl.enabled)),
       integer(WASMQ_KEY(etl.memory_limit_bytes), kMiB, 4 * kGiB, Unit::kBytes),

@@ -29,6 +29,7 @@ struct BrokerSection {
   bool auto_create_topics = true;
   uint32_t default_partitions = 1;
   uint32_t io_threads = 0;  // 0: hardware threads
+  uint32_t max_topics = 10'000;  // creating more (explicitly or automatically) is refused
 };
 
 // [admin]: the admin API.
@@ -49,6 +50,7 @@ struct StorageSection {
   int64_t retention_ms = 7ll * 24 * 3600 * 1000;  // -1: keep forever
   int64_t retention_bytes = -1;                   // -1: no size bound
   uint32_t index_interval_bytes = 4096;
+  uint32_t max_open_files = 1024;  // segment descriptors kept open across all partitions
 };
 
 // [etl.instance_pool]: module instances kept between calls, per module and ETL worker.

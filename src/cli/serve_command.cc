@@ -56,6 +56,8 @@ storage::StoreOptions store_options(const Config& config) {
   o.log.retention_ms = config.storage.retention_ms;
   o.log.retention_bytes = config.storage.retention_bytes;
   o.log.fsync = config.storage.fsync;
+  o.max_topics = config.broker.max_topics;
+  o.max_open_files = config.storage.max_open_files;
   return o;
 }
 

@@ -234,11 +234,20 @@ class DataApi {
       m["offset"] = record.offset;
       messages.push_back(std::move(m));
     }
-    co_return json_response(
-        HttpStatus::ok,
-        json::object{{"topic", topic}, {"partition", request.partition},
-                     {"high_watermark", read->high_watermark}, {"log_start_offset", read->log_start_offset},
-                     {"next_offset", read->next_offset}, {"messages", std::move(messages)}});
+    json::object reply{{"topic", topic}, {"partition", request.partition},
+                       {"high_watermark", read->high_watermark}, {"log_start_offset", read->log_start_offset},
+                       {"next_offset", read->next_offset}, {"messages", std::move(messages)}};
+    // Offsets lost to corrupt batches that this read stepped over (docs/storage.md).
+    if (!read->skipped.empty()) {
+      json::array skipped;
+      for (const auto& range : read->skipped) {
+        skipped.push_back(json::object{{"first_offset", range.first_offset},
+                                       {"end_offset", range.end_offset},
+                                       {"reason", "corrupt batch (quarantined)"}});
+      }
+      reply["skipped"] = std::move(skipped);
+    }
+    co_return json_response(HttpStatus::ok, reply);
   }
 
   awaitable<Response> list_topics(Request&) {
@@ -294,11 +303,19 @@ class DataApi {
     json::array partitions;
     for (uint32_t p = 0; p < topic->partition_count(); ++p) {
       const auto& log = topic->partition(p);
-      partitions.push_back(json::object{{"partition", p},
-                                        {"log_start_offset", log.start_offset()},
-                                        {"high_watermark", log.next_offset()},
-                                        {"size_bytes", log.size_bytes()},
-                                        {"segments", log.segment_count()}});
+      json::object detail{{"partition", p},
+                          {"log_start_offset", log.start_offset()},
+                          {"high_watermark", log.next_offset()},
+                          {"size_bytes", log.size_bytes()},
+                          {"segments", log.segment_count()}};
+      if (auto ranges = log.corrupt_ranges(); !ranges.empty()) {
+        json::array corrupt;
+        for (const auto& r : ranges) {
+          corrupt.push_back(json::object{{"first_offset", r.first_offset}, {"end_offset", r.end_offset}});
+        }
+        detail["corrupt_ranges"] = std::move(corrupt);
+      }
+      partitions.push_back(std::move(detail));
     }
     o["partitions"] = topic->partition_count();
     o["partition_details"] = std::move(partitions);

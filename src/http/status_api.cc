@@ -145,6 +145,31 @@ class StatusApi {
 
   // --- broker ---
 
+  // Storage trouble an operator must see (docs/storage.md): topic directories not loaded at
+  // start, and offset ranges lost to corrupt batches (quarantined).
+  json::object storage_status() const {
+    const auto& store = c_.broker->store();
+    json::array unloaded;
+    for (const auto& u : store.unloaded()) {
+      unloaded.push_back(json::object{{"directory", u.directory}, {"reason", u.reason}});
+    }
+    json::array corrupt;
+    for (const auto& t : store.list()) {
+      for (uint32_t p = 0; p < t->partition_count(); ++p) {
+        for (const auto& range : t->partition(p).corrupt_ranges()) {
+          corrupt.push_back(json::object{{"topic", t->name()},
+                                         {"partition", p},
+                                         {"first_offset", range.first_offset},
+                                         {"end_offset", range.end_offset}});
+        }
+      }
+    }
+    return json::object{{"unloaded_topics", std::move(unloaded)},
+                        {"corrupt_ranges", std::move(corrupt)},
+                        {"open_files", store.files().cached()},
+                        {"max_open_files", store.files().capacity()}};
+  }
+
   awaitable<Response> status(Request&) {
     auto topics = c_.broker->store().list();
     uint64_t records = 0;
@@ -160,6 +185,7 @@ class StatusApi {
                      {"uptime_seconds", uptime_seconds()},
                      {"topics", topics.size()},
                      {"records", records},
+                     {"storage", storage_status()},
                      {"etl", json::object{{"enabled", c_.etl->enabled()},
                                           {"active_modules", c_.etl->modules().list().size()},
                                           {"active_pipelines", active_pipelines()},
@@ -186,6 +212,21 @@ class StatusApi {
         }
       }
     }
+    const auto& store = c_.broker->store();
+    bool storage_ok = store.unloaded().empty();
+    if (!storage_ok) {
+      problems.push_back("storage: " + std::to_string(store.unloaded().size()) +
+                         " topic director(ies) not loaded (see /api/v1/status)");
+    }
+    for (const auto& t : store.list()) {
+      for (uint32_t p = 0; p < t->partition_count(); ++p) {
+        if (!t->partition(p).corrupt_ranges().empty()) {
+          storage_ok = false;
+          problems.push_back("storage: topic " + t->name() + " partition " + std::to_string(p) +
+                             " has corrupt batches (quarantined; see /api/v1/status)");
+        }
+      }
+    }
     json::array list;
     for (const auto& p : problems) list.push_back(json::string(p));
     co_return json_response(
@@ -194,7 +235,7 @@ class StatusApi {
                      {"nodes", 1},
                      {"node", json::object{{"role", "broker"},
                                            {"uptime_seconds", uptime_seconds()},
-                                           {"storage", "ok"},
+                                           {"storage", storage_ok ? "ok" : "degraded"},
                                            {"etl_workers", c_.etl->workers().size()},
                                            {"queued_batches", c_.etl->workers().queued()}}},
                      {"degraded_pipelines", degraded_pipelines},
@@ -616,6 +657,29 @@ class StatusApi {
                  static_cast<double>(t->partition(i).size_bytes()));
       }
     }
+
+    p.family("wasmq_topic_corrupt_offsets", "gauge",
+             "Offsets lost to corrupt batches (quarantined), per topic partition that has any.");
+    for (const auto& t : topics) {
+      for (uint32_t i = 0; i < t->partition_count(); ++i) {
+        int64_t lost = 0;
+        for (const auto& range : t->partition(i).corrupt_ranges()) {
+          lost += range.end_offset - range.first_offset;
+        }
+        if (lost == 0) continue;
+        p.sample("wasmq_topic_corrupt_offsets",
+                 "topic=\"" + Prometheus::label(t->name()) + "\",partition=\"" +
+                     std::to_string(i) + "\"",
+                 static_cast<double>(lost));
+      }
+    }
+    p.family("wasmq_storage_unloaded_topics", "gauge",
+             "Topic directories that start-up could not load (see /api/v1/status).");
+    p.sample("wasmq_storage_unloaded_topics", "",
+             static_cast<double>(c_.broker->store().unloaded().size()));
+    p.family("wasmq_storage_open_files", "gauge", "Segment files held open now.");
+    p.sample("wasmq_storage_open_files", "",
+             static_cast<double>(c_.broker->store().files().cached()));
 
     p.family("wasmq_etl_module_calls_total", "counter",
              "Guest entry points called (process_message or process_batch).");

@@ -4,11 +4,24 @@
 //
 // Durability: with FsyncPolicy::kAlways, append() returns only after its batch is on disk;
 // concurrent appenders share fsyncs (group commit). With kInterval, flush() is called
-// periodically by the owner (TopicStore) and append() returns after the write.
+// periodically by the owner (TopicStore), which learns through `on_unsynced` which logs need it,
+// and append() returns after the write.
 //
-// Recovery (open): the newest segment is scanned batch by batch (length, header, CRC) and cut at
-// the first torn or corrupt batch; older segments are checked from their last index entry to
-// their end; a missing or damaged index is rebuilt. Every repair is reported.
+// Descriptors: segment files are opened when used, through the FileCache of the options, and
+// closed when the cache needs room; an idle partition holds none.
+//
+// Recovery (open): the newest segment is scanned batch by batch (length, header, CRC); older
+// segments from their last index entry to their end; a missing or damaged index is rebuilt.
+// A bad batch followed by good ones is corruption: its bytes are copied to
+// `<dir>/quarantine/<segment>-<position>-<end position>-<first offset>-<end offset>.corrupt`,
+// left in place in the segment, and skipped by readers; its offsets are never given again.
+// Only a bad tail of the newest segment (a write torn by a crash) is cut off. Corruption that
+// recovery did not look at (older segments, before their last index entry) is found by the
+// read that meets it and handled the same way. Every repair is reported.
+//
+// Errors returned to callers name the partition (`<topic>/<partition>`, from the directory's
+// last two components) and the cause, never a path; the log lines of the "storage" target name
+// the file.
 //
 // Threads: every public method may be called from any thread. Appends are serialized; reads
 // run concurrently with appends and see only whole, appended batches.
@@ -16,6 +29,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -24,6 +38,7 @@
 
 #include "common/message.h"
 #include "common/status.h"
+#include "storage/file_cache.h"
 #include "storage/record_batch.h"
 
 namespace wasmq::storage {
@@ -33,9 +48,17 @@ enum class FsyncPolicy { kAlways, kInterval };
 struct LogOptions {
   uint64_t segment_bytes = 128ull * 1024 * 1024;
   uint32_t index_interval_bytes = 4096;
-  int64_t retention_ms = 7ll * 24 * 3600 * 1000;  // < 0: keep forever
-  int64_t retention_bytes = -1;                   // < 0: no size bound
+  // Segments whose last write is older than this are deleted (< 0: keep forever). The time is
+  // the broker's clock when it wrote the segment, not the records' timestamps, which producers
+  // choose.
+  int64_t retention_ms = 7ll * 24 * 3600 * 1000;
+  int64_t retention_bytes = -1;  // < 0: no size bound
   FsyncPolicy fsync = FsyncPolicy::kInterval;
+  // Open segment files, shared by the logs of a store. Null: the log keeps its own, of 16.
+  std::shared_ptr<FileCache> files;
+  // With kInterval: called when the log goes from "all synced" to "has unsynced writes", under
+  // the log's lock (so it must only take note, e.g. queue the log for the next flush).
+  std::function<void()> on_unsynced;
 };
 
 struct AppendResult {
@@ -43,11 +66,20 @@ struct AppendResult {
   int64_t last_offset = 0;
 };
 
+// Offsets [first_offset, end_offset) that are lost to a corrupt batch (its bytes quarantined).
+struct CorruptRange {
+  int64_t first_offset = 0;
+  int64_t end_offset = 0;
+};
+
 struct ReadResult {
   std::vector<Record> records;
   int64_t next_offset = 0;     // where the next read continues
   int64_t high_watermark = 0;  // one past the last stored offset
   int64_t log_start_offset = 0;
+  // Corrupt ranges this read stepped over, within the offsets it covered (next_offset is past
+  // them): those offsets hold no readable record and never will.
+  std::vector<CorruptRange> skipped;
 };
 
 class PartitionLog {
@@ -57,6 +89,7 @@ class PartitionLog {
   static Result<std::unique_ptr<PartitionLog>> open(const std::filesystem::path& dir,
                                                     const LogOptions& options,
                                                     std::vector<std::string>* repairs);
+  // Syncs what is unsynced (unless closed).
   ~PartitionLog();
   PartitionLog(const PartitionLog&) = delete;
   PartitionLog& operator=(const PartitionLog&) = delete;
@@ -69,33 +102,57 @@ class PartitionLog {
 
   // Up to `max_messages` records from `offset` on, stopping after the batch that passes
   // `max_bytes` (at least one record is returned when any exists). `offset` below the log start
-  // or above the high watermark is an error (kNotFound names the valid range).
+  // or above the high watermark is an error (kNotFound names the valid range). Corrupt batches
+  // are skipped and reported in `skipped`.
   Result<ReadResult> read(int64_t offset, size_t max_messages, size_t max_bytes) const;
 
   int64_t start_offset() const;
   int64_t next_offset() const;  // the high watermark
   uint64_t size_bytes() const;
   size_t segment_count() const;
+  // The corrupt ranges known now (found at recovery or by reads), oldest first.
+  std::vector<CorruptRange> corrupt_ranges() const;
+  // "<topic>/<partition>": how errors name this log.
+  const std::string& label() const { return label_; }
 
   // Deletes the oldest segments that are past retention by time or size; never the active
   // segment. Returns how many were deleted.
   Result<size_t> enforce_retention(int64_t now_ms);
 
+  // For a removed topic: later reads and appends fail with kNotFound, and the log's cached
+  // descriptors are closed. Nothing is synced any more.
+  void close();
+
   struct Segment;
 
  private:
   PartitionLog(std::filesystem::path dir, LogOptions options);
+  // A new, empty segment at `base`, its files created and their directory entries synced.
+  Result<std::shared_ptr<Segment>> create_segment(int64_t base);
   Status roll_locked();
   Status sync_through(int64_t offset);
+  // A Status for a failed file operation: the caller gets the label and `cause`, the log the
+  // path.
+  Status io_failure(const std::string& what, const std::filesystem::path& path,
+                    const std::string& cause) const;
+  // Finds the corrupt batch that a read met in `segment` (scanning with CRC checks from a
+  // known batch start), quarantines it and records it. kIo when nothing bad is found there.
+  Status quarantine_for_read(const std::shared_ptr<Segment>& segment, uint64_t from_position,
+                             int64_t from_offset, uint64_t end_position) const;
 
   const std::filesystem::path dir_;
   const LogOptions options_;
+  const std::string label_;
 
-  mutable std::mutex mutex_;  // guards segments_ and each segment's mutable state
+  mutable std::mutex mutex_;  // guards segments_, closed_, unsynced_ and each segment's state
   std::vector<std::shared_ptr<Segment>> segments_;
+  bool closed_ = false;
+  bool unsynced_ = false;  // written since the last sync began
 
-  std::mutex sync_mutex_;           // one fsync at a time; later appenders ride along
-  int64_t durable_offset_ = 0;      // guarded by sync_mutex_: every offset below is on disk
+  std::mutex sync_mutex_;       // one fsync at a time; later appenders ride along
+  int64_t durable_offset_ = 0;  // guarded by sync_mutex_: every offset below is on disk
+
+  mutable std::mutex repair_mutex_;  // one read-time quarantine at a time
 };
 
 // Kafka's default partitioner for a keyed message: murmur2 of the key bytes, made positive,

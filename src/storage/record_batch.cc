@@ -120,6 +120,16 @@ Status corrupt(const std::string& why) {
   return Status(StatusCode::kInvalidArgument, "corrupt record batch: " + why);
 }
 
+// Timestamp deltas in two's-complement arithmetic: any two int64 timestamps have a delta that
+// round-trips (base + delta == timestamp), with no signed overflow, as Java's long arithmetic
+// in Kafka's own clients.
+int64_t wrapping_sub(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
+}
+int64_t wrapping_add(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+}
+
 }  // namespace
 
 size_t encode_batch(int64_t base_offset, std::span<const Message> messages, std::string* out) {
@@ -147,7 +157,7 @@ size_t encode_batch(int64_t base_offset, std::span<const Message> messages, std:
   size_t total = 0;
   for (size_t i = 0; i < messages.size(); ++i) {
     const Message& m = messages[i];
-    size_t body = 1 + varlong_size(m.timestamp - base_timestamp) +
+    size_t body = 1 + varlong_size(wrapping_sub(m.timestamp, base_timestamp)) +
                   varlong_size(static_cast<int64_t>(i)) +
                   (m.key ? bytes_size(*m.key) : varlong_size(-1)) + bytes_size(m.value) +
                   varlong_size(static_cast<int64_t>(m.headers.size()));
@@ -160,7 +170,7 @@ size_t encode_batch(int64_t base_offset, std::span<const Message> messages, std:
     const Message& m = messages[i];
     put_varlong(out, static_cast<int64_t>(bodies[i]));
     out->push_back(0);  // record attributes
-    put_varlong(out, m.timestamp - base_timestamp);
+    put_varlong(out, wrapping_sub(m.timestamp, base_timestamp));
     put_varlong(out, static_cast<int64_t>(i));
     if (m.key) {
       put_bytes(out, *m.key);
@@ -200,6 +210,10 @@ Result<BatchHeader> parse_batch_header(std::span<const uint8_t> bytes) {
   if (h.record_count < 0 || h.last_offset_delta < 0 ||
       h.last_offset_delta < h.record_count - 1) {
     return corrupt("record count and offset delta disagree");
+  }
+  // next_offset() must not overflow.
+  if (h.base_offset > std::numeric_limits<int64_t>::max() - 1 - h.last_offset_delta) {
+    return corrupt("offsets past the largest offset");
   }
   return h;
 }
@@ -255,7 +269,7 @@ Status decode_batch(std::span<const uint8_t> batch, std::vector<Record>* out) {
       record.message.key = std::move(key);
     }
     record.offset = header->base_offset + offset_delta;
-    record.message.timestamp = header->base_timestamp + timestamp_delta;
+    record.message.timestamp = wrapping_add(header->base_timestamp, timestamp_delta);
     out->push_back(std::move(record));
     r = Reader(record_end, batch.data() + batch.size());
   }

@@ -1,16 +1,14 @@
 #include "storage/topic_store.h"
 
-#include "common/file.h"
+#include <sys/resource.h>
 
-#include "common/log.h"
-
-#include <fcntl.h>
-#include <unistd.h>
-
+#include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
-#include <fstream>
-#include <sstream>
+#include <regex>
+
+#include "common/file.h"
+#include "common/log.h"
 
 namespace wasmq::storage {
 namespace fs = std::filesystem;
@@ -18,7 +16,9 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kSettingsFile = "topic.json";
-constexpr const char* kDeletedPrefix = ".deleted-";
+constexpr const char* kTrashDir = "trash";
+// Tombstones of versions that renamed a removed topic inside topics/.
+constexpr const char* kLegacyDeletedPrefix = ".deleted-";
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -35,13 +35,19 @@ boost::json::object settings_to_json(const TopicSettings& s) {
   return o;
 }
 
+// The settings in `path`. Errors say what is wrong with the file, not where it is.
 Result<TopicSettings> settings_from_file(const fs::path& path) {
   auto text = read_file(path, 1 << 20);
-  if (!text.is_ok()) return text.status();
+  if (!text.is_ok()) {
+    const std::string& m = text.status().message();
+    const size_t colon = m.rfind(": ");
+    return Status(StatusCode::kIo, std::string(kSettingsFile) + ": cannot be read" +
+                                       (colon == std::string::npos ? "" : m.substr(colon)));
+  }
   boost::system::error_code ec;
   auto json = boost::json::parse(*text, ec);
   auto bad = [&](const std::string& why) {
-    return Status(StatusCode::kIo, path.string() + ": " + why);
+    return Status(StatusCode::kIo, std::string(kSettingsFile) + ": " + why);
   };
   if (ec || !json.is_object()) return bad("not a JSON object");
   const auto& o = json.get_object();
@@ -49,7 +55,7 @@ Result<TopicSettings> settings_from_file(const fs::path& path) {
   if (!o.contains("name") || !o.at("name").is_string()) return bad("name missing");
   s.name = std::string(o.at("name").get_string());
   if (!o.contains("partitions") || !o.at("partitions").is_int64() ||
-      o.at("partitions").get_int64() < 1) {
+      o.at("partitions").get_int64() < 1 || o.at("partitions").get_int64() > 1'000'000) {
     return bad("partitions missing or invalid");
   }
   s.partitions = static_cast<uint32_t>(o.at("partitions").get_int64());
@@ -62,13 +68,41 @@ Result<TopicSettings> settings_from_file(const fs::path& path) {
   return s;
 }
 
+// The descriptors the cache may keep: the configured bound, but at most half of what the
+// process may open, so that listeners and connections keep room.
+size_t file_cache_capacity(uint32_t configured, std::string* note) {
+  size_t capacity = configured;
+  struct rlimit limit;
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+      capacity > limit.rlim_cur / 2) {
+    capacity = std::max<size_t>(16, limit.rlim_cur / 2);
+    *note = "storage.max_open_files " + std::to_string(configured) + " lowered to " +
+            std::to_string(capacity) + ": half of the process's open-file limit (" +
+            std::to_string(limit.rlim_cur) + ")";
+  }
+  return capacity;
+}
+
+// True when a file under `dir` is not empty (or `dir` cannot be listed).
+bool holds_data(const fs::path& dir) {
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    if (it->is_regular_file(ec) && it->file_size(ec) > 0) return true;
+  }
+  return static_cast<bool>(ec);
+}
+
 }  // namespace
 
 Status validate_topic_name(std::string_view name) {
   if (name.empty() || name.size() > 249) {
     return invalid_argument("topic name must be 1 to 249 characters long");
   }
-  if (name == "." || name == "..") return invalid_argument("topic name cannot be \".\" or \"..\"");
+  if (name.front() == '.') {
+    return invalid_argument("topic name \"" + std::string(name) +
+                            "\" cannot start with '.' (reserved for storage)");
+  }
   for (char c : name) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) {
       return invalid_argument("topic name \"" + std::string(name) +
@@ -87,21 +121,29 @@ uint32_t Topic::choose_partition(const std::optional<std::string>& key) {
 }
 
 TopicStore::TopicStore(StoreOptions options)
-    : options_(std::move(options)), topics_dir_(options_.data_dir / "topics") {}
+    : options_(std::move(options)),
+      topics_dir_(options_.data_dir / "topics"),
+      trash_dir_(options_.data_dir / kTrashDir) {}
 
 LogOptions TopicStore::log_options_for(const TopicSettings& settings) const {
   LogOptions log = options_.log;
   if (settings.retention_ms) log.retention_ms = *settings.retention_ms;
   if (settings.retention_bytes) log.retention_bytes = *settings.retention_bytes;
+  log.files = files_;
   return log;
 }
 
 Result<std::shared_ptr<Topic>> TopicStore::open_topic(const TopicSettings& settings,
                                                       std::vector<std::string>* repairs) {
   std::vector<std::unique_ptr<PartitionLog>> partitions;
-  const LogOptions log = log_options_for(settings);
   for (uint32_t p = 0; p < settings.partitions; ++p) {
-    auto partition = PartitionLog::open(topics_dir_ / settings.name / std::to_string(p), log, repairs);
+    LogOptions log = log_options_for(settings);
+    log.on_unsynced = [queue = flush_queue_, name = settings.name, p] {
+      std::lock_guard lock(queue->mutex);
+      queue->due.emplace(name, p);
+    };
+    auto partition =
+        PartitionLog::open(topics_dir_ / settings.name / std::to_string(p), log, repairs);
     if (!partition.is_ok()) return partition.status();
     partitions.push_back(std::move(*partition));
   }
@@ -111,33 +153,90 @@ Result<std::shared_ptr<Topic>> TopicStore::open_topic(const TopicSettings& setti
 Result<std::unique_ptr<TopicStore>> TopicStore::open(const StoreOptions& options,
                                                      std::vector<std::string>* repairs) {
   std::unique_ptr<TopicStore> store(new TopicStore(options));
+  auto report = [&](const std::string& line) {
+    if (repairs) repairs->push_back(line);
+  };
+  std::string note;
+  store->files_ = std::make_shared<FileCache>(file_cache_capacity(options.max_open_files, &note));
+  if (!note.empty()) report(note);
   std::error_code ec;
   fs::create_directories(store->topics_dir_, ec);
   if (ec) {
     return Status(StatusCode::kIo,
                   "cannot create " + store->topics_dir_.string() + ": " + ec.message());
   }
+  // Removals that a crash interrupted.
+  if (fs::exists(store->trash_dir_, ec)) {
+    size_t left = 0;
+    for (const auto& entry : fs::directory_iterator(store->trash_dir_, ec)) {
+      (void)entry;
+      ++left;
+    }
+    if (left > 0) {
+      fs::remove_all(store->trash_dir_, ec);
+      report("deleted " + std::to_string(left) + " leftover(s) of interrupted topic removals in " +
+             store->trash_dir_.string() + (ec ? ": " + ec.message() : ""));
+    }
+  }
+  // A tombstone of an older version: ".deleted-<name>-<ms>", whose topic.json (if still there)
+  // names <name>.
+  static const std::regex legacy_tombstone(R"(\.deleted-(.+)-[0-9]+)");
   for (const auto& entry : fs::directory_iterator(store->topics_dir_, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind(kDeletedPrefix, 0) == 0) {
-      // A deletion that a crash interrupted.
-      fs::remove_all(entry.path(), ec);
+    if (!entry.is_directory()) continue;
+    const fs::path settings_path = entry.path() / kSettingsFile;
+    auto skip = [&](const std::string& reason) {
+      report(entry.path().string() + ": not loaded (left as it is): " + reason);
+      store->unloaded_.push_back({name, reason});
+    };
+    std::smatch match;
+    if (name.rfind(kLegacyDeletedPrefix, 0) == 0 &&
+        std::regex_match(name, match, legacy_tombstone)) {
+      bool tombstone = !fs::exists(settings_path);
+      if (!tombstone) {
+        auto settings = settings_from_file(settings_path);
+        tombstone = settings.is_ok() && settings->name == match[1].str();
+      }
+      if (tombstone) {
+        fs::remove_all(entry.path(), ec);
+        report("deleted " + entry.path().string() + ": an interrupted topic removal" +
+               (ec ? std::string(" (incomplete: ") + ec.message() + ")" : ""));
+        ec.clear();
+        continue;
+      }
+    }
+    if (!fs::exists(settings_path)) {
+      if (holds_data(entry.path())) {
+        skip(std::string("no ") + kSettingsFile);
+      } else {
+        report(entry.path().string() + ": no " + kSettingsFile +
+               ", skipped");  // a creation cut short
+      }
       continue;
     }
-    if (!entry.is_directory()) continue;
-    fs::path settings_path = entry.path() / kSettingsFile;
-    if (!fs::exists(settings_path)) {
-      if (repairs) repairs->push_back(entry.path().string() + ": no " + kSettingsFile + ", skipped");
+    if (!validate_topic_name(name).is_ok()) {
+      skip("\"" + name +
+           "\" is not a valid topic name (names starting with '.' are reserved); rename the "
+           "directory and the name in its topic.json to serve it");
       continue;
     }
     auto settings = settings_from_file(settings_path);
-    if (!settings.is_ok()) return settings.status();
+    if (!settings.is_ok()) {
+      skip(settings.status().message());
+      continue;
+    }
     if (settings->name != name) {
-      return Status(StatusCode::kIo, settings_path.string() + ": names topic \"" +
-                                         settings->name + "\" but lies in \"" + name + "\"");
+      skip(std::string(kSettingsFile) + " names topic \"" + settings->name + "\" but lies in \"" +
+           name + "\"");
+      continue;
     }
     auto topic = store->open_topic(*settings, repairs);
-    if (!topic.is_ok()) return topic.status();
+    if (!topic.is_ok()) {
+      // The partition logs the path; the report keeps the cause.
+      const std::string& m = topic.status().message();
+      skip(m);
+      continue;
+    }
     store->topics_.emplace(name, std::move(*topic));
   }
   if (ec) return Status(StatusCode::kIo, "cannot list " + store->topics_dir_.string());
@@ -165,16 +264,47 @@ Result<std::shared_ptr<Topic>> TopicStore::create(TopicSettings settings) {
   if (topics_.count(settings.name)) {
     return Status(StatusCode::kAlreadyExists, "topic \"" + settings.name + "\" already exists");
   }
+  if (topics_.size() >= options_.max_topics) {
+    return Status(StatusCode::kConflict,
+                  "topic \"" + settings.name + "\" not created: the broker holds " +
+                      std::to_string(topics_.size()) + " topics, its limit (broker.max_topics = " +
+                      std::to_string(options_.max_topics) + ")");
+  }
   const fs::path dir = topics_dir_ / settings.name;
   std::error_code ec;
+  const bool unloaded =
+      std::any_of(unloaded_.begin(), unloaded_.end(),
+                  [&](const UnloadedTopic& u) { return u.directory == settings.name; });
+  if (unloaded || (fs::exists(dir, ec) && holds_data(dir))) {
+    // A directory that start-up could not load: its data must not be adopted or overwritten.
+    return Status(StatusCode::kConflict,
+                  "topic \"" + settings.name +
+                      "\" not created: its directory exists but could not be loaded at start "
+                      "(see /api/v1/status)");
+  }
+  // What an interrupted creation leaves (no topic.json, empty segments) goes.
+  fs::remove_all(dir, ec);
   fs::create_directories(dir, ec);
-  if (ec) return Status(StatusCode::kIo, "cannot create " + dir.string() + ": " + ec.message());
+  if (ec) {
+    log::get("storage").error("cannot create {}: {}", dir.string(), ec.message());
+    return Status(StatusCode::kIo,
+                  "topic \"" + settings.name + "\": cannot create its directory: " + ec.message());
+  }
   auto topic = open_topic(settings, nullptr);
   Status written = topic.is_ok()
                        ? write_file_atomically(dir / kSettingsFile,
-                                          boost::json::serialize(settings_to_json(settings)))
+                                               boost::json::serialize(settings_to_json(settings)))
                        : topic.status();
   if (!written.is_ok()) {
+    if (topic.is_ok()) {
+      log::get("storage").error("{}", written.message());
+      const std::string& m = written.message();
+      const size_t colon = m.rfind(": ");
+      written =
+          Status(StatusCode::kIo, "topic \"" + settings.name + "\": cannot write " + kSettingsFile +
+                                      (colon == std::string::npos ? "" : m.substr(colon)));
+      for (uint32_t p = 0; p < (*topic)->partition_count(); ++p) (*topic)->partition(p).close();
+    }
     fs::remove_all(dir, ec);  // all or nothing
     return written;
   }
@@ -208,6 +338,9 @@ std::vector<std::shared_ptr<Topic>> TopicStore::list() const {
 
 Status TopicStore::remove(std::string_view name) {
   std::shared_ptr<Topic> topic;
+  const fs::path doomed = trash_dir_ / (std::string(name) + "-" + std::to_string(now_ms()) + "-" +
+                                        std::to_string(trash_sequence_.fetch_add(1)));
+  std::error_code ec;
   {
     std::lock_guard lock(mutex_);
     auto it = topics_.find(name);
@@ -215,16 +348,26 @@ Status TopicStore::remove(std::string_view name) {
       return Status(StatusCode::kNotFound, "topic \"" + std::string(name) + "\" does not exist");
     }
     topic = it->second;
+    // Holders of the topic get kNotFound from now on; its descriptors are closed.
+    for (uint32_t p = 0; p < topic->partition_count(); ++p) topic->partition(p).close();
+    // Moved out of topics/ first (under the lock, so that the name cannot be created again in
+    // between), so that a crash mid-removal never leaves a half topic behind.
+    const fs::path dir = topics_dir_ / std::string(name);
+    fs::create_directories(trash_dir_, ec);
+    fs::rename(dir, doomed, ec);
     topics_.erase(it);
+    if (ec) {
+      log::get("storage").error("cannot move {} to {}: {}", dir.string(), doomed.string(),
+                                ec.message());
+      return Status(StatusCode::kIo,
+                    "topic \"" + std::string(name) + "\": cannot remove its data: " + ec.message());
+    }
   }
-  // Renamed first so that a crash mid-removal never leaves a half topic behind.
-  const fs::path dir = topics_dir_ / std::string(name);
-  const fs::path doomed =
-      topics_dir_ / (std::string(kDeletedPrefix) + std::string(name) + "-" + std::to_string(now_ms()));
-  std::error_code ec;
-  fs::rename(dir, doomed, ec);
-  if (ec) return Status(StatusCode::kIo, "cannot remove " + dir.string() + ": " + ec.message());
+  // Deleting may take long for a large topic: outside the lock.
   fs::remove_all(doomed, ec);
+  if (ec)
+    log::get("storage").warn("cannot delete {}: {} (deleted at next start)", doomed.string(),
+                             ec.message());
   return Status::ok();
 }
 
@@ -239,25 +382,43 @@ Status TopicStore::flush_all() {
   return first;
 }
 
+size_t TopicStore::flush_due() {
+  // Only the partitions written since the last round: idle topics cost nothing here.
+  std::set<std::pair<std::string, uint32_t>> due;
+  {
+    std::lock_guard lock(flush_queue_->mutex);
+    due.swap(flush_queue_->due);
+  }
+  for (const auto& [name, partition] : due) {
+    auto topic = find(name);
+    if (!topic || partition >= topic->partition_count()) continue;
+    // A failed flush queues the partition again (PartitionLog restores its unsynced state).
+    if (Status s = topic->partition(partition).flush(); !s.is_ok()) {
+      log::get("storage").error("{}", s.message());
+    }
+  }
+  return due.size();
+}
+
 void TopicStore::run_background() {
   using Clock = std::chrono::steady_clock;
-  auto next_retention = Clock::now() + std::chrono::milliseconds(options_.retention_check_interval_ms);
+  auto next_retention =
+      Clock::now() + std::chrono::milliseconds(options_.retention_check_interval_ms);
   std::unique_lock lock(background_mutex_);
   while (!stopping_) {
     background_wake_.wait_for(lock, std::chrono::milliseconds(options_.fsync_interval_ms));
     if (stopping_) break;
     lock.unlock();
-    if (options_.log.fsync == FsyncPolicy::kInterval) {
-      if (Status s = flush_all(); !s.is_ok()) log::get("storage").error("{}", s.message());
-    }
+    if (options_.log.fsync == FsyncPolicy::kInterval) flush_due();
     if (Clock::now() >= next_retention) {
-      next_retention = Clock::now() + std::chrono::milliseconds(options_.retention_check_interval_ms);
+      next_retention =
+          Clock::now() + std::chrono::milliseconds(options_.retention_check_interval_ms);
       for (const auto& topic : list()) {
         for (uint32_t p = 0; p < topic->partition_count(); ++p) {
           auto deleted = topic->partition(p).enforce_retention(now_ms());
           if (deleted.is_ok() && *deleted > 0) {
             log::get("storage").info("retention removed {} segment(s) of {}/{}", *deleted,
-                         topic->name(), p);
+                                     topic->name(), p);
           }
         }
       }

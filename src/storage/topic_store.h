@@ -1,11 +1,24 @@
 // Topics and their partitions on disk: `<data_dir>/topics/<topic>/topic.json` (the topic's
 // settings, written atomically) and `<data_dir>/topics/<topic>/<partition>/` (a PartitionLog).
 //
-// A background thread flushes partitions every `fsync_interval_ms` (FsyncPolicy::kInterval) and
-// enforces retention every `retention_check_interval_ms`.
+// A background thread flushes, every `fsync_interval_ms` (FsyncPolicy::kInterval), the
+// partitions written since the last flush (only those), and enforces retention every
+// `retention_check_interval_ms`.
 //
-// Threads: every method may be called from any thread. Topics are shared_ptrs: a topic deleted
-// while a reader holds it stays readable for that reader.
+// Resources: at most `max_topics` topics; segment files are opened through one FileCache of
+// `max_open_files` descriptors (lowered to half the process's RLIMIT_NOFILE when that is
+// smaller, so that sockets keep room), so an idle topic holds no descriptor.
+//
+// Names: a topic name never starts with '.'. Removing a topic renames its directory into
+// `<data_dir>/trash/` and deletes it there; whatever is left in trash at start (a removal that
+// a crash interrupted) is deleted then, with a log line. Tombstones of older versions
+// (`topics/.deleted-<name>-<ms>/`) are recognized and deleted the same way; any other directory
+// that cannot be loaded (unreadable topic.json, a name that does not match, a reserved name) is
+// left untouched, reported in `unloaded()` and by a warning, and the other topics are served.
+//
+// Threads: every method may be called from any thread. Topics are shared_ptrs: a holder of a
+// topic that is removed meanwhile gets kNotFound from its reads and appends, never data of a
+// deleted topic.
 #pragma once
 
 #include <atomic>
@@ -16,22 +29,25 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/status.h"
+#include "storage/file_cache.h"
 #include "storage/partition_log.h"
 
 namespace wasmq::storage {
 
-// Checks a topic name: 1-249 characters of [A-Za-z0-9._-], not "." or "..".
+// Checks a topic name: 1-249 characters of [A-Za-z0-9._-], not starting with '.' (names with a
+// leading dot, "." and ".." among them, are reserved for storage).
 Status validate_topic_name(std::string_view name);
 
 struct TopicSettings {
   std::string name;
-  uint32_t partitions = 0;                // 0: the store's default
-  std::optional<int64_t> retention_ms;    // unset: the store's default
+  uint32_t partitions = 0;              // 0: the store's default
+  std::optional<int64_t> retention_ms;  // unset: the store's default
   std::optional<int64_t> retention_bytes;
 };
 
@@ -61,18 +77,29 @@ struct StoreOptions {
   uint32_t max_partitions = 1024;
   uint32_t fsync_interval_ms = 50;
   uint32_t retention_check_interval_ms = 60'000;
+  uint32_t max_topics = 10'000;    // creation beyond it is refused (kConflict)
+  uint32_t max_open_files = 1024;  // segment descriptors kept open (see above)
+};
+
+// A directory under `<data_dir>/topics` that start-up could not load as a topic.
+struct UnloadedTopic {
+  std::string directory;  // its name under topics/
+  std::string reason;     // what is wrong, without server paths
 };
 
 class TopicStore {
  public:
-  // Opens every topic under data_dir/topics, recovering each partition; repairs are appended to
-  // `repairs` (one line each, for the log).
+  // Opens every topic under data_dir/topics, recovering each partition; repairs, skipped
+  // directories and cleaned-up removals are appended to `repairs` (one line each, for the log).
+  // Fails only when the data directory itself is unusable.
   static Result<std::unique_ptr<TopicStore>> open(const StoreOptions& options,
                                                   std::vector<std::string>* repairs);
   // Stops the background thread and flushes every partition.
   ~TopicStore();
 
-  // Creates a topic; kAlreadyExists when it exists, kInvalidArgument for a bad name or count.
+  // Creates a topic; kAlreadyExists when it exists, kInvalidArgument for a bad name or count,
+  // kConflict when max_topics topics exist or an unloaded directory holds the name. Errors
+  // name no server path.
   Result<std::shared_ptr<Topic>> create(TopicSettings settings);
   // The topic, or nullptr.
   std::shared_ptr<Topic> find(std::string_view name) const;
@@ -84,6 +111,14 @@ class TopicStore {
 
   // Flushes every partition now.
   Status flush_all();
+  // Flushes the partitions written since the last call (what the background thread does every
+  // fsync_interval_ms with FsyncPolicy::kInterval); returns how many it visited.
+  size_t flush_due();
+
+  // Topic directories that start-up skipped, and why.
+  const std::vector<UnloadedTopic>& unloaded() const { return unloaded_; }
+  // The segment descriptors' cache (its capacity may be below options().max_open_files).
+  const FileCache& files() const { return *files_; }
 
   const StoreOptions& options() const { return options_; }
 
@@ -93,9 +128,20 @@ class TopicStore {
                                             std::vector<std::string>* repairs);
   LogOptions log_options_for(const TopicSettings& settings) const;
   void run_background();
+  // Partitions written since the last flush, by topic name and partition: the flush loop visits
+  // only these. Shared with the partitions' on_unsynced callbacks.
+  struct FlushQueue {
+    std::mutex mutex;
+    std::set<std::pair<std::string, uint32_t>> due;  // guarded by mutex
+  };
 
   const StoreOptions options_;
   const std::filesystem::path topics_dir_;
+  const std::filesystem::path trash_dir_;
+  std::shared_ptr<FileCache> files_;
+  std::shared_ptr<FlushQueue> flush_queue_ = std::make_shared<FlushQueue>();
+  std::vector<UnloadedTopic> unloaded_;  // set by open, then constant
+  std::atomic<uint64_t> trash_sequence_{0};
 
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<Topic>, std::less<>> topics_;  // guarded by mutex_

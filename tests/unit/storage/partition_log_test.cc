@@ -7,7 +7,16 @@
 
 #include <filesystem>
 #include <fstream>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <limits>
+#include <random>
 #include <thread>
+
+#include <signal.h>
+#include <sys/resource.h>
 
 namespace wasmq::storage {
 namespace {
@@ -68,8 +77,49 @@ class PartitionLogTest : public ::testing::Test {
     return out;
   }
 
+  // Flips one byte of `file` at `position`.
+  static void flip_byte(const fs::path& file, uint64_t position) {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(position));
+    char c = 0;
+    f.get(c);
+    f.seekp(static_cast<std::streamoff>(position));
+    f.put(static_cast<char>(c ^ 0x5a));
+  }
+
+  // Where each batch of a segment starts (they are read by their length fields).
+  static std::vector<uint64_t> batch_positions(const fs::path& segment) {
+    std::ifstream in(segment, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    std::vector<uint64_t> out;
+    for (uint64_t p = 0; p + kBatchHeaderSize <= bytes.size();) {
+      out.push_back(p);
+      auto header = parse_batch_header(
+          std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()) + p, kBatchHeaderSize));
+      if (!header.is_ok()) break;
+      p += header->size();
+    }
+    return out;
+  }
+
+  static int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
   fs::path dir_;
 };
+
+// Descriptors this process has open now.
+size_t open_descriptors() {
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator("/proc/self/fd")) {
+    (void)e;
+    ++n;
+  }
+  return n;
+}
 
 TEST_F(PartitionLogTest, AppendsAndReadsInOrder) {
   auto log = open();
@@ -257,10 +307,32 @@ TEST_F(PartitionLogTest, RetentionDropsOldSegmentsBySizeAndTime) {
   by_time.retention_ms = 1000;
   auto aged = PartitionLog::open(dir_ / "aged", by_time, nullptr);
   ASSERT_TRUE(aged.is_ok());
-  append_n(**aged, 0, 60, 100);  // timestamps 1'700'000'000'000 + i
-  EXPECT_EQ(*(*aged)->enforce_retention(1'700'000'000'000), 0u);
-  EXPECT_GT(*(*aged)->enforce_retention(1'700'000'000'000 + 1'000'000), 0u);
+  append_n(**aged, 0, 60, 100);
+  EXPECT_EQ(*(*aged)->enforce_retention(now_ms()), 0u);
+  EXPECT_GT(*(*aged)->enforce_retention(now_ms() + 1'000'000), 0u);
   EXPECT_EQ((*aged)->segment_count(), 1u);  // never the active segment
+}
+
+// Time retention counts from when the broker wrote a segment: a producer's timestamp (here the
+// largest there is) cannot keep a segment forever, nor can an old one delete it early.
+TEST_F(PartitionLogTest, RetentionByTimeIgnoresRecordTimestamps) {
+  LogOptions options;
+  options.segment_bytes = 2048;
+  options.retention_ms = 60'000;
+  auto log = open(options);
+  for (int i = 0; i < 60; ++i) {
+    Message m = msg(i, 100);
+    m.timestamp = i % 2 ? std::numeric_limits<int64_t>::max() : std::numeric_limits<int64_t>::min();
+    ASSERT_TRUE(log->append(std::span<const Message>(&m, 1)).is_ok());
+  }
+  ASSERT_GT(log->segment_count(), 2u);
+  EXPECT_EQ(*log->enforce_retention(now_ms()), 0u);
+  const size_t segments = log->segment_count();
+  EXPECT_EQ(*log->enforce_retention(now_ms() + 120'000), segments - 1);
+  EXPECT_EQ(log->segment_count(), 1u);
+  // Extreme clocks and retention values do not overflow.
+  EXPECT_TRUE(log->enforce_retention(std::numeric_limits<int64_t>::min()).is_ok());
+  EXPECT_TRUE(log->enforce_retention(std::numeric_limits<int64_t>::max()).is_ok());
 }
 
 TEST_F(PartitionLogTest, ConcurrentAppendersWithFsyncAlwaysKeepEveryMessage) {
@@ -280,6 +352,289 @@ TEST_F(PartitionLogTest, ConcurrentAppendersWithFsyncAlwaysKeepEveryMessage) {
   auto all = read_all(*log);
   ASSERT_EQ(all.size(), 200u);
   for (int i = 0; i < 200; ++i) EXPECT_EQ(all[i].offset, i);
+}
+
+// One flipped byte in a batch in the middle of the newest segment: that batch is quarantined,
+// every other batch stays readable, its offsets are not given again. The damage may be in the
+// records (a CRC mismatch) or in the length field (the next batch is found byte by byte).
+TEST_F(PartitionLogTest, QuarantinesACorruptBatchBetweenGoodOnes) {
+  // In the records (a CRC mismatch), in batchLength, in baseOffset (outside the CRC).
+  for (uint64_t damage_at : {uint64_t{40}, uint64_t{9}, uint64_t{1}}) {
+    SCOPED_TRACE(damage_at);
+    fs::remove_all(dir_);
+    {
+      auto log = open();
+      append_n(*log, 0, 20);
+    }
+    fs::path segment = files(".log").front();
+    const auto positions = batch_positions(segment);
+    ASSERT_EQ(positions.size(), 20u);
+    flip_byte(segment, positions[10] + damage_at);
+    std::vector<std::string> repairs;
+    auto log = open({}, &repairs);
+    ASSERT_FALSE(repairs.empty());
+    EXPECT_NE(repairs[0].find("corrupt batch"), std::string::npos) << repairs[0];
+    EXPECT_EQ(log->next_offset(), 20);
+    ASSERT_EQ(log->corrupt_ranges().size(), 1u);
+    EXPECT_EQ(log->corrupt_ranges()[0].first_offset, 10);
+    EXPECT_EQ(log->corrupt_ranges()[0].end_offset, 11);
+    // Its bytes are kept aside.
+    ASSERT_TRUE(fs::is_directory(dir_ / "quarantine"));
+    EXPECT_EQ(std::distance(fs::directory_iterator(dir_ / "quarantine"), fs::directory_iterator()), 1);
+
+    // A consumer from 0 reaches the end, sees every good record, and is told what it skipped.
+    std::vector<Record> all;
+    std::vector<CorruptRange> skipped;
+    for (int64_t offset = 0; offset < log->next_offset();) {
+      auto r = log->read(offset, 3, 1 << 20);
+      ASSERT_TRUE(r.is_ok()) << r.status().message();
+      for (auto& rec : r->records) all.push_back(std::move(rec));
+      for (auto& s : r->skipped) skipped.push_back(s);
+      ASSERT_GT(r->next_offset, offset);
+      offset = r->next_offset;
+    }
+    ASSERT_EQ(all.size(), 19u);
+    for (const auto& rec : all) {
+      EXPECT_NE(rec.offset, 10);
+      EXPECT_EQ(rec.message, msg(static_cast<int>(rec.offset)));
+    }
+    ASSERT_EQ(skipped.size(), 1u);
+    EXPECT_EQ(skipped[0].first_offset, 10);
+    EXPECT_EQ(skipped[0].end_offset, 11);
+    // Reading at the lost offset itself steps over it.
+    auto at = log->read(10, 1, 1 << 20);
+    ASSERT_TRUE(at.is_ok());
+    ASSERT_EQ(at->records.size(), 1u);
+    EXPECT_EQ(at->records[0].offset, 11);
+
+    // New appends continue after the end: no offset is reused.
+    append_n(*log, 20, 1);
+    log.reset();
+    std::vector<std::string> again;
+    log = open({}, &again);
+    EXPECT_EQ(log->next_offset(), 21);
+    ASSERT_EQ(log->corrupt_ranges().size(), 1u);
+    EXPECT_EQ(read_all(*log).size(), 20u);
+  }
+}
+
+// A batch hidden in a message's value (a producer can send any bytes) is not taken for the next
+// batch when the one around it is damaged: it cannot move the partition's offsets.
+TEST_F(PartitionLogTest, ResyncIgnoresABatchHiddenInAValue) {
+  std::string hidden;
+  Message inner = msg(0);
+  encode_batch(int64_t{1} << 62, std::span<const Message>(&inner, 1), &hidden);
+  {
+    auto log = open();
+    append_n(*log, 0, 5);
+    Message carrier = msg(5);
+    carrier.value = hidden;
+    ASSERT_TRUE(log->append(std::span<const Message>(&carrier, 1)).is_ok());
+    append_n(*log, 6, 4);
+  }
+  fs::path segment = files(".log").front();
+  const auto positions = batch_positions(segment);
+  ASSERT_EQ(positions.size(), 10u);
+  flip_byte(segment, positions[5] + 9);  // the carrier's batchLength
+  auto log = open();
+  EXPECT_EQ(log->next_offset(), 10);
+  ASSERT_EQ(log->corrupt_ranges().size(), 1u);
+  EXPECT_EQ(log->corrupt_ranges()[0].first_offset, 5);
+  EXPECT_EQ(log->corrupt_ranges()[0].end_offset, 6);
+  EXPECT_EQ(read_all(*log).size(), 9u);
+  append_n(*log, 10, 1);
+}
+
+// Corruption in an older segment, before its last index entry, is not looked at by recovery:
+// the first read that meets it quarantines it and goes on, instead of failing every read.
+TEST_F(PartitionLogTest, QuarantinesCorruptionThatAReadMeetsInAnOlderSegment) {
+  LogOptions options;
+  options.segment_bytes = 4096;
+  options.index_interval_bytes = 256;
+  {
+    auto log = open(options);
+    append_n(*log, 0, 100, 100);
+  }
+  const fs::path first = files(".log").front();
+  const auto positions = batch_positions(first);
+  ASSERT_GT(positions.size(), 10u);
+  flip_byte(first, positions[3] + 70);  // offset 3's record bytes
+  {
+    std::vector<std::string> repairs;
+    auto log = open(options, &repairs);
+    EXPECT_TRUE(repairs.empty()) << repairs.front();  // recovery did not read that far back
+    EXPECT_TRUE(log->corrupt_ranges().empty());
+    auto from_zero = log->read(0, 100, 1 << 20);
+    ASSERT_TRUE(from_zero.is_ok()) << from_zero.status().message();
+    EXPECT_EQ(from_zero->records.front().offset, 0);
+    ASSERT_EQ(from_zero->skipped.size(), 1u);
+    EXPECT_EQ(from_zero->skipped[0].first_offset, 3);
+    EXPECT_EQ(from_zero->skipped[0].end_offset, 4);
+    auto all = read_all(*log);
+    ASSERT_EQ(all.size(), 99u);
+    for (const auto& rec : all) EXPECT_EQ(rec.message, msg(static_cast<int>(rec.offset), 100));
+    ASSERT_EQ(log->corrupt_ranges().size(), 1u);
+    auto at = log->read(3, 1, 1 << 20);
+    ASSERT_TRUE(at.is_ok());
+    EXPECT_EQ(at->records.at(0).offset, 4);
+  }
+  // After a restart the range is known without a read.
+  auto log = open(options);
+  ASSERT_EQ(log->corrupt_ranges().size(), 1u);
+  EXPECT_EQ(log->corrupt_ranges()[0].first_offset, 3);
+  EXPECT_EQ(read_all(*log).size(), 99u);
+}
+
+// Damage that a read finds at the end of the active segment: the read reports the offsets
+// skipped, so a restart must not cut them and give them to new records.
+TEST_F(PartitionLogTest, NeverReusesOffsetsAReadReportedSkipped) {
+  {
+    auto log = open();
+    append_n(*log, 0, 10);
+    fs::path segment = files(".log").front();
+    flip_byte(segment, batch_positions(segment).back() + 40);
+    auto r = log->read(0, 100, 1 << 20);
+    ASSERT_TRUE(r.is_ok()) << r.status().message();
+    EXPECT_EQ(r->records.size(), 9u);
+    ASSERT_EQ(r->skipped.size(), 1u);
+    EXPECT_EQ(r->skipped[0].first_offset, 9);
+    EXPECT_EQ(r->next_offset, 10);
+  }
+  auto log = open();
+  EXPECT_EQ(log->next_offset(), 10);
+  ASSERT_EQ(log->corrupt_ranges().size(), 1u);
+  auto appended = log->append(std::span<const Message>(std::vector<Message>{msg(10)}));
+  ASSERT_TRUE(appended.is_ok());
+  EXPECT_EQ(appended->base_offset, 10);
+}
+
+// An older segment's bad tail is corruption, not a torn write (a roll syncs the segment first):
+// it is quarantined up to the next segment, never cut, and the offsets after it stay.
+TEST_F(PartitionLogTest, QuarantinesTheBadTailOfAnOlderSegment) {
+  LogOptions options;
+  options.segment_bytes = 4096;
+  {
+    auto log = open(options);
+    append_n(*log, 0, 100, 100);
+  }
+  const fs::path first = files(".log").front();
+  const auto positions = batch_positions(first);
+  flip_byte(first, positions.back() + 70);
+  const uint64_t size = fs::file_size(first);
+  std::vector<std::string> repairs;
+  auto log = open(options, &repairs);
+  EXPECT_EQ(fs::file_size(first), size);  // nothing cut
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_ / "quarantine"), fs::directory_iterator()), 1);
+  ASSERT_EQ(log->corrupt_ranges().size(), 1u);
+  const int64_t lost = log->corrupt_ranges()[0].first_offset;
+  EXPECT_EQ(log->corrupt_ranges()[0].end_offset, lost + 1);
+  EXPECT_EQ(log->next_offset(), 100);
+  EXPECT_EQ(read_all(*log).size(), 99u);
+}
+
+// Readers run while appenders write (the index grows and reallocates under them); every read
+// returns whole, consecutive, correct records. Meant to run clean under ThreadSanitizer.
+TEST_F(PartitionLogTest, ReadsWhileOtherThreadsAppend) {
+  LogOptions options;
+  options.segment_bytes = 64 * 1024;
+  options.index_interval_bytes = 64;  // an index entry nearly every batch
+  auto log = open(options);
+  std::atomic<bool> done{false};
+  std::atomic<int> bad{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&, t] {
+      std::mt19937 random(t);
+      while (!done) {
+        const int64_t end = log->next_offset();
+        const int64_t from = end == 0 ? 0 : static_cast<int64_t>(random() % end);
+        auto r = log->read(from, 50, 1 << 20);
+        if (!r.is_ok()) {
+          ++bad;
+          continue;
+        }
+        int64_t expected = from;
+        for (const auto& rec : r->records) {
+          if (rec.offset != expected || rec.message != msg(static_cast<int>(rec.offset))) ++bad;
+          ++expected;
+        }
+      }
+    });
+  }
+  std::vector<std::thread> appenders;
+  std::atomic<int> next{0};
+  std::mutex order;  // offsets must match the messages' numbers
+  for (int t = 0; t < 2; ++t) {
+    appenders.emplace_back([&] {
+      for (int i = 0; i < 1500; ++i) {
+        std::lock_guard lock(order);
+        Message m = msg(next);
+        auto r = log->append(std::span<const Message>(&m, 1));
+        if (!r.is_ok() || r->base_offset != next) ++bad;
+        ++next;
+      }
+    });
+  }
+  for (auto& a : appenders) a.join();
+  done = true;
+  for (auto& r : readers) r.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(read_all(*log).size(), 3000u);
+}
+
+// Many partitions, few descriptors: each log opens its files when used, through one bounded
+// cache, so the process holds at most the bound (plus what reads and writes hold while they run).
+TEST_F(PartitionLogTest, OpenFilesStayWithinTheCacheBound) {
+  constexpr size_t kBound = 8;
+  LogOptions options;
+  options.files = std::make_shared<FileCache>(kBound);
+  const size_t before = open_descriptors();
+  std::vector<std::unique_ptr<PartitionLog>> logs;
+  for (int p = 0; p < 60; ++p) {
+    auto log = PartitionLog::open(dir_ / ("t" + std::to_string(p)) / "0", options, nullptr);
+    ASSERT_TRUE(log.is_ok()) << log.status().message();
+    logs.push_back(std::move(*log));
+    append_n(*logs.back(), 0, 3);
+    EXPECT_LE(open_descriptors(), before + kBound) << "after partition " << p;
+  }
+  for (int round = 0; round < 2; ++round) {
+    for (auto& log : logs) {
+      append_n(*log, 3 + round, 1);
+      ASSERT_TRUE(log->flush().is_ok());
+      EXPECT_EQ(read_all(*log).size(), 4u + round);
+      EXPECT_LE(open_descriptors(), before + kBound);
+    }
+  }
+  EXPECT_LE(options.files->cached(), kBound);
+}
+
+// A failed write (here the file-size limit, as a full disk would) names the partition and the
+// cause, not the server's path, and leaves the log as it was.
+TEST_F(PartitionLogTest, FailedAppendNamesThePartitionNotThePath) {
+  auto log = PartitionLog::open(dir_ / "orders" / "3", {}, nullptr);
+  ASSERT_TRUE(log.is_ok());
+  append_n(**log, 0, 2);
+  struct sigaction ignore {}, previous {};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGXFSZ, &ignore, &previous);
+  struct rlimit old_limit;
+  ::getrlimit(RLIMIT_FSIZE, &old_limit);
+  struct rlimit small = old_limit;
+  small.rlim_cur = fs::file_size(dir_ / "orders" / "3" / "00000000000000000000.log") + 100;
+  ::setrlimit(RLIMIT_FSIZE, &small);
+  Message big = msg(2, 4096);
+  auto failed = (*log)->append(std::span<const Message>(&big, 1));
+  ::setrlimit(RLIMIT_FSIZE, &old_limit);
+  ::sigaction(SIGXFSZ, &previous, nullptr);
+  ASSERT_FALSE(failed.is_ok());
+  EXPECT_EQ(failed.status().code(), StatusCode::kIo);
+  const std::string& message = failed.status().message();
+  EXPECT_NE(message.find("orders/3"), std::string::npos) << message;
+  EXPECT_NE(message.find(std::strerror(EFBIG)), std::string::npos) << message;
+  EXPECT_EQ(message.find(dir_.string()), std::string::npos) << message;
+  EXPECT_EQ((*log)->next_offset(), 2);
+  append_n(**log, 2, 1);
+  EXPECT_EQ(read_all(**log).size(), 3u);
 }
 
 TEST(KafkaPartitioner, MatchesKafkasMurmur2) {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "common/crc32c.h"
 
 namespace wasmq::storage {
@@ -29,6 +31,37 @@ std::vector<Message> sample_messages() {
 
 std::span<const uint8_t> bytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+// Any int64 timestamp is stored and read back as given: the deltas between INT64_MIN and
+// INT64_MAX are computed without signed overflow (which UndefinedBehaviorSanitizer reports).
+TEST(RecordBatch, RoundTripsTheExtremeTimestamps) {
+  const int64_t lowest = std::numeric_limits<int64_t>::min();
+  const int64_t highest = std::numeric_limits<int64_t>::max();
+  for (std::vector<int64_t> timestamps :
+       {std::vector<int64_t>{lowest, highest, 0, -1}, std::vector<int64_t>{highest, lowest, 1}}) {
+    std::vector<Message> messages;
+    for (int64_t t : timestamps) {
+      Message m;
+      m.value = std::to_string(t);
+      m.timestamp = t;
+      messages.push_back(m);
+    }
+    std::string batch;
+    encode_batch(0, messages, &batch);
+    std::vector<Record> records;
+    ASSERT_TRUE(decode_batch(bytes(batch), &records).is_ok());
+    ASSERT_EQ(records.size(), timestamps.size());
+    for (size_t i = 0; i < timestamps.size(); ++i) EXPECT_EQ(records[i].message.timestamp, timestamps[i]);
+  }
+}
+
+// A header whose offsets would run past INT64_MAX is corrupt, not an overflow.
+TEST(RecordBatch, RejectsOffsetsPastTheLargest) {
+  std::vector<Message> one(1);
+  std::string batch;
+  encode_batch(std::numeric_limits<int64_t>::max(), one, &batch);
+  EXPECT_FALSE(parse_batch_header(bytes(batch)).is_ok());
 }
 
 TEST(RecordBatch, RoundTripsMessagesWithOffsets) {

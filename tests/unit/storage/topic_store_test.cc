@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -36,8 +37,22 @@ class TopicStoreTest : public ::testing::Test {
     return m;
   }
 
+  static std::string slurp(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), {}};
+  }
+
   StoreOptions options_;
 };
+
+size_t open_descriptors() {
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator("/proc/self/fd")) {
+    (void)e;
+    ++n;
+  }
+  return n;
+}
 
 TEST_F(TopicStoreTest, CreatesListsAndPersistsTopics) {
   {
@@ -66,7 +81,7 @@ TEST_F(TopicStoreTest, CreatesListsAndPersistsTopics) {
 
 TEST_F(TopicStoreTest, RefusesBadNamesDuplicatesAndCounts) {
   auto store = open();
-  for (const char* bad : {"", ".", "..", "has space", "slash/no", "ü"}) {
+  for (const char* bad : {"", ".", "..", ".x", "has space", "slash/no", "ü"}) {
     TopicSettings s;
     s.name = bad;
     auto r = store->create(s);
@@ -105,8 +120,14 @@ TEST_F(TopicStoreTest, RemovesTopicsAndTheirData) {
   EXPECT_FALSE(store->find("gone"));
   EXPECT_FALSE(fs::exists(options_.data_dir / "topics" / "gone"));
   EXPECT_EQ(store->remove("gone").code(), StatusCode::kNotFound);
-  // A holder of the topic can still read what it had.
-  EXPECT_EQ((*topic)->partition(0).read(0, 10, 1 << 20)->records.size(), 1u);
+  // A holder of the topic is told it is gone, for reads and appends alike.
+  auto read = (*topic)->partition(0).read(0, 10, 1 << 20);
+  ASSERT_FALSE(read.is_ok());
+  EXPECT_EQ(read.status().code(), StatusCode::kNotFound);
+  auto append = (*topic)->partition(0).append(std::span<const Message>(&m, 1));
+  ASSERT_FALSE(append.is_ok());
+  EXPECT_EQ(append.status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(fs::is_empty(options_.data_dir / "trash"));
   // The name is free again, empty.
   auto fresh = store->create(s);
   ASSERT_TRUE(fresh.is_ok());
@@ -114,11 +135,179 @@ TEST_F(TopicStoreTest, RemovesTopicsAndTheirData) {
 }
 
 TEST_F(TopicStoreTest, CleansUpAnInterruptedRemoval) {
+  // In trash/, where removals happen now.
+  fs::create_directories(options_.data_dir / "trash" / "old-123-0" / "0");
+  std::ofstream(options_.data_dir / "trash" / "old-123-0" / "0" / "x.log") << "data";
+  // And the tombstones of older versions, in topics/: one whose topic.json is gone already, one
+  // whose topic.json names the removed topic.
   fs::create_directories(options_.data_dir / "topics" / ".deleted-old-123" / "0");
   std::ofstream(options_.data_dir / "topics" / ".deleted-old-123" / "0" / "x.log") << "data";
+  fs::create_directories(options_.data_dir / "topics" / ".deleted-older-456" / "0");
+  std::ofstream(options_.data_dir / "topics" / ".deleted-older-456" / "topic.json")
+      << R"({"name":"older","partitions":1})";
+  std::vector<std::string> repairs;
+  auto store = open(&repairs);
+  EXPECT_TRUE(store->list().empty());
+  EXPECT_TRUE(store->unloaded().empty());
+  EXPECT_FALSE(fs::exists(options_.data_dir / "trash"));
+  EXPECT_FALSE(fs::exists(options_.data_dir / "topics" / ".deleted-old-123"));
+  EXPECT_FALSE(fs::exists(options_.data_dir / "topics" / ".deleted-older-456"));
+  EXPECT_EQ(repairs.size(), 3u);  // each said in the log
+}
+
+// Names with a leading '.' are storage's: a producer cannot create ".deleted-victim" (whose
+// data an older version deleted at the next start), and nothing is left on disk.
+TEST_F(TopicStoreTest, RefusesNamesStorageReserves) {
+  auto store = open();
+  for (const char* reserved : {".deleted-victim", ".deleted-x-1", ".hidden", ".", ".."}) {
+    TopicSettings s;
+    s.name = reserved;
+    auto created = store->create(s);
+    ASSERT_FALSE(created.is_ok()) << reserved;
+    EXPECT_EQ(created.status().code(), StatusCode::kInvalidArgument);
+    auto auto_created = store->find_or_create(reserved);
+    ASSERT_FALSE(auto_created.is_ok()) << reserved;
+    EXPECT_EQ(auto_created.status().code(), StatusCode::kInvalidArgument);
+  }
+  EXPECT_NE(validate_topic_name(".deleted-victim").message().find("cannot start with '.'"),
+            std::string::npos);
+  EXPECT_TRUE(fs::is_empty(options_.data_dir / "topics"));
+  EXPECT_TRUE(validate_topic_name("a.b..c").is_ok());
+}
+
+// A topic that an older version let a producer call ".deleted-victim" holds acknowledged data:
+// it is kept and reported, never taken for a tombstone.
+TEST_F(TopicStoreTest, KeepsAnOlderVersionsTopicWithAReservedName) {
+  for (const char* name : {".deleted-victim", ".deleted-victim-123"}) {
+    SCOPED_TRACE(name);
+    const fs::path dir = options_.data_dir / "topics" / name;
+    fs::create_directories(dir / "0");
+    std::ofstream(dir / "topic.json") << R"({"name":")" << name << R"(","partitions":1})";
+    std::ofstream(dir / "0" / "00000000000000000000.log") << "acknowledged bytes";
+  }
   auto store = open();
   EXPECT_TRUE(store->list().empty());
-  EXPECT_FALSE(fs::exists(options_.data_dir / "topics" / ".deleted-old-123"));
+  ASSERT_EQ(store->unloaded().size(), 2u);
+  for (const auto& u : store->unloaded()) {
+    EXPECT_NE(u.reason.find("reserved"), std::string::npos) << u.reason;
+    EXPECT_TRUE(fs::exists(options_.data_dir / "topics" / u.directory / "0" / "00000000000000000000.log"));
+  }
+}
+
+// One damaged topic does not stop the others: it is skipped, reported, and left untouched.
+TEST_F(TopicStoreTest, SkipsAndReportsTopicsThatCannotBeLoaded) {
+  {
+    auto store = open();
+    for (const char* name : {"good", "bad", "empty"}) {
+      TopicSettings s;
+      s.name = name;
+      auto topic = store->create(s);
+      ASSERT_TRUE(topic.is_ok());
+      Message m = msg("k", name);
+      ASSERT_TRUE((*topic)->partition(0).append(std::span<const Message>(&m, 1)).is_ok());
+    }
+  }
+  const fs::path topics = options_.data_dir / "topics";
+  std::ofstream(topics / "bad" / "topic.json", std::ios::trunc) << R"({"name": "bad", "partitions": 1)";
+  std::ofstream(topics / "empty" / "topic.json", std::ios::trunc);
+  fs::create_directories(topics / "zzz");
+  std::ofstream(topics / "zzz" / "topic.json") << R"({"name":"other","partitions":1})";
+
+  std::vector<std::string> repairs;
+  auto store = open(&repairs);
+  ASSERT_TRUE(store);
+  ASSERT_EQ(store->list().size(), 1u);
+  auto good = store->find("good");
+  ASSERT_TRUE(good);
+  EXPECT_EQ(good->partition(0).read(0, 10, 1 << 20)->records.at(0).message.value, "good");
+  std::map<std::string, std::string> unloaded;
+  for (const auto& u : store->unloaded()) unloaded[u.directory] = u.reason;
+  ASSERT_EQ(unloaded.size(), 3u);
+  EXPECT_NE(unloaded["bad"].find("not a JSON object"), std::string::npos) << unloaded["bad"];
+  EXPECT_NE(unloaded["zzz"].find("names topic \"other\""), std::string::npos) << unloaded["zzz"];
+  for (const auto& [dir, reason] : unloaded) {
+    EXPECT_EQ(reason.find(options_.data_dir.string()), std::string::npos) << reason;
+  }
+  // Nothing deleted, nothing adopted: creating a skipped topic's name is refused.
+  EXPECT_TRUE(fs::exists(topics / "bad" / "0" / "00000000000000000000.log"));
+  EXPECT_GT(fs::file_size(topics / "bad" / "0" / "00000000000000000000.log"), 0u);
+  auto again = store->find_or_create("bad");
+  ASSERT_FALSE(again.is_ok());
+  EXPECT_EQ(again.status().code(), StatusCode::kConflict);
+  EXPECT_EQ(slurp(topics / "bad" / "topic.json"), R"({"name": "bad", "partitions": 1)");
+  // Even when it holds no record: an unloaded directory is the operator's to fix.
+  fs::resize_file(topics / "empty" / "0" / "00000000000000000000.log", 0);
+  EXPECT_EQ(store->find_or_create("empty").status().code(), StatusCode::kConflict);
+  EXPECT_TRUE(fs::exists(topics / "empty" / "topic.json"));
+}
+
+// The topic cap refuses creation, explicit or automatic, with an error naming the cap, and
+// changes nothing.
+TEST_F(TopicStoreTest, RefusesTopicsBeyondMaxTopics) {
+  options_.max_topics = 3;
+  auto store = open();
+  for (const char* name : {"a", "b", "c"}) ASSERT_TRUE(store->find_or_create(name).is_ok());
+  TopicSettings s;
+  s.name = "d";
+  for (auto created : {store->create(s), store->find_or_create("d")}) {
+    ASSERT_FALSE(created.is_ok());
+    EXPECT_EQ(created.status().code(), StatusCode::kConflict);
+    EXPECT_NE(created.status().message().find("broker.max_topics = 3"), std::string::npos)
+        << created.status().message();
+  }
+  EXPECT_FALSE(fs::exists(options_.data_dir / "topics" / "d"));
+  EXPECT_EQ(store->list().size(), 3u);
+  ASSERT_TRUE(store->remove("a").is_ok());
+  EXPECT_TRUE(store->create(s).is_ok());
+}
+
+// Descriptors follow use, not the number of topics: after a restart an idle store holds none
+// for its partitions, and reading and writing all of them stays within max_open_files.
+TEST_F(TopicStoreTest, OpenFilesFollowUseNotTopicCount) {
+  options_.max_open_files = 16;
+  const size_t before = open_descriptors();
+  constexpr int kTopics = 120;
+  {
+    auto store = open();
+    for (int i = 0; i < kTopics; ++i) {
+      TopicSettings s;
+      s.name = "tp" + std::to_string(i);
+      s.partitions = 2;
+      auto topic = store->create(s);
+      ASSERT_TRUE(topic.is_ok()) << topic.status().message();
+      Message m = msg("k", s.name);
+      ASSERT_TRUE((*topic)->partition(i % 2).append(std::span<const Message>(&m, 1)).is_ok());
+    }
+    // + the background thread's nothing, + a few for the store itself.
+    EXPECT_LE(open_descriptors(), before + 16 + 4);
+  }
+  auto store = open();
+  ASSERT_EQ(store->list().size(), static_cast<size_t>(kTopics));
+  EXPECT_LE(open_descriptors(), before + 4);  // idle partitions hold nothing
+  for (const auto& topic : store->list()) {
+    for (uint32_t p = 0; p < 2; ++p) {
+      Message m = msg("k", topic->name());
+      ASSERT_TRUE(topic->partition(p).append(std::span<const Message>(&m, 1)).is_ok());
+      auto read = topic->partition(p).read(0, 10, 1 << 20);
+      ASSERT_TRUE(read.is_ok()) << read.status().message();
+      EXPECT_FALSE(read->records.empty());
+    }
+    EXPECT_LE(open_descriptors(), before + 16 + 4);
+  }
+}
+
+// The flush round visits the partitions written since the last one, not every partition.
+TEST_F(TopicStoreTest, FlushVisitsOnlyPartitionsWithUnsyncedWrites) {
+  options_.fsync_interval_ms = 3'600'000;  // the background thread stays out of the way
+  auto store = open();
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(store->find_or_create("t" + std::to_string(i)).is_ok());
+  EXPECT_EQ(store->flush_due(), 0u);
+  Message m = msg("k", "v");
+  for (const char* name : {"t7", "t30", "t7"}) {
+    ASSERT_TRUE(store->find(name)->partition(0).append(std::span<const Message>(&m, 1)).is_ok());
+  }
+  EXPECT_EQ(store->flush_due(), 2u);
+  EXPECT_EQ(store->flush_due(), 0u);
 }
 
 TEST_F(TopicStoreTest, KeyedMessagesStickToOnePartitionAndUnkeyedSpread) {
