@@ -17,6 +17,7 @@
 #include <sstream>
 #include <variant>
 
+#include "cli/toml_text.h"
 #include "etl/pipeline.h"
 #include "storage/topic_store.h"
 
@@ -499,6 +500,11 @@ class Loader {
       : source_(source_name), environment_(environment) {}
 
   Result<LoadedConfig> load(std::string_view toml_text) {
+    // What toml++ 3.3.0 cannot be given safely (cli/toml_text.h) is refused first.
+    if (auto problem = check_toml_text(toml_text)) {
+      return invalid_argument(source_ + ":" + std::to_string(problem->line) + ":" +
+                              std::to_string(problem->column) + ": " + problem->what);
+    }
     toml::table root;
     try {
       root = toml::parse(toml_text, std::string_view(source_));
