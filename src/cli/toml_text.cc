@@ -147,6 +147,9 @@ std::optional<TomlTextProblem> check_toml_text(std::string_view text) {
         }
         if (escaped) {
           escaped = false;
+          if (!ascii) {  // toml++ asks whether it is whitespace (undefined behaviour in 3.3.0)
+            return problem("character " + code_point_name(c) + " after a backslash is not an escape");
+          }
           if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
             line_ending_blank = true;  // "\" then blanks to the end of the line
             break;

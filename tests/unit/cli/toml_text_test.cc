@@ -44,6 +44,11 @@ TEST(TomlText, RefusesNonAsciiRightAfterALineEndingBackslash) {
             "supported; write it as an escape (\\uXXXX)");
 }
 
+TEST(TomlText, RefusesNonAsciiRightAfterABackslashInAMultiLineString) {
+  EXPECT_EQ(config_error("s = \"\"\"\\\xc2\xa7\"\n\"\"\n"),
+            "broker.toml:1:9: character U+00A7 after a backslash is not an escape");
+}
+
 TEST(TomlText, RefusesBytesThatAreNotUtf8) {
   EXPECT_EQ(config_error("# caf\xe9\n"), "broker.toml:1:6: the text is not valid UTF-8");
   EXPECT_EQ(config_error("s = \"\xed\xa0\x80\"\n"), "broker.toml:1:6: the text is not valid UTF-8");
