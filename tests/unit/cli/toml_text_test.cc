@@ -54,6 +54,13 @@ TEST(TomlText, RefusesBytesThatAreNotUtf8) {
   EXPECT_EQ(config_error("s = \"\xed\xa0\x80\"\n"), "broker.toml:1:6: the text is not valid UTF-8");
 }
 
+// toml++ asserts that a value never starts with "}" or "]"; the loader turns its assertions off
+// (an assertion build aborted here), so the document is refused like any syntax error.
+TEST(TomlText, AValueTerminatorWhereAValueIsExpectedIsASyntaxErrorInEveryBuild) {
+  const std::string error = config_error("x = [1,}]\n");
+  EXPECT_EQ(error.rfind("broker.toml:1:", 0), 0u) << error;
+}
+
 TEST(TomlText, PassesValidTomlWithNonAsciiInStringsAndComments) {
   EXPECT_FALSE(check_toml_text("# caf\xc3\xa9 \xe2\x80\x94 comment\n"
                                "[broker]  # \xc2\xa7\n"
