@@ -18,6 +18,8 @@ packages=(
   libicu72 libuv1 libuv1-dev libc-ares2 libnghttp2-14 libbrotli1 libssl3 zlib1g
   # C/C++ modules -> wasm32-wasi
   clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32
+  # fuzz targets: libFuzzer and the sanitizer runtimes of clang-14 (make fuzz)
+  libclang-rt-14-dev
   # Rust modules -> wasm32-wasi, offline from Debian's crates
   rustc cargo libstd-rust-dev-wasm32
   librust-serde-dev librust-serde-derive-dev librust-serde-json-dev librust-bincode-dev

@@ -27,11 +27,13 @@ class BrokerApiTest : public ::testing::Test {
     data_ = std::make_unique<http::HttpClient>(broker_->data_url());
     admin_ = std::make_unique<http::HttpClient>(broker_->admin_url());
   }
-  // Stops the broker cleanly (SIGTERM, exit code 0) and starts it again on the same data.
+  // Stops the broker cleanly (SIGTERM, exit code 0) and starts it again on the same data. A
+  // broker that does not stop cleanly is a fatal failure and is not started again: call it as
+  // ASSERT_NO_FATAL_FAILURE(restart()). The API helpers below then fail instead of crashing.
   void restart() {
     data_.reset();
     admin_.reset();
-    ASSERT_EQ(broker_->stop(), 0);
+    ASSERT_EQ(broker_->stop(), 0) << "the broker did not stop cleanly";
     start();
   }
   void TearDown() override {
@@ -58,13 +60,21 @@ class BrokerApiTest : public ::testing::Test {
     EXPECT_EQ(reply->status, status) << method << " " << target << " -> " << reply->body;
     return parse(*reply);
   }
+  // A call to the admin or data API. With no broker running (never started, or after a failed
+  // restart) it is a test failure and returns null, never a crash.
   boost::json::value admin(const std::string& method, const std::string& target,
                            const std::string& body = "", int status = 200) {
+    if (!admin_) return no_broker(method, target);
     return call(*admin_, method, target, body, status);
   }
   boost::json::value data(const std::string& method, const std::string& target,
                           const std::string& body = "", int status = 200) {
+    if (!data_) return no_broker(method, target);
     return call(*data_, method, target, body, status);
+  }
+  static boost::json::value no_broker(const std::string& method, const std::string& target) {
+    ADD_FAILURE() << method << " " << target << ": no broker is running";
+    return nullptr;
   }
 
   // The seed's upload (000 §4.1): octet-stream body, X-Module-Name and X-Module-Version.
@@ -72,6 +82,7 @@ class BrokerApiTest : public ::testing::Test {
                             const std::string& version = "1.0.0", int status = 201) {
     auto bytes = read_module(module_file);
     EXPECT_FALSE(bytes.empty()) << module_file << " was not built";
+    if (!admin_) return no_broker("upload", module_file);
     auto reply = admin_->request(
         "POST", "/api/v1/etl/modules", std::string(bytes.begin(), bytes.end()),
         "application/octet-stream", {{"X-Module-Name", name}, {"X-Module-Version", version}});

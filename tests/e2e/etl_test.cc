@@ -212,7 +212,7 @@ TEST_F(EtlTest, ModulesAndPipelinesSurviveRestart) {
   admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "keep", "stages": [
       {"priority": 0, "modules": [{"module_id": "message-processor-v1.0.0"}]}]})",
         201);
-  restart();
+  ASSERT_NO_FATAL_FAILURE(restart());
   json::value list = admin("GET", "/api/v1/etl/modules", "", 200);
   ASSERT_EQ(list.at("modules").as_array().size(), 1u);
   EXPECT_EQ(list.at("modules").at(0).at("used_by").at(0).as_string(), "keep");
@@ -440,7 +440,7 @@ TEST_F(EtlTest, StreamPipelineFollowsItsSourceFromCommittedPositions) {
   admin("POST", "/api/v1/etl/pipelines/" + id + "/start", "", 200);
   EXPECT_EQ(destination(2).size(), 2u);
 
-  restart();
+  ASSERT_NO_FATAL_FAILURE(restart());
   wait_for(running);
   data("POST", "/api/v1/topics/raw-events/messages", kSeedMessage, 200);
   EXPECT_EQ(destination(3).size(), 3u);
