@@ -116,6 +116,13 @@ Status check_compiles(std::span<const uint8_t> binary, uint64_t memory_limit_byt
   while (true) {
     int status = 0;
     pid_t done = ::waitpid(child.pid, &status, WNOHANG);
+    if (done < 0 && errno != EINTR) {
+      // Reaped elsewhere (SIGCHLD ignored): its verdict is lost.
+      int error = errno;
+      child.pid = -1;
+      return Status(StatusCode::kInternal,
+                    std::string("compile check: waitpid: ") + std::strerror(error));
+    }
     if (done == child.pid) {
       child.pid = -1;
       // The child has exited: what it wrote is all in the pipe.
