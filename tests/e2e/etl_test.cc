@@ -629,8 +629,8 @@ TEST_F(EtlTest, AnUploadThatCompilesForLongHoldsNoWorkerAndIsRefusedAtTheTimeLim
         201);
   data("POST", "/api/v1/topics/warm/messages", R"({"value": "warm"})", 200);
 
-  // Compiles for far longer than the limit here (several seconds without one).
-  const std::vector<uint8_t> slow = costly_module(1000, 2000, 50, "m4");
+  // Compiles for far longer than the limit (about 5 to 11 s without one, by the machine's load).
+  const std::vector<uint8_t> slow = costly_module(1000, 5000, 100, "m4");
   std::atomic<bool> upload_answered{false};
   http::HttpReply refused;
   std::thread uploader([&] {
