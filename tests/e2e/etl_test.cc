@@ -14,6 +14,7 @@
 #include "http/client.h"
 #include "module_files.h"
 #include "temp_dir.h"
+#include "wasm_builder.h"
 
 namespace wasmq {
 namespace {
@@ -667,6 +668,24 @@ TEST_F(EtlTest, AnUploadThatCompilesForLongHoldsNoWorkerAndIsRefusedAtTheTimeLim
   EXPECT_EQ(data("POST", "/api/v1/topics/after/messages", R"({"value": "x"})", 200)
                 .at("results").at(0).at("status").as_string(),
             "stored");
+}
+
+// The compile check in a child process reports V8's own reason for a module it cannot compile.
+TEST_F(EtlTest, AnUploadTheEngineCannotCompileIsRefusedWithItsReason) {
+  start();
+  // Structure and ABI intact, one function body invalid: i32.add on an empty stack.
+  std::vector<uint8_t> invalid = testing::WasmBuilder::abi_module().build();
+  ASSERT_EQ(invalid[invalid.size() - 3], 0x41);  // the last body is "i32.const 0; end"
+  invalid[invalid.size() - 3] = 0x6A;            // i32.add
+  invalid[invalid.size() - 2] = 0x01;            // nop
+  http::HttpReply refused = upload_bytes(invalid, "broken", "1.0.0");
+  EXPECT_EQ(refused.status, 400) << refused.body;
+  json::value error = json::parse(refused.body).at("error");
+  EXPECT_EQ(error.at("code").as_string(), "invalid_module");
+  EXPECT_NE(std::string(error.at("message").as_string()).find("Compiling function"),
+            std::string::npos)
+      << refused.body;
+  EXPECT_EQ(admin("GET", "/api/v1/etl/modules", "", 200).at("modules").as_array().size(), 0u);
 }
 
 // M4, memory: 100,000 empty functions (600 KB) need about 140 MiB to compile here; the
