@@ -89,7 +89,15 @@ Result<std::shared_ptr<const wasm::Module>> ModuleCompiler::compile(
   return result.get();
 }
 
-void ModuleCompiler::submit_upload(std::function<void()> job) { upload_lane_.push(std::move(job)); }
+bool ModuleCompiler::submit_upload(std::function<void()> job, size_t max_waiting) {
+  {
+    std::lock_guard lock(upload_lane_.mutex);
+    if (upload_lane_.jobs.size() >= max_waiting) return false;
+    upload_lane_.jobs.push_back(std::move(job));
+  }
+  upload_lane_.wake.notify_one();
+  return true;
+}
 
 size_t ModuleCompiler::uploads_queued() const {
   std::lock_guard lock(upload_lane_.mutex);

@@ -40,10 +40,12 @@ class ModuleCompiler {
                                                       std::span<const uint8_t> binary,
                                                       const wasm::InstanceSettings& settings);
 
-  // Runs `job` on the upload thread, after the uploads queued before it.
-  void submit_upload(std::function<void()> job);
+  // Runs `job` on the upload thread, after the uploads queued before it, unless `max_waiting`
+  // uploads wait already: then returns false and drops `job` (each waiting upload holds its
+  // module, up to 50 MiB, in memory).
+  bool submit_upload(std::function<void()> job, size_t max_waiting);
 
-  // Jobs waiting for the upload thread, and compilations waiting for the compile thread.
+  // Upload jobs waiting for the upload thread (not counting the one it runs).
   size_t uploads_queued() const;
 
  private:

@@ -192,9 +192,12 @@ void Orchestrator::refresh_in_use_locked() {
 
 void Orchestrator::upload_module(std::string name, std::string version, std::vector<uint8_t> binary,
                                  std::string signed_by, ModuleDone done) {
-  compiler_->submit_upload([this, name = std::move(name), version = std::move(version),
+  auto refuse = std::make_shared<ModuleDone>(std::move(done));
+  const std::string id = name + "-v" + version;
+  bool queued = compiler_->submit_upload([this, name = std::move(name), version = std::move(version),
                             binary = std::move(binary), signed_by = std::move(signed_by),
-                            done = std::move(done)]() mutable {
+                            refuse]() mutable {
+    ModuleDone done = std::move(*refuse);
     // Compiled with the largest memory limit a pipeline may set, so that a module is refused
     // only for what no pipeline could allow.
     auto verify = [&](std::span<const uint8_t> bytes) -> Status {
@@ -219,7 +222,14 @@ void Orchestrator::upload_module(std::string name, std::string version, std::vec
       log::get("etl").warn("module {}-v{} refused: {}", name, version, added.status().message());
     }
     done(std::move(added));
-  });
+  }, kMaxWaitingUploads);
+  if (queued) {
+    log::get("etl").info("module {}: upload queued for its compile check", id);
+  } else {
+    (*refuse)(Status(StatusCode::kLimitExceeded,
+                     "too many uploads in progress: " + std::to_string(kMaxWaitingUploads) +
+                         " wait for their compile check already; try again later"));
+  }
 }
 
 Status Orchestrator::delete_module(std::string_view id) {

@@ -38,6 +38,9 @@
 
 namespace wasmq::etl {
 
+// Uploads that may wait for the upload thread besides the one it checks.
+inline constexpr size_t kMaxWaitingUploads = 4;
+
 struct OrchestratorOptions {
   bool enabled = true;
   EtlDefaults defaults;
@@ -93,7 +96,8 @@ class Orchestrator {
   // Validates (the ABI checks, then a full compilation within options.compile_bounds, in a
   // child process) and stores a module; `signed_by` is the id of the key whose signature the
   // upload carried (empty: none). Runs on the upload thread (compiler.h), one upload at a time,
-  // never on an ETL worker; `done` is called there.
+  // never on an ETL worker; `done` is called there. When kMaxWaitingUploads uploads wait
+  // already, `done` is called at once with kLimitExceeded ("too many uploads in progress").
   void upload_module(std::string name, std::string version, std::vector<uint8_t> binary,
                      std::string signed_by, ModuleDone done);
   // Removes a module; kConflict while an enabled pipeline pins it by full id. Everything the

@@ -134,6 +134,13 @@ class AdminApi {
         co_return error_response(HttpStatus::unprocessable_entity, "compile_limit_exceeded",
                                  s.message());
       }
+      if (s.code() == StatusCode::kLimitExceeded &&
+          s.message().rfind("too many uploads in progress", 0) == 0) {
+        Response busy =
+            error_response(HttpStatus::service_unavailable, "uploads_busy", s.message());
+        busy.set(boost::beast::http::field::retry_after, "1");
+        co_return busy;
+      }
       std::string_view field = s.message().rfind("version", 0) == 0       ? "X-Module-Version"
                                : s.message().rfind("module name", 0) == 0 ? "X-Module-Name"
                                                                           : "";

@@ -670,6 +670,63 @@ TEST_F(EtlTest, AnUploadThatCompilesForLongHoldsNoWorkerAndIsRefusedAtTheTimeLim
             "stored");
 }
 
+// Uploads wait for the upload thread with their module in memory: at most 4 wait, the next
+// gets 503 with Retry-After (before, every upload queued without bound).
+TEST_F(EtlTest, UploadsBeyondTheWaitingBoundAreAskedToComeBackLater) {
+  start("[etl]\nmodule_compile_timeout_ms = 60000\n");
+  std::atomic<bool> slow_answered{false};
+  std::thread slow_upload([&] {
+    http::HttpClient client(broker_->admin_url());
+    upload_bytes(costly_module(1000, 5000, 100, "busy"), "slow", "1.0.0", &client);
+    slow_answered = true;
+  });
+  bool started = false;
+  for (int i = 0; i < 3000 && !started; ++i) {
+    started = read_text(broker_->log_path()).find("module slow-v1.0.0: compile check started") !=
+              std::string::npos;
+    if (!started) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(started);
+  // While it compiles: five more, one after the other, each in its own connection.
+  std::vector<std::thread> waiting;
+  std::vector<int> statuses(5, 0);
+  std::atomic<int> sent{0};
+  for (int i = 0; i < 4; ++i) {
+    waiting.emplace_back([&, i] {
+      http::HttpClient client(broker_->admin_url());
+      auto bytes = tagged(testing::read_module("passthrough"), std::to_string(i));
+      auto reply = client.request("POST", "/api/v1/etl/modules",
+                                  std::string(bytes.begin(), bytes.end()),
+                                  "application/octet-stream",
+                                  {{"X-Module-Name", "q" + std::to_string(i)},
+                                   {"X-Module-Version", "1.0.0"}});
+      statuses[i] = reply.is_ok() ? reply->status : -1;
+    });
+  }
+  // The fifth once the broker has queued the four (it logs each).
+  bool queued = false;
+  for (int i = 0; i < 3000 && !queued; ++i) {
+    const std::string log = read_text(broker_->log_path());
+    queued = true;
+    for (int q = 0; q < 4; ++q) {
+      queued = queued && log.find("module q" + std::to_string(q) +
+                                  "-v1.0.0: upload queued") != std::string::npos;
+    }
+    if (!queued) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(queued);
+  http::HttpReply fifth = upload_bytes(testing::read_module("passthrough"), "q4", "1.0.0");
+  EXPECT_FALSE(slow_answered) << "the slow upload finished too early for this test";
+  EXPECT_EQ(fifth.status, 503) << fifth.body;
+  EXPECT_EQ(fifth.header("Retry-After"), "1");
+  EXPECT_EQ(json::parse(fifth.body).at("error").at("message").as_string(),
+            "too many uploads in progress: 4 wait for their compile check already; try again "
+            "later");
+  for (auto& t : waiting) t.join();
+  slow_upload.join();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(statuses[i], 201) << i;
+}
+
 // The compile check in a child process reports V8's own reason for a module it cannot compile.
 TEST_F(EtlTest, AnUploadTheEngineCannotCompileIsRefusedWithItsReason) {
   start();
