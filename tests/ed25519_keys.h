@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "common/base64.h"
+#include "etl/module_registry.h"
+#include "etl/module_signature.h"
 
 namespace wasmq::testing {
 
@@ -66,9 +68,16 @@ class Ed25519Key {
     return signature;
   }
 
-  // The X-Module-Signature value for `bytes`.
+  // The base64 of the signature over `bytes` as they are.
   std::string sign_base64(const std::vector<uint8_t>& bytes) const {
     return base64_encode(sign(bytes));
+  }
+
+  // The X-Module-Signature value for uploading `module` as `name` at `version`.
+  std::string sign_module(const std::string& name, const std::string& version,
+                          const std::vector<uint8_t>& module) const {
+    std::string message = etl::module_signing_message(name, version, etl::sha256_hex(module));
+    return sign_base64(std::vector<uint8_t>(message.begin(), message.end()));
   }
 
  private:

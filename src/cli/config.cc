@@ -255,6 +255,8 @@ const std::vector<KeySpec>& key_specs() {
       integer(WASMQ_KEY(etl.cpu_warning_threshold_percent), 1, 100),
       integer(WASMQ_KEY(etl.module_cache_size), 1, 100'000),
       integer(WASMQ_KEY(etl.module_cache_ttl_seconds), 1, 31'536'000),
+      integer(WASMQ_KEY(etl.module_compile_timeout_ms), 100, 600'000),
+      integer(WASMQ_KEY(etl.module_compile_max_memory_bytes), 64 * kMiB, 64 * kGiB, Unit::kBytes),
       boolean(WASMQ_KEY(etl.enable_error_topic)),
       text(WASMQ_KEY(etl.error_topic_prefix), kTopicName),
       integer(WASMQ_KEY(etl.max_error_message_size), 0, 64 * kMiB, Unit::kBytes),

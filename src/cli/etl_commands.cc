@@ -12,6 +12,7 @@
 #include "cli/admin_client.h"
 #include "common/base64.h"
 #include "common/file.h"
+#include "etl/module_signature.h"
 #include "http/client.h"
 
 namespace wasmq::cli {
@@ -71,6 +72,29 @@ int deploy(const DeployOptions& o) {
   }
   return send(o.admin, "POST", "/api/v1/etl/modules", *binary, nullptr, "application/octet-stream",
               headers);
+}
+
+struct SignOptions {
+  std::string file, name, version, key_file;
+};
+
+// Prints the X-Module-Signature of `file` as name@version (docs/etl.md, "Signed modules").
+int sign(const SignOptions& o) {
+  auto binary = read_file(o.file, 50ull << 20);
+  auto key = binary.is_ok() ? read_file(o.key_file, 64 << 10) : binary;
+  if (!binary.is_ok() || !key.is_ok()) {
+    std::cerr << "error: " << (binary.is_ok() ? key : binary).status().message() << "\n";
+    return 1;
+  }
+  auto signature = etl::sign_module(
+      *key, o.name, o.version,
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(binary->data()), binary->size()));
+  if (!signature.is_ok()) {
+    std::cerr << "error: " << o.key_file << ": " << signature.status().message() << "\n";
+    return 1;
+  }
+  std::cout << *signature << "\n";
+  return 0;
 }
 
 // GET `path` and print its `key` array as a table, one row per element.
@@ -192,9 +216,19 @@ void add_etl_commands(CLI::App& app, int& exit_code) {
   deploy_cmd->add_option("--name", d->name, "module name")->required();
   deploy_cmd->add_option("--version", d->version, "semantic version, e.g. 1.0.0")->required();
   deploy_cmd->add_option("--signature", d->signature_file,
-                         "Ed25519 signature of the file, raw (openssl pkeyutl -sign -rawin) or "
-                         "base64; sent as X-Module-Signature");
+                         "the signature made by `wasmq module sign` for this name and version "
+                         "(base64, or its 64 raw bytes); sent as X-Module-Signature");
   deploy_cmd->callback([d, &exit_code] { exit_code = deploy(*d); });
+
+  auto sg = std::make_shared<SignOptions>();
+  CLI::App* sign_cmd = module->add_subcommand(
+      "sign", "sign a .wasm file as name@version with an Ed25519 private key; prints the "
+              "X-Module-Signature (base64)");
+  sign_cmd->add_option("file", sg->file, "the .wasm file")->required();
+  sign_cmd->add_option("--name", sg->name, "module name")->required();
+  sign_cmd->add_option("--version", sg->version, "semantic version, e.g. 1.0.0")->required();
+  sign_cmd->add_option("--key", sg->key_file, "Ed25519 private key, PKCS#8 PEM")->required();
+  sign_cmd->callback([sg, &exit_code] { exit_code = sign(*sg); });
 
   auto ml = std::make_shared<Target>();
   CLI::App* mlist = with_admin(module->add_subcommand("list", "list modules"), ml->admin);

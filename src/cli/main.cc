@@ -10,8 +10,13 @@
 #include "cli/pool_commands.h"
 #include "cli/serve_command.h"
 #include "cli/transform_command.h"
+#include "etl/compile_check.h"
 
 int main(int argc, char** argv) {
+  // The broker's bounded compile check of an upload (etl/compile_check.h), not a user command.
+  if (argc >= 2 && std::string_view(argv[1]) == wasmq::etl::kCompileCheckCommand) {
+    return wasmq::etl::run_compile_check_child(argc, argv);
+  }
   // Logs go to stderr: stdout carries command output (NDJSON, JSON).
   spdlog::set_default_logger(spdlog::stderr_color_mt("wasmq"));
 

@@ -140,6 +140,9 @@ etl::OrchestratorOptions etl_options(const Config& config) {
   o.pools.gc_interval = std::chrono::milliseconds(config.etl.gc_interval_ms);
   o.module_cache_size = config.etl.module_cache_size;
   o.module_cache_ttl = std::chrono::seconds(config.etl.module_cache_ttl_seconds);
+  o.compile_bounds.timeout = std::chrono::milliseconds(config.etl.module_compile_timeout_ms);
+  o.compile_bounds.max_memory_bytes = config.etl.module_compile_max_memory_bytes;
+  o.compile_bounds.executable = "/proc/self/exe";  // uploads are compiled in a child process
   return o;
 }
 

@@ -824,6 +824,9 @@ struct Executor::Run {
     const DeadLetterConfig config = pipeline.spec.dead_letter_config.value_or(DeadLetterConfig{});
     RoutedMessage r;
     r.topic = config.topic_prefix + "." + topic;
+    // No topic can take it: storing it fails, and the producer is told the real cause (the
+    // broker keeps the first error of a message).
+    const bool topic_too_long = r.topic.size() > kMaxTopicLength;
     r.message = std::move(g.entry.message);
     if (r.message.value.size() > config.max_message_size) {
       r.message.set_header("etl.truncated_from_bytes", std::to_string(r.message.value.size()));
@@ -838,8 +841,13 @@ struct Executor::Run {
       r.message.set_header("etl.failed_at", std::to_string(now_ms()));
     }
     InputOutcome& outcome = result.outcomes[g.input];
+    outcome.error = topic_too_long ? "dead-letter topic \"" + r.topic + "\" would be " +
+                                         std::to_string(r.topic.size()) +
+                                         " characters, more than " +
+                                         std::to_string(kMaxTopicLength) +
+                                         " (the module failed: " + g.error + ")"
+                                   : g.error;
     outcome.dead_letters.push_back(std::move(r));
-    outcome.error = g.error;
     outcome.pipeline_id = pipeline.spec.pipeline_id;
     outcome.module_id = g.module_id;
   }

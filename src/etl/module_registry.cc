@@ -85,6 +85,19 @@ std::string metadata_text(const ModuleRecord& r) {
   return json::serialize(o);
 }
 
+Status validate_name_characters(std::string_view name) {
+  if (name.empty() || name.size() > 128) {
+    return invalid_argument("module name must be 1 to 128 characters long");
+  }
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) {
+      return invalid_argument("module name \"" + std::string(name) +
+                              "\" may contain only letters, digits, '.', '_' and '-'");
+    }
+  }
+  return Status::ok();
+}
+
 // Loads one module from its metadata file; the reason when it cannot.
 Result<std::shared_ptr<const ModuleRecord>> load_record(const fs::path& meta_path) {
   auto text = read_file(meta_path, 1 << 20);
@@ -100,7 +113,9 @@ Result<std::shared_ptr<const ModuleRecord>> load_record(const fs::path& meta_pat
   auto record = std::make_shared<ModuleRecord>();
   record->name = str("name");
   record->sha256 = str("sha256");
-  if (Status s = validate_module_name(record->name); !s.is_ok()) return s;
+  record->signed_by = str("signed_by");
+  // Only the characters: a module stored before the stricter rules of new uploads still loads.
+  if (Status s = validate_name_characters(record->name); !s.is_ok()) return s;
   auto version = SemVer::parse(str("version"));
   if (!version.is_ok()) return version.status();
   record->version = *version;
@@ -133,7 +148,7 @@ json::object module_to_json(const ModuleRecord& r) {
   json::object memory{{"initial_pages", r.info.memory_initial_pages},
                       {"initial_bytes", r.info.memory_initial_pages * wasm::kWasmPageSize}};
   if (r.info.memory_max_pages) memory["max_pages"] = *r.info.memory_max_pages;
-  return json::object{{"module_id", r.id},
+  json::object o{{"module_id", r.id},
                       {"name", r.name},
                       {"version", r.version.to_string()},
                       {"size_bytes", r.size_bytes},
@@ -144,6 +159,8 @@ json::object module_to_json(const ModuleRecord& r) {
                       {"imports", imports_json(r.info)},
                       {"memory", std::move(memory)},
                       {"process_batch", r.info.has_process_batch}};
+  if (!r.signed_by.empty()) o["signed_by"] = r.signed_by;
+  return o;
 }
 
 Result<SemVer> SemVer::parse(std::string_view text) {
@@ -216,13 +233,15 @@ int SemVer::compare(const SemVer& o) const {
 }
 
 Status validate_module_name(std::string_view name) {
-  if (name.empty() || name.size() > 128) {
-    return invalid_argument("module name must be 1 to 128 characters long");
+  if (Status s = validate_name_characters(name); !s.is_ok()) return s;
+  if (name[0] == '.') {
+    return invalid_argument("module name \"" + std::string(name) + "\" may not start with '.'");
   }
-  for (char c : name) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) {
+  for (size_t at = name.find("-v"); at != std::string_view::npos; at = name.find("-v", at + 1)) {
+    if (at + 2 < name.size() && std::isdigit(static_cast<unsigned char>(name[at + 2]))) {
       return invalid_argument("module name \"" + std::string(name) +
-                              "\" may contain only letters, digits, '.', '_' and '-'");
+                              "\" may not contain \"-v\" followed by a digit: the id "
+                              "\"<name>-v<version>\" would be ambiguous");
     }
   }
   return Status::ok();
@@ -267,8 +286,13 @@ Result<std::unique_ptr<ModuleRegistry>> ModuleRegistry::open(const fs::path& dir
 
 Result<std::shared_ptr<const ModuleRecord>> ModuleRegistry::add(
     std::string_view name, std::string_view version, std::vector<uint8_t> binary,
-    const std::function<Status(std::span<const uint8_t>)>& verify) {
+    const std::function<Status(std::span<const uint8_t>)>& verify, std::string_view signed_by) {
   if (Status s = validate_module_name(name); !s.is_ok()) return s;
+  if (version.size() > kMaxModuleVersionLength) {
+    return invalid_argument("version is " + std::to_string(version.size()) +
+                            " characters long; at most " +
+                            std::to_string(kMaxModuleVersionLength) + " are allowed");
+  }
   auto semver = SemVer::parse(version);
   if (!semver.is_ok()) return semver.status();
   if (binary.size() > kMaxModuleBytes) {
@@ -290,11 +314,25 @@ Result<std::shared_ptr<const ModuleRecord>> ModuleRegistry::add(
   record->sha256 = sha256_hex(binary);
   record->size_bytes = binary.size();
   record->uploaded_at_ms = now_ms();
+  record->signed_by = std::string(signed_by);
   record->binary = std::make_shared<const std::vector<uint8_t>>(std::move(binary));
 
   std::lock_guard lock(mutex_);
   if (modules_.count(record->id)) {
     return Status(StatusCode::kAlreadyExists, "module " + record->id + " already exists");
+  }
+  if (!signed_by.empty()) {
+    for (const auto& [id, other] : modules_) {
+      if (other->name == record->name && !other->signed_by.empty() &&
+          other->signed_by != signed_by) {
+        return Status(StatusCode::kConflict,
+                      "module name \"" + record->name + "\" belongs to signing key " +
+                          other->signed_by + " (module " + id + "); this upload is signed by " +
+                          std::string(signed_by) +
+                          ": a bare name only follows versions of one key (delete the name's "
+                          "versions to hand it to another key)");
+      }
+    }
   }
   // The binary first, then the metadata that makes it visible at the next start.
   const auto* bytes = record->binary.get();

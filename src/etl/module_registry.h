@@ -1,8 +1,11 @@
 // Uploaded modules and their metadata, on disk under `etl.modules_path`:
 //   <id>.wasm  the binary as uploaded
 //   <id>.json  {name, version, sha256, size_bytes, uploaded_at_ms, exports, imports, memory}
-// Ids are "<name>-v<version>". A module reference in a pipeline is either a full id (pinned) or
-// a bare name, which follows the newest version of that name (semver order).
+// Ids are "<name>-v<version>": a name never contains "-v" followed by a digit, so an id splits
+// into its name and version in one way only. A module reference in a pipeline is either a full
+// id (pinned) or a bare name, which follows the newest version of that name (semver order).
+// Versions of one name signed with a trusted key (etl.enable_module_signature_verification)
+// are all signed with the same key: a bare name never follows code another key signed.
 //
 // Threads: every method may be called from any thread. Records are immutable and shared; a
 // record removed while someone holds it stays valid for them.
@@ -46,9 +49,18 @@ struct ModuleRecord {
   int64_t uploaded_at_ms = 0;
   wasm::ModuleInfo info;
   std::shared_ptr<const std::vector<uint8_t>> binary;
+  // The id of the trusted key whose signature the upload carried (ModuleSigners::key_id);
+  // empty for a module uploaded without signature verification.
+  std::string signed_by;
 };
 
-// Module names: 1-128 characters of [A-Za-z0-9._-].
+// The longest version an upload may carry: "<name>-v<version>.wasm.tmp", with a name of 128
+// characters, must fit a file name (255 bytes).
+inline constexpr size_t kMaxModuleVersionLength = 64;
+
+// Module names of new uploads: 1-128 characters of [A-Za-z0-9._-], not starting with '.' (the
+// files would be hidden, and "." and ".." are no names), and without "-v" followed by a digit
+// (the id "<name>-v<version>" would read two ways). kInvalidArgument starting "module name".
 Status validate_module_name(std::string_view name);
 
 // The API's metadata of a module (http-api.md, GET /api/v1/etl/modules/{id}): id, name,
@@ -69,11 +81,14 @@ class ModuleRegistry {
 
   // Checks `binary` against the ABI (wasm::inspect_module) and stores it as name-v<version>.
   // `verify`, when set, runs before anything is written (the engine's full compilation).
-  // Errors: kInvalidArgument (name, version), kInvalidModule (every problem named),
-  // kAlreadyExists (the id exists), kIo.
+  // `signed_by` is the id of the key that signed the upload (empty: not signed).
+  // Errors: kInvalidArgument (name, version; the message starts with "module name" or
+  // "version"), kInvalidModule (every problem named), kAlreadyExists (the id exists),
+  // kConflict (other versions of the name are signed by another key), kIo.
   Result<std::shared_ptr<const ModuleRecord>> add(
       std::string_view name, std::string_view version, std::vector<uint8_t> binary,
-      const std::function<Status(std::span<const uint8_t>)>& verify = {});
+      const std::function<Status(std::span<const uint8_t>)>& verify = {},
+      std::string_view signed_by = {});
 
   // Removes a module by full id; kNotFound when absent.
   Status remove(std::string_view id);

@@ -32,6 +32,19 @@ Status file_pipeline_conflict(std::string_view id) {
 // is refused only for what no pipeline could allow.
 constexpr uint64_t kMaxMemoryLimitBytes = 4ull << 30;
 
+// The refusal of a change that would make stream pipelines feed each other in a cycle.
+std::optional<Status> cycle_refusal(
+    const std::map<std::string, std::shared_ptr<const CompiledPipeline>, std::less<>>& compiled) {
+  std::vector<std::shared_ptr<const CompiledPipeline>> all;
+  for (const auto& [id, pipeline] : compiled) all.push_back(pipeline);
+  auto cycle = find_stream_cycle(all);
+  if (!cycle) return std::nullopt;
+  return Status(StatusCode::kConflict,
+                "stream pipelines would form a cycle, and one message would go round it for "
+                "ever: " +
+                    *cycle);
+}
+
 // Prefix of the ModuleUse keys of dry runs (breakers and figures apart from the live ones).
 constexpr std::string_view kDryRunKeyPrefix = "dry-run:";
 
@@ -116,13 +129,27 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
     o->compiled_[id] = *compiled;
     o->entries_[id] = PipelineEntry{std::move(spec), PipelineOrigin::kApi};
   }
+  if (auto refused = cycle_refusal(o->compiled_)) {
+    // The configuration file's own pipelines: a configuration error, as at a reload. With the
+    // API's (persisted before cycles were refused) the broker still starts, and says so.
+    std::map<std::string, std::shared_ptr<const CompiledPipeline>, std::less<>> file_only;
+    for (const auto& [id, entry] : o->entries_) {
+      if (entry.origin == PipelineOrigin::kFile) file_only[id] = o->compiled_[id];
+    }
+    if (auto in_file = cycle_refusal(file_only)) return in_file->with_context("etl.pipelines");
+    if (warnings) warnings->push_back(refused->message() + " (disable or change one of them)");
+  }
   {
     std::lock_guard lock(o->mutex_);
     o->publish_locked();
   }
+  auto compiler = ModuleCompiler::start();
+  if (!compiler.is_ok()) return compiler.status();
+  o->compiler_ = std::move(*compiler);
+  o->runtime_.modules.set_compiler(o->compiler_.get());
   size_t count = o->options_.workers;
   if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
-  if (!o->options_.enabled) count = 1;  // uploads are still compiled
+  if (!o->options_.enabled) count = 1;
   auto workers = Workers::start(count, o->runtime_, o->options_.pools.pool);
   if (!workers.is_ok()) return workers.status();
   o->workers_ = std::move(*workers);
@@ -133,8 +160,9 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
 }
 
 Orchestrator::~Orchestrator() {
-  pools_.reset();    // stops the background cleanup
-  workers_.reset();  // runs the queued jobs, then joins
+  pools_.reset();     // stops the background cleanup
+  workers_.reset();   // runs the queued jobs, then joins
+  compiler_.reset();  // runs the queued uploads, then joins
 }
 
 void Orchestrator::publish_locked() {
@@ -144,26 +172,64 @@ void Orchestrator::publish_locked() {
   }
   configuration_.store(
       std::make_shared<const Configuration>(std::move(pipelines), &runtime_.figures.filters()));
+  refresh_in_use_locked();
+}
+
+void Orchestrator::refresh_in_use_locked() {
+  std::set<std::string, std::less<>> in_use;
+  if (options_.enabled) {
+    for (const auto& [id, compiled] : compiled_) {
+      if (!compiled->spec.enabled) continue;
+      for (const auto& stage : compiled->spec.stages) {
+        for (const auto& module : stage.modules) {
+          if (auto record = registry_->resolve(module.module_id)) in_use.insert(record->id);
+        }
+      }
+    }
+  }
+  runtime_.modules.set_in_use(std::move(in_use));
 }
 
 void Orchestrator::upload_module(std::string name, std::string version, std::vector<uint8_t> binary,
-                                 ModuleDone done) {
-  workers_->submit([this, name = std::move(name), version = std::move(version),
-                    binary = std::move(binary),
-                    done = std::move(done)](wasm::Sandbox& sandbox, Executor&) mutable {
+                                 std::string signed_by, ModuleDone done) {
+  auto refuse = std::make_shared<ModuleDone>(std::move(done));
+  const std::string id = name + "-v" + version;
+  bool queued = compiler_->submit_upload([this, name = std::move(name), version = std::move(version),
+                            binary = std::move(binary), signed_by = std::move(signed_by),
+                            refuse]() mutable {
+    ModuleDone done = std::move(*refuse);
+    // Compiled with the largest memory limit a pipeline may set, so that a module is refused
+    // only for what no pipeline could allow.
     auto verify = [&](std::span<const uint8_t> bytes) -> Status {
+      if (!options_.compile_bounds.executable.empty()) {
+        log::get("etl").info("module {}-v{}: compile check started ({} bytes)", name, version,
+                             bytes.size());
+        return check_compiles(bytes, kMaxMemoryLimitBytes, options_.compile_bounds);
+      }
       wasm::InstanceSettings settings;
       settings.memory_limit_bytes = kMaxMemoryLimitBytes;
-      auto module = sandbox.load(name, bytes, settings);
+      auto module = compiler_->compile(name, bytes, settings);
       return module.is_ok() ? Status::ok() : module.status();
     };
-    auto added = registry_->add(name, version, std::move(binary), verify);
+    auto added = registry_->add(name, version, std::move(binary), verify, signed_by);
     if (added.is_ok()) {
       log::get("etl").info("module {} uploaded ({} bytes, sha256 {})", (*added)->id,
                            (*added)->size_bytes, (*added)->sha256);
+      // A bare name may follow the new version now.
+      std::lock_guard lock(mutex_);
+      refresh_in_use_locked();
+    } else if (added.status().code() == StatusCode::kInvalidModule) {
+      log::get("etl").warn("module {}-v{} refused: {}", name, version, added.status().message());
     }
     done(std::move(added));
-  });
+  }, kMaxWaitingUploads);
+  if (queued) {
+    log::get("etl").info("module {}: upload queued for its compile check", id);
+  } else {
+    (*refuse)(Status(StatusCode::kLimitExceeded,
+                     "too many uploads in progress: " + std::to_string(kMaxWaitingUploads) +
+                         " wait for their compile check already; try again later"));
+  }
 }
 
 Status Orchestrator::delete_module(std::string_view id) {
@@ -185,8 +251,13 @@ Status Orchestrator::delete_module(std::string_view id) {
   }
   Status s = registry_->remove(id);
   if (s.is_ok()) {
+    refresh_in_use_locked();
     runtime_.modules.prune(*registry_);
     pools_->forget(std::string(id));
+    // After the forget on each worker (its queue is in order): the module objects just
+    // forgotten hold the compiled code until their isolate collects them, and an idle isolate
+    // may not collect for a long time.
+    workers_->broadcast([](size_t, wasm::Sandbox& sandbox, Executor&) { sandbox.collect_garbage(); });
     log::get("etl").info("module {} deleted", id);
   }
   return s;
@@ -255,6 +326,14 @@ PipelineResult<PipelineSpec> Orchestrator::apply_locked(const json::value& docum
   auto compiled = compile_pipeline(spec);
   if (!compiled.is_ok()) {
     return change_error(StatusCode::kInvalidArgument, compiled.status().message());
+  }
+  {
+    auto candidate = compiled_;
+    candidate[spec.pipeline_id] = *compiled;
+    if (auto refused = cycle_refusal(candidate)) {
+      return PipelineChangeError{*refused, spec.mode == PipelineMode::kStream ? "destination_topic"
+                                                                              : ""};
+    }
   }
   const std::string text = json::serialize(pipeline_to_json(spec));
   if (Status s =
@@ -364,6 +443,14 @@ Result<size_t> Orchestrator::replace_file_pipelines(const json::array& file_pipe
       return Status(StatusCode::kConflict, "etl.pipelines: pipeline_id \"" + spec.pipeline_id +
                                                "\" is already a pipeline created over the API");
     }
+  }
+  {
+    auto candidate = compiled_;
+    for (const auto& [id, entry] : entries_) {
+      if (entry.origin == PipelineOrigin::kFile && !ids.count(id)) candidate.erase(id);
+    }
+    for (const auto& [spec, compiled] : parsed) candidate[spec.pipeline_id] = compiled;
+    if (auto refused = cycle_refusal(candidate)) return refused->with_context("etl.pipelines");
   }
   size_t changes = 0;
   for (auto it = entries_.begin(); it != entries_.end();) {

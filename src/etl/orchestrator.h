@@ -26,6 +26,8 @@
 #include <vector>
 
 #include "common/status.h"
+#include "etl/compile_check.h"
+#include "etl/compiler.h"
 #include "etl/executor.h"
 #include "etl/instance_pools.h"
 #include "etl/module_registry.h"
@@ -35,6 +37,9 @@
 #include "etl/workers.h"
 
 namespace wasmq::etl {
+
+// Uploads that may wait for the upload thread besides the one it checks.
+inline constexpr size_t kMaxWaitingUploads = 4;
 
 struct OrchestratorOptions {
   bool enabled = true;
@@ -49,6 +54,9 @@ struct OrchestratorOptions {
   // Compiled modules kept (etl.module_cache_size, etl.module_cache_ttl_seconds).
   size_t module_cache_size = 50;
   std::chrono::seconds module_cache_ttl{3600};
+  // The compile check of uploads (etl.module_compile_timeout_ms,
+  // etl.module_compile_max_memory_bytes; the broker sets the executable).
+  CompileBounds compile_bounds;
 };
 
 enum class PipelineOrigin { kFile, kApi };
@@ -85,10 +93,16 @@ class Orchestrator {
 
   // --- modules ---
   using ModuleDone = std::function<void(Result<std::shared_ptr<const ModuleRecord>>)>;
-  // Validates (the ABI checks, then a full compilation on a worker) and stores a module.
+  // Validates (the ABI checks, then a full compilation within options.compile_bounds, in a
+  // child process) and stores a module; `signed_by` is the id of the key whose signature the
+  // upload carried (empty: none). Runs on the upload thread (compiler.h), one upload at a time,
+  // never on an ETL worker; `done` is called there. When kMaxWaitingUploads uploads wait
+  // already, `done` is called at once with kLimitExceeded ("too many uploads in progress").
   void upload_module(std::string name, std::string version, std::vector<uint8_t> binary,
-                     ModuleDone done);
-  // Removes a module; kConflict while an enabled pipeline pins it by full id.
+                     std::string signed_by, ModuleDone done);
+  // Removes a module; kConflict while an enabled pipeline pins it by full id. Everything the
+  // broker compiled of it goes: the module cache's entries, every worker's module objects and
+  // instances (collected at once, not at some later garbage collection).
   Status delete_module(std::string_view id);
   ModuleRegistry& modules() { return *registry_; }
   // The pipelines whose modules resolve to `record` now, or pin it.
@@ -132,6 +146,9 @@ class Orchestrator {
   explicit Orchestrator(OrchestratorOptions options) : options_(std::move(options)) {}
   // Builds and publishes a configuration from entries_. Caller holds mutex_.
   void publish_locked();
+  // Tells the module cache which modules the enabled pipelines use now (their references
+  // resolved). Caller holds mutex_.
+  void refresh_in_use_locked();
   // Checks `document` as the new version of pipeline `id` (empty: a new pipeline) and applies
   // it: persisted, published. Caller holds mutex_.
   PipelineResult<PipelineSpec> apply_locked(const boost::json::value& document,
@@ -146,6 +163,7 @@ class Orchestrator {
   const OrchestratorOptions options_;
   Runtime runtime_;
   std::unique_ptr<ModuleRegistry> registry_;
+  std::unique_ptr<ModuleCompiler> compiler_;  // outlives workers_ (the cache compiles on it)
   std::unique_ptr<Workers> workers_;
   std::unique_ptr<InstancePools> pools_;  // after workers_: destroyed before them
 

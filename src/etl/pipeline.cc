@@ -508,11 +508,16 @@ class DocumentReader {
     return enum_in(*value, member_path(parent, key), table, out);
   }
 
-  // 1-128 of [A-Za-z0-9._-].
+  // 1-128 of [A-Za-z0-9._-], not starting with '.': ids become file names (<id>.json), which
+  // would be hidden, and "." and ".." are no names.
   bool check_id(const std::string& id, const std::string& path, std::string_view what) {
     if (id.empty() || id.size() > kMaxIdLength || !std::all_of(id.begin(), id.end(), is_id_char)) {
       return fail(path, "expected " + std::string(what) + " of 1-" + std::to_string(kMaxIdLength) +
                             " characters [A-Za-z0-9._-], got " + quoted(id));
+    }
+    if (id[0] == '.') {
+      return fail(path, "expected " + std::string(what) + " not starting with '.', got " +
+                            quoted(id));
     }
     return true;
   }
@@ -609,6 +614,13 @@ class DocumentReader {
         !read_integer(*dead_letter, path, "max_message_size", 1, kMaxDeadLetterMessageSize,
                       &config.max_message_size)) {
       return false;
+    }
+    // Dead letters of topic T go to "<prefix>.T", a topic name of at most 249 characters.
+    if (config.topic_prefix.size() + 2 > kMaxTopicLength) {
+      return fail(path + ".topic_prefix",
+                  "a prefix of " + std::to_string(config.topic_prefix.size()) +
+                      " characters leaves no room for \".<topic>\" in a topic name of at most " +
+                      std::to_string(kMaxTopicLength) + " characters");
     }
     spec->dead_letter_config = config;
     return true;
@@ -767,6 +779,16 @@ class DocumentReader {
       if (spec->destination_topic == spec->source_topic) {
         return fail("destination_topic",
                     "must differ from source_topic (" + quoted(spec->source_topic) + ")");
+      }
+      // The one topic a stream pipeline reads is known: its dead-letter topic must be a name.
+      if (const auto& dead_letter = spec->dead_letter_config) {
+        const size_t length = dead_letter->topic_prefix.size() + 1 + spec->source_topic.size();
+        if (length > kMaxTopicLength) {
+          return fail("dead_letter_config.topic_prefix",
+                      "the dead-letter topic \"" + dead_letter->topic_prefix + "." +
+                          spec->source_topic + "\" would be " + std::to_string(length) +
+                          " characters, more than " + std::to_string(kMaxTopicLength));
+        }
       }
       return true;
     }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 
 namespace wasmq::etl {
 
@@ -123,6 +124,58 @@ std::shared_ptr<const CompiledPipeline> Configuration::find(std::string_view pip
     if (p->spec.pipeline_id == pipeline_id) return p;
   }
   return nullptr;
+}
+
+}  // namespace wasmq::etl
+
+namespace wasmq::etl {
+
+std::optional<std::string> find_stream_cycle(
+    const std::vector<std::shared_ptr<const CompiledPipeline>>& pipelines) {
+  std::vector<const CompiledPipeline*> streams;
+  for (const auto& p : pipelines) {
+    if (p->spec.enabled && p->spec.mode == PipelineMode::kStream) streams.push_back(p.get());
+  }
+  // By id, so that the cycle reported starts at the same pipeline whatever the order given.
+  std::sort(streams.begin(), streams.end(), [](const auto* a, const auto* b) {
+    return a->spec.pipeline_id < b->spec.pipeline_id;
+  });
+  auto feeds = [](const CompiledPipeline& from, const CompiledPipeline& to) {
+    const std::string& source = to.spec.source_topic;
+    if (source == from.spec.destination_topic) return true;
+    return !from.spec.allowed_output_topics.empty() && source != from.spec.source_topic &&
+           from.allowed_outputs.matches(source);
+  };
+  const size_t n = streams.size();
+  // Depth-first search; state 0 unvisited, 1 on the current path, 2 done.
+  std::vector<int> state(n, 0);
+  std::vector<size_t> path;
+  std::optional<std::string> found;
+  std::function<bool(size_t)> visit = [&](size_t i) {
+    state[i] = 1;
+    path.push_back(i);
+    for (size_t j = 0; j < n; ++j) {
+      if (!feeds(*streams[i], *streams[j])) continue;
+      if (state[j] == 1) {
+        std::vector<size_t> cycle(std::find(path.begin(), path.end(), j), path.end());
+        // streams is sorted by id: the smallest index is the smallest id.
+        std::rotate(cycle.begin(), std::min_element(cycle.begin(), cycle.end()), cycle.end());
+        std::string text = streams[cycle[0]]->spec.pipeline_id + ": ";
+        for (size_t k : cycle) text += streams[k]->spec.source_topic + " \u2192 ";
+        text += streams[cycle[0]]->spec.source_topic;
+        found = std::move(text);
+        return true;
+      }
+      if (state[j] == 0 && visit(j)) return true;
+    }
+    path.pop_back();
+    state[i] = 2;
+    return false;
+  };
+  for (size_t i = 0; i < n && !found; ++i) {
+    if (state[i] == 0) visit(i);
+  }
+  return found;
 }
 
 }  // namespace wasmq::etl

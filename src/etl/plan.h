@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -55,6 +56,16 @@ struct CompiledPipeline {
 // compiled for another purpose (a dry run) keeps breakers and figures apart from the live one.
 Result<std::shared_ptr<const CompiledPipeline>> compile_pipeline(PipelineSpec spec,
                                                                  std::string_view key_prefix = {});
+
+// A cycle among the enabled stream pipelines of `pipelines` (pipelines.md, "Where pipelines
+// run"): one message would go round it for ever. A stream pipeline feeds every other enabled
+// stream pipeline whose source_topic is its destination_topic, or, when it routes outputs
+// (allowed_output_topics not empty), matches one of its allowed_output_topics (routing to its
+// own source_topic goes to its destination instead). Returns the cycle as
+// "<pipeline_id>: <topic> → <topic> → ... → <first topic>" (the source topics in order, from
+// the pipeline with the smallest id on it), or nullopt when there is none.
+std::optional<std::string> find_stream_cycle(
+    const std::vector<std::shared_ptr<const CompiledPipeline>>& pipelines);
 
 // The modules that can run on one topic.
 struct TopicPlan {

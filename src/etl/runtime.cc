@@ -1,6 +1,7 @@
 #include "etl/runtime.h"
 
 #include "common/bincode.h"
+#include "etl/compiler.h"
 
 namespace wasmq::etl {
 
@@ -8,6 +9,17 @@ void ModuleCache::set_limits(size_t max_entries, std::chrono::seconds ttl) {
   std::lock_guard lock(mutex_);
   max_entries_ = std::max<size_t>(max_entries, 1);
   ttl_ = ttl;
+  evict_locked();
+}
+
+void ModuleCache::set_compiler(ModuleCompiler* compiler) {
+  std::lock_guard lock(mutex_);
+  compiler_ = compiler;
+}
+
+void ModuleCache::set_in_use(std::set<std::string, std::less<>> module_ids) {
+  std::lock_guard lock(mutex_);
+  in_use_ = std::move(module_ids);
   evict_locked();
 }
 
@@ -21,6 +33,7 @@ Result<std::shared_ptr<const wasm::Module>> ModuleCache::get(const ModuleRecord&
                     std::to_string(settings.memory_limit_bytes) + '\0' +
                     std::to_string(settings.max_output_bytes) + '\0' + settings.config_json;
   std::shared_ptr<Entry> entry;
+  ModuleCompiler* compiler = nullptr;
   {
     std::unique_lock lock(mutex_);
     auto& slot = entries_[key];
@@ -40,8 +53,10 @@ Result<std::shared_ptr<const wasm::Module>> ModuleCache::get(const ModuleRecord&
     slot = std::make_shared<Entry>();
     entry = slot;
     ++compilations_;
+    compiler = compiler_;
   }
-  auto loaded = sandbox.load(record.id, *record.binary, settings);
+  auto loaded = compiler ? compiler->compile(record.id, *record.binary, settings)
+                         : sandbox.load(record.id, *record.binary, settings);
   std::lock_guard lock(mutex_);
   entry->ready = true;
   if (loaded.is_ok()) {
@@ -60,9 +75,19 @@ Result<std::shared_ptr<const wasm::Module>> ModuleCache::get(const ModuleRecord&
 }
 
 void ModuleCache::evict_locked() {
-  while (lru_.size() > max_entries_) {
-    entries_.erase(lru_.back());
-    lru_.pop_back();
+  // The bound counts the modules not in use; from the least recently used end, skipping those
+  // in use, until the rest fits.
+  size_t count = 0;
+  for (const auto& key : lru_) {
+    if (!in_use_.count(entries_.find(key)->second->module->id())) ++count;
+  }
+  for (auto key = lru_.end(); count > max_entries_ && key != lru_.begin();) {
+    --key;
+    auto it = entries_.find(*key);
+    if (in_use_.count(it->second->module->id())) continue;
+    entries_.erase(it);
+    key = lru_.erase(key);
+    --count;
     ++evicted_lru_;
   }
 }

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -46,13 +47,19 @@ struct EtlDefaults {
 };
 
 // Modules compiled for given instance settings (memory limit, output limit, init config): one
-// compilation per distinct combination, shared by every worker. Compilation happens on the
-// calling worker's sandbox, once; concurrent requests for the same key wait for it.
+// compilation per distinct combination, shared by every worker. Compilation happens once, on
+// the compile thread (compiler.h) when one is set, else on the calling worker's sandbox;
+// concurrent requests for the same key wait for it.
 //
 // Bounded (etl.module_cache_size, etl.module_cache_ttl_seconds): beyond `max_entries` compiled
-// modules the least recently used one is dropped; collect() drops those unused for `ttl`. A
-// dropped module is compiled again when next needed; calls holding it finish with it, and each
-// worker's pool forgets its instances once nobody holds it (wasm::InstancePool::collect).
+// modules the least recently used one that no published pipeline uses is dropped (modules in
+// use, set_in_use(), are never dropped by this bound: a topic whose plan uses more modules than
+// the bound would otherwise compile them again on every batch); collect() drops those unused
+// for `ttl`, in use or not. A dropped module is compiled again when next needed; calls holding
+// it finish with it, and each worker's pool forgets its instances once nobody holds it
+// (wasm::InstancePool::collect).
+class ModuleCompiler;
+
 class ModuleCache {
  public:
   using Clock = std::chrono::steady_clock;
@@ -62,6 +69,12 @@ class ModuleCache {
       : max_entries_(std::max<size_t>(max_entries, 1)), ttl_(ttl) {}
   // Replaces the bounds (before the workers start).
   void set_limits(size_t max_entries, std::chrono::seconds ttl);
+  // Compiles on `compiler` from now on (null: on the caller's sandbox). `compiler` must
+  // outlive every get().
+  void set_compiler(ModuleCompiler* compiler);
+  // The module ids (ModuleRecord::id) the published configuration uses: exempt from the LRU
+  // bound. Replaces the previous set; the bound applies to the rest at once.
+  void set_in_use(std::set<std::string, std::less<>> module_ids);
 
   // `now` is when the module is used (tests pass their own time).
   Result<std::shared_ptr<const wasm::Module>> get(const ModuleRecord& record,
@@ -103,6 +116,8 @@ class ModuleCache {
   std::list<std::string> lru_;  // keys of ready entries, most recent first; guarded by mutex_
   size_t max_entries_;          // guarded by mutex_
   std::chrono::seconds ttl_;    // guarded by mutex_
+  ModuleCompiler* compiler_ = nullptr;            // guarded by mutex_
+  std::set<std::string, std::less<>> in_use_;     // guarded by mutex_
   uint64_t hits_ = 0, compilations_ = 0, evicted_lru_ = 0, evicted_ttl_ = 0;  // guarded
 };
 

@@ -99,9 +99,11 @@ class AdminApi {
                                "the body must be the module's .wasm binary; it is empty");
     }
     std::vector<uint8_t> binary(req.body().begin(), req.body().end());
+    std::string signed_by;
     if (signers_) {
       // On the I/O thread: one SHA-512 pass over the module (tens of ms for the largest).
-      etl::SignatureCheck check = signers_->verify(binary, req.header("X-Module-Signature"));
+      etl::SignatureCheck check =
+          signers_->verify(name, version, binary, req.header("X-Module-Signature"));
       using Kind = etl::SignatureCheck::Kind;
       if (check.kind == Kind::kMissing) {
         co_return error_response(HttpStatus::bad_request, "signature_required", check.message,
@@ -115,16 +117,30 @@ class AdminApi {
         co_return error_response(HttpStatus::forbidden, "untrusted_signature", check.message,
                                  "X-Module-Signature");
       }
+      signed_by = check.key_id;
     }
     using Uploaded = Result<std::shared_ptr<const etl::ModuleRecord>>;
     auto [sender, receiver] = make_handoff<Uploaded>();
-    etl_.upload_module(std::move(name), std::move(version), std::move(binary),
+    etl_.upload_module(std::move(name), std::move(version), std::move(binary), signed_by,
                        [sender = sender](Uploaded r) { sender.send(std::move(r)); });
     auto received = co_await receiver.receive();
     if (!received.is_ok()) co_return status_response(received.status());
     Uploaded& uploaded = *received;
     if (!uploaded.is_ok()) {
       const Status& s = uploaded.status();
+      // A valid module refused for what compiling it costs (etl.module_compile_timeout_ms,
+      // etl.module_compile_max_memory_bytes): 422, not the 400 of a malformed one.
+      if (s.code() == StatusCode::kInvalidModule && s.message().rfind("compiling the module", 0) == 0) {
+        co_return error_response(HttpStatus::unprocessable_entity, "compile_limit_exceeded",
+                                 s.message());
+      }
+      if (s.code() == StatusCode::kLimitExceeded &&
+          s.message().rfind("too many uploads in progress", 0) == 0) {
+        Response busy =
+            error_response(HttpStatus::service_unavailable, "uploads_busy", s.message());
+        busy.set(boost::beast::http::field::retry_after, "1");
+        co_return busy;
+      }
       std::string_view field = s.message().rfind("version", 0) == 0       ? "X-Module-Version"
                                : s.message().rfind("module name", 0) == 0 ? "X-Module-Name"
                                                                           : "";

@@ -755,6 +755,11 @@ void Sandbox::forget(std::string_view module_id) {
   impl_->pool.forget(module_id);
 }
 
+void Sandbox::collect_garbage() {
+  v8::Isolate::Scope isolate_scope(impl_->isolate);
+  impl_->isolate->LowMemoryNotification();
+}
+
 PoolSweep Sandbox::collect_idle() {
   v8::Isolate::Scope isolate_scope(impl_->isolate);
   return impl_->after_sweep(impl_->pool.collect());

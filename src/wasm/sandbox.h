@@ -86,6 +86,10 @@ class Sandbox {
   // The same for every module object of `module_id`, with its pool settings and figures.
   void forget(std::string_view module_id);
 
+  // A full garbage collection of this sandbox's isolate now: the module objects of forgotten
+  // modules keep their compiled code alive until V8 collects them.
+  void collect_garbage();
+
   // The pool's background cleanup (InstancePool::collect). When it dropped instances, V8 is
   // told memory is low, so that their memories are freed now rather than at some later GC.
   PoolSweep collect_idle();

@@ -49,6 +49,7 @@ class BrokerProcess {
   const std::string& data_url() const { return data_url_; }
   const std::string& admin_url() const { return admin_url_; }
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
 
   // Starts the broker and waits until it says where it listens. Throws when it does not
   // within `timeout`, with the end of its log.

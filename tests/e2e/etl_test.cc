@@ -14,6 +14,7 @@
 #include "http/client.h"
 #include "module_files.h"
 #include "temp_dir.h"
+#include "wasm_builder.h"
 
 namespace wasmq {
 namespace {
@@ -31,8 +32,115 @@ std::string seed_pipeline(const std::string& name) {
   return read_text(fs::path(WASMQ_TEST_DATA_DIR) / "pipelines" / name);
 }
 
+void leb(std::vector<uint8_t>& out, uint64_t v) {
+  do {
+    uint8_t byte = v & 0x7F;
+    v >>= 7;
+    out.push_back(v ? (byte | 0x80) : byte);
+  } while (v);
+}
+
+void section(std::vector<uint8_t>& out, uint8_t id, const std::vector<uint8_t>& payload) {
+  out.push_back(id);
+  leb(out, payload.size());
+  out.insert(out.end(), payload.begin(), payload.end());
+}
+
+// `binary` with a custom section holding `tag`: other bytes (a checksum of its own, nothing
+// served from V8's cache of compiled modules), the same code.
+std::vector<uint8_t> tagged(std::vector<uint8_t> binary, const std::string& tag) {
+  std::vector<uint8_t> payload;
+  leb(payload, 3);
+  payload.insert(payload.end(), {'t', 'a', 'g'});
+  payload.insert(payload.end(), tag.begin(), tag.end());
+  section(binary, 0, payload);
+  return binary;
+}
+
+// A module with the ABI's exports (bodies that return 0: a call fails, the module compiles)
+// and `functions` more functions, each declaring `locals` i64 locals and running `blocks`
+// conditional blocks over them: every block joins all locals again, so TurboFan's work grows
+// with functions x locals x blocks while the module stays small.
+std::vector<uint8_t> costly_module(uint32_t functions, uint32_t locals, uint32_t blocks,
+                                   const std::string& tag) {
+  std::vector<uint8_t> out = {0x00, 0x61, 0x73, 0x6D, 0x01, 0x00, 0x00, 0x00};
+  std::vector<uint8_t> types;
+  leb(types, 4);
+  types.insert(types.end(), {0x60, 1, 0x7F, 1, 0x7F});        // 0: alloc (i32) -> i32
+  types.insert(types.end(), {0x60, 2, 0x7F, 0x7F, 0});        // 1: dealloc (i32 i32)
+  types.insert(types.end(), {0x60, 2, 0x7F, 0x7F, 1, 0x7F});  // 2: process_message
+  types.insert(types.end(), {0x60, 0, 0});                    // 3: () -> ()
+  section(out, 1, types);
+  std::vector<uint8_t> funcs;
+  leb(funcs, 3 + functions);
+  funcs.insert(funcs.end(), {0, 1, 2});
+  for (uint32_t i = 0; i < functions; ++i) funcs.push_back(3);
+  section(out, 3, funcs);
+  section(out, 5, {1, 0x00, 1});  // one memory, 1 page, no maximum
+  std::vector<uint8_t> exports;
+  leb(exports, 4);
+  auto export_entry = [&](const std::string& name, uint8_t kind, uint8_t index) {
+    leb(exports, name.size());
+    exports.insert(exports.end(), name.begin(), name.end());
+    exports.push_back(kind);
+    exports.push_back(index);
+  };
+  export_entry("memory", 2, 0);
+  export_entry("alloc", 0, 0);
+  export_entry("dealloc", 0, 1);
+  export_entry("process_message", 0, 2);
+  section(out, 7, exports);
+  std::vector<uint8_t> body;
+  body.push_back(1);  // one run of locals
+  leb(body, locals);
+  body.push_back(0x7E);  // i64
+  for (uint32_t b = 0; b < blocks; ++b) {
+    body.push_back(0x20);  // local.get
+    leb(body, b % locals);
+    body.insert(body.end(), {0x50, 0x04, 0x40, 0x42, 0x01, 0x21});  // i64.eqz if i64.const 1
+    leb(body, (b * 7 + 1) % locals);                               // local.set
+    body.push_back(0x0B);                                          // end
+  }
+  body.push_back(0x0B);
+  std::vector<uint8_t> code;
+  leb(code, 3 + functions);
+  for (std::vector<uint8_t> small : {std::vector<uint8_t>{0, 0x41, 0, 0x0B},
+                                     std::vector<uint8_t>{0, 0x0B},
+                                     std::vector<uint8_t>{0, 0x41, 0, 0x0B}}) {
+    leb(code, small.size());
+    code.insert(code.end(), small.begin(), small.end());
+  }
+  for (uint32_t i = 0; i < functions; ++i) {
+    leb(code, body.size());
+    code.insert(code.end(), body.begin(), body.end());
+  }
+  section(out, 10, code);
+  return tagged(std::move(out), tag);
+}
+
+// The resident memory of process `pid`, in bytes (VmRSS of /proc/<pid>/status).
+uint64_t resident_bytes(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
 class EtlTest : public testing::BrokerApiTest {
  protected:
+  // Uploads `bytes` as name@version; the reply.
+  http::HttpReply upload_bytes(const std::vector<uint8_t>& bytes, const std::string& name,
+                               const std::string& version, http::HttpClient* client = nullptr) {
+    auto reply = (client ? *client : *admin_)
+                     .request("POST", "/api/v1/etl/modules", std::string(bytes.begin(), bytes.end()),
+                              "application/octet-stream",
+                              {{"X-Module-Name", name}, {"X-Module-Version", version}});
+    EXPECT_TRUE(reply.is_ok()) << reply.status().message();
+    return reply.is_ok() ? *reply : http::HttpReply{};
+  }
+
   // The modules a dry run of `pipeline` on `message` (a message object) in `topic` ran.
   std::vector<std::string> modules_run(const std::string& pipeline, const std::string& topic,
                                        const std::string& message) {
@@ -502,6 +610,271 @@ TEST_F(EtlTest, CliDeploysModulesAndAppliesPipelines) {
   ASSERT_EQ(run({"pipeline", "delete", "cli"}).exit_code, 0);
   ASSERT_EQ(run({"module", "delete", "message-processor-v1.0.0"}).exit_code, 0);
   EXPECT_EQ(admin("GET", "/api/v1/etl/modules", "", 200).at("modules").as_array().size(), 0u);
+}
+
+}  // namespace
+}  // namespace wasmq
+
+namespace wasmq {
+namespace {
+
+// M4: an upload compiled on an ETL worker with no time bound; two uploads of a 0.8 MB module
+// blocked every pipeline for 40 s. Uploads are compiled in a child process now, killed past
+// etl.module_compile_timeout_ms, and no worker waits for them.
+TEST_F(EtlTest, AnUploadThatCompilesForLongHoldsNoWorkerAndIsRefusedAtTheTimeLimit) {
+  // One worker: before, the upload held it and the produce below waited for the compilation.
+  start("[etl]\nworkers = 1\nmodule_compile_timeout_ms = 1000\n");
+  upload("passthrough", "control", "1.0.0", 201);
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "control", "stages": [
+      {"priority": 0, "modules": [{"module_id": "control"}]}]})",
+        201);
+  data("POST", "/api/v1/topics/warm/messages", R"({"value": "warm"})", 200);
+
+  // Compiles for far longer than the limit (about 5 to 11 s without one, by the machine's load).
+  const std::vector<uint8_t> slow = costly_module(1000, 5000, 100, "m4");
+  std::atomic<bool> upload_answered{false};
+  http::HttpReply refused;
+  std::thread uploader([&] {
+    http::HttpClient client(broker_->admin_url());
+    refused = upload_bytes(slow, "slow", "1.0.0", &client);
+    upload_answered = true;
+  });
+  // The broker says when the compilation starts; wait for that event.
+  bool started = false;
+  for (int i = 0; i < 3000 && !started && !upload_answered; ++i) {
+    started = read_text(broker_->log_path()).find("module slow-v1.0.0: compile check started") !=
+              std::string::npos;
+    if (!started) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(started) << "no compile check started";
+  json::value produced = data("POST", "/api/v1/topics/other/messages", R"({"value": "now"})", 200);
+  EXPECT_FALSE(upload_answered) << "the produce waited for the upload";
+  EXPECT_EQ(produced.at("results").at(0).at("status").as_string(), "stored") << produced;
+  uploader.join();
+
+  EXPECT_EQ(refused.status, 422) << refused.body;
+  json::value error = json::parse(refused.body).at("error");
+  EXPECT_EQ(error.at("code").as_string(), "compile_limit_exceeded");
+  EXPECT_EQ(error.at("message").as_string(),
+            "compiling the module took longer than etl.module_compile_timeout_ms (1000 ms); it "
+            "was stopped");
+  // Nothing stored: the module is not listed and left no file.
+  EXPECT_EQ(admin("GET", "/api/v1/etl/modules/slow-v1.0.0", "", 404).at("error").at("code"),
+            "not_found");
+  for (const auto& entry : fs::recursive_directory_iterator(broker_->data_dir())) {
+    EXPECT_EQ(entry.path().filename().string().find("slow"), std::string::npos) << entry.path();
+  }
+  // The broker goes on as before.
+  EXPECT_EQ(data("POST", "/api/v1/topics/after/messages", R"({"value": "x"})", 200)
+                .at("results").at(0).at("status").as_string(),
+            "stored");
+}
+
+// Uploads wait for the upload thread with their module in memory: at most 4 wait, the next
+// gets 503 with Retry-After (before, every upload queued without bound).
+TEST_F(EtlTest, UploadsBeyondTheWaitingBoundAreAskedToComeBackLater) {
+  start("[etl]\nmodule_compile_timeout_ms = 60000\n");
+  std::atomic<bool> slow_answered{false};
+  std::thread slow_upload([&] {
+    http::HttpClient client(broker_->admin_url());
+    upload_bytes(costly_module(1000, 5000, 100, "busy"), "slow", "1.0.0", &client);
+    slow_answered = true;
+  });
+  bool started = false;
+  for (int i = 0; i < 3000 && !started; ++i) {
+    started = read_text(broker_->log_path()).find("module slow-v1.0.0: compile check started") !=
+              std::string::npos;
+    if (!started) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(started);
+  // While it compiles: five more, one after the other, each in its own connection.
+  std::vector<std::thread> waiting;
+  std::vector<int> statuses(5, 0);
+  std::atomic<int> sent{0};
+  for (int i = 0; i < 4; ++i) {
+    waiting.emplace_back([&, i] {
+      http::HttpClient client(broker_->admin_url());
+      auto bytes = tagged(testing::read_module("passthrough"), std::to_string(i));
+      auto reply = client.request("POST", "/api/v1/etl/modules",
+                                  std::string(bytes.begin(), bytes.end()),
+                                  "application/octet-stream",
+                                  {{"X-Module-Name", "q" + std::to_string(i)},
+                                   {"X-Module-Version", "1.0.0"}});
+      statuses[i] = reply.is_ok() ? reply->status : -1;
+    });
+  }
+  // The fifth once the broker has queued the four (it logs each).
+  bool queued = false;
+  for (int i = 0; i < 3000 && !queued; ++i) {
+    const std::string log = read_text(broker_->log_path());
+    queued = true;
+    for (int q = 0; q < 4; ++q) {
+      queued = queued && log.find("module q" + std::to_string(q) +
+                                  "-v1.0.0: upload queued") != std::string::npos;
+    }
+    if (!queued) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(queued);
+  http::HttpReply fifth = upload_bytes(testing::read_module("passthrough"), "q4", "1.0.0");
+  EXPECT_FALSE(slow_answered) << "the slow upload finished too early for this test";
+  EXPECT_EQ(fifth.status, 503) << fifth.body;
+  EXPECT_EQ(fifth.header("Retry-After"), "1");
+  EXPECT_EQ(json::parse(fifth.body).at("error").at("message").as_string(),
+            "too many uploads in progress: 4 wait for their compile check already; try again "
+            "later");
+  for (auto& t : waiting) t.join();
+  slow_upload.join();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(statuses[i], 201) << i;
+}
+
+// The compile check in a child process reports V8's own reason for a module it cannot compile.
+TEST_F(EtlTest, AnUploadTheEngineCannotCompileIsRefusedWithItsReason) {
+  start();
+  // Structure and ABI intact, one function body invalid: i32.add on an empty stack.
+  std::vector<uint8_t> invalid = testing::WasmBuilder::abi_module().build();
+  ASSERT_EQ(invalid[invalid.size() - 3], 0x41);  // the last body is "i32.const 0; end"
+  invalid[invalid.size() - 3] = 0x6A;            // i32.add
+  invalid[invalid.size() - 2] = 0x01;            // nop
+  http::HttpReply refused = upload_bytes(invalid, "broken", "1.0.0");
+  EXPECT_EQ(refused.status, 400) << refused.body;
+  json::value error = json::parse(refused.body).at("error");
+  EXPECT_EQ(error.at("code").as_string(), "invalid_module");
+  EXPECT_NE(std::string(error.at("message").as_string()).find("Compiling function"),
+            std::string::npos)
+      << refused.body;
+  EXPECT_EQ(admin("GET", "/api/v1/etl/modules", "", 200).at("modules").as_array().size(), 0u);
+}
+
+// M4, memory: 100,000 empty functions (600 KB) need about 140 MiB to compile here; the
+// red team's 1,000,000 took 2.1 GB of the broker's memory.
+TEST_F(EtlTest, AnUploadThatNeedsTooMuchMemoryToCompileIsRefusedAtTheMemoryLimit) {
+  start("[etl]\nmodule_compile_max_memory_bytes = 67108864\n");
+  http::HttpReply refused = upload_bytes(costly_module(100'000, 1, 0, "mem"), "big", "1.0.0");
+  EXPECT_EQ(refused.status, 422) << refused.body;
+  json::value error = json::parse(refused.body).at("error");
+  EXPECT_EQ(error.at("code").as_string(), "compile_limit_exceeded");
+  EXPECT_EQ(error.at("message").as_string(),
+            "compiling the module used more than etl.module_compile_max_memory_bytes (67108864 "
+            "bytes); it was stopped");
+  EXPECT_EQ(admin("GET", "/api/v1/etl/modules", "", 200).at("modules").as_array().size(), 0u);
+  // A module within the bounds is accepted as before.
+  upload("passthrough", "small", "1.0.0", 201);
+}
+
+// H5: upload + delete leaked what the upload compiled (about 250 MB per cycle for a 4 MB
+// module): nothing released the module objects the workers' isolates kept.
+TEST_F(EtlTest, UploadUseAndDeleteCyclesDoNotGrowTheBrokersMemory) {
+  start("[etl]\nworkers = 2\n");
+  // Before: 1 to 3 MiB more per cycle with this module (335 KB), 21 MiB and more over the 20
+  // cycles; after: flat (0 to 1 MiB).
+  const uint64_t kBound = 10ull << 20;
+  const std::vector<uint8_t> module = testing::read_module("message_processor");
+  uint64_t after_warm_up = 0;
+  for (int cycle = 1; cycle <= 25; ++cycle) {
+    const std::string name = "leak" + std::to_string(cycle);
+    ASSERT_EQ(upload_bytes(tagged(module, name), name, "1.0.0").status, 201);
+    admin("POST", "/api/v1/etl/pipelines",
+          R"({"pipeline_id": "p", "stages": [{"priority": 0, "modules": [{"module_id": ")" + name +
+              R"("}]}]})",
+          201);
+    // Compiled into the cache, module objects and instances on the workers.
+    data("POST", "/api/v1/topics/h5/messages", R"([{"value": "a"}, {"value": "b"}])", 200);
+    admin("DELETE", "/api/v1/etl/pipelines/p", "", 200);
+    admin("DELETE", "/api/v1/etl/modules/" + name + "-v1.0.0", "", 200);
+    admin("POST", "/api/v1/etl/instance-pool/cleanup", "{}", 200);
+    if (cycle == 5) after_warm_up = resident_bytes(broker_->pid());
+  }
+  const uint64_t at_end = resident_bytes(broker_->pid());
+  ASSERT_GT(after_warm_up, 0u);
+  EXPECT_LT(at_end, after_warm_up + kBound)
+      << "RSS after cycle 5: " << (after_warm_up >> 20) << " MiB, after cycle 25: "
+      << (at_end >> 20) << " MiB";
+  std::cerr << "RSS after cycle 5: " << (after_warm_up >> 20) << " MiB, after cycle 25: "
+            << (at_end >> 20) << " MiB\n";
+}
+
+// M9 over the HTTP API: the second pipeline of a cycle is refused with 409 naming it.
+TEST_F(EtlTest, StreamPipelinesCannotFormACycle) {
+  start();
+  upload("passthrough", "tagger", "1.0.0", 201);
+  auto stream = [](const std::string& id, const std::string& from, const std::string& to) {
+    return R"({"pipeline_id": ")" + id + R"(", "mode": "stream", "source_topic": ")" + from +
+           R"(", "destination_topic": ")" + to +
+           R"(", "stages": [{"priority": 0, "modules": [{"module_id": "tagger"}]}]})";
+  };
+  admin("POST", "/api/v1/etl/pipelines", stream("s-a", "sa", "sb"), 201);
+  json::value refused = admin("POST", "/api/v1/etl/pipelines", stream("s-b", "sb", "sa"), 409);
+  EXPECT_EQ(refused.at("error").at("field").as_string(), "destination_topic");
+  EXPECT_NE(std::string(refused.at("error").at("message").as_string())
+                .find("stream pipelines would form a cycle, and one message would go round it "
+                      "for ever: s-a: sa \u2192 sb \u2192 sa"),
+            std::string::npos)
+      << refused;
+  EXPECT_EQ(admin("GET", "/api/v1/etl/pipelines", "", 200).at("pipelines").as_array().size(), 1u);
+}
+
+// L1, L2, L3: names that make ambiguous ids, too long for a file name, or hidden files.
+TEST_F(EtlTest, ModuleNamesVersionsAndPipelineIdsThatMakeBadFileNamesAreRefused) {
+  start();
+  upload("passthrough", "col", "1.0.0-v2.0.0", 201);
+  json::value ambiguous = upload("passthrough", "col-v1.0.0", "2.0.0", 400);
+  EXPECT_EQ(ambiguous.at("error").at("field").as_string(), "X-Module-Name");
+  EXPECT_NE(std::string(ambiguous.at("error").at("message").as_string())
+                .find("may not contain \"-v\" followed by a digit"),
+            std::string::npos)
+      << ambiguous;
+
+  json::value too_long = upload("passthrough", "m", "1.0.0-" + std::string(5000, 'p'), 400);
+  EXPECT_EQ(too_long.at("error").at("field").as_string(), "X-Module-Version");
+  EXPECT_EQ(too_long.at("error").at("message").as_string(),
+            "version is 5006 characters long; at most 64 are allowed");
+  EXPECT_EQ(too_long.at("error").at("code").as_string(), "invalid_argument");
+
+  for (const char* name : {".", "..", ".hidden"}) {
+    json::value dot = upload("passthrough", name, "1.0.0", 400);
+    EXPECT_EQ(dot.at("error").at("field").as_string(), "X-Module-Name") << name;
+  }
+  for (const char* id : {".", ".."}) {
+    json::value refused =
+        admin("POST", "/api/v1/etl/pipelines",
+              std::string(R"({"pipeline_id": ")") + id +
+                  R"(", "stages": [{"priority": 0, "modules": [{"module_id": "col"}]}]})",
+              422);
+    EXPECT_EQ(refused.at("error").at("field").as_string(), "pipeline_id") << id;
+  }
+  EXPECT_EQ(admin("GET", "/api/v1/etl/modules", "", 200).at("modules").as_array().size(), 1u);
+  EXPECT_EQ(admin("GET", "/api/v1/etl/pipelines", "", 200).at("pipelines").as_array().size(), 0u);
+}
+
+// L4: a dead letter of a 249-character topic would go to a topic longer than 249 characters;
+// the producer got the module's trap text instead of the cause.
+TEST_F(EtlTest, ADeadLetterTopicTooLongForANameIsTheReportedCause) {
+  start();
+  upload("trap", "fragile", "1.0.0", 201);
+  admin("POST", "/api/v1/etl/pipelines",
+        R"({"pipeline_id": "pdlq", "error_handling": "SendToDeadLetter",
+            "dead_letter_config": {"topic_prefix": "LLLL"},
+            "stages": [{"priority": 0, "modules": [{"module_id": "fragile"}]}]})",
+        201);
+  const std::string topic(249, 'L');
+  json::value produced =
+      data("POST", "/api/v1/topics/" + topic + "/messages", R"({"value": "v"})", 200);
+  const json::object& result = produced.at("results").at(0).as_object();
+  EXPECT_EQ(result.at("status").as_string(), "failed") << produced;
+  EXPECT_EQ(std::string(result.at("error").as_string())
+                .rfind("dead-letter topic \"LLLL." + topic + "\" would be 254 characters, more "
+                       "than 249 (the module failed: ",
+                       0),
+            0u)
+      << produced;
+  // A stream pipeline knows its topic: refused when it is created.
+  json::value refused = admin("POST", "/api/v1/etl/pipelines",
+                              R"({"pipeline_id": "sdlq", "mode": "stream", "source_topic": ")" +
+                                  topic + R"(", "destination_topic": "out",
+            "error_handling": "SendToDeadLetter", "dead_letter_config": {"topic_prefix": "LLLL"},
+            "stages": [{"priority": 0, "modules": [{"module_id": "fragile"}]}]})",
+                              422);
+  EXPECT_EQ(refused.at("error").at("field").as_string(), "dead_letter_config.topic_prefix");
 }
 
 }  // namespace

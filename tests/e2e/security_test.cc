@@ -486,7 +486,7 @@ TEST_F(SecurityTest, SignedModuleIsAcceptedUnsignedAndUntrustedAreRefused) {
                 .find("module signature required: X-Module-Signature is missing"),
             std::string::npos);
 
-  http::HttpReply untrusted = upload("", stranger.sign_base64(module));
+  http::HttpReply untrusted = upload("", stranger.sign_module("passthrough", "1.0.0", module));
   EXPECT_EQ(untrusted.status, 403) << untrusted.body;
   EXPECT_EQ(error_code_of(untrusted), "untrusted_signature");
 
@@ -497,14 +497,66 @@ TEST_F(SecurityTest, SignedModuleIsAcceptedUnsignedAndUntrustedAreRefused) {
   // The team's signature over other bytes (a module changed after signing).
   std::vector<uint8_t> other = module;
   other.push_back(0);
-  EXPECT_EQ(upload("", team.sign_base64(other)).status, 403);
+  EXPECT_EQ(upload("", team.sign_module("passthrough", "1.0.0", other)).status, 403);
+  // The team's signature made for another name, or over the bytes alone.
+  EXPECT_EQ(upload("", team.sign_module("other-name", "1.0.0", module)).status, 403);
+  EXPECT_EQ(upload("", team.sign_base64(module)).status, 403);
 
   http::HttpReply list = admin("", "GET", "/api/v1/etl/modules");
   EXPECT_TRUE(json::parse(list.body).at("modules").as_array().empty()) << "a refused upload "
                                                                           "was stored";
 
-  http::HttpReply trusted = upload("", team.sign_base64(module));
+  http::HttpReply trusted = upload("", team.sign_module("passthrough", "1.0.0", module));
   EXPECT_EQ(trusted.status, 201) << trusted.body;
+}
+
+// M10: with the signature over the bytes alone, any module the team ever signed (here a trap)
+// could be uploaded as s10@99.0.0, and pipeline psig, following the bare name s10, switched to it.
+TEST_F(SecurityTest, ASignedModuleCannotBeUploadedUnderAnotherNameOrVersion) {
+  Ed25519Key team, ci;
+  start("module_signing_keys = [\"" + (dir() / "team.pub.pem").string() + "\", \"" +
+            (dir() / "ci.pub.pem").string() + "\"]\n",
+        "enable_module_signature_verification = true\n",
+        {{"team.pub.pem", team.public_pem()}, {"ci.pub.pem", ci.public_pem()}});
+  const std::vector<uint8_t> passthrough = testing::read_module("passthrough");
+  const std::vector<uint8_t> trap = testing::read_module("trap");
+  auto upload_as = [&](const std::string& name, const std::string& version,
+                       const std::vector<uint8_t>& bytes, const std::string& signature) {
+    return send(broker_->admin_url(), "", "POST", "/api/v1/etl/modules",
+                std::string(bytes.begin(), bytes.end()),
+                {{"X-Module-Name", name}, {"X-Module-Version", version},
+                 {"X-Module-Signature", signature}},
+                "application/octet-stream");
+  };
+  ASSERT_EQ(upload_as("s10", "1.0.0", passthrough, team.sign_module("s10", "1.0.0", passthrough))
+                .status,
+            201);
+  ASSERT_EQ(upload_as("trap", "1.0.0", trap, team.sign_module("trap", "1.0.0", trap)).status, 201);
+  ASSERT_EQ(admin("", "POST", "/api/v1/etl/pipelines",
+                  R"({"pipeline_id": "psig", "error_handling": "SendToDeadLetter",
+                      "stages": [{"priority": 0, "modules": [{"module_id": "s10"}]}]})")
+                .status,
+            201);
+
+  // The trap's own signature, replayed for s10@99.0.0: refused.
+  http::HttpReply replayed =
+      upload_as("s10", "99.0.0", trap, team.sign_module("trap", "1.0.0", trap));
+  EXPECT_EQ(replayed.status, 403) << replayed.body;
+  EXPECT_EQ(error_code_of(replayed), "untrusted_signature");
+  // Another trusted key signs s10@99.0.0 properly: the name stays with the team's key.
+  http::HttpReply other_key = upload_as("s10", "99.0.0", trap, ci.sign_module("s10", "99.0.0", trap));
+  EXPECT_EQ(other_key.status, 409) << other_key.body;
+  EXPECT_NE(error_message_of(other_key).find("module name \"s10\" belongs to signing key ed25519:"),
+            std::string::npos)
+      << other_key.body;
+
+  http::HttpReply produced = data("", "POST", "/api/v1/topics/t/messages", R"({"value":"x"})");
+  ASSERT_EQ(produced.status, 200) << produced.body;
+  EXPECT_EQ(json::parse(produced.body).at("results").at(0).at("status").as_string(), "stored")
+      << produced.body;
+  json::value s10 = json::parse(admin("", "GET", "/api/v1/etl/modules/s10").body);
+  EXPECT_EQ(s10.at("module_id").as_string(), "s10-v1.0.0");
+  EXPECT_EQ(s10.at("signed_by").as_string().size(), 24u) << s10;
 }
 
 TEST_F(SecurityTest, CliDeploysASignedModule) {
@@ -514,9 +566,11 @@ TEST_F(SecurityTest, CliDeploysASignedModule) {
         {{"team.pub.pem", team.public_pem()}, {"team.key", team.private_pem()}});
   std::string wasm = testing::module_path("passthrough").string();
   std::string signature = (dir() / "passthrough.sig").string();
-  std::string command = "openssl pkeyutl -sign -rawin -inkey " + (dir() / "team.key").string() +
-                        " -in " + wasm + " -out " + signature;
-  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  auto signed_run = testing::wasmq({"module", "sign", wasm, "--name", "pt", "--version", "1.0.0",
+                                    "--key", (dir() / "team.key").string()},
+                                   "");
+  ASSERT_EQ(signed_run.exit_code, 0) << signed_run.err;
+  std::ofstream(signature) << signed_run.out;
   auto refused = testing::wasmq({"module", "deploy", wasm, "--name", "pt", "--version", "1.0.0",
                                  "--admin", broker_->admin_url()},
                                 "");

@@ -1,10 +1,12 @@
 // The module cache's bounds (runtime.h): at most module_cache_size compiled modules, least
-// recently used dropped first; modules unused for module_cache_ttl_seconds dropped by collect().
+// recently used dropped first, except the modules published pipelines use; modules unused for
+// module_cache_ttl_seconds dropped by collect(); compilation on the compile thread.
 // Time is passed in, so no test sleeps.
 #include <gtest/gtest.h>
 
 #include <chrono>
 
+#include "etl/compiler.h"
 #include "etl/runtime.h"
 #include "module_files.h"
 
@@ -114,6 +116,58 @@ TEST_F(ModuleCacheTest, SmallerLimitsApplyAtOnce) {
   EXPECT_EQ(cache.size(), 2u);
   EXPECT_EQ(cache.modules_of("c").size(), 1u);
   EXPECT_EQ(cache.modules_of("d").size(), 1u);
+}
+
+// L11: 1000 pipelines over 200 modules with module_cache_size 50 compiled every module again on
+// every batch. Modules the configuration uses stay; the bound applies to the rest.
+TEST_F(ModuleCacheTest, ModulesInUseAreNotEvictedByTheSizeBound) {
+  ModuleCache cache(2, seconds(3600));
+  cache.set_in_use({"u1", "u2", "u3", "u4"});
+  // Two batches of a topic whose plan uses four modules.
+  for (int batch = 0; batch < 2; ++batch) {
+    for (const char* id : {"u1", "u2", "u3", "u4"}) get(cache, id, t0_ + seconds(batch));
+  }
+  EXPECT_EQ(cache.stats().compilations, 4u) << "the second batch compiled again";
+  EXPECT_EQ(cache.stats().evicted_lru, 0u);
+  EXPECT_EQ(cache.size(), 4u);
+  // Modules no pipeline uses are bounded as before (2 of them): the least recently used goes.
+  get(cache, "x", t0_ + seconds(10));
+  get(cache, "y", t0_ + seconds(11));
+  get(cache, "z", t0_ + seconds(12));
+  EXPECT_EQ(cache.modules_of("x").size(), 0u);
+  EXPECT_EQ(cache.modules_of("y").size(), 1u);
+  EXPECT_EQ(cache.modules_of("z").size(), 1u);
+  EXPECT_EQ(cache.stats().evicted_lru, 1u);
+  for (const char* id : {"u1", "u2", "u3", "u4"}) EXPECT_EQ(cache.modules_of(id).size(), 1u) << id;
+  // Modules no longer used are bounded again at once: the least recently used go.
+  cache.set_in_use({"u1"});
+  EXPECT_EQ(cache.size(), 3u);
+  EXPECT_EQ(cache.modules_of("u1").size(), 1u);
+  EXPECT_EQ(cache.modules_of("y").size(), 1u);
+  EXPECT_EQ(cache.modules_of("z").size(), 1u);
+  // The TTL applies to modules in use too.
+  EXPECT_EQ(cache.collect(t0_ + seconds(4000)), 3u);
+}
+
+TEST_F(ModuleCacheTest, CompilesOnTheCompileThreadWhenOneIsSet) {
+  auto compiler = ModuleCompiler::start();
+  ASSERT_TRUE(compiler.is_ok()) << compiler.status().message();
+  ModuleCache cache;
+  cache.set_compiler(compiler->get());
+  auto module = get(cache, "a", t0_);
+  ASSERT_TRUE(module);
+  // Compiled elsewhere, it runs on this sandbox: the compile thread's isolate kept nothing.
+  Message m;
+  m.value = "compiled apart";
+  auto result = sandbox_->process(module, m);
+  ASSERT_TRUE(result.is_ok()) << result.status().message();
+  EXPECT_EQ(result->transformed_messages.at(0).value, "compiled apart");
+  ModuleRecord broken = record("b");
+  auto bytes = std::make_shared<std::vector<uint8_t>>(*binary_);
+  bytes->resize(bytes->size() / 2);
+  broken.binary = bytes;
+  auto refused = cache.get(broken, {}, *sandbox_, t0_);
+  EXPECT_FALSE(refused.is_ok());
 }
 
 }  // namespace

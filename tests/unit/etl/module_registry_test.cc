@@ -315,6 +315,82 @@ TEST_F(ModuleRegistryTest, RemoveDeletesTheFilesAndReportsUnknownIds) {
   EXPECT_TRUE(registry_->find("other-v1.0.0"));
 }
 
+// L1: "col" + "1.0.0-v2.0.0" and "col-v1.0.0" + "2.0.0" would both be col-v1.0.0-v2.0.0.
+TEST_F(ModuleRegistryTest, RefusesNamesThatMakeAmbiguousIds) {
+  ASSERT_TRUE(add("col", "1.0.0-v2.0.0"));
+  for (std::string name : {"col-v1.0.0", "a-v1", "x-v0y"}) {
+    auto r = registry_->add(name, "2.0.0", module_bytes(2));
+    ASSERT_FALSE(r.is_ok()) << name;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << name;
+    EXPECT_EQ(r.status().message().rfind("module name \"" + name + "\"", 0), 0u)
+        << r.status().message();
+    EXPECT_NE(r.status().message().find("\"-v\" followed by a digit"), std::string::npos)
+        << r.status().message();
+  }
+  // "-v" not followed by a digit, or a digit not after "-v", is a plain name.
+  EXPECT_TRUE(add("my-validator", "1.0.0"));
+  EXPECT_TRUE(add("col-2", "1.0.0"));
+  EXPECT_EQ(files().size(), 6u);
+}
+
+// L2: the id is a file name; a version of 5000 characters gave "File name too long" with the
+// server's path.
+TEST_F(ModuleRegistryTest, RefusesVersionsTooLongForAFileName) {
+  const std::string longest = "1.0.0-" + std::string(kMaxModuleVersionLength - 6, 'p');
+  EXPECT_TRUE(add(std::string(128, 'n'), longest)) << "the longest name and version must fit";
+  for (size_t length : {kMaxModuleVersionLength + 1, size_t{5006}}) {
+    const std::string version = "1.0.0-" + std::string(length - 6, 'p');
+    auto r = registry_->add("m", version, module_bytes(2));
+    ASSERT_FALSE(r.is_ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(r.status().message(), "version is " + std::to_string(length) +
+                                        " characters long; at most " +
+                                        std::to_string(kMaxModuleVersionLength) + " are allowed");
+    EXPECT_EQ(r.status().message().find(dir_.string()), std::string::npos);
+  }
+  EXPECT_EQ(files().size(), 2u);
+}
+
+// L3: "." and ".." were stored as "..-v1.0.0.wasm" and "...-v1.0.0.wasm": hidden files.
+TEST_F(ModuleRegistryTest, RefusesNamesStartingWithADot) {
+  for (std::string name : {".", "..", ".hidden"}) {
+    auto r = registry_->add(name, "1.0.0", module_bytes());
+    ASSERT_FALSE(r.is_ok()) << name;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << name;
+    EXPECT_EQ(r.status().message(),
+              "module name \"" + name + "\" may not start with '.'");
+  }
+  EXPECT_TRUE(files().empty());
+  EXPECT_TRUE(add("a.b.", "1.0.0")) << "a dot elsewhere is fine";
+}
+
+// M10: a bare name follows versions of one signing key only.
+TEST_F(ModuleRegistryTest, ANameStaysWithTheKeyThatSignedIt) {
+  ASSERT_TRUE(registry_->add("s10", "1.0.0", module_bytes(1), {}, "key-a").is_ok());
+  auto other = registry_->add("s10", "99.0.0", module_bytes(2), {}, "key-b");
+  ASSERT_FALSE(other.is_ok());
+  EXPECT_EQ(other.status().code(), StatusCode::kConflict);
+  EXPECT_NE(other.status().message().find("module name \"s10\" belongs to signing key key-a"),
+            std::string::npos)
+      << other.status().message();
+  EXPECT_EQ(resolved("s10"), "s10-v1.0.0");
+  EXPECT_EQ(files().size(), 2u);
+  // The same key may publish newer versions; other names are free.
+  EXPECT_TRUE(registry_->add("s10", "1.1.0", module_bytes(3), {}, "key-a").is_ok());
+  EXPECT_TRUE(registry_->add("s11", "1.0.0", module_bytes(4), {}, "key-b").is_ok());
+  EXPECT_EQ(resolved("s10"), "s10-v1.1.0");
+  // The key is kept across a restart.
+  registry_ = open(&warnings_);
+  ASSERT_TRUE(registry_);
+  EXPECT_EQ(registry_->find("s10-v1.1.0")->signed_by, "key-a");
+  EXPECT_EQ(registry_->add("s10", "98.0.0", module_bytes(5), {}, "key-b").status().code(),
+            StatusCode::kConflict);
+  // Once every version of the name is gone, another key may take it.
+  ASSERT_TRUE(registry_->remove("s10-v1.0.0").is_ok());
+  ASSERT_TRUE(registry_->remove("s10-v1.1.0").is_ok());
+  EXPECT_TRUE(registry_->add("s10", "2.0.0", module_bytes(6), {}, "key-b").is_ok());
+}
+
 TEST_F(ModuleRegistryTest, AFullIdPinsAndABareNameFollowsTheNewestVersion) {
   ASSERT_TRUE(add("m", "1.9.0"));
   ASSERT_TRUE(add("m", "1.10.0"));

@@ -127,7 +127,7 @@ class OrchestratorTest : public ::testing::Test {
     std::promise<Result<std::shared_ptr<const ModuleRecord>>> done;
     auto future = done.get_future();
     orchestrator_->upload_module(
-        std::move(name), std::move(version), std::move(binary),
+        std::move(name), std::move(version), std::move(binary), "",
         [&done](Result<std::shared_ptr<const ModuleRecord>> r) { done.set_value(std::move(r)); });
     auto result = wait_for(future);
     if (!result) return Status(StatusCode::kInternal, "no answer");
@@ -520,6 +520,79 @@ TEST_F(OrchestratorTest, ABadFilePipelineFailsTheStartNamingItsPlace) {
   ASSERT_FALSE(twice.is_ok());
   EXPECT_EQ(twice.status().message().rfind("etl.pipelines[1]: pipeline_id \"same\"", 0), 0u)
       << twice.status().message();
+}
+
+// A stream pipeline `id` from `source` to `destination`.
+json::value stream_pipeline(std::string_view id, std::string_view source,
+                            std::string_view destination) {
+  json::value document = json::parse(R"({"name": "s", "mode": "stream",
+      "stages": [{"priority": 0, "modules": [{"module_id": "m"}]}]})");
+  auto& o = document.as_object();
+  o["pipeline_id"] = id;
+  o["source_topic"] = source;
+  o["destination_topic"] = destination;
+  return document;
+}
+
+// M9: s-a (sa -> sb) and s-b (sb -> sa) were both accepted; one message then looped for ever.
+TEST_F(OrchestratorTest, StreamPipelinesThatWouldFormACycleAreRefusedOverTheApi) {
+  open();
+  create_ok(stream_pipeline("s-a", "sa", "sb"));
+  const auto before = orchestrator_->configuration();
+  auto expect_cycle = [](const PipelineChangeError& e, const std::string& cycle) {
+    EXPECT_EQ(e.status.code(), StatusCode::kConflict) << e.status.message();
+    EXPECT_NE(e.status.message().find(cycle), std::string::npos) << e.status.message();
+    EXPECT_EQ(e.field, "destination_topic");
+  };
+  expect_cycle(error_of(orchestrator_->create_pipeline(stream_pipeline("s-b", "sb", "sa"))),
+               "would form a cycle, and one message would go round it for ever: s-a: sa \u2192 "
+               "sb \u2192 sa");
+  EXPECT_FALSE(orchestrator_->find_pipeline("s-b"));
+  EXPECT_EQ(files_in(options_.pipelines_path), std::vector<std::string>{"s-a.json"});
+  EXPECT_EQ(orchestrator_->configuration(), before);
+
+  // A disabled one may close the loop; enabling it may not, by patch or by replace.
+  json::value disabled = stream_pipeline("s-b", "sb", "sa");
+  disabled.as_object()["enabled"] = false;
+  create_ok(disabled);
+  expect_cycle(error_of(orchestrator_->set_enabled("s-b", true)), "s-a: sa \u2192 sb \u2192 sa");
+  expect_cycle(error_of(orchestrator_->replace_pipeline("s-b", stream_pipeline("s-b", "sb", "sa"))),
+               "s-a: sa \u2192 sb \u2192 sa");
+  EXPECT_FALSE(orchestrator_->find_pipeline("s-b")->spec.enabled);
+  // Changing the other end by patch is checked too.
+  create_ok(stream_pipeline("s-c", "sc", "sd"));
+  expect_cycle(error_of(orchestrator_->patch_pipeline(
+                   "s-c", json::parse(R"({"source_topic": "sb", "destination_topic": "sa"})"))),
+               "s-a: sa \u2192 sb \u2192 sa");
+}
+
+TEST_F(OrchestratorTest, StreamPipelinesThatWouldFormACycleAreRefusedInTheFile) {
+  auto at_start = try_open(json::array{stream_pipeline("s-a", "sa", "sb"),
+                                       stream_pipeline("s-b", "sb", "sa")});
+  ASSERT_FALSE(at_start.is_ok());
+  EXPECT_EQ(at_start.status().code(), StatusCode::kConflict);
+  EXPECT_NE(at_start.status().message().find("etl.pipelines: stream pipelines would form a cycle"),
+            std::string::npos)
+      << at_start.status().message();
+
+  open(json::array{stream_pipeline("s-a", "sa", "sb")});
+  create_ok(stream_pipeline("api", "x", "sa"));
+  const auto before = orchestrator_->configuration();
+  // A cycle through a pipeline of the API.
+  auto reload = orchestrator_->replace_file_pipelines(json::array{
+      stream_pipeline("s-a", "sa", "sb"), stream_pipeline("s-b", "sb", "x")});
+  ASSERT_FALSE(reload.is_ok());
+  EXPECT_EQ(reload.status().code(), StatusCode::kConflict);
+  EXPECT_NE(reload.status().message().find("api: x \u2192 sa \u2192 sb \u2192 x"),
+            std::string::npos)
+      << reload.status().message();
+  reload = orchestrator_->replace_file_pipelines(json::array{
+      stream_pipeline("s-a", "sa", "sb"), stream_pipeline("s-b", "sb", "sa")});
+  ASSERT_FALSE(reload.is_ok());
+  EXPECT_NE(reload.status().message().find("s-a: sa \u2192 sb \u2192 sa"), std::string::npos)
+      << reload.status().message();
+  EXPECT_EQ(orchestrator_->configuration(), before);
+  EXPECT_FALSE(orchestrator_->find_pipeline("s-b"));
 }
 
 TEST_F(OrchestratorTest, APersistedPipelineWithAFilePipelinesIdIsSkippedWithAWarning) {

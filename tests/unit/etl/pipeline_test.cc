@@ -417,6 +417,47 @@ TEST(PipelineFields, ModuleNamesAllowTheIdCharacters) {
 
 // --- Invalid documents: refused with the JSON path of the bad field ---------------------------
 
+// L3: ids "." and ".." were stored as "..json" and "...json".
+TEST(PipelineErrors, PipelineIdsStartingWithADotAreRefused) {
+  for (std::string id : {".", "..", ".hidden"}) {
+    json::value document = minimal_pipeline();
+    document.as_object()["pipeline_id"] = id;
+    PipelineError error = parse_error(document);
+    EXPECT_EQ(error.field, "pipeline_id");
+    EXPECT_EQ(error.message, "pipeline_id: expected an id not starting with '.', got \"" + id + "\"");
+  }
+  json::value document = minimal_pipeline();
+  document.as_object()["pipeline_id"] = "p.1.";
+  EXPECT_EQ(parse_ok(document).pipeline_id, "p.1.");
+}
+
+// L4: dead letters of topic T go to "<prefix>.T", at most 249 characters.
+TEST(PipelineErrors, ADeadLetterPrefixThatLeavesNoRoomForATopicIsRefused) {
+  json::value document = minimal_pipeline();
+  document.as_object()["dead_letter_config"] = json::object{{"topic_prefix", std::string(248, 'd')}};
+  PipelineError error = parse_error(document);
+  EXPECT_EQ(error.field, "dead_letter_config.topic_prefix");
+  EXPECT_EQ(error.message,
+            "dead_letter_config.topic_prefix: a prefix of 248 characters leaves no room for "
+            "\".<topic>\" in a topic name of at most 249 characters");
+  document.as_object()["dead_letter_config"] = json::object{{"topic_prefix", std::string(247, 'd')}};
+  parse_ok(document);
+}
+
+TEST(PipelineErrors, AStreamPipelineWhoseDeadLetterTopicWouldBeTooLongIsRefused) {
+  json::value document = json::parse(R"({"pipeline_id": "s", "mode": "stream",
+      "destination_topic": "out", "dead_letter_config": {"topic_prefix": "LLLL"},
+      "stages": [{"priority": 0, "modules": [{"module_id": "m"}]}]})");
+  document.as_object()["source_topic"] = std::string(245, 'L');
+  PipelineError error = parse_error(document);
+  EXPECT_EQ(error.field, "dead_letter_config.topic_prefix");
+  EXPECT_EQ(error.message, "dead_letter_config.topic_prefix: the dead-letter topic \"LLLL." +
+                               std::string(245, 'L') +
+                               "\" would be 250 characters, more than 249");
+  document.as_object()["source_topic"] = std::string(244, 'L');
+  parse_ok(document);
+}
+
 TEST(PipelineErrors, UnknownFieldIsNamedByItsPath) {
   json::value document = load("seed-000-iot-sensor-processing.json");
   at(document, "/stages/0/modules/0")["foo"] = 1;

@@ -76,5 +76,50 @@ TEST(Configuration, PlanOfKeepsOnlyTheModulesWhoseTopicFiltersMatch) {
   EXPECT_EQ(other.pipelines[0].stages[1].stage->spec->priority, 1u);
 }
 
+// A stream pipeline `id` from `source` to `destination`, plus `more` members.
+std::shared_ptr<const CompiledPipeline> stream(const std::string& id, const std::string& source,
+                                               const std::string& destination,
+                                               const std::string& more = "") {
+  return compile(R"({"pipeline_id":")" + id + R"(","mode":"stream","source_topic":")" + source +
+                 R"(","destination_topic":")" + destination +
+                 R"(","stages":[{"priority":0,"modules":[{"module_id":"m"}]}])" +
+                 (more.empty() ? "" : "," + more) + "}");
+}
+
+// M9: s-a (sa -> sb) and s-b (sb -> sa) sent one message round for ever.
+TEST(StreamCycles, FindsATwoPipelineCycleAndNamesIt) {
+  EXPECT_EQ(find_stream_cycle({stream("s-b", "sb", "sa"), stream("s-a", "sa", "sb")}),
+            "s-a: sa \u2192 sb \u2192 sa");
+}
+
+TEST(StreamCycles, FindsLongerCyclesStartingAtTheSmallestId) {
+  auto cycle = find_stream_cycle({stream("p1", "t1", "t2"), stream("p2", "t2", "t3"),
+                                  stream("p0", "t3", "t1"), stream("side", "t2", "elsewhere")});
+  EXPECT_EQ(cycle, "p0: t3 \u2192 t1 \u2192 t2 \u2192 t3");
+}
+
+TEST(StreamCycles, AChainOrAFanOutIsNoCycle) {
+  EXPECT_EQ(find_stream_cycle({stream("a", "t1", "t2"), stream("b", "t2", "t3"),
+                               stream("c", "t1", "t3"), stream("d", "t3", "t4")}),
+            std::nullopt);
+  EXPECT_EQ(find_stream_cycle({}), std::nullopt);
+}
+
+TEST(StreamCycles, DisabledAndInlinePipelinesTakeNoPart) {
+  EXPECT_EQ(find_stream_cycle({stream("a", "sa", "sb"), stream("b", "sb", "sa", R"("enabled":false)"),
+                               compile(pipeline("inline", "s"))}),
+            std::nullopt);
+}
+
+TEST(StreamCycles, RoutedOutputsAllowedByGlobsAreEdges) {
+  // b routes its outputs to topics matching "s*": sa among them.
+  auto cycle = find_stream_cycle(
+      {stream("a", "sa", "sb"), stream("b", "sb", "out", R"("allowed_output_topics":["s*"])")});
+  EXPECT_EQ(cycle, "a: sa \u2192 sb \u2192 sa");
+  // Routing to its own source goes to its destination instead: no edge back to itself.
+  EXPECT_EQ(find_stream_cycle({stream("b", "sb", "out", R"("allowed_output_topics":["s*"])")}),
+            std::nullopt);
+}
+
 }  // namespace
 }  // namespace wasmq::etl
