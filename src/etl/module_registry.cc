@@ -149,16 +149,16 @@ json::object module_to_json(const ModuleRecord& r) {
                       {"initial_bytes", r.info.memory_initial_pages * wasm::kWasmPageSize}};
   if (r.info.memory_max_pages) memory["max_pages"] = *r.info.memory_max_pages;
   json::object o{{"module_id", r.id},
-                      {"name", r.name},
-                      {"version", r.version.to_string()},
-                      {"size_bytes", r.size_bytes},
-                      {"sha256", r.sha256},
-                      {"uploaded_at", rfc3339_ms(r.uploaded_at_ms)},
-                      {"uploaded_at_ms", r.uploaded_at_ms},
-                      {"exports", exports_json(r.info)},
-                      {"imports", imports_json(r.info)},
-                      {"memory", std::move(memory)},
-                      {"process_batch", r.info.has_process_batch}};
+                 {"name", r.name},
+                 {"version", r.version.to_string()},
+                 {"size_bytes", r.size_bytes},
+                 {"sha256", r.sha256},
+                 {"uploaded_at", rfc3339_ms(r.uploaded_at_ms)},
+                 {"uploaded_at_ms", r.uploaded_at_ms},
+                 {"exports", exports_json(r.info)},
+                 {"imports", imports_json(r.info)},
+                 {"memory", std::move(memory)},
+                 {"process_batch", r.info.has_process_batch}};
   if (!r.signed_by.empty()) o["signed_by"] = r.signed_by;
   return o;
 }
@@ -290,8 +290,8 @@ Result<std::shared_ptr<const ModuleRecord>> ModuleRegistry::add(
   if (Status s = validate_module_name(name); !s.is_ok()) return s;
   if (version.size() > kMaxModuleVersionLength) {
     return invalid_argument("version is " + std::to_string(version.size()) +
-                            " characters long; at most " +
-                            std::to_string(kMaxModuleVersionLength) + " are allowed");
+                            " characters long; at most " + std::to_string(kMaxModuleVersionLength) +
+                            " are allowed");
   }
   auto semver = SemVer::parse(version);
   if (!semver.is_ok()) return semver.status();
