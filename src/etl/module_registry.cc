@@ -247,6 +247,17 @@ Status validate_module_name(std::string_view name) {
   return Status::ok();
 }
 
+Status validate_name_and_version(std::string_view name, std::string_view version) {
+  if (Status s = validate_module_name(name); !s.is_ok()) return s;
+  if (version.size() > kMaxModuleVersionLength) {
+    return invalid_argument("version is " + std::to_string(version.size()) +
+                            " characters long; at most " + std::to_string(kMaxModuleVersionLength) +
+                            " are allowed");
+  }
+  auto semver = SemVer::parse(version);
+  return semver.is_ok() ? Status::ok() : semver.status();
+}
+
 std::string sha256_hex(std::span<const uint8_t> data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
@@ -287,12 +298,7 @@ Result<std::unique_ptr<ModuleRegistry>> ModuleRegistry::open(const fs::path& dir
 Result<std::shared_ptr<const ModuleRecord>> ModuleRegistry::add(
     std::string_view name, std::string_view version, std::vector<uint8_t> binary,
     const std::function<Status(std::span<const uint8_t>)>& verify, std::string_view signed_by) {
-  if (Status s = validate_module_name(name); !s.is_ok()) return s;
-  if (version.size() > kMaxModuleVersionLength) {
-    return invalid_argument("version is " + std::to_string(version.size()) +
-                            " characters long; at most " + std::to_string(kMaxModuleVersionLength) +
-                            " are allowed");
-  }
+  if (Status s = validate_name_and_version(name, version); !s.is_ok()) return s;
   auto semver = SemVer::parse(version);
   if (!semver.is_ok()) return semver.status();
   if (binary.size() > kMaxModuleBytes) {

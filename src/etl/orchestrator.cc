@@ -192,6 +192,11 @@ void Orchestrator::refresh_in_use_locked() {
 
 void Orchestrator::upload_module(std::string name, std::string version, std::vector<uint8_t> binary,
                                  std::string signed_by, ModuleDone done) {
+  // Before queueing: a bad name or version takes no place in the queue (nor in the log).
+  if (Status s = validate_name_and_version(name, version); !s.is_ok()) {
+    done(s);
+    return;
+  }
   auto refuse = std::make_shared<ModuleDone>(std::move(done));
   const std::string id = name + "-v" + version;
   bool queued = compiler_->submit_upload(
