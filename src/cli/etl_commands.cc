@@ -222,8 +222,9 @@ void add_etl_commands(CLI::App& app, int& exit_code) {
 
   auto sg = std::make_shared<SignOptions>();
   CLI::App* sign_cmd = module->add_subcommand(
-      "sign", "sign a .wasm file as name@version with an Ed25519 private key; prints the "
-              "X-Module-Signature (base64)");
+      "sign",
+      "sign a .wasm file as name@version with an Ed25519 private key; prints the "
+      "X-Module-Signature (base64)");
   sign_cmd->add_option("file", sg->file, "the .wasm file")->required();
   sign_cmd->add_option("--name", sg->name, "module name")->required();
   sign_cmd->add_option("--version", sg->version, "semantic version, e.g. 1.0.0")->required();

@@ -82,7 +82,8 @@ Status check_compiles(std::span<const uint8_t> binary, uint64_t memory_limit_byt
   }
   Fd to_child{in_pair[0]}, child_in{in_pair[1]};
   if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
-    return Status(StatusCode::kInternal, std::string("compile check: pipe: ") + std::strerror(errno));
+    return Status(StatusCode::kInternal,
+                  std::string("compile check: pipe: ") + std::strerror(errno));
   }
   Fd from_child{out_pipe[0]}, child_out{out_pipe[1]};
 
@@ -102,8 +103,8 @@ Status check_compiles(std::span<const uint8_t> binary, uint64_t memory_limit_byt
   posix_spawn_file_actions_destroy(&actions);
   if (spawned != 0) {
     child.pid = -1;
-    return Status(StatusCode::kInternal,
-                  std::string("compile check: cannot start the checker: ") + std::strerror(spawned));
+    return Status(StatusCode::kInternal, std::string("compile check: cannot start the checker: ") +
+                                             std::strerror(spawned));
   }
   child_in.reset();
   child_out.reset();
@@ -141,12 +142,12 @@ Status check_compiles(std::span<const uint8_t> binary, uint64_t memory_limit_byt
         return Status(StatusCode::kInvalidModule,
                       message.empty() ? std::string("compilation failed") : message);
       }
-      return Status(StatusCode::kInternal,
-                    "compile check: the checker " +
-                        (WIFSIGNALED(status)
-                             ? "died of signal " + std::to_string(WTERMSIG(status))
-                             : "exited with status " + std::to_string(WEXITSTATUS(status))) +
-                        (message.empty() ? std::string() : ": " + message));
+      return Status(
+          StatusCode::kInternal,
+          "compile check: the checker " +
+              (WIFSIGNALED(status) ? "died of signal " + std::to_string(WTERMSIG(status))
+                                   : "exited with status " + std::to_string(WEXITSTATUS(status))) +
+              (message.empty() ? std::string() : ": " + message));
     }
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) {

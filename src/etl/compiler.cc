@@ -73,7 +73,8 @@ ModuleCompiler::~ModuleCompiler() {
 }
 
 Result<std::shared_ptr<const wasm::Module>> ModuleCompiler::compile(
-    const std::string& id, std::span<const uint8_t> binary, const wasm::InstanceSettings& settings) {
+    const std::string& id, std::span<const uint8_t> binary,
+    const wasm::InstanceSettings& settings) {
   std::promise<Result<std::shared_ptr<const wasm::Module>>> compiled;
   auto result = compiled.get_future();
   compile_lane_.push([this, &id, binary, &settings, &compiled] {

@@ -841,12 +841,12 @@ struct Executor::Run {
       r.message.set_header("etl.failed_at", std::to_string(now_ms()));
     }
     InputOutcome& outcome = result.outcomes[g.input];
-    outcome.error = topic_too_long ? "dead-letter topic \"" + r.topic + "\" would be " +
-                                         std::to_string(r.topic.size()) +
-                                         " characters, more than " +
-                                         std::to_string(kMaxTopicLength) +
-                                         " (the module failed: " + g.error + ")"
-                                   : g.error;
+    outcome.error = topic_too_long
+                        ? "dead-letter topic \"" + r.topic + "\" would be " +
+                              std::to_string(r.topic.size()) + " characters, more than " +
+                              std::to_string(kMaxTopicLength) + " (the module failed: " + g.error +
+                              ")"
+                        : g.error;
     outcome.dead_letters.push_back(std::move(r));
     outcome.pipeline_id = pipeline.spec.pipeline_id;
     outcome.module_id = g.module_id;

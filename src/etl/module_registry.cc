@@ -149,16 +149,16 @@ json::object module_to_json(const ModuleRecord& r) {
                       {"initial_bytes", r.info.memory_initial_pages * wasm::kWasmPageSize}};
   if (r.info.memory_max_pages) memory["max_pages"] = *r.info.memory_max_pages;
   json::object o{{"module_id", r.id},
-                      {"name", r.name},
-                      {"version", r.version.to_string()},
-                      {"size_bytes", r.size_bytes},
-                      {"sha256", r.sha256},
-                      {"uploaded_at", rfc3339_ms(r.uploaded_at_ms)},
-                      {"uploaded_at_ms", r.uploaded_at_ms},
-                      {"exports", exports_json(r.info)},
-                      {"imports", imports_json(r.info)},
-                      {"memory", std::move(memory)},
-                      {"process_batch", r.info.has_process_batch}};
+                 {"name", r.name},
+                 {"version", r.version.to_string()},
+                 {"size_bytes", r.size_bytes},
+                 {"sha256", r.sha256},
+                 {"uploaded_at", rfc3339_ms(r.uploaded_at_ms)},
+                 {"uploaded_at_ms", r.uploaded_at_ms},
+                 {"exports", exports_json(r.info)},
+                 {"imports", imports_json(r.info)},
+                 {"memory", std::move(memory)},
+                 {"process_batch", r.info.has_process_batch}};
   if (!r.signed_by.empty()) o["signed_by"] = r.signed_by;
   return o;
 }
@@ -247,6 +247,17 @@ Status validate_module_name(std::string_view name) {
   return Status::ok();
 }
 
+Status validate_name_and_version(std::string_view name, std::string_view version) {
+  if (Status s = validate_module_name(name); !s.is_ok()) return s;
+  if (version.size() > kMaxModuleVersionLength) {
+    return invalid_argument("version is " + std::to_string(version.size()) +
+                            " characters long; at most " + std::to_string(kMaxModuleVersionLength) +
+                            " are allowed");
+  }
+  auto semver = SemVer::parse(version);
+  return semver.is_ok() ? Status::ok() : semver.status();
+}
+
 std::string sha256_hex(std::span<const uint8_t> data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
@@ -287,12 +298,7 @@ Result<std::unique_ptr<ModuleRegistry>> ModuleRegistry::open(const fs::path& dir
 Result<std::shared_ptr<const ModuleRecord>> ModuleRegistry::add(
     std::string_view name, std::string_view version, std::vector<uint8_t> binary,
     const std::function<Status(std::span<const uint8_t>)>& verify, std::string_view signed_by) {
-  if (Status s = validate_module_name(name); !s.is_ok()) return s;
-  if (version.size() > kMaxModuleVersionLength) {
-    return invalid_argument("version is " + std::to_string(version.size()) +
-                            " characters long; at most " +
-                            std::to_string(kMaxModuleVersionLength) + " are allowed");
-  }
+  if (Status s = validate_name_and_version(name, version); !s.is_ok()) return s;
   auto semver = SemVer::parse(version);
   if (!semver.is_ok()) return semver.status();
   if (binary.size() > kMaxModuleBytes) {

@@ -63,6 +63,10 @@ inline constexpr size_t kMaxModuleVersionLength = 64;
 // (the id "<name>-v<version>" would read two ways). kInvalidArgument starting "module name".
 Status validate_module_name(std::string_view name);
 
+// The checks add() makes of an upload's name and version, before anything else: kInvalidArgument
+// starting "module name" or "version".
+Status validate_name_and_version(std::string_view name, std::string_view version);
+
 // The API's metadata of a module (http-api.md, GET /api/v1/etl/modules/{id}): id, name,
 // version, size_bytes, sha256, uploaded_at (RFC 3339) and uploaded_at_ms, exports, imports,
 // memory (initial and maximum pages), and whether it exports process_batch.

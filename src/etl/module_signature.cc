@@ -57,8 +57,7 @@ Result<std::string> sign_module(std::string_view private_key_pem, std::string_vi
   size_t size = signature.size();
   if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1 ||
       EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &size,
-                     reinterpret_cast<const unsigned char*>(message.data()),
-                     message.size()) != 1) {
+                     reinterpret_cast<const unsigned char*>(message.data()), message.size()) != 1) {
     ERR_clear_error();
     return Status(StatusCode::kInternal, "Ed25519 signing failed");
   }
@@ -137,10 +136,9 @@ SignatureCheck ModuleSigners::verify(std::string_view name, std::string_view ver
       ERR_clear_error();
       continue;
     }
-    int verified =
-        EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature->data()),
-                         signature->size(), reinterpret_cast<const unsigned char*>(message.data()),
-                         message.size());
+    int verified = EVP_DigestVerify(
+        ctx.get(), reinterpret_cast<const unsigned char*>(signature->data()), signature->size(),
+        reinterpret_cast<const unsigned char*>(message.data()), message.size());
     ERR_clear_error();
     if (verified == 1) return {Kind::kTrusted, key->file, key->id, ""};
   }

@@ -192,37 +192,44 @@ void Orchestrator::refresh_in_use_locked() {
 
 void Orchestrator::upload_module(std::string name, std::string version, std::vector<uint8_t> binary,
                                  std::string signed_by, ModuleDone done) {
+  // Before queueing: a bad name or version takes no place in the queue (nor in the log).
+  if (Status s = validate_name_and_version(name, version); !s.is_ok()) {
+    done(s);
+    return;
+  }
   auto refuse = std::make_shared<ModuleDone>(std::move(done));
   const std::string id = name + "-v" + version;
-  bool queued = compiler_->submit_upload([this, name = std::move(name), version = std::move(version),
-                            binary = std::move(binary), signed_by = std::move(signed_by),
-                            refuse]() mutable {
-    ModuleDone done = std::move(*refuse);
-    // Compiled with the largest memory limit a pipeline may set, so that a module is refused
-    // only for what no pipeline could allow.
-    auto verify = [&](std::span<const uint8_t> bytes) -> Status {
-      if (!options_.compile_bounds.executable.empty()) {
-        log::get("etl").info("module {}-v{}: compile check started ({} bytes)", name, version,
-                             bytes.size());
-        return check_compiles(bytes, kMaxMemoryLimitBytes, options_.compile_bounds);
-      }
-      wasm::InstanceSettings settings;
-      settings.memory_limit_bytes = kMaxMemoryLimitBytes;
-      auto module = compiler_->compile(name, bytes, settings);
-      return module.is_ok() ? Status::ok() : module.status();
-    };
-    auto added = registry_->add(name, version, std::move(binary), verify, signed_by);
-    if (added.is_ok()) {
-      log::get("etl").info("module {} uploaded ({} bytes, sha256 {})", (*added)->id,
-                           (*added)->size_bytes, (*added)->sha256);
-      // A bare name may follow the new version now.
-      std::lock_guard lock(mutex_);
-      refresh_in_use_locked();
-    } else if (added.status().code() == StatusCode::kInvalidModule) {
-      log::get("etl").warn("module {}-v{} refused: {}", name, version, added.status().message());
-    }
-    done(std::move(added));
-  }, kMaxWaitingUploads);
+  bool queued = compiler_->submit_upload(
+      [this, name = std::move(name), version = std::move(version), binary = std::move(binary),
+       signed_by = std::move(signed_by), refuse]() mutable {
+        ModuleDone done = std::move(*refuse);
+        // Compiled with the largest memory limit a pipeline may set, so that a module is refused
+        // only for what no pipeline could allow.
+        auto verify = [&](std::span<const uint8_t> bytes) -> Status {
+          if (!options_.compile_bounds.executable.empty()) {
+            log::get("etl").info("module {}-v{}: compile check started ({} bytes)", name, version,
+                                 bytes.size());
+            return check_compiles(bytes, kMaxMemoryLimitBytes, options_.compile_bounds);
+          }
+          wasm::InstanceSettings settings;
+          settings.memory_limit_bytes = kMaxMemoryLimitBytes;
+          auto module = compiler_->compile(name, bytes, settings);
+          return module.is_ok() ? Status::ok() : module.status();
+        };
+        auto added = registry_->add(name, version, std::move(binary), verify, signed_by);
+        if (added.is_ok()) {
+          log::get("etl").info("module {} uploaded ({} bytes, sha256 {})", (*added)->id,
+                               (*added)->size_bytes, (*added)->sha256);
+          // A bare name may follow the new version now.
+          std::lock_guard lock(mutex_);
+          refresh_in_use_locked();
+        } else if (added.status().code() == StatusCode::kInvalidModule) {
+          log::get("etl").warn("module {}-v{} refused: {}", name, version,
+                               added.status().message());
+        }
+        done(std::move(added));
+      },
+      kMaxWaitingUploads);
   if (queued) {
     log::get("etl").info("module {}: upload queued for its compile check", id);
   } else {
@@ -257,7 +264,8 @@ Status Orchestrator::delete_module(std::string_view id) {
     // After the forget on each worker (its queue is in order): the module objects just
     // forgotten hold the compiled code until their isolate collects them, and an idle isolate
     // may not collect for a long time.
-    workers_->broadcast([](size_t, wasm::Sandbox& sandbox, Executor&) { sandbox.collect_garbage(); });
+    workers_->broadcast(
+        [](size_t, wasm::Sandbox& sandbox, Executor&) { sandbox.collect_garbage(); });
     log::get("etl").info("module {} deleted", id);
   }
   return s;
@@ -331,8 +339,8 @@ PipelineResult<PipelineSpec> Orchestrator::apply_locked(const json::value& docum
     auto candidate = compiled_;
     candidate[spec.pipeline_id] = *compiled;
     if (auto refused = cycle_refusal(candidate)) {
-      return PipelineChangeError{*refused, spec.mode == PipelineMode::kStream ? "destination_topic"
-                                                                              : ""};
+      return PipelineChangeError{*refused,
+                                 spec.mode == PipelineMode::kStream ? "destination_topic" : ""};
     }
   }
   const std::string text = json::serialize(pipeline_to_json(spec));

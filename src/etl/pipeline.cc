@@ -516,8 +516,8 @@ class DocumentReader {
                             " characters [A-Za-z0-9._-], got " + quoted(id));
     }
     if (id[0] == '.') {
-      return fail(path, "expected " + std::string(what) + " not starting with '.', got " +
-                            quoted(id));
+      return fail(path,
+                  "expected " + std::string(what) + " not starting with '.', got " + quoted(id));
     }
     return true;
   }

@@ -193,7 +193,8 @@ struct PipelineError {
 // subset of PayloadField rules, glob patterns.
 //
 // Where the seeds are silent:
-// - Ids: pipeline_id 1-128 of [A-Za-z0-9._-], not starting with '.'; module_id "name" or "name-vX.Y.Z" (pinned) with
+// - Ids: pipeline_id 1-128 of [A-Za-z0-9._-], not starting with '.'; module_id "name" or
+// "name-vX.Y.Z" (pinned) with
 //   a name of 1-128 of the same characters. Topic names (source, destination, error_topic,
 //   dead-letter prefix) are 1-249 of [A-Za-z0-9._-]; allowed_output_topics are globs over the
 //   same characters plus * and ?. name <= 256 bytes, description <= 4096.

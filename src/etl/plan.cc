@@ -137,9 +137,8 @@ std::optional<std::string> find_stream_cycle(
     if (p->spec.enabled && p->spec.mode == PipelineMode::kStream) streams.push_back(p.get());
   }
   // By id, so that the cycle reported starts at the same pipeline whatever the order given.
-  std::sort(streams.begin(), streams.end(), [](const auto* a, const auto* b) {
-    return a->spec.pipeline_id < b->spec.pipeline_id;
-  });
+  std::sort(streams.begin(), streams.end(),
+            [](const auto* a, const auto* b) { return a->spec.pipeline_id < b->spec.pipeline_id; });
   auto feeds = [](const CompiledPipeline& from, const CompiledPipeline& to) {
     const std::string& source = to.spec.source_topic;
     if (source == from.spec.destination_topic) return true;

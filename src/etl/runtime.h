@@ -116,8 +116,8 @@ class ModuleCache {
   std::list<std::string> lru_;  // keys of ready entries, most recent first; guarded by mutex_
   size_t max_entries_;          // guarded by mutex_
   std::chrono::seconds ttl_;    // guarded by mutex_
-  ModuleCompiler* compiler_ = nullptr;            // guarded by mutex_
-  std::set<std::string, std::less<>> in_use_;     // guarded by mutex_
+  ModuleCompiler* compiler_ = nullptr;                                        // guarded by mutex_
+  std::set<std::string, std::less<>> in_use_;                                 // guarded by mutex_
   uint64_t hits_ = 0, compilations_ = 0, evicted_lru_ = 0, evicted_ttl_ = 0;  // guarded
 };
 

@@ -130,7 +130,8 @@ class AdminApi {
       const Status& s = uploaded.status();
       // A valid module refused for what compiling it costs (etl.module_compile_timeout_ms,
       // etl.module_compile_max_memory_bytes): 422, not the 400 of a malformed one.
-      if (s.code() == StatusCode::kInvalidModule && s.message().rfind("compiling the module", 0) == 0) {
+      if (s.code() == StatusCode::kInvalidModule &&
+          s.message().rfind("compiling the module", 0) == 0) {
         co_return error_response(HttpStatus::unprocessable_entity, "compile_limit_exceeded",
                                  s.message());
       }

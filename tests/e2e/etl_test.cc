@@ -98,15 +98,15 @@ std::vector<uint8_t> costly_module(uint32_t functions, uint32_t locals, uint32_t
     body.push_back(0x20);  // local.get
     leb(body, b % locals);
     body.insert(body.end(), {0x50, 0x04, 0x40, 0x42, 0x01, 0x21});  // i64.eqz if i64.const 1
-    leb(body, (b * 7 + 1) % locals);                               // local.set
-    body.push_back(0x0B);                                          // end
+    leb(body, (b * 7 + 1) % locals);                                // local.set
+    body.push_back(0x0B);                                           // end
   }
   body.push_back(0x0B);
   std::vector<uint8_t> code;
   leb(code, 3 + functions);
-  for (std::vector<uint8_t> small : {std::vector<uint8_t>{0, 0x41, 0, 0x0B},
-                                     std::vector<uint8_t>{0, 0x0B},
-                                     std::vector<uint8_t>{0, 0x41, 0, 0x0B}}) {
+  for (std::vector<uint8_t> small :
+       {std::vector<uint8_t>{0, 0x41, 0, 0x0B}, std::vector<uint8_t>{0, 0x0B},
+        std::vector<uint8_t>{0, 0x41, 0, 0x0B}}) {
     leb(code, small.size());
     code.insert(code.end(), small.begin(), small.end());
   }
@@ -134,8 +134,8 @@ class EtlTest : public testing::BrokerApiTest {
   http::HttpReply upload_bytes(const std::vector<uint8_t>& bytes, const std::string& name,
                                const std::string& version, http::HttpClient* client = nullptr) {
     auto reply = (client ? *client : *admin_)
-                     .request("POST", "/api/v1/etl/modules", std::string(bytes.begin(), bytes.end()),
-                              "application/octet-stream",
+                     .request("POST", "/api/v1/etl/modules",
+                              std::string(bytes.begin(), bytes.end()), "application/octet-stream",
                               {{"X-Module-Name", name}, {"X-Module-Version", version}});
     EXPECT_TRUE(reply.is_ok()) << reply.status().message();
     return reply.is_ok() ? *reply : http::HttpReply{};
@@ -666,7 +666,10 @@ TEST_F(EtlTest, AnUploadThatCompilesForLongHoldsNoWorkerAndIsRefusedAtTheTimeLim
   }
   // The broker goes on as before.
   EXPECT_EQ(data("POST", "/api/v1/topics/after/messages", R"({"value": "x"})", 200)
-                .at("results").at(0).at("status").as_string(),
+                .at("results")
+                .at(0)
+                .at("status")
+                .as_string(),
             "stored");
 }
 
@@ -695,11 +698,10 @@ TEST_F(EtlTest, UploadsBeyondTheWaitingBoundAreAskedToComeBackLater) {
     waiting.emplace_back([&, i] {
       http::HttpClient client(broker_->admin_url());
       auto bytes = tagged(testing::read_module("passthrough"), std::to_string(i));
-      auto reply = client.request("POST", "/api/v1/etl/modules",
-                                  std::string(bytes.begin(), bytes.end()),
-                                  "application/octet-stream",
-                                  {{"X-Module-Name", "q" + std::to_string(i)},
-                                   {"X-Module-Version", "1.0.0"}});
+      auto reply = client.request(
+          "POST", "/api/v1/etl/modules", std::string(bytes.begin(), bytes.end()),
+          "application/octet-stream",
+          {{"X-Module-Name", "q" + std::to_string(i)}, {"X-Module-Version", "1.0.0"}});
       statuses[i] = reply.is_ok() ? reply->status : -1;
     });
   }
@@ -709,8 +711,8 @@ TEST_F(EtlTest, UploadsBeyondTheWaitingBoundAreAskedToComeBackLater) {
     const std::string log = read_text(broker_->log_path());
     queued = true;
     for (int q = 0; q < 4; ++q) {
-      queued = queued && log.find("module q" + std::to_string(q) +
-                                  "-v1.0.0: upload queued") != std::string::npos;
+      queued = queued && log.find("module q" + std::to_string(q) + "-v1.0.0: upload queued") !=
+                             std::string::npos;
     }
     if (!queued) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -786,11 +788,10 @@ TEST_F(EtlTest, UploadUseAndDeleteCyclesDoNotGrowTheBrokersMemory) {
   }
   const uint64_t at_end = resident_bytes(broker_->pid());
   ASSERT_GT(after_warm_up, 0u);
-  EXPECT_LT(at_end, after_warm_up + kBound)
-      << "RSS after cycle 5: " << (after_warm_up >> 20) << " MiB, after cycle 25: "
-      << (at_end >> 20) << " MiB";
-  std::cerr << "RSS after cycle 5: " << (after_warm_up >> 20) << " MiB, after cycle 25: "
-            << (at_end >> 20) << " MiB\n";
+  EXPECT_LT(at_end, after_warm_up + kBound) << "RSS after cycle 5: " << (after_warm_up >> 20)
+                                            << " MiB, after cycle 25: " << (at_end >> 20) << " MiB";
+  std::cerr << "RSS after cycle 5: " << (after_warm_up >> 20)
+            << " MiB, after cycle 25: " << (at_end >> 20) << " MiB\n";
 }
 
 // M9 over the HTTP API: the second pipeline of a cycle is refused with 409 naming it.
@@ -862,8 +863,9 @@ TEST_F(EtlTest, ADeadLetterTopicTooLongForANameIsTheReportedCause) {
   const json::object& result = produced.at("results").at(0).as_object();
   EXPECT_EQ(result.at("status").as_string(), "failed") << produced;
   EXPECT_EQ(std::string(result.at("error").as_string())
-                .rfind("dead-letter topic \"LLLL." + topic + "\" would be 254 characters, more "
-                       "than 249 (the module failed: ",
+                .rfind("dead-letter topic \"LLLL." + topic +
+                           "\" would be 254 characters, more "
+                           "than 249 (the module failed: ",
                        0),
             0u)
       << produced;

@@ -522,15 +522,15 @@ TEST_F(SecurityTest, ASignedModuleCannotBeUploadedUnderAnotherNameOrVersion) {
   const std::vector<uint8_t> trap = testing::read_module("trap");
   auto upload_as = [&](const std::string& name, const std::string& version,
                        const std::vector<uint8_t>& bytes, const std::string& signature) {
-    return send(broker_->admin_url(), "", "POST", "/api/v1/etl/modules",
-                std::string(bytes.begin(), bytes.end()),
-                {{"X-Module-Name", name}, {"X-Module-Version", version},
-                 {"X-Module-Signature", signature}},
-                "application/octet-stream");
+    return send(
+        broker_->admin_url(), "", "POST", "/api/v1/etl/modules",
+        std::string(bytes.begin(), bytes.end()),
+        {{"X-Module-Name", name}, {"X-Module-Version", version}, {"X-Module-Signature", signature}},
+        "application/octet-stream");
   };
-  ASSERT_EQ(upload_as("s10", "1.0.0", passthrough, team.sign_module("s10", "1.0.0", passthrough))
-                .status,
-            201);
+  ASSERT_EQ(
+      upload_as("s10", "1.0.0", passthrough, team.sign_module("s10", "1.0.0", passthrough)).status,
+      201);
   ASSERT_EQ(upload_as("trap", "1.0.0", trap, team.sign_module("trap", "1.0.0", trap)).status, 201);
   ASSERT_EQ(admin("", "POST", "/api/v1/etl/pipelines",
                   R"({"pipeline_id": "psig", "error_handling": "SendToDeadLetter",
@@ -544,7 +544,8 @@ TEST_F(SecurityTest, ASignedModuleCannotBeUploadedUnderAnotherNameOrVersion) {
   EXPECT_EQ(replayed.status, 403) << replayed.body;
   EXPECT_EQ(error_code_of(replayed), "untrusted_signature");
   // Another trusted key signs s10@99.0.0 properly: the name stays with the team's key.
-  http::HttpReply other_key = upload_as("s10", "99.0.0", trap, ci.sign_module("s10", "99.0.0", trap));
+  http::HttpReply other_key =
+      upload_as("s10", "99.0.0", trap, ci.sign_module("s10", "99.0.0", trap));
   EXPECT_EQ(other_key.status, 409) << other_key.body;
   EXPECT_NE(error_message_of(other_key).find("module name \"s10\" belongs to signing key ed25519:"),
             std::string::npos)

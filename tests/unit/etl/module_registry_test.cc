@@ -357,8 +357,7 @@ TEST_F(ModuleRegistryTest, RefusesNamesStartingWithADot) {
     auto r = registry_->add(name, "1.0.0", module_bytes());
     ASSERT_FALSE(r.is_ok()) << name;
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << name;
-    EXPECT_EQ(r.status().message(),
-              "module name \"" + name + "\" may not start with '.'");
+    EXPECT_EQ(r.status().message(), "module name \"" + name + "\" may not start with '.'");
   }
   EXPECT_TRUE(files().empty());
   EXPECT_TRUE(add("a.b.", "1.0.0")) << "a dot elsewhere is fine";

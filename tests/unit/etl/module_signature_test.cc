@@ -71,8 +71,8 @@ TEST_F(ModuleSignatureTest, SignatureByATrustedKeyVerifiesAndNamesTheKey) {
   EXPECT_EQ(check.key, team_file.string());
   EXPECT_EQ(check.key_id.rfind("ed25519:", 0), 0u) << check.key_id;
   EXPECT_EQ(check.key_id.size(), 8u + 16u);
-  EXPECT_NE(check.key_id, verify(signers({write("ci2.pub.pem", ci.public_pem())}), module_,
-                                 sign(ci)).key_id)
+  EXPECT_NE(check.key_id,
+            verify(signers({write("ci2.pub.pem", ci.public_pem())}), module_, sign(ci)).key_id)
       << "each key has its own id";
 }
 

@@ -567,8 +567,8 @@ TEST_F(OrchestratorTest, StreamPipelinesThatWouldFormACycleAreRefusedOverTheApi)
 }
 
 TEST_F(OrchestratorTest, StreamPipelinesThatWouldFormACycleAreRefusedInTheFile) {
-  auto at_start = try_open(json::array{stream_pipeline("s-a", "sa", "sb"),
-                                       stream_pipeline("s-b", "sb", "sa")});
+  auto at_start =
+      try_open(json::array{stream_pipeline("s-a", "sa", "sb"), stream_pipeline("s-b", "sb", "sa")});
   ASSERT_FALSE(at_start.is_ok());
   EXPECT_EQ(at_start.status().code(), StatusCode::kConflict);
   EXPECT_NE(at_start.status().message().find("etl.pipelines: stream pipelines would form a cycle"),
@@ -579,15 +579,15 @@ TEST_F(OrchestratorTest, StreamPipelinesThatWouldFormACycleAreRefusedInTheFile) 
   create_ok(stream_pipeline("api", "x", "sa"));
   const auto before = orchestrator_->configuration();
   // A cycle through a pipeline of the API.
-  auto reload = orchestrator_->replace_file_pipelines(json::array{
-      stream_pipeline("s-a", "sa", "sb"), stream_pipeline("s-b", "sb", "x")});
+  auto reload = orchestrator_->replace_file_pipelines(
+      json::array{stream_pipeline("s-a", "sa", "sb"), stream_pipeline("s-b", "sb", "x")});
   ASSERT_FALSE(reload.is_ok());
   EXPECT_EQ(reload.status().code(), StatusCode::kConflict);
   EXPECT_NE(reload.status().message().find("api: x \u2192 sa \u2192 sb \u2192 x"),
             std::string::npos)
       << reload.status().message();
-  reload = orchestrator_->replace_file_pipelines(json::array{
-      stream_pipeline("s-a", "sa", "sb"), stream_pipeline("s-b", "sb", "sa")});
+  reload = orchestrator_->replace_file_pipelines(
+      json::array{stream_pipeline("s-a", "sa", "sb"), stream_pipeline("s-b", "sb", "sa")});
   ASSERT_FALSE(reload.is_ok());
   EXPECT_NE(reload.status().message().find("s-a: sa \u2192 sb \u2192 sa"), std::string::npos)
       << reload.status().message();

@@ -424,7 +424,8 @@ TEST(PipelineErrors, PipelineIdsStartingWithADotAreRefused) {
     document.as_object()["pipeline_id"] = id;
     PipelineError error = parse_error(document);
     EXPECT_EQ(error.field, "pipeline_id");
-    EXPECT_EQ(error.message, "pipeline_id: expected an id not starting with '.', got \"" + id + "\"");
+    EXPECT_EQ(error.message,
+              "pipeline_id: expected an id not starting with '.', got \"" + id + "\"");
   }
   json::value document = minimal_pipeline();
   document.as_object()["pipeline_id"] = "p.1.";
@@ -434,13 +435,15 @@ TEST(PipelineErrors, PipelineIdsStartingWithADotAreRefused) {
 // L4: dead letters of topic T go to "<prefix>.T", at most 249 characters.
 TEST(PipelineErrors, ADeadLetterPrefixThatLeavesNoRoomForATopicIsRefused) {
   json::value document = minimal_pipeline();
-  document.as_object()["dead_letter_config"] = json::object{{"topic_prefix", std::string(248, 'd')}};
+  document.as_object()["dead_letter_config"] =
+      json::object{{"topic_prefix", std::string(248, 'd')}};
   PipelineError error = parse_error(document);
   EXPECT_EQ(error.field, "dead_letter_config.topic_prefix");
   EXPECT_EQ(error.message,
             "dead_letter_config.topic_prefix: a prefix of 248 characters leaves no room for "
             "\".<topic>\" in a topic name of at most 249 characters");
-  document.as_object()["dead_letter_config"] = json::object{{"topic_prefix", std::string(247, 'd')}};
+  document.as_object()["dead_letter_config"] =
+      json::object{{"topic_prefix", std::string(247, 'd')}};
   parse_ok(document);
 }
 
@@ -452,8 +455,7 @@ TEST(PipelineErrors, AStreamPipelineWhoseDeadLetterTopicWouldBeTooLongIsRefused)
   PipelineError error = parse_error(document);
   EXPECT_EQ(error.field, "dead_letter_config.topic_prefix");
   EXPECT_EQ(error.message, "dead_letter_config.topic_prefix: the dead-letter topic \"LLLL." +
-                               std::string(245, 'L') +
-                               "\" would be 250 characters, more than 249");
+                               std::string(245, 'L') + "\" would be 250 characters, more than 249");
   document.as_object()["source_topic"] = std::string(244, 'L');
   parse_ok(document);
 }

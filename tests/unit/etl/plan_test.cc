@@ -106,9 +106,10 @@ TEST(StreamCycles, AChainOrAFanOutIsNoCycle) {
 }
 
 TEST(StreamCycles, DisabledAndInlinePipelinesTakeNoPart) {
-  EXPECT_EQ(find_stream_cycle({stream("a", "sa", "sb"), stream("b", "sb", "sa", R"("enabled":false)"),
-                               compile(pipeline("inline", "s"))}),
-            std::nullopt);
+  EXPECT_EQ(
+      find_stream_cycle({stream("a", "sa", "sb"), stream("b", "sb", "sa", R"("enabled":false)"),
+                         compile(pipeline("inline", "s"))}),
+      std::nullopt);
 }
 
 TEST(StreamCycles, RoutedOutputsAllowedByGlobsAreEdges) {
