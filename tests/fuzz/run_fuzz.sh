@@ -11,7 +11,8 @@
 # --seed N      libFuzzer's random seed; 0: a new one each run
 # --keep-corpus grow DIR/corpus/<name> across runs (make fuzz); without it the inputs found are
 #               dropped at the end (the ctest smoke run)
-# NAME...       targets (default: all). Crashing inputs land in DIR/artifacts/<name>/.
+# NAME...       targets (default: all). Crashing inputs land in DIR/artifacts/<name>/, logs in
+#               DIR/logs/<name>.log (DIR/logs-short/ without --keep-corpus).
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -70,8 +71,11 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 failed=0
 for name in "${names[@]}"; do
   binary="$build/${name}_fuzz"
-  log="$build/logs/$name.log"
-  mkdir -p "$build/logs" "$build/artifacts/$name"
+  # Short runs (ctest) log apart, so that they never overwrite the log of a long run.
+  logs="$build/logs"
+  [ $keep -eq 1 ] || logs="$build/logs-short"
+  log="$logs/$name.log"
+  mkdir -p "$logs" "$build/artifacts/$name"
   if [ ! -x "$binary" ]; then
     echo "fuzz $name: FAILED (no binary $binary)"; failed=1; continue
   fi
