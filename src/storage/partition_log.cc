@@ -98,13 +98,22 @@ std::optional<BatchHeader> header_at(int fd, uint64_t position, uint64_t end) {
 // True when a whole batch with a good CRC and the base offset `expected` starts at `position`
 // (within a segment batches follow each other without gaps; the base offset is outside the
 // CRC, so this is what catches a damaged one); its header goes to `out`.
+// With `decode_records`, the records must decode too: a batch whose CRC is right but whose
+// records do not (a writer's bug, or bytes forged with a valid CRC) fails every read, so the
+// paths that look for what a read can serve count it as bad. Recovery's scan at start leaves
+// that out (it would decode every batch of the active segment); a read that meets such a batch
+// quarantines it through those paths.
 bool good_batch_at(int fd, uint64_t position, uint64_t end, int64_t expected,
-                   std::vector<uint8_t>& buffer, BatchHeader* out) {
+                   std::vector<uint8_t>& buffer, BatchHeader* out, bool decode_records = false) {
   auto header = header_at(fd, position, end);
   if (!header || header->base_offset != expected) return false;
   buffer.resize(header->size());
   if (!read_exact(fd, position, buffer.data(), buffer.size()) || !batch_crc_ok(buffer)) {
     return false;
+  }
+  if (decode_records) {
+    std::vector<Record> records;
+    if (!decode_batch(buffer, &records).is_ok()) return false;
   }
   *out = *header;
   return true;
@@ -137,7 +146,7 @@ std::optional<uint64_t> find_next_batch(int fd, uint64_t bad, uint64_t end, int6
         parsed->size() > end - q) {
       continue;
     }
-    if (good_batch_at(fd, q, end, parsed->base_offset, batch, header)) return q;
+    if (good_batch_at(fd, q, end, parsed->base_offset, batch, header, true)) return q;
   }
   return std::nullopt;
 }
@@ -753,7 +762,7 @@ Status PartitionLog::quarantine_for_read(const std::shared_ptr<Segment>& segment
       continue;
     }
     BatchHeader h;
-    if (!good_batch_at(fd, position, end_position, expected, buffer, &h)) break;
+    if (!good_batch_at(fd, position, end_position, expected, buffer, &h, true)) break;
     position += h.size();
     expected = h.next_offset();
   }
@@ -891,12 +900,19 @@ Result<ReadResult> PartitionLog::read(int64_t offset, size_t max_messages, size_
         expected = v.start_offset;
         continue;
       }
+      bool took_all = true;
       for (auto& r : records) {
         if (r.offset < result.next_offset) continue;
-        if (result.records.size() >= max_messages) break;
+        if (result.records.size() >= max_messages) {
+          took_all = false;
+          break;
+        }
         result.next_offset = r.offset + 1;
         result.records.push_back(std::move(r));
       }
+      // A batch's offsets run to its lastOffsetDelta even where no record is left (Kafka's
+      // compaction leaves such batches): past it, so a reader in that hole moves on.
+      if (took_all) result.next_offset = std::max(result.next_offset, header->next_offset());
       bytes += header->size();
       position += header->size();
       expected = header->next_offset();
