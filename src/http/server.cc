@@ -292,12 +292,15 @@ size_t Server::connection_count() {
   return connections_.size();
 }
 
-void Server::turn_away(tcp::socket& socket) {
+void Server::turn_away(tcp::socket& socket, bool over_limit) {
   error_code ignored;
   if (!options_.tls) {
     std::string body = fmt::format(
-        R"({{"error":{{"code":"too_many_connections","message":"{}: the limit of {} open connections is reached; retry later"}}}})",
-        options_.name, options_.max_connections);
+        R"({{"error":{{"code":"too_many_connections","message":"{}: {}; retry later"}}}})",
+        options_.name,
+        over_limit
+            ? fmt::format("the limit of {} open connections is reached", options_.max_connections)
+            : std::string("out of file descriptors"));
     std::string reply = fmt::format(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
         "Retry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}",
@@ -316,8 +319,10 @@ void Server::turn_away(tcp::socket& socket) {
   auto now = std::chrono::steady_clock::now();
   ++turned_away_unlogged_;
   if (now >= turned_away_log_until_) {
-    logger_.warn("{}: {} connection(s) turned away: the limit of {} open connections is reached",
-                 options_.name, turned_away_unlogged_, options_.max_connections);
+    logger_.warn("{}: {} connection(s) turned away: {}", options_.name, turned_away_unlogged_,
+                 over_limit ? fmt::format("the limit of {} open connections is reached",
+                                          options_.max_connections)
+                            : std::string("out of file descriptors"));
     turned_away_unlogged_ = 0;
     turned_away_log_until_ = now + kAcceptLogInterval;
   }
@@ -332,7 +337,7 @@ void Server::on_accept_failure(const error_code& error) {
     tcp::socket socket(io_context_);
     error_code accept_error;
     acceptor_.accept(socket, accept_error);  // the acceptor is non-blocking: never waits
-    if (!accept_error) turn_away(socket);
+    if (!accept_error) turn_away(socket, /*over_limit=*/false);
     reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   }
   auto now = std::chrono::steady_clock::now();
@@ -361,7 +366,7 @@ asio::awaitable<void> Server::accept_loop() {
       continue;
     }
     if (options_.max_connections > 0 && connection_count() >= options_.max_connections) {
-      turn_away(socket);
+      turn_away(socket, /*over_limit=*/true);
       continue;
     }
     error_code ignored;

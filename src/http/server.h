@@ -135,7 +135,8 @@ class Server {
   void run_io_thread();
   // Answers a connection over max_connections, or accepted with the reserve descriptor, with a
   // 503 written without waiting (it fits the new socket's send buffer), and closes it.
-  void turn_away(boost::asio::ip::tcp::socket& socket);
+  // `over_limit`: turned away for max_connections, else for want of descriptors.
+  void turn_away(boost::asio::ip::tcp::socket& socket, bool over_limit);
   // After an accept failure: frees the reserve descriptor to accept and close one waiting
   // connection, takes the reserve back, and logs (rate-limited).
   void on_accept_failure(const boost::system::error_code& error);
