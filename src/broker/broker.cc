@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/bincode.h"
 #include "common/log.h"
 
 namespace wasmq::broker {
@@ -81,20 +82,42 @@ void Broker::store(std::vector<Placement> placements, std::vector<ProduceOutcome
   for (auto& [name, t] : targets) {
     for (uint32_t partition = 0; partition < t.by_partition.size(); ++partition) {
       const auto& members = t.by_partition[partition];
-      if (members.empty()) continue;
-      batch.clear();
-      for (size_t i : members) batch.push_back(std::move(placements[i].message));
-      auto appended = t.topic->partition(partition).append(batch);
-      for (size_t k = 0; k < members.size(); ++k) {
-        const Placement& p = placements[members[k]];
-        if (appended.is_ok()) {
-          outcomes[p.input].records.push_back(
-              {t.topic->name(), partition, appended->base_offset + static_cast<int64_t>(k)});
-        } else {
-          fail(p.input, appended.status().message());
+      bool appended_any = false;
+      // Bounded batches: a read at any offset decodes at most one batch's worth of records.
+      for (size_t first = 0; first < members.size();) {
+        size_t end = first;
+        size_t bytes = 0;
+        batch.clear();
+        while (end < members.size() && batch.size() < kMaxAppendRecords) {
+          const size_t size = bincode::encoded_size(placements[members[end]].message);
+          if (!batch.empty() && bytes + size > kMaxAppendBytes) break;
+          bytes += size;
+          batch.push_back(std::move(placements[members[end]].message));
+          ++end;
         }
+        auto appended = t.topic->partition(partition).append(batch);
+        for (size_t k = first; k < end; ++k) {
+          const Placement& p = placements[members[k]];
+          if (appended.is_ok()) {
+            outcomes[p.input].records.push_back(
+                {t.topic->name(), partition,
+                 appended->base_offset + static_cast<int64_t>(k - first)});
+          } else {
+            fail(p.input, appended.status().message());
+          }
+        }
+        if (!appended.is_ok()) {
+          // The rest is not appended either: a later batch stored after a failed one would
+          // reorder the partition.
+          for (size_t k = end; k < members.size(); ++k) {
+            fail(placements[members[k]].input, appended.status().message());
+          }
+          break;
+        }
+        appended_any = true;
+        first = end;
       }
-      if (appended.is_ok()) notify(t.topic->name(), partition);
+      if (appended_any) notify(t.topic->name(), partition);
     }
   }
 }
@@ -121,6 +144,11 @@ std::optional<Result<std::vector<ProduceOutcome>>> Broker::produce(
   auto configuration = etl_->configuration();
   auto plan = configuration->plan_for(topic_name);
   if (plan->empty()) return produce(topic_name, std::move(records));
+  // Admitted before anything is created or queued: a refusal (503) changes nothing.
+  uint64_t bytes = 0;
+  for (const auto& r : records) bytes += bincode::encoded_size(r.message);
+  auto admission = etl_->workers().admit(bytes);
+  if (!admission.is_ok()) return Result<std::vector<ProduceOutcome>>(admission.status());
   auto topic = check(topic_name, records);
   if (!topic.is_ok()) return Result<std::vector<ProduceOutcome>>(topic.status());
   std::vector<etl::InputMessage> inputs(records.size());
@@ -128,9 +156,13 @@ std::optional<Result<std::vector<ProduceOutcome>>> Broker::produce(
     inputs[i].message = std::move(records[i].message);
     inputs[i].partition = records[i].partition;
   }
+  // Held until the outputs are stored and reported.
+  auto held = std::make_shared<etl::Admission>(std::move(*admission));
   etl_->process(std::move(configuration), std::move(plan), topic_name, std::move(inputs),
-                [this, topic_name, done = std::move(done)](etl::BatchResult result) {
-                  done(store_etl_result(topic_name, std::move(result)));
+                [this, topic_name, done = std::move(done), held](etl::BatchResult result) {
+                  auto outcomes = store_etl_result(topic_name, std::move(result));
+                  held->release();  // before the answer: a client may send the next at once
+                  done(std::move(outcomes));
                 });
   return std::nullopt;
 }

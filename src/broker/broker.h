@@ -24,6 +24,12 @@
 
 namespace wasmq::broker {
 
+// The largest batch the broker appends: a request's records for one partition are split into
+// batches of at most kMaxAppendRecords records and kMaxAppendBytes bytes (bincode sizes; a single
+// larger message is a batch of its own), so that a read at any offset decodes a bounded amount.
+inline constexpr size_t kMaxAppendRecords = 1000;
+inline constexpr size_t kMaxAppendBytes = 1 << 20;
+
 struct BrokerOptions {
   bool auto_create_topics = true;
 };
@@ -71,14 +77,17 @@ class Broker {
 
   // Stores the records of one request, without ETL. The whole request is checked first (topic
   // name, partition numbers): a bad request is refused with kInvalidArgument/kNotFound and
-  // nothing is stored. Records for the same partition are appended as one batch, in input order.
+  // nothing is stored. Records for the same partition are appended in input order, in batches
+  // bounded by kMaxAppendRecords and kMaxAppendBytes; when one fails, its records and the later
+  // ones of that partition are reported failed (the earlier ones stay stored).
   Result<std::vector<ProduceOutcome>> produce(std::string_view topic,
                                               std::vector<ProduceRecord> records);
 
   // Produces through the topic's inline pipelines. When no pipeline applies to the topic (or the
   // request is refused), the work is done on this thread and the result returned; otherwise it
   // returns nullopt and `done` is called once, from an ETL worker thread, after the outputs are
-  // stored.
+  // stored. When the ETL workers have too much produce work admitted (etl::Workers::admit) the
+  // request is refused with kUnavailable and nothing is stored or created.
   std::optional<Result<std::vector<ProduceOutcome>>> produce(std::string topic,
                                                              std::vector<ProduceRecord> records,
                                                              ProduceDone done);
@@ -120,8 +129,8 @@ class Broker {
   // A topic for outputs, dead letters or error records; created when absent (outputs only when
   // auto_create_topics is on).
   Result<std::shared_ptr<storage::Topic>> target_topic(const std::string& name, bool always_create);
-  // Appends every placement, one batch per partition in order, and adds each stored record (or
-  // the failure) to the outcome of its input.
+  // Appends every placement, in bounded batches per partition in order, and adds each stored
+  // record (or the failure) to the outcome of its input.
   void store(std::vector<Placement> placements, std::vector<ProduceOutcome>& outcomes);
   void notify(const std::string& topic, uint32_t partition);
 

@@ -242,8 +242,10 @@ const std::vector<KeySpec>& key_specs() {
       integer(WASMQ_KEY(broker.default_partitions), 1, 1024),
       integer(WASMQ_KEY(broker.io_threads), 0, 1024),
       integer(WASMQ_KEY(broker.max_topics), 1, 1'000'000),
+      integer(WASMQ_KEY(broker.max_connections), 1, 1'000'000),
 
       text(WASMQ_KEY(admin.listen), kListen),
+      integer(WASMQ_KEY(admin.max_connections), 1, 1'000'000),
 
       integer(WASMQ_KEY(http.max_body_bytes), kKiB, kGiB, Unit::kBytes),
 
@@ -283,6 +285,8 @@ const std::vector<KeySpec>& key_specs() {
       integer(WASMQ_KEY(etl.workers), 0, 1024),
       integer(WASMQ_KEY(etl.max_batch_size), 1, 65'536),
       integer(WASMQ_KEY(etl.max_output_bytes), kKiB, kGiB, Unit::kBytes),
+      integer(WASMQ_KEY(etl.max_queued_batches), 1, 100'000),
+      integer(WASMQ_KEY(etl.max_queued_bytes), kMiB, 1024 * kGiB, Unit::kBytes),
 
       integer(WASMQ_KEY(etl.instance_pool.max_pool_size), 0, 10'000),
       integer(WASMQ_KEY(etl.instance_pool.warmup_instances), 0, 10'000),
@@ -316,6 +320,7 @@ const std::vector<KeySpec>& key_specs() {
       text(WASMQ_KEY(security.tls_cert), kOptionalPath),
       text(WASMQ_KEY(security.tls_key), kOptionalPath),
       text(WASMQ_KEY(security.audit_log), kOptionalPath),
+      integer(WASMQ_KEY(security.audit_log_max_bytes), kMiB, 1024 * kGiB, Unit::kBytes),
       text_list(WASMQ_KEY(security.module_signing_keys), kPath),
   };
   return specs;

@@ -30,11 +30,13 @@ struct BrokerSection {
   uint32_t default_partitions = 1;
   uint32_t io_threads = 0;  // 0: hardware threads
   uint32_t max_topics = 10'000;  // creating more (explicitly or automatically) is refused
+  uint32_t max_connections = 10'000;  // data API connections served at once
 };
 
 // [admin]: the admin API.
 struct AdminSection {
   std::string listen = "127.0.0.1:9094";
+  uint32_t max_connections = 256;  // admin API connections served at once
 };
 
 // [http]: limits shared by both HTTP listeners.
@@ -92,6 +94,8 @@ struct EtlSection {
   uint32_t workers = 0;  // ETL worker threads, each with its own isolate; 0: hardware threads
   uint32_t max_batch_size = 256;  // messages per process_batch call
   uint64_t max_output_bytes = 16ull * 1024 * 1024;
+  uint32_t max_queued_batches = 64;                  // produce batches admitted for the workers
+  uint64_t max_queued_bytes = 256ull * 1024 * 1024;  // their bytes
   InstancePoolSection instance_pool;
 
   // The `[[etl.pipelines]]` tables as JSON objects, unvalidated: pipelines[i] starts at line
@@ -129,6 +133,7 @@ struct SecuritySection {
   std::string tls_cert;     // set together with tls_key
   std::string tls_key;
   std::string audit_log;  // JSON lines of every admin change
+  uint64_t audit_log_max_bytes = 64ull * 1024 * 1024;  // rotated to <audit_log>.1 at this size
   // Ed25519 public keys (PEM) trusted to sign modules, for
   // etl.enable_module_signature_verification.
   std::vector<std::string> module_signing_keys;

@@ -87,7 +87,9 @@ Result<Security> load_security(const Config& config, spdlog::logger& logger) {
     security.access = std::make_shared<const http::AccessControl>(std::move(*tokens));
   }
   if (!s.audit_log.empty()) {
-    auto audit = http::AuditLog::open(s.audit_log);
+    http::AuditLogOptions audit_options;
+    audit_options.max_bytes = s.audit_log_max_bytes;
+    auto audit = http::AuditLog::open(s.audit_log, audit_options);
     if (!audit.is_ok()) return audit.status();
     security.audit = std::move(*audit);
   }
@@ -239,6 +241,8 @@ int serve(const std::string& config_path) {
   }
   auto& logger = log::get("broker");
   for (const auto& warning : loaded->warnings) logger.warn("{}", warning);
+  // Partitions and connections each hold descriptors: take all the system allows.
+  logger.info("open file limit: {} descriptors", http::raise_open_file_limit());
 
   auto security = load_security(config, logger);
   if (!security.is_ok()) {
@@ -265,6 +269,8 @@ int serve(const std::string& config_path) {
   auto etl = etl::Orchestrator::open(etl_options(config), config.etl.pipelines, &etl_warnings);
   for (const auto& warning : etl_warnings) log::get("etl").warn("{}", warning);
   if (!etl.is_ok()) return fail("cannot start ETL: " + etl.status().message());
+  (*etl)->workers().set_admission_limits(
+      {config.etl.max_queued_batches, config.etl.max_queued_bytes});
   broker::Broker broker(**store, broker::BrokerOptions{config.broker.auto_create_topics},
                         etl->get());
   auto streams = std::make_unique<broker::StreamPipelines>(broker);
@@ -275,7 +281,10 @@ int serve(const std::string& config_path) {
   if (!admin_listen.is_ok()) return fail("admin.listen: " + admin_listen.status().message());
 
   http::Router data_router;
-  if (Status s = http::add_data_api(data_router, broker); !s.is_ok()) return fail(s.message());
+  http::DataApiOptions data_options;
+  data_options.audit = security->audit;
+  if (Status s = http::add_data_api(data_router, broker, data_options); !s.is_ok())
+    return fail(s.message());
   http::Router admin_router;
   if (Status s = http::add_admin_api(admin_router, **etl, streams.get(), security->admin);
       !s.is_ok())
@@ -287,8 +296,10 @@ int serve(const std::string& config_path) {
   }
   if (Status s = http::add_pool_api(admin_router, **etl); !s.is_ok()) return fail(s.message());
 
-  auto server_options = [&](const ListenAddress& listen, unsigned io_threads, const char* name) {
+  auto server_options = [&](const ListenAddress& listen, unsigned io_threads, const char* name,
+                            uint32_t max_connections) {
     http::ServerOptions o;
+    o.max_connections = max_connections;
     o.host = listen.host;
     o.port = listen.port;
     o.io_threads = io_threads;
@@ -300,9 +311,12 @@ int serve(const std::string& config_path) {
     return o;
   };
   // The admin API is light: one I/O thread. Uploads and dry runs run on the ETL workers.
-  http::Server admin_api(server_options(*admin_listen, 1, "admin-api"), std::move(admin_router));
+  http::Server admin_api(
+      server_options(*admin_listen, 1, "admin-api", config.admin.max_connections),
+      std::move(admin_router));
   if (Status s = admin_api.start(); !s.is_ok()) return fail(s.message());
-  http::Server data_api(server_options(*data_listen, config.broker.io_threads, "data-api"),
+  http::Server data_api(server_options(*data_listen, config.broker.io_threads, "data-api",
+                                       config.broker.max_connections),
                         std::move(data_router));
   if (Status s = data_api.start(); !s.is_ok()) {
     admin_api.stop(std::chrono::seconds(0));

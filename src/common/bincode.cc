@@ -122,24 +122,22 @@ bool read_message(Reader& r, Message* m) {
   if (!r.bytes(&m->value, false, "value")) return false;
   uint64_t n = 0;
   if (!r.count(&n, kMinHeaderSize, "header")) return false;
-  m->headers.clear();
-  m->headers.reserve(n);
+  if (n > kMaxHeaders) {
+    return r.fail(std::to_string(n) + " headers exceed the limit of " +
+                  std::to_string(kMaxHeaders) + " per message");
+  }
+  // A HashMap keeps the last value of a repeated key; so does the set, in linear time.
+  HeaderSet headers;
   for (uint64_t i = 0; i < n; ++i) {
-    Header h;
-    if (!r.bytes(&h.first, true, "header name") || !r.bytes(&h.second, true, "header value")) {
+    std::string name, value;
+    if (!r.bytes(&name, true, "header name") || !r.bytes(&value, true, "header value")) {
       return false;
     }
-    // A HashMap keeps the last value of a repeated key; so do we.
-    bool replaced = false;
-    for (auto& existing : m->headers) {
-      if (existing.first == h.first) {
-        existing.second = std::move(h.second);
-        replaced = true;
-        break;
-      }
+    if (Status s = headers.add(std::move(name), std::move(value)); !s.is_ok()) {
+      return r.fail(s.message());
     }
-    if (!replaced) m->headers.push_back(std::move(h));
   }
+  m->headers = headers.release();
   return r.i64(&m->timestamp);
 }
 

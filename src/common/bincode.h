@@ -4,7 +4,8 @@
 // of (key, value) pairs. Encoders write into a caller-provided buffer sized by encoded_size(),
 // so the host can encode straight into guest memory. Decoders are strict and bounded: they
 // reject truncated input, trailing bytes, lengths beyond the remaining input, invalid UTF-8 and
-// bool bytes other than 0/1, and never allocate more than the input could describe.
+// bool bytes other than 0/1, messages with more headers than kMaxHeaders or kMaxHeaderBytes
+// (message.h), and never allocate more than the input could describe.
 #pragma once
 
 #include <cstddef>

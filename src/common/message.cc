@@ -21,6 +21,52 @@ void Message::set_header(std::string name, std::string value) {
   headers.emplace_back(std::move(name), std::move(value));
 }
 
+Status HeaderSet::add(std::string name, std::string value) {
+  auto it = index_.find(name);
+  if (it != index_.end()) {
+    std::string& old = headers_[it->second].second;
+    const size_t bytes = bytes_ - old.size() + value.size();
+    if (bytes > max_bytes_) {
+      return invalid_argument("headers of " + std::to_string(bytes) +
+                              " bytes exceed the limit of " + std::to_string(max_bytes_) +
+                              " per message");
+    }
+    bytes_ = bytes;
+    old = std::move(value);
+    return Status::ok();
+  }
+  if (headers_.size() + 1 > max_count_) {
+    return invalid_argument(std::to_string(headers_.size() + 1) + " headers exceed the limit of " +
+                            std::to_string(max_count_) + " per message");
+  }
+  const size_t bytes = bytes_ + name.size() + value.size();
+  if (bytes > max_bytes_) {
+    return invalid_argument("headers of " + std::to_string(bytes) + " bytes exceed the limit of " +
+                            std::to_string(max_bytes_) + " per message");
+  }
+  bytes_ = bytes;
+  // The index's keys view the names inside headers_: reserve first so that they never move
+  // (std::string's small-buffer names would move with the vector).
+  if (headers_.size() == headers_.capacity()) {
+    const size_t capacity = std::max<size_t>(16, headers_.capacity() * 2);
+    std::vector<Header> grown;
+    grown.reserve(capacity);
+    for (auto& h : headers_) grown.push_back(std::move(h));
+    headers_ = std::move(grown);
+    index_.clear();
+    for (size_t i = 0; i < headers_.size(); ++i) index_.emplace(headers_[i].first, i);
+  }
+  headers_.emplace_back(std::move(name), std::move(value));
+  index_.emplace(headers_.back().first, headers_.size() - 1);
+  return Status::ok();
+}
+
+std::vector<Header> HeaderSet::release() {
+  index_.clear();
+  bytes_ = 0;
+  return std::move(headers_);
+}
+
 bool Message::operator==(const Message& other) const {
   if (key != other.key || value != other.value || timestamp != other.timestamp ||
       headers.size() != other.headers.size()) {

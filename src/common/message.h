@@ -1,16 +1,28 @@
 // The message model shared by storage, ETL and the module ABI (module-abi.md).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include "common/status.h"
 
 namespace wasmq {
 
 // One header. Names are unique within a message; the order carries no meaning.
 using Header = std::pair<std::string, std::string>;
+
+// Headers one message may carry, wherever messages come in (the produce API, a module's
+// outputs): at most kMaxHeaders distinct names, and at most kMaxHeaderBytes of names and values
+// together. Kafka has no count limit of its own, but its default max.message.bytes (1 MB) holds
+// the whole record; a thousand headers is far beyond what tracing and routing metadata use.
+inline constexpr size_t kMaxHeaders = 1024;
+inline constexpr size_t kMaxHeaderBytes = 1 << 20;
 
 // A message as modules see it. `value` holds arbitrary bytes; `key`, header names and header
 // values are UTF-8. `timestamp` is milliseconds since the Unix epoch.
@@ -22,10 +34,37 @@ struct Message {
 
   // Returns the value of header `name`, or nullptr when absent.
   const std::string* header(std::string_view name) const;
-  // Sets header `name`, replacing an existing one.
+  // Sets header `name`, replacing an existing one. Linear in the number of headers: for building
+  // a message from many headers use HeaderSet.
   void set_header(std::string name, std::string value);
 
   bool operator==(const Message& other) const;
+};
+
+// Builds a message's headers from (name, value) pairs in linear time: a repeated name keeps its
+// first position and its last value (as a HashMap does), and the limits are checked as pairs
+// come in, so a hostile input is refused after at most max_count + 1 distinct names.
+// Not thread-safe; one per message being built.
+class HeaderSet {
+ public:
+  explicit HeaderSet(size_t max_count = kMaxHeaders, size_t max_bytes = kMaxHeaderBytes)
+      : max_count_(max_count), max_bytes_(max_bytes) {}
+
+  // Adds or replaces `name`. kInvalidArgument when the distinct names would exceed max_count or
+  // their names and values max_bytes: "<n> headers exceed the limit of <max_count> per message"
+  // or "headers of <n> bytes exceed the limit of <max_bytes> per message"; the set is then
+  // unchanged.
+  Status add(std::string name, std::string value);
+  size_t size() const { return headers_.size(); }
+  // The headers, in first-seen order; the set is empty afterwards.
+  std::vector<Header> release();
+
+ private:
+  const size_t max_count_;
+  const size_t max_bytes_;
+  size_t bytes_ = 0;
+  std::vector<Header> headers_;
+  std::unordered_map<std::string_view, size_t> index_;  // name (in headers_) → position
 };
 
 // What a module returns for one input message (module-abi.md, "Meaning of a ProcessResult").

@@ -28,7 +28,7 @@ std::string rfc3339_ms(int64_t ms) {
 }
 
 Status message_from_json(const boost::json::value& json, int64_t default_timestamp, Message* out) {
-  if (!json.is_object()) return invalid_argument("a message must be a JSON object");
+  if (!json.is_object()) return invalid_argument("must be a JSON object");
   const auto& obj = json.get_object();
   *out = Message{};
   out->timestamp = default_timestamp;
@@ -55,18 +55,33 @@ Status message_from_json(const boost::json::value& json, int64_t default_timesta
     } else if (name == "headers") {
       if (v.is_null()) continue;
       if (!v.is_object()) return invalid_argument("headers: must be an object of strings");
-      for (const auto& [hname, hvalue] : v.get_object()) {
+      const auto& headers = v.get_object();
+      // Refused before anything is copied: the object's size bounds the distinct names.
+      if (headers.size() > kMaxHeaders) {
+        return invalid_argument("headers: " + std::to_string(headers.size()) +
+                                " headers exceed the limit of " + std::to_string(kMaxHeaders) +
+                                " per message");
+      }
+      HeaderSet set;
+      for (const auto& [hname, hvalue] : headers) {
         if (!hvalue.is_string()) {
           return invalid_argument("headers." + std::string(hname) + ": must be a string");
         }
-        out->set_header(std::string(hname), std::string(hvalue.get_string()));
+        if (Status s = set.add(std::string(hname), std::string(hvalue.get_string())); !s.is_ok()) {
+          return s.with_context("headers");
+        }
       }
+      out->headers = set.release();
     } else if (name == "timestamp") {
       if (v.is_null()) continue;
-      if (v.is_int64()) {
+      if (v.is_int64() && v.get_int64() == kTimestampNow) {
+        out->timestamp = default_timestamp;
+      } else if (v.is_int64() && v.get_int64() >= 0 && v.get_int64() <= kMaxTimestampMs) {
         out->timestamp = v.get_int64();
-      } else if (v.is_uint64()) {
-        return invalid_argument("timestamp: out of range");
+      } else if (v.is_int64() || v.is_uint64()) {
+        return invalid_argument("timestamp: must be from 0 to " + std::to_string(kMaxTimestampMs) +
+                                " (9999-12-31T23:59:59.999Z) in milliseconds since the epoch, "
+                                "or -1 for the time of the request");
       } else {
         return invalid_argument("timestamp: must be an integer (milliseconds since the epoch)");
       }

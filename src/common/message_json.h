@@ -11,10 +11,18 @@
 
 namespace wasmq {
 
+// Timestamps a message may carry: 0 (the epoch) to the last millisecond of year 9999, or
+// kTimestampNow (Kafka's -1, "no timestamp"), which stands for the time of the request.
+inline constexpr int64_t kMaxTimestampMs = 253'402'300'799'999;
+inline constexpr int64_t kTimestampNow = -1;
+
 // Reads a message object. `key`, `headers` and `timestamp` are optional (timestamp defaults
-// to `default_timestamp`); exactly one of `value` (UTF-8 string) and `value_base64` is needed.
-// `partition` is accepted and ignored here. Any other field, or a field of the wrong type, is an
-// error whose message names the field.
+// to `default_timestamp`, as does -1); exactly one of `value` (UTF-8 string) and `value_base64`
+// is needed. `partition` is accepted and ignored here. Any other field, a field of the wrong
+// type, a timestamp out of range, or headers beyond kMaxHeaders / kMaxHeaderBytes (a repeated
+// header name keeps its last value) is an error whose message starts with the field
+// ("timestamp: ...", "headers.h1: ...", "headers: ..."); a JSON value that is not an object gives
+// "must be a JSON object".
 Status message_from_json(const boost::json::value& json, int64_t default_timestamp, Message* out);
 
 // Writes a message object; a value that is not valid UTF-8 is written as `value_base64`.

@@ -15,6 +15,8 @@ const char* status_code_name(StatusCode code) {
     case StatusCode::kConflict: return "conflict";
     case StatusCode::kIo: return "io_error";
     case StatusCode::kInternal: return "internal";
+    case StatusCode::kUnavailable:
+      return "unavailable";
   }
   return "unknown";
 }

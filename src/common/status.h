@@ -18,9 +18,10 @@ enum class StatusCode {
   kLimitExceeded,    // memory, output size or another hard limit
   kNotFound,
   kAlreadyExists,
-  kConflict,         // the request contradicts the current state (e.g. a module still in use)
+  kConflict,  // the request contradicts the current state (e.g. a module still in use)
   kIo,
   kInternal,
+  kUnavailable,  // overloaded for now: the same request may succeed later (HTTP 503)
 };
 
 // Returns the snake_case name of a code, e.g. "invalid_module".

@@ -76,6 +76,54 @@ void Workers::broadcast(WorkerJob job, std::function<void()> done) {
   wake_.notify_all();
 }
 
+Result<Admission> Workers::admit(uint64_t bytes) {
+  const size_t max_batches = max_admitted_batches_.load(std::memory_order_relaxed);
+  const uint64_t max_bytes = max_admitted_bytes_.load(std::memory_order_relaxed);
+  size_t batches = admitted_batches_.load(std::memory_order_relaxed);
+  do {
+    if (batches >= max_batches) {
+      return Status(StatusCode::kUnavailable,
+                    "the ETL workers are busy: " + std::to_string(batches) +
+                        " produce batches wait or run, the limit (etl.max_queued_batches); "
+                        "retry later");
+    }
+  } while (!admitted_batches_.compare_exchange_weak(batches, batches + 1));
+  const uint64_t before = admitted_bytes_.fetch_add(bytes);
+  if (before > 0 && before + bytes > max_bytes) {
+    admitted_bytes_.fetch_sub(bytes);
+    admitted_batches_.fetch_sub(1);
+    return Status(StatusCode::kUnavailable,
+                  "the ETL workers are busy: produce batches of " + std::to_string(before) +
+                      " bytes wait or run, and " + std::to_string(bytes) +
+                      " more would pass the limit of " + std::to_string(max_bytes) +
+                      " (etl.max_queued_bytes); retry later");
+  }
+  return Admission(this, bytes);
+}
+
+void Workers::set_admission_limits(AdmissionLimits limits) {
+  max_admitted_batches_.store(limits.max_batches);
+  max_admitted_bytes_.store(limits.max_bytes);
+}
+
+void Workers::release(uint64_t bytes) {
+  admitted_bytes_.fetch_sub(bytes);
+  admitted_batches_.fetch_sub(1);
+}
+
+Admission& Admission::operator=(Admission&& other) noexcept {
+  if (this != &other) {
+    release();
+    workers_ = std::exchange(other.workers_, nullptr);
+    bytes_ = other.bytes_;
+  }
+  return *this;
+}
+
+void Admission::release() {
+  if (workers_) std::exchange(workers_, nullptr)->release(bytes_);
+}
+
 size_t Workers::queued() const {
   std::lock_guard lock(mutex_);
   return queue_.size();

@@ -9,6 +9,7 @@
 // still queued, then joins the threads.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -16,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -24,6 +26,34 @@
 #include "wasm/sandbox.h"
 
 namespace wasmq::etl {
+
+// How much produce work may wait for or run on the workers at once (Workers::admit).
+struct AdmissionLimits {
+  size_t max_batches = 64;            // produce batches admitted and not yet finished
+  uint64_t max_bytes = 256ull << 20;  // their input messages' bytes (bincode sizes)
+};
+
+class Workers;
+
+// One produce batch's place among the admitted ones (Workers::admit); the place is given back
+// when the Admission is destroyed, from any thread. Move-only. The Workers must outlive it.
+class Admission {
+ public:
+  Admission() = default;
+  Admission(Admission&& other) noexcept
+      : workers_(std::exchange(other.workers_, nullptr)), bytes_(other.bytes_) {}
+  Admission& operator=(Admission&& other) noexcept;
+  ~Admission() { release(); }
+
+  // Gives the place back now (the destructor then does nothing); idempotent.
+  void release();
+
+ private:
+  friend class Workers;
+  Admission(Workers* workers, uint64_t bytes) : workers_(workers), bytes_(bytes) {}
+  Workers* workers_ = nullptr;
+  uint64_t bytes_ = 0;
+};
 
 class Workers {
  public:
@@ -40,6 +70,18 @@ class Workers {
   Workers& operator=(const Workers&) = delete;
 
   void submit(Job job);
+
+  // Admission of produce batches, before they are submitted: the batches admitted and not yet
+  // finished are bounded by count and bytes (set_admission_limits; the defaults of
+  // AdmissionLimits until then). Returns the batch's Admission, to be held until its result is
+  // in; or kUnavailable naming the limit that is reached ("etl.max_queued_batches" or
+  // "etl.max_queued_bytes"). A batch larger than max_bytes alone is admitted when nothing else
+  // is. Any thread.
+  Result<Admission> admit(uint64_t bytes);
+  void set_admission_limits(AdmissionLimits limits);
+  // Produce batches admitted and not yet finished, and their bytes.
+  size_t admitted_batches() const { return admitted_batches_.load(std::memory_order_relaxed); }
+  uint64_t admitted_bytes() const { return admitted_bytes_.load(std::memory_order_relaxed); }
   // Runs `job` once on every worker, each as the next job it takes (after the job it is
   // running, before the shared queue), then calls `done` once, on the worker that finished
   // last. `job` is shared by the workers: it must be safe to call on several at once.
@@ -64,6 +106,13 @@ class Workers {
   bool stopping_ = false;             // guarded by mutex_
   std::vector<std::thread> threads_;
   std::vector<std::shared_ptr<const wasm::PoolFigures>> figures_;  // set at start
+
+  friend class Admission;
+  void release(uint64_t bytes);
+  std::atomic<size_t> max_admitted_batches_{AdmissionLimits{}.max_batches};
+  std::atomic<uint64_t> max_admitted_bytes_{AdmissionLimits{}.max_bytes};
+  std::atomic<size_t> admitted_batches_{0};
+  std::atomic<uint64_t> admitted_bytes_{0};
 };
 
 }  // namespace wasmq::etl

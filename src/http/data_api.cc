@@ -16,16 +16,22 @@ namespace {
 namespace json = boost::json;
 using boost::asio::awaitable;
 
-// message_from_json's errors read "<field>: <what>"; this prefixes the element's path.
+// An invalid message of a produce request: `element_path` is "messages[i]" for a message of a
+// list, empty for a single message. message_from_json's errors read "<field>: <what>" or, for
+// the element as a whole, "<what>"; either way the text and the field start with the path.
 Response message_error(const std::string& element_path, const Status& status) {
   const std::string& text = status.message();
   size_t colon = text.find(':');
+  const bool names_field = colon != std::string::npos && text.find(' ') > colon;
   std::string field = element_path;
-  if (colon != std::string::npos && text.find(' ') > colon) {
+  std::string message;
+  if (names_field) {
     field += (field.empty() ? "" : ".") + text.substr(0, colon);
+    message = (element_path.empty() ? "" : element_path + ".") + text;
+  } else {
+    message = element_path.empty() ? text : element_path + ": " + text;
   }
-  return error_response(HttpStatus::bad_request, "invalid_message",
-                        (element_path.empty() ? "" : element_path + ".") + text, field);
+  return error_response(HttpStatus::bad_request, "invalid_message", message, field);
 }
 
 Result<int64_t> query_in_range(const Request& req, std::string_view name, int64_t fallback,
@@ -52,12 +58,76 @@ json::object topic_summary(const storage::Topic& topic) {
   return o;
 }
 
+// The number of messages a produce body lists, counted on its bytes before any parsing: the
+// elements of a top-level array, or of an array directly under a top-level object ("messages").
+// A body that is not JSON gets some count; the parser refuses it afterwards. Lets a body of
+// millions of tiny messages be refused without building its document (about 20 times its size).
+size_t listed_messages(std::string_view body) {
+  constexpr size_t kMaxDepth = 64;
+  bool is_array[kMaxDepth + 1] = {};
+  size_t depth = 0;
+  size_t count = 0;
+  bool in_string = false;
+  bool list_has_value = false;
+  auto at_list = [&] {
+    return (depth == 1 && is_array[1]) || (depth == 2 && is_array[2] && !is_array[1]);
+  };
+  for (size_t i = 0; i < body.size(); ++i) {
+    const char c = body[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"':
+        in_string = true;
+        if (at_list()) list_has_value = true;
+        break;
+      case '[':
+      case '{':
+        if (at_list()) list_has_value = true;
+        if (depth == kMaxDepth) return count;  // too deep: the parser says so
+        is_array[++depth] = c == '[';
+        if (at_list()) list_has_value = false;
+        break;
+      case ']':
+      case '}':
+        if (at_list() && list_has_value) ++count;
+        if (depth > 0) --depth;
+        break;
+      case ',':
+        if (at_list()) {
+          ++count;
+          list_has_value = false;
+        }
+        break;
+      case ' ':
+      case '\t':
+      case '\r':
+      case '\n':
+        break;
+      default:
+        if (at_list()) list_has_value = true;
+        break;
+    }
+  }
+  return count;
+}
+
 class DataApi {
  public:
   DataApi(broker::Broker& broker, DataApiOptions options) : broker_(broker), options_(options) {}
 
   awaitable<Response> produce(Request& req) {
     const std::string topic(req.path_param("topic"));
+    if (Status s = storage::validate_topic_name(topic); !s.is_ok()) co_return status_response(s);
+    if (size_t listed = listed_messages(req.body()); listed > options_.max_produce_messages) {
+      co_return too_many_messages(listed);
+    }
     // The request's document lives in one arena, freed at once when the handler returns.
     json::monotonic_resource arena(req.body().size() * 2 + 1024);
     JsonParseOptions parse_options;
@@ -90,10 +160,16 @@ class DataApi {
       co_return error_response(HttpStatus::bad_request, "invalid_message", "no messages to produce",
                                prefix);
     }
+    if (list->size() > options_.max_produce_messages) co_return too_many_messages(list->size());
+    // Partitions are checked here, before the broker may auto-create the topic, so that a bad
+    // request creates nothing; the broker checks again (the topic may change in between).
+    const std::shared_ptr<storage::Topic> existing = broker_.store().find(topic);
+    const uint32_t partitions =
+        existing ? existing->partition_count() : broker_.store().options().default_partitions;
     std::vector<broker::ProduceRecord> records(list->size());
     const int64_t now = now_ms();
     for (size_t i = 0; i < list->size(); ++i) {
-      const std::string path = list == &single ? "" : prefix + "[" + std::to_string(i) + "]";
+      const std::string path = list == &single ? "" : "messages[" + std::to_string(i) + "]";
       const json::value& element = (*list)[i];
       if (Status s = message_from_json(element, now, &records[i].message); !s.is_ok()) {
         co_return message_error(path, s);
@@ -102,12 +178,31 @@ class DataApi {
         if (!p->is_int64() || p->get_int64() < 0 || p->get_int64() > UINT32_MAX) {
           co_return message_error(path, invalid_argument("partition: must be a non-negative integer"));
         }
+        if (p->get_int64() >= partitions) {
+          co_return message_error(
+              path, invalid_argument(fmt::format(
+                        "partition: {} is out of range (topic \"{}\" has {} partition{}{})",
+                        p->get_int64(), topic, partitions, partitions == 1 ? "" : "s",
+                        existing ? "" : " when created")));
+        }
         records[i].partition = static_cast<uint32_t>(p->get_int64());
       }
     }
     auto outcomes = co_await produce_records(topic, std::move(records));
+    if (!existing && options_.audit && broker_.store().find(topic)) {
+      options_.audit->record_auto_created_topic(req.principal(), req.remote_address(), topic);
+    }
     if (!outcomes.is_ok()) co_return status_response(outcomes.status());
     co_return text_response(HttpStatus::ok, produce_reply(topic, *outcomes), "application/json");
+  }
+
+  Response too_many_messages(size_t count) const {
+    return error_response(
+        HttpStatus::payload_too_large, "too_many_messages",
+        fmt::format("{} messages exceed the limit of {} per produce request; send them in "
+                    "several requests",
+                    count, options_.max_produce_messages),
+        "messages");
   }
 
   // Stores through the broker; a request that goes through ETL pipelines is awaited without

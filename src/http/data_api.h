@@ -2,7 +2,8 @@
 //
 // Access (when the server has tokens): produce needs `produce`, consume `consume`, topic lists
 // and descriptions `describe_topics`, topic creation `create_topics` and deletion
-// `delete_topics` (both audited); /health and /ready are open.
+// `delete_topics` (both audited); /health and /ready are open. A topic created by a produce
+// request is audited too (options.audit), with who asked and from where.
 //
 // Handlers run on the server's I/O threads and call the Broker directly (appends block on disk
 // I/O; with fsync = "always" on the group commit). Long polls wait without holding a thread.
@@ -10,9 +11,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "broker/broker.h"
 #include "common/status.h"
+#include "http/audit_log.h"
 #include "http/router.h"
 
 namespace wasmq::http {
@@ -23,6 +26,11 @@ struct DataApiOptions {
   size_t max_max_messages = 10'000;
   size_t default_max_bytes = 1 << 20;
   size_t max_max_bytes = 64 << 20;
+  // Messages one produce request may carry; more is a 413 naming the limit. Bounds the work an
+  // I/O thread does for one request and the size of its reply.
+  size_t max_produce_messages = 10'000;
+  // Where topics created by a produce request (auto_create_topics) are recorded; null: nowhere.
+  std::shared_ptr<AuditLog> audit;
 };
 
 // Registers the data API's routes on `router`. `broker` must outlive the router.

@@ -44,6 +44,8 @@ HttpStatus http_status_for(StatusCode code) {
       return HttpStatus::payload_too_large;
     case StatusCode::kTimeout:
       return HttpStatus::gateway_timeout;
+    case StatusCode::kUnavailable:
+      return HttpStatus::service_unavailable;
     case StatusCode::kOk:
     case StatusCode::kModuleFailed:
     case StatusCode::kIo:
@@ -54,8 +56,10 @@ HttpStatus http_status_for(StatusCode code) {
 }
 
 Response status_response(const Status& status, std::string_view field) {
-  return error_response(http_status_for(status.code()), status_code_name(status.code()),
-                        status.message(), field);
+  Response response = error_response(http_status_for(status.code()),
+                                     status_code_name(status.code()), status.message(), field);
+  if (status.code() == StatusCode::kUnavailable) response.set(Field::retry_after, "1");
+  return response;
 }
 
 JsonBody parse_json_body(std::string_view body, const JsonParseOptions& options) {

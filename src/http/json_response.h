@@ -28,7 +28,8 @@ Response error_response(HttpStatus status, std::string_view code, std::string_vi
                         std::string_view field = {});
 
 // The HTTP status for a Status code: invalid_argument/invalid_module 400, not_found 404,
-// already_exists 409, limit_exceeded 413, timeout 504, anything else 500.
+// already_exists 409, limit_exceeded 413, timeout 504, unavailable 503 (status_response adds
+// `Retry-After: 1`), anything else 500.
 HttpStatus http_status_for(StatusCode code);
 
 // error_response(http_status_for(code), status_code_name(code), message, field). `status` must

@@ -1,6 +1,9 @@
 #include "http/server.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -45,6 +48,8 @@ constexpr std::chrono::seconds kLingerTime{1};
 constexpr std::chrono::seconds kCancelledStopWait{2};
 // Pause after a failed accept (out of descriptors): retrying at once would spin.
 constexpr std::chrono::milliseconds kAcceptRetryPause{50};
+// At most one log line per interval for failed accepts, and one for turned-away connections.
+constexpr std::chrono::seconds kAcceptLogInterval{10};
 
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -79,6 +84,41 @@ Response body_too_large(std::optional<uint64_t> declared, uint64_t limit, Verb m
                                     limit, to_view(bhttp::to_string(method)), path));
 }
 
+// Why a request's Transfer-Encoding makes its framing ambiguous, or empty when it is absent or
+// exactly "chunked" (the one coding we decode). RFC 9112 §6.3: a request whose final coding is
+// not chunked cannot be framed and must be refused with a 400 and the connection closed; any
+// other coding (gzip, identity, xchunked, a repeated chunked) is one we do not implement. Reading
+// such a body as empty would let its bytes run as a request of their own (request smuggling).
+std::string bad_transfer_encoding(const RequestMessage& header) {
+  size_t codings = 0;
+  bool chunked_last = false;
+  std::string unknown;
+  for (auto range = header.equal_range(Field::transfer_encoding); range.first != range.second;
+       ++range.first) {
+    std::string_view list = to_view(range.first->value());
+    while (!list.empty()) {
+      size_t comma = list.find(',');
+      std::string_view coding = list.substr(0, comma);
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+      while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t'))
+        coding.remove_prefix(1);
+      while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t'))
+        coding.remove_suffix(1);
+      if (coding.empty()) continue;
+      ++codings;
+      chunked_last = beast::iequals(coding, "chunked");
+      if (!chunked_last && unknown.empty()) unknown = std::string(coding.substr(0, 64));
+    }
+  }
+  if (header.count(Field::transfer_encoding) == 0) return {};
+  if (codings == 1 && chunked_last) return {};
+  if (!unknown.empty()) {
+    return fmt::format("Transfer-Encoding: coding \"{}\" is not supported (only chunked is)",
+                       unknown);
+  }
+  return codings == 0 ? "Transfer-Encoding: empty" : "Transfer-Encoding: chunked may appear once";
+}
+
 bool expects_continue(const RequestMessage& header) {
   auto expect = header.find(Field::expect);
   return header.version() >= 11 && expect != header.end() &&
@@ -104,7 +144,10 @@ Server::Server(ServerOptions options, Router router)
       logger_(log::get("http")),
       acceptor_(asio::make_strand(io_context_)) {}
 
-Server::~Server() { stop(std::chrono::milliseconds(0)); }
+Server::~Server() {
+  stop(std::chrono::milliseconds(0));
+  if (reserve_fd_ >= 0) ::close(reserve_fd_);
+}
 
 Status Server::start() {
   std::lock_guard lifecycle(lifecycle_mutex_);
@@ -135,6 +178,9 @@ Status Server::start() {
   if (acceptor_.bind(endpoint, error)) return fail("listen on");
   if (acceptor_.listen(asio::socket_base::max_listen_connections, error)) return fail("listen on");
   port_ = acceptor_.local_endpoint(error).port();
+  // Accepts that fail must not block (on_accept_failure accepts synchronously).
+  acceptor_.non_blocking(true, error);
+  reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 
   started_ = true;
   work_.emplace(io_context_.get_executor());
@@ -230,6 +276,83 @@ bool Server::wait_for_connections(std::chrono::steady_clock::time_point deadline
   return connections_drained_.wait_until(lock, deadline, [this] { return connections_.empty(); });
 }
 
+uint64_t raise_open_file_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) return raised.rlim_cur;
+  }
+  return limit.rlim_cur;
+}
+
+size_t Server::connection_count() {
+  std::lock_guard lock(connections_mutex_);
+  return connections_.size();
+}
+
+void Server::turn_away(tcp::socket& socket, bool over_limit) {
+  error_code ignored;
+  if (!options_.tls) {
+    std::string body = fmt::format(
+        R"({{"error":{{"code":"too_many_connections","message":"{}: {}; retry later"}}}})",
+        options_.name,
+        over_limit
+            ? fmt::format("the limit of {} open connections is reached", options_.max_connections)
+            : std::string("out of file descriptors"));
+    std::string reply = fmt::format(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        "Retry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}",
+        body.size(), body);
+    socket.non_blocking(true, ignored);
+    socket.write_some(asio::buffer(reply), ignored);
+    socket.shutdown(tcp::socket::shutdown_send, ignored);
+    // Input left unread makes close() send a reset, which may destroy the 503 in flight.
+    char scratch[4096];
+    for (int i = 0; i < 16; ++i) {
+      socket.read_some(asio::buffer(scratch), ignored);
+      if (ignored) break;
+    }
+  }
+  socket.close(ignored);
+  auto now = std::chrono::steady_clock::now();
+  ++turned_away_unlogged_;
+  if (now >= turned_away_log_until_) {
+    logger_.warn("{}: {} connection(s) turned away: {}", options_.name, turned_away_unlogged_,
+                 over_limit ? fmt::format("the limit of {} open connections is reached",
+                                          options_.max_connections)
+                            : std::string("out of file descriptors"));
+    turned_away_unlogged_ = 0;
+    turned_away_log_until_ = now + kAcceptLogInterval;
+  }
+}
+
+void Server::on_accept_failure(const error_code& error) {
+  const bool out_of_descriptors = error == asio::error::no_descriptors || error.value() == ENFILE;
+  if (out_of_descriptors && reserve_fd_ >= 0) {
+    // The waiting client gets an answer instead of hanging in the backlog until it times out.
+    ::close(reserve_fd_);
+    reserve_fd_ = -1;
+    tcp::socket socket(io_context_);
+    error_code accept_error;
+    acceptor_.accept(socket, accept_error);  // the acceptor is non-blocking: never waits
+    if (!accept_error) turn_away(socket, /*over_limit=*/false);
+    reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+  auto now = std::chrono::steady_clock::now();
+  ++accept_failures_unlogged_;
+  if (now >= accept_log_until_) {
+    logger_.warn("{}: accept failed {} time(s): {}{}", options_.name, accept_failures_unlogged_,
+                 error.message(),
+                 out_of_descriptors ? " (the process is out of file descriptors; waiting "
+                                      "connections are answered 503 and closed)"
+                                    : "");
+    accept_failures_unlogged_ = 0;
+    accept_log_until_ = now + kAcceptLogInterval;
+  }
+}
+
 asio::awaitable<void> Server::accept_loop() {
   for (;;) {
     auto [error, socket] =
@@ -237,9 +360,13 @@ asio::awaitable<void> Server::accept_loop() {
                                         kNoThrow);
     if (error) {
       if (error == asio::error::operation_aborted || stopping_ || !acceptor_.is_open()) co_return;
-      logger_.warn("{}: accept failed: {}", options_.name, error.message());
+      on_accept_failure(error);
       asio::steady_timer pause(acceptor_.get_executor(), kAcceptRetryPause);
       co_await pause.async_wait(kNoThrow);
+      continue;
+    }
+    if (options_.max_connections > 0 && connection_count() >= options_.max_connections) {
+      turn_away(socket, /*over_limit=*/true);
       continue;
     }
     error_code ignored;
@@ -324,6 +451,12 @@ asio::awaitable<void> Server::serve_requests(Connection& c, Stream& stream) {
     }
 
     const RequestMessage& header = parser->get();
+    if (std::string why = bad_transfer_encoding(header); !why.empty()) {
+      co_await refuse(
+          c, stream,
+          error_response(HttpStatus::bad_request, "bad_request", "malformed HTTP request: " + why));
+      break;
+    }
     std::string_view target = to_view(header.target());
     std::string_view path = target.substr(0, target.find('?'));
     RouteMatch match = router_.match(header.method(), path, c.request.path_params());
@@ -339,6 +472,18 @@ asio::awaitable<void> Server::serve_requests(Connection& c, Stream& stream) {
       if (decision.refusal) {
         audit(route, decision.principal, c.request.remote_address(), header.method(), path,
               *decision.refusal);
+        if (!parser->is_done()) {
+          co_await refuse(c, stream, std::move(*decision.refusal));
+          break;
+        }
+        refusal = std::move(decision.refusal);
+      }
+    } else if (options_.access && match.kind != RouteMatch::Kind::kFound) {
+      // No route: a caller without a valid token learns nothing about which paths and methods
+      // exist (401 for all, instead of 404 or 405); any valid token gets the 404 or 405.
+      AccessDecision decision = options_.access->check(header, Right::kView);
+      c.request.set_principal(decision.principal);
+      if (decision.refusal && decision.refusal->result() == HttpStatus::unauthorized) {
         if (!parser->is_done()) {
           co_await refuse(c, stream, std::move(*decision.refusal));
           break;

@@ -24,6 +24,12 @@
 // handshake_timeout; a client that does not complete it (plain HTTP, say) is dropped. Without
 // TLS, connections are served exactly as before: the serving code is a template on the stream.
 //
+// Connections: at most options.max_connections are served at once; the next one gets a 503 and
+// is closed. When accept() fails for want of file descriptors (EMFILE, ENFILE), the server
+// releases a descriptor it keeps in reserve, accepts the waiting connection, closes it and takes
+// the reserve back, so the backlog never fills with clients nobody answers; the failure is
+// logged once per interval with a count, not once per attempt.
+//
 // Stopping: stop() closes the listener, closes connections waiting for a request, lets requests
 // in flight finish (their responses carry `Connection: close`) until the deadline, then cancels
 // what is left (a handler awaiting a timer or a Handoff is resumed with operation_aborted /
@@ -77,7 +83,15 @@ struct ServerOptions {
   // TLS for every connection (tls.h: server_tls_context); null: plain HTTP.
   std::shared_ptr<boost::asio::ssl::context> tls;
   std::chrono::milliseconds handshake_timeout{10'000};
+  // Connections served at once; 0: no limit. A connection beyond it is answered at once with a
+  // 503 (`Retry-After`, `Connection: close`; over TLS it is just closed) and closed, so that idle
+  // sockets cannot use up the process's file descriptors.
+  size_t max_connections = 0;
 };
+
+// Raises the soft RLIMIT_NOFILE to the hard limit and returns the new soft limit (the old one
+// when it cannot be raised). Call once at start, before the listeners open.
+uint64_t raise_open_file_limit();
 
 class Server {
  public:
@@ -119,6 +133,14 @@ class Server {
   void audit(const Route* route, const Principal* principal, std::string_view remote, Verb method,
              std::string_view path, const Response& response);
   void run_io_thread();
+  // Answers a connection over max_connections, or accepted with the reserve descriptor, with a
+  // 503 written without waiting (it fits the new socket's send buffer), and closes it.
+  // `over_limit`: turned away for max_connections, else for want of descriptors.
+  void turn_away(boost::asio::ip::tcp::socket& socket, bool over_limit);
+  // After an accept failure: frees the reserve descriptor to accept and close one waiting
+  // connection, takes the reserve back, and logs (rate-limited).
+  void on_accept_failure(const boost::system::error_code& error);
+  size_t connection_count();
   bool register_connection(const std::shared_ptr<Connection>& connection);
   void unregister_connection(const std::shared_ptr<Connection>& connection);
   // Waits until no connection is left or `deadline` passes; true when none is left.
@@ -141,6 +163,13 @@ class Server {
   std::mutex connections_mutex_;
   std::condition_variable connections_drained_;
   std::unordered_set<std::shared_ptr<Connection>> connections_;  // guarded by connections_mutex_
+
+  // Used by accept_loop only (the acceptor's strand).
+  int reserve_fd_ = -1;  // /dev/null, given up to accept-and-close when descriptors run out
+  std::chrono::steady_clock::time_point accept_log_until_{};
+  uint64_t accept_failures_unlogged_ = 0;
+  uint64_t turned_away_unlogged_ = 0;
+  std::chrono::steady_clock::time_point turned_away_log_until_{};
 };
 
 }  // namespace wasmq::http

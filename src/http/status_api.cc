@@ -690,6 +690,15 @@ class StatusApi {
     p.sample("wasmq_etl_running_executions", "", r.limits.running());
     p.family("wasmq_etl_queued_batches", "gauge", "Batches waiting for an ETL worker.");
     p.sample("wasmq_etl_queued_batches", "", static_cast<double>(c_.etl->workers().queued()));
+    p.family("wasmq_etl_admitted_batches", "gauge",
+             "Produce batches admitted for the ETL workers and not yet finished "
+             "(etl.max_queued_batches).");
+    p.sample("wasmq_etl_admitted_batches", "",
+             static_cast<double>(c_.etl->workers().admitted_batches()));
+    p.family("wasmq_etl_admitted_bytes", "gauge",
+             "Bytes of those batches' messages (etl.max_queued_bytes).");
+    p.sample("wasmq_etl_admitted_bytes", "",
+             static_cast<double>(c_.etl->workers().admitted_bytes()));
     p.family("wasmq_etl_result_cache_lookups_total", "counter", "Module result cache lookups.");
     p.sample("wasmq_etl_result_cache_lookups_total", "result=\"hit\"",
              static_cast<double>(r.results.hits()));

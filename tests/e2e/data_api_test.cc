@@ -1,12 +1,17 @@
 // The data API and `wasmq serve` as users meet them: the real binary on loopback ports.
 #include <gtest/gtest.h>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <thread>
 
+#include "broker_api_test.h"
 #include "broker_process.h"
 #include "http/client.h"
 #include "temp_dir.h"
@@ -188,10 +193,12 @@ TEST_F(DataApiTest, BadInputIsRefusedAndStoresNothing) {
   expect_error("POST", "/api/v1/topics/t/messages", R"({"value":5})", 400, "invalid_message", "value");
   expect_error("POST", "/api/v1/topics/t/messages", R"({"messages":[{"value":"ok"},{"value":"x","headers":{"a":1}}]})",
                400, "invalid_message", "messages[1].headers.a");
-  expect_error("POST", "/api/v1/topics/t/messages", R"([{"value":"ok"},{"value":"x","partition":-1}])",
-               400, "invalid_message", "[1].partition");
-  expect_error("POST", "/api/v1/topics/t/messages", R"([{"value":"ok"},{"value":"x","partition":9}])",
-               400, "invalid_argument", "");
+  expect_error("POST", "/api/v1/topics/t/messages",
+               R"([{"value":"ok"},{"value":"x","partition":-1}])", 400, "invalid_message",
+               "messages[1].partition");
+  expect_error("POST", "/api/v1/topics/t/messages",
+               R"([{"value":"ok"},{"value":"x","partition":9}])", 400, "invalid_message",
+               "messages[1].partition");
   expect_error("POST", "/api/v1/topics/t/messages", R"({"messages":[]})", 400, "invalid_message", "");
   expect_error("POST", "/api/v1/topics/bad%20name/messages", R"({"value":"x"})", 400, "invalid_argument", "");
   expect_error("POST", "/api/v1/topics", R"({"name":"a/b"})", 400, "invalid_argument", "name");
@@ -276,6 +283,234 @@ TEST_F(DataApiTest, ProduceAndConsumeCommands) {
   std::string first;
   std::getline(one, first);
   EXPECT_EQ(json::parse(first).at("offset").as_int64(), 1);
+}
+
+// H2: headers are capped per message (1,024) and de-duplicated in linear time on the I/O thread.
+// 100k headers in 1.2 MB cost about a minute of one I/O thread before; now a 400 at once.
+TEST_F(DataApiTest, HeadersBeyondTheLimitAreRefusedAtOnce) {
+  start();
+  auto body_with_headers = [](size_t count) {
+    std::string body = R"({"value":"x","headers":{)";
+    for (size_t i = 0; i < count; ++i) {
+      body += (i ? ",\"h" : "\"h") + std::to_string(i) + "\":\"\"";
+    }
+    return body + "}}";
+  };
+  for (size_t count : {size_t{1025}, size_t{100'000}}) {
+    json::value refused =
+        call("POST", "/api/v1/topics/hdr/messages", body_with_headers(count), 400);
+    EXPECT_EQ(refused.at("error").at("code").as_string(), "invalid_message");
+    EXPECT_EQ(refused.at("error").at("field").as_string(), "headers");
+    EXPECT_EQ(
+        refused.at("error").at("message").as_string(),
+        "headers: " + std::to_string(count) + " headers exceed the limit of 1024 per message");
+  }
+  json::value in_array =
+      call("POST", "/api/v1/topics/hdr/messages",
+           "[" + body_with_headers(1) + "," + body_with_headers(2000) + "]", 400);
+  EXPECT_EQ(in_array.at("error").at("field").as_string(), "messages[1].headers");
+  call("POST", "/api/v1/topics/hdr/messages", body_with_headers(1024), 200);
+  // A repeated name keeps its last value.
+  call("POST", "/api/v1/topics/hdr/messages",
+       R"({"value":"dup","headers":{"a":"1","b":"2","a":"3"}})", 200);
+  auto messages = consume("hdr");
+  ASSERT_EQ(messages.size(), 2u);  // nothing of the refused requests was stored
+  EXPECT_EQ(messages[0].at("headers").as_object().size(), 1024u);
+  EXPECT_EQ(messages[1].at("headers"), (json::object{{"a", "3"}, {"b", "2"}}));
+}
+
+// H6: one request carries at most 10,000 messages; more is a 413 naming the limit, and nothing
+// is stored (4.5M tiny messages in 60 MB took 102 s and 3.7 GB before).
+TEST_F(DataApiTest, TooManyMessagesInOneRequestIs413) {
+  start();
+  auto body_of = [](size_t count) {
+    std::string body = "[";
+    for (size_t i = 0; i < count; ++i) body += i ? R"(,{"value":"x"})" : R"({"value":"x"})";
+    return body + "]";
+  };
+  json::value refused = call("POST", "/api/v1/topics/many/messages", body_of(10'001), 413);
+  EXPECT_EQ(refused.at("error").at("code").as_string(), "too_many_messages");
+  EXPECT_EQ(refused.at("error").at("field").as_string(), "messages");
+  EXPECT_NE(std::string(refused.at("error").at("message").as_string())
+                .find("10001 messages exceed the limit of 10000 per produce request"),
+            std::string::npos);
+  json::value wrapped =
+      call("POST", "/api/v1/topics/many/messages", R"({"messages":)" + body_of(10'001) + "}", 413);
+  EXPECT_EQ(wrapped.at("error").at("code").as_string(), "too_many_messages");
+  // Counted on the bytes: strings holding commas and brackets are not elements.
+  call("POST", "/api/v1/topics/many/messages",
+       R"([{"value":"[,],{,},\",,"},)" + body_of(9'999).substr(1), 200);
+  call("DELETE", "/api/v1/topics/many", "", 200);
+  call("GET", "/api/v1/topics/many", "", 404);  // not even created
+  json::value stored = call("POST", "/api/v1/topics/many/messages", body_of(10'000), 200);
+  EXPECT_EQ(stored.at("results").as_array().size(), 10'000u);
+  // Stored in bounded batches: a read from the middle decodes one of them, not all 10,000.
+  json::value page =
+      call("GET", "/api/v1/topics/many/messages?offset=9999&max_messages=1", "", 200);
+  EXPECT_EQ(page.at("messages").at(0).at("offset").as_int64(), 9999);
+}
+
+// L8: timestamps from 0 to the end of year 9999, or -1 for "now"; anything else is a 400 naming
+// the field, and nothing of the request is stored.
+TEST_F(DataApiTest, TimestampsOutsideTheRangeAreRefused) {
+  start();
+  for (const char* bad : {"-9223372036854775808", "9223372036854775807", "253402300800000", "-2"}) {
+    json::value v = call(
+        "POST", "/api/v1/topics/ts/messages",
+        std::string(R"([{"value":"a","timestamp":0},{"value":"b","timestamp":)") + bad + "}]", 400);
+    EXPECT_EQ(v.at("error").at("code").as_string(), "invalid_message") << bad;
+    EXPECT_EQ(v.at("error").at("field").as_string(), "messages[1].timestamp") << bad;
+  }
+  call("POST", "/api/v1/topics/ts/messages",
+       R"([{"value":"a","timestamp":253402300799999},{"value":"b","timestamp":-1}])", 200);
+  auto messages = consume("ts");
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_EQ(messages[0].at("timestamp").as_int64(), 253402300799999);
+  EXPECT_GT(messages[1].at("timestamp").as_int64(), 1'700'000'000'000);  // the time of the request
+}
+
+// L12: every produce error names its field the same way: "messages[i]…" for a list (bare or
+// under "messages"), the field alone for a single message, and code invalid_message.
+TEST_F(DataApiTest, ProduceErrorsNameTheFieldConsistently) {
+  start();
+  json::value not_object = call("POST", "/api/v1/topics/e/messages", "[1]", 400);
+  EXPECT_EQ(not_object.at("error").at("message").as_string(), "messages[0]: must be a JSON object");
+  EXPECT_EQ(not_object.at("error").at("field").as_string(), "messages[0]");
+  EXPECT_EQ(not_object.at("error").at("code").as_string(), "invalid_message");
+  json::value partition =
+      call("POST", "/api/v1/topics/e/messages", R"({"value":"a","partition":99})", 400);
+  EXPECT_EQ(partition.at("error").at("code").as_string(), "invalid_message");
+  EXPECT_EQ(partition.at("error").at("field").as_string(), "partition");
+  EXPECT_EQ(partition.at("error").at("message").as_string(),
+            "partition: 99 is out of range (topic \"e\" has 1 partition when created)");
+  call("GET", "/api/v1/topics/e", "", 404);  // a refused request creates no topic
+  call("POST", "/api/v1/topics/e/messages", R"({"value":"a"})", 200);
+  json::value listed = call("POST", "/api/v1/topics/e/messages",
+                            R"({"messages":[{"value":"a"},{"value":"b","partition":1}]})", 400);
+  EXPECT_EQ(listed.at("error").at("field").as_string(), "messages[1].partition");
+  EXPECT_EQ(listed.at("error").at("message").as_string(),
+            "messages[1].partition: 1 is out of range (topic \"e\" has 1 partition)");
+}
+
+// The data API's limits that need pipelines or both listeners.
+class DataApiLimitsTest : public testing::BrokerApiTest {
+ protected:
+  // The value of a sample `name` (without labels) in the admin API's /metrics.
+  double metric(const std::string& name) {
+    auto reply = admin_->request("GET", "/metrics", "");
+    if (!reply.is_ok()) return -1;
+    size_t at = reply->body.find("\n" + name + " ");
+    if (at == std::string::npos) return -1;
+    return std::stod(reply->body.substr(at + name.size() + 2));
+  }
+};
+
+// H3: a module result with more headers than the limit (100k distinct ones) fails the call at
+// once with an error naming the limit, instead of a minute of de-duplication on an ETL worker
+// outside the call's time limit.
+TEST_F(DataApiLimitsTest, ModuleOutputWithTooManyHeadersFailsTheCallAtOnce) {
+  start();
+  upload("many_headers", "many-headers");
+  admin("POST", "/api/v1/etl/pipelines",
+        R"({"pipeline_id": "hdr", "error_handling": "SendToDeadLetter", "stages": [
+            {"priority": 0, "modules": [{"module_id": "many-headers", "topic_filters": [
+              {"filter_type": "Exact", "pattern": "hdr"}]}]}]})",
+        201);
+  json::value produced = data("POST", "/api/v1/topics/hdr/messages", R"({"value":"x"})");
+  const json::object& result = produced.at("results").at(0).as_object();
+  EXPECT_EQ(result.at("status").as_string(), "dead_lettered") << produced;
+  EXPECT_NE(std::string(result.at("error").as_string())
+                .find("100000 headers exceed the limit of 1024 per message"),
+            std::string::npos)
+      << result;
+  // Within the limit the same module's output is stored whole.
+  json::value small =
+      data("POST", "/api/v1/topics/hdr/messages", R"({"value":"y","headers":{"count":"1000"}})");
+  EXPECT_EQ(small.at("results").at(0).at("status").as_string(), "stored") << small;
+  json::array stored = consume("hdr");
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].at("headers").as_object().size(), 1001u);
+}
+
+// M5: produce work waiting for the ETL workers is bounded (etl.max_queued_batches); beyond it a
+// request to a topic with pipelines gets 503 with Retry-After, naming the limit, and nothing of
+// it is stored or created. Topics without pipelines are not held up.
+TEST_F(DataApiLimitsTest, ProduceBeyondTheEtlQueueBoundIs503) {
+  start("[etl]\nworkers = 1\nmax_queued_batches = 1\nexecution_timeout_ms = 3000\n");
+  upload("infinite_loop", "loop");
+  admin("POST", "/api/v1/etl/pipelines",
+        R"({"pipeline_id": "slow", "stages": [
+            {"priority": 0, "modules": [{"module_id": "loop", "topic_filters": [
+              {"filter_type": "Wildcard", "pattern": "slow*"}]}]}]})",
+        201);
+  std::thread blocked([url = broker_->data_url()] {
+    http::HttpClient client(url);
+    auto reply = client.request("POST", "/api/v1/topics/slow/messages", R"({"value":"first"})");
+    EXPECT_TRUE(reply.is_ok() && reply->status == 200);
+  });
+  // Wait until the first request holds the only place (the worker loops for 3 s on it).
+  for (int i = 0; i < 200 && metric("wasmq_etl_admitted_batches") < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(metric("wasmq_etl_admitted_batches"), 1);
+  for (const char* topic : {"slow", "slow-new"}) {
+    auto reply = data_->request("POST", std::string("/api/v1/topics/") + topic + "/messages",
+                                R"({"value":"refused"})");
+    ASSERT_TRUE(reply.is_ok()) << reply.status().message();
+    EXPECT_EQ(reply->status, 503) << reply->body;
+    EXPECT_EQ(reply->header("Retry-After"), "1");
+    json::value body = parse(*reply);
+    EXPECT_EQ(body.at("error").at("code").as_string(), "unavailable");
+    EXPECT_NE(
+        std::string(body.at("error").at("message").as_string()).find("etl.max_queued_batches"),
+        std::string::npos);
+  }
+  data("POST", "/api/v1/topics/other/messages", R"({"value":"no pipeline"})", 200);
+  blocked.join();
+  json::array stored = consume("slow");
+  ASSERT_EQ(stored.size(), 1u);  // the first (stored as produced after the timeout), no other
+  EXPECT_EQ(stored[0].at("value").as_string(), "first");
+  data("GET", "/api/v1/topics/slow-new", "", 404);
+  EXPECT_EQ(metric("wasmq_etl_admitted_batches"), 0);
+}
+
+// M1: idle connections beyond broker.max_connections are answered 503 and closed; the data API
+// answers again as soon as one of them closes; the admin listener, counted apart, stays reachable
+// throughout.
+TEST_F(DataApiLimitsTest, IdleConnectionsBeyondTheLimitAreTurnedAwayAndAdminStaysReachable) {
+  ::setenv("WASMQ_BROKER_MAX_CONNECTIONS", "4", 1);
+  start();
+  ::unsetenv("WASMQ_BROKER_MAX_CONNECTIONS");
+  namespace asio = boost::asio;
+  asio::io_context io;
+  const std::string url = broker_->data_url();
+  const auto port = static_cast<uint16_t>(std::stoi(url.substr(url.rfind(':') + 1)));
+  const asio::ip::tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), port);
+  std::vector<std::unique_ptr<asio::ip::tcp::socket>> idle;
+  for (int i = 0; i < 4; ++i) {
+    idle.push_back(std::make_unique<asio::ip::tcp::socket>(io));
+    idle.back()->connect(endpoint);
+  }
+  asio::ip::tcp::socket extra(io);
+  extra.connect(endpoint);
+  std::string answer;
+  boost::system::error_code ec;
+  asio::read(extra, asio::dynamic_buffer(answer), ec);  // until the server closes it
+  EXPECT_EQ(answer.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0), 0u) << answer;
+  EXPECT_NE(answer.find("Retry-After: 1\r\n"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("too_many_connections"), std::string::npos) << answer;
+  admin("GET", "/health");
+  admin("GET", "/api/v1/status");
+
+  idle.front()->close();
+  int status = 0;
+  for (int attempt = 0; attempt < 100 && status != 200; ++attempt) {
+    http::HttpClient client(url);
+    auto reply = client.request("GET", "/health", "");
+    status = reply.is_ok() ? reply->status : 0;
+    if (status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(status, 200);
 }
 
 }  // namespace

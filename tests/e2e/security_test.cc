@@ -324,10 +324,12 @@ TEST_F(SecurityTest, TopicCreationAndDeletionOnTheDataApiAreAudited) {
   EXPECT_EQ(data(kProducerToken, "POST", "/api/v1/topics", R"({"name": "orders"})").status, 201);
   EXPECT_EQ(data(kProducerToken, "DELETE", "/api/v1/topics/orders").status, 403);
   EXPECT_EQ(data(kAdminToken, "DELETE", "/api/v1/topics/orders").status, 200);
-  data(kProducerToken, "POST", "/api/v1/topics/orders/messages", R"({"value": "x"})");  // not
+  // Re-created by a produce request: audited too (L6), with the action and the topic.
+  data(kProducerToken, "POST", "/api/v1/topics/orders/messages", R"({"value": "x"})");
+  data(kProducerToken, "POST", "/api/v1/topics/orders/messages", R"({"value": "y"})");  // not
 
   std::vector<json::object> lines = audit_lines(audit_path());
-  ASSERT_EQ(lines.size(), 3u);
+  ASSERT_EQ(lines.size(), 4u);
   EXPECT_EQ(lines[0].at("who"), "app");
   EXPECT_EQ(lines[0].at("path"), "/api/v1/topics");
   EXPECT_EQ(lines[0].at("result"), "ok");
@@ -335,6 +337,10 @@ TEST_F(SecurityTest, TopicCreationAndDeletionOnTheDataApiAreAudited) {
   EXPECT_EQ(lines[1].at("method"), "DELETE");
   EXPECT_EQ(lines[2].at("who"), "alice");
   EXPECT_EQ(lines[2].at("result"), "ok");
+  EXPECT_EQ(lines[3].at("who"), "app");
+  EXPECT_EQ(lines[3].at("action"), "auto_create_topic");
+  EXPECT_EQ(lines[3].at("topic"), "orders");
+  EXPECT_EQ(lines[3].at("remote"), "127.0.0.1");
 }
 
 TEST_F(SecurityTest, RefusesToStartWithABadTokensFileNamingFileAndLine) {
@@ -624,6 +630,37 @@ TEST_F(SecurityTest, AllowedModuleSourcesMatchTheClientAddressWithoutTokens) {
   broker_->stop();
   start("", "allowed_module_sources = [\"10.*\", \"127.0.0.?\"]\n");
   EXPECT_EQ(upload("").status, 201);
+}
+
+// M3: anonymous refusals cannot grow the audit log without bound: long paths are cut, refusals
+// from one address are logged 20 times per 10 s and counted beyond, while every admitted change
+// is still logged.
+TEST_F(SecurityTest, RefusedFloodGrowsTheAuditLogByABoundedAmount) {
+  start_with_tokens();
+  const std::string long_id(15'000, 'A');
+  http::HttpClient anonymous = client(broker_->admin_url(), "");
+  for (int i = 0; i < 300; ++i) {
+    auto reply = anonymous.request("DELETE", "/api/v1/etl/pipelines/" + long_id, "");
+    ASSERT_TRUE(reply.is_ok()) << reply.status().message();
+    ASSERT_EQ(reply->status, 401);
+  }
+  EXPECT_NE(admin(kAdminToken, "POST", "/api/v1/etl/pipelines", kPipeline).status, 401);
+  const auto size = fs::file_size(audit_path());
+  EXPECT_LT(size, 20u * 1024) << "300 refusals of 15 KB paths were 4.5 MB";
+  std::vector<json::object> lines = audit_lines(audit_path());
+  ASSERT_EQ(lines.size(), 21u);
+  EXPECT_EQ(std::string(lines[0].at("path").as_string()).find("…[truncated from 15022 bytes]"),
+            256u);
+  EXPECT_EQ(lines.back().at("who"), "alice");  // admitted: logged despite the flood
+}
+
+// L9: without a token, the admin listener does not say which routes exist (405 vs 404).
+TEST_F(SecurityTest, RouteExistenceCannotBeProbedWithoutAToken) {
+  start_with_tokens();
+  EXPECT_EQ(admin("", "POST", "/api/v1/config/").status, 401);
+  EXPECT_EQ(admin("", "POST", "/api/v1/no-such-route").status, 401);
+  EXPECT_EQ(admin(kViewerToken, "POST", "/api/v1/config/").status, 405);
+  EXPECT_EQ(admin(kViewerToken, "POST", "/api/v1/no-such-route").status, 404);
 }
 
 }  // namespace

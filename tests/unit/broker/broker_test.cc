@@ -113,5 +113,38 @@ TEST_F(BrokerTest, WaitersWakeOnAppendAndCanBeCancelled) {
   EXPECT_FALSE(broker_->cancel_wait(id));  // already ran
 }
 
+// A large request is stored as bounded batches, so a read at any offset decodes a bounded
+// amount: a read with max_bytes = 1 returns exactly the one batch holding its offset.
+TEST_F(BrokerTest, SplitsLargeProducesIntoBoundedBatches) {
+  std::vector<ProduceRecord> records;
+  for (int i = 0; i < 2500; ++i) records.push_back(record(std::nullopt, std::to_string(i)));
+  auto out = broker_->produce("big", std::move(records));
+  ASSERT_TRUE(out.is_ok()) << out.status().message();
+  EXPECT_EQ(out->back().records.at(0).offset, 2499);
+  auto first = broker_->consume("big", {0, 0, 100'000, 1});
+  ASSERT_TRUE(first.is_ok());
+  EXPECT_EQ(first->records.size(), kMaxAppendRecords);
+  auto last = broker_->consume("big", {0, 2400, 100'000, 1});
+  ASSERT_TRUE(last.is_ok());
+  EXPECT_EQ(last->records.size(), 100u);  // the tail of the third batch (2000..2499)
+  EXPECT_EQ(last->records.back().message.value, "2499");
+
+  // By bytes: 5 messages of 300 KB make batches of 3 and 2 (1 MiB each at most).
+  std::vector<ProduceRecord> large;
+  for (int i = 0; i < 5; ++i) large.push_back(record(std::nullopt, std::string(300'000, 'a' + i)));
+  ASSERT_TRUE(broker_->produce("large", std::move(large)).is_ok());
+  auto batch = broker_->consume("large", {0, 0, 100, 1});
+  ASSERT_TRUE(batch.is_ok());
+  EXPECT_EQ(batch->records.size(), 3u);
+  // A single message above the byte bound is a batch of its own.
+  std::vector<ProduceRecord> huge;
+  huge.push_back(record(std::nullopt, std::string(2 << 20, 'h')));
+  huge.push_back(record(std::nullopt, "after"));
+  ASSERT_TRUE(broker_->produce("huge", std::move(huge)).is_ok());
+  auto alone = broker_->consume("huge", {0, 0, 100, 1});
+  ASSERT_TRUE(alone.is_ok());
+  EXPECT_EQ(alone->records.size(), 1u);
+}
+
 }  // namespace
 }  // namespace wasmq::broker

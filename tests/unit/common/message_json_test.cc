@@ -54,5 +54,42 @@ TEST(MessageJson, WritesBinaryValuesAsBase64) {
   EXPECT_TRUE(obj.at("key").is_null());
 }
 
+TEST(MessageJson, RefusesMoreHeadersThanTheLimit) {
+  std::string body = R"({"value":"v","headers":{)";
+  for (size_t i = 0; i <= kMaxHeaders; ++i)
+    body += (i ? "," : "") + ("\"h" + std::to_string(i) + "\":\"\"");
+  body += "}}";
+  Message m;
+  Status s = parse(body, &m);
+  EXPECT_EQ(s.message(), "headers: 1025 headers exceed the limit of 1024 per message");
+}
+
+TEST(MessageJson, RepeatedHeaderKeepsTheLastValue) {
+  Message m;
+  ASSERT_TRUE(parse(R"({"value":"v","headers":{"a":"1","b":"2","a":"3","a":"4"}})", &m).is_ok());
+  ASSERT_EQ(m.headers.size(), 2u);
+  EXPECT_EQ(*m.header("a"), "4");
+}
+
+TEST(MessageJson, BoundsTimestamps) {
+  Message m;
+  ASSERT_TRUE(parse(R"({"value":"v","timestamp":253402300799999})", &m).is_ok());
+  EXPECT_EQ(m.timestamp, 253402300799999);
+  ASSERT_TRUE(parse(R"({"value":"v","timestamp":0})", &m).is_ok());
+  ASSERT_TRUE(parse(R"({"value":"v","timestamp":-1})", &m).is_ok());
+  EXPECT_EQ(m.timestamp, 42);  // -1: the time of the request
+  for (const char* bad : {"-2", "253402300800000", "-9223372036854775808", "9223372036854775807",
+                          "18446744073709551615"}) {
+    Status s = parse(std::string(R"({"value":"v","timestamp":)") + bad + "}", &m);
+    EXPECT_EQ(s.message().rfind("timestamp: must be from 0 to 253402300799999", 0), 0u)
+        << bad << ": " << s.message();
+  }
+}
+
+TEST(MessageJson, ANonObjectNamesNoField) {
+  Message m;
+  EXPECT_EQ(parse("1", &m).message(), "must be a JSON object");
+}
+
 }  // namespace
 }  // namespace wasmq

@@ -139,5 +139,29 @@ TEST_F(ServerAccessTest, OpenRoutesAnswerWithoutAToken) {
   EXPECT_FALSE(json::parse(health.body()).as_object().contains("who"));
 }
 
+// Without a valid token, no request learns which routes exist: an unknown path and a known path
+// with another method both get the same 401. A valid token of any role gets the 404 and 405.
+TEST_F(ServerAccessTest, UnmatchedRequestsNeedAValidTokenToLearnTheyAreUnmatched) {
+  HttpTestClient client(server_->port());
+  for (auto [method, path] :
+       {std::pair{Verb::get, "/nothing-here"}, std::pair{Verb::delete_, "/change"},
+        std::pair{Verb::post, "/read"}}) {
+    ClientResponse anonymous = client.request(method, path);
+    ASSERT_TRUE(client.ok()) << client.error().message();
+    EXPECT_EQ(anonymous.result(), HttpStatus::unauthorized) << path;
+    EXPECT_EQ(anonymous.count(Field::allow), 0u);
+    ClientResponse wrong =
+        client.request(method, path, "", {{"Authorization", "Bearer not-a-token-0123456789"}});
+    EXPECT_EQ(wrong.result(), HttpStatus::unauthorized) << path;
+  }
+  const std::vector<std::pair<std::string, std::string>> viewer = {
+      {"Authorization", std::string("Bearer ") + kViewerToken}};
+  EXPECT_EQ(client.request(Verb::get, "/nothing-here", "", viewer).result(), HttpStatus::not_found);
+  ClientResponse not_allowed = client.request(Verb::delete_, "/change", "", viewer);
+  EXPECT_EQ(not_allowed.result(), HttpStatus::method_not_allowed);
+  EXPECT_EQ(not_allowed[Field::allow], "POST");
+  EXPECT_EQ(handled_, 0);
+}
+
 }  // namespace
 }  // namespace wasmq::http

@@ -544,5 +544,83 @@ TEST_F(ServerTest, StopCancelsHandlersStillRunningAtTheDeadline) {
   handoff_wait.get();
 }
 
+// RFC 9112 §6.3: a Transfer-Encoding that does not end in chunked, or names a coding we do not
+// decode, cannot be framed. Read as an empty body, its bytes would run as a request of their own
+// (request smuggling); it gets one 400 and the connection is closed.
+TEST_F(ServerTest, TransferEncodingNotEndingInChunkedIs400AndCloses) {
+  start();
+  const std::string smuggled =
+      "POST /api/v1/topics/smuggled/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+  for (std::string coding :
+       {"identity", "gzip", "xchunked", "chunked, identity", "chunked, chunked", "gzip, chunked"}) {
+    SCOPED_TRACE(coding);
+    HttpTestClient client(port());
+    client.send_raw("POST /api/v1/topics/t/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " +
+                    coding + "\r\n\r\n" + smuggled);
+    ClientResponse response = client.read_response();
+    ASSERT_TRUE(client.ok()) << client.error().message();
+    EXPECT_EQ(response.result(), HttpStatus::bad_request);
+    EXPECT_EQ(error_code_of(response), "bad_request");
+    EXPECT_NE(response.body().find("Transfer-Encoding"), std::string::npos) << response.body();
+    EXPECT_FALSE(response.keep_alive());
+    // No second response: the smuggled request was never served.
+    EXPECT_TRUE(client.closed_by_server(3s));
+  }
+  // Two Transfer-Encoding fields are one list: "chunked" then "identity" ends in identity.
+  HttpTestClient split(port());
+  split.send_raw(
+      "POST /api/v1/topics/t/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+      "chunked\r\nTransfer-Encoding: identity\r\n\r\n" +
+      smuggled);
+  EXPECT_EQ(split.read_response().result(), HttpStatus::bad_request);
+  EXPECT_TRUE(split.closed_by_server(3s));
+  // Plain chunked still works, on a kept-alive connection.
+  HttpTestClient chunked(port());
+  chunked.send_raw(
+      "POST /api/v1/topics/t/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+      "Chunked\r\n\r\n2\r\n[]\r\n0\r\n\r\n");
+  ClientResponse ok = chunked.read_response();
+  ASSERT_TRUE(chunked.ok()) << chunked.error().message();
+  EXPECT_EQ(ok.result(), HttpStatus::ok);
+  EXPECT_EQ(chunked.request(Verb::get, "/fast").result(), HttpStatus::ok);
+}
+
+// Idle sockets beyond max_connections are answered 503 and closed at once, and the server is
+// reachable again as soon as one of the connections it serves ends.
+TEST_F(ServerTest, ConnectionsOverTheLimitGet503AndClose) {
+  ServerOptions options = small_limits();
+  options.max_connections = 3;
+  start(options);
+  std::vector<std::unique_ptr<HttpTestClient>> idle;
+  for (int i = 0; i < 3; ++i) {
+    idle.push_back(std::make_unique<HttpTestClient>(port()));
+    // A request answered proves the connection is registered before the next one comes.
+    ASSERT_EQ(idle.back()->request(Verb::get, "/fast").result(), HttpStatus::ok);
+  }
+  HttpTestClient refused(port());
+  ASSERT_TRUE(refused.ok()) << refused.error().message();
+  ClientResponse response = refused.read_response();  // sent without waiting for a request
+  ASSERT_TRUE(refused.ok()) << refused.error().message();
+  EXPECT_EQ(response.result(), HttpStatus::service_unavailable);
+  EXPECT_EQ(response[Field::retry_after], "1");
+  EXPECT_FALSE(response.keep_alive());
+  EXPECT_EQ(error_code_of(response), "too_many_connections");
+  EXPECT_NE(response.body().find("limit of 3 open connections"), std::string::npos);
+  EXPECT_TRUE(refused.closed_by_server(3s));
+
+  idle.front()->close();
+  // The server notices the close on its own time: retry until the freed place is seen.
+  ClientResponse served;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    HttpTestClient again(port());
+    served = again.request(Verb::get, "/fast");
+    if (again.ok() && served.result() == HttpStatus::ok) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(served.result(), HttpStatus::ok);
+  // The connections kept are served throughout.
+  EXPECT_EQ(idle.back()->request(Verb::get, "/fast").result(), HttpStatus::ok);
+}
+
 }  // namespace
 }  // namespace wasmq::http
