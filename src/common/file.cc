@@ -74,4 +74,11 @@ Status write_file_atomically(const fs::path& path, std::string_view data) {
   return Status::ok();
 }
 
+Status without_path(const Status& status, std::string_view what) {
+  const std::string& message = status.message();
+  const size_t colon = message.rfind(": ");
+  std::string reason = colon == std::string::npos ? "input/output error" : message.substr(colon + 2);
+  return Status(status.code(), std::string(what) + ": " + reason);
+}
+
 }  // namespace wasmq

@@ -21,4 +21,9 @@ Result<std::string> read_file(const std::filesystem::path& path, uint64_t max_by
 // a temporary file beside it, fsync, rename, fsync of the directory. kIo naming the path.
 Status write_file_atomically(const std::filesystem::path& path, std::string_view data);
 
+// The same failure for a client, without the server's paths: `what` (e.g. "cannot store module
+// m-v1.0.0") and the system's reason that ends the message of read_file/write_file_atomically
+// ("No space left on device"). The message with the path belongs in the server's log.
+Status without_path(const Status& status, std::string_view what);
+
 }  // namespace wasmq

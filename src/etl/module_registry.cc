@@ -9,6 +9,7 @@
 #include <ctime>
 
 #include "common/file.h"
+#include "common/log.h"
 #include "common/message_json.h"
 
 namespace wasmq::etl {
@@ -346,13 +347,15 @@ Result<std::shared_ptr<const ModuleRecord>> ModuleRegistry::add(
           dir_ / (record->id + ".wasm"),
           std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()));
       !s.is_ok()) {
-    return s;
+    log::get("etl").error("{}", s.message());
+    return without_path(s, "cannot store module " + record->id);
   }
   if (Status s = write_file_atomically(dir_ / (record->id + ".json"), metadata_text(*record));
       !s.is_ok()) {
     std::error_code ec;
     fs::remove(dir_ / (record->id + ".wasm"), ec);
-    return s;
+    log::get("etl").error("{}", s.message());
+    return without_path(s, "cannot store module " + record->id);
   }
   modules_.emplace(record->id, record);
   ++generation_;

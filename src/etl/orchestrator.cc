@@ -347,7 +347,9 @@ PipelineResult<PipelineSpec> Orchestrator::apply_locked(const json::value& docum
   if (Status s =
           write_file_atomically(options_.pipelines_path / (spec.pipeline_id + ".json"), text);
       !s.is_ok()) {
-    return change_error(s.code(), s.message());
+    log::get("etl").error("{}", s.message());
+    Status safe = without_path(s, "cannot store pipeline " + spec.pipeline_id);
+    return change_error(safe.code(), safe.message());
   }
   compiled_[spec.pipeline_id] = *compiled;
   entries_[spec.pipeline_id] = PipelineEntry{spec, PipelineOrigin::kApi};

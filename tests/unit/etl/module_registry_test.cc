@@ -351,6 +351,17 @@ TEST_F(ModuleRegistryTest, RefusesVersionsTooLongForAFileName) {
   EXPECT_EQ(files().size(), 2u);
 }
 
+// L7: a failed write answered the client with the server's path ("cannot write <dir>/...tmp:
+// ..."); the client gets the module and the system's reason, the log keeps the path.
+TEST_F(ModuleRegistryTest, AFailedWriteNamesTheModuleNotTheServersPath) {
+  fs::create_directories(dir_ / "blocked-v1.0.0.wasm.tmp");  // open(O_WRONLY) fails: a directory
+  auto r = registry_->add("blocked", "1.0.0", module_bytes(3));
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kIo);
+  EXPECT_EQ(r.status().message(), "cannot store module blocked-v1.0.0: Is a directory");
+  EXPECT_EQ(registry_->find("blocked-v1.0.0"), nullptr);
+}
+
 // L3: "." and ".." were stored as "..-v1.0.0.wasm" and "...-v1.0.0.wasm": hidden files.
 TEST_F(ModuleRegistryTest, RefusesNamesStartingWithADot) {
   for (std::string name : {".", "..", ".hidden"}) {
