@@ -54,6 +54,20 @@ class WasmBuilder {
   // Adds `n` immutable i32 globals, `n` empty active data segments, `n` active element segments
   // of `entries` elements each (at offset 0 of table 0, all function 0), `n` tags of type () -> ().
   void globals(uint32_t n) { globals_ += n; }
+  // Adds `n` immutable i32 globals, each exported (as "g0", "g1", ...).
+  void exported_globals(uint32_t n) {
+    for (uint32_t i = 0; i < n; ++i) {
+      exports_.push_back({"g" + std::to_string(i), 3, globals_ + i});
+    }
+    globals_ += n;
+  }
+  // Adds `n` distinct functions () -> (), each exported (as "f0", "f1", ...).
+  void exported_functions(uint32_t n) {
+    for (uint32_t i = 0; i < n; ++i) function({{}, {}}, "f" + std::to_string(i));
+  }
+  // Fills every table at its initial size with references to the module's own functions, one
+  // active element segment per table (function i % functions at element i).
+  void fill_tables() { fill_tables_ = true; }
   void data_segments(uint32_t n) { data_segments_ += n; }
   void element_segments(uint32_t n, uint32_t entries = 0) {
     element_segments_ += n;
@@ -154,6 +168,20 @@ class WasmBuilder {
       leb(s, e.kind == 0 ? e.index + imported_functions() : e.index);
     }
     section(out, 7, s);
+    if (fill_tables_ && element_segments_ == 0 && !tables_.empty()) {
+      s.clear();
+      leb(s, tables_.size());
+      for (size_t t = 0; t < tables_.size(); ++t) {
+        s.push_back(0x02);  // active, explicit table index, element kind
+        leb(s, t);
+        s.insert(s.end(), {0x41, 0x00, 0x0B, 0x00});  // offset i32.const 0; funcref
+        leb(s, tables_[t].initial);
+        for (uint32_t j = 0; j < tables_[t].initial; ++j) {
+          leb(s, imported_functions() + j % functions_.size());
+        }
+      }
+      section(out, 9, s);
+    }
     if (element_segments_ > 0) {
       s.clear();
       leb(s, element_segments_);
@@ -262,6 +290,7 @@ class WasmBuilder {
   uint32_t element_segments_ = 0;
   uint32_t element_entries_ = 0;
   uint32_t tags_ = 0;
+  bool fill_tables_ = false;
   std::vector<ExportEntry> exports_;
   std::optional<MemoryEntry> memory_;
 };

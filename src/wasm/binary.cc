@@ -226,7 +226,26 @@ uint64_t ModuleInfo::table_bytes() const {
     elements +=
         std::min(t.max.value_or(ModuleBounds::kTableElements), ModuleBounds::kTableElements);
   }
-  return elements * ModuleBounds::kTableElementBytes;
+  return elements * InstanceCost::kTableElementBytes;
+}
+
+uint64_t ModuleInfo::instance_bytes() const {
+  uint64_t bytes = InstanceCost::kFixedBytes + table_bytes() +
+                   functions * InstanceCost::kFunctionBytes + tags * InstanceCost::kTagBytes;
+  for (const Export& e : exports) {
+    switch (e.kind) {
+      case ExternKind::kFunction:
+        bytes += InstanceCost::kExportedFunctionBytes;
+        break;
+      case ExternKind::kGlobal:
+        bytes += InstanceCost::kExportedGlobalBytes;
+        break;
+      default:
+        bytes += InstanceCost::kOtherExportBytes;
+        break;
+    }
+  }
+  return bytes;
 }
 
 const Export* ModuleInfo::find_export(std::string_view name) const {
@@ -423,6 +442,7 @@ Result<ModuleInfo> inspect_module(std::span<const uint8_t> binary) {
       case 13: {  // tags (exception handling)
         info.has_tags = true;
         uint32_t n = c.u32();
+        info.tags = n;
         check_bound(problems, "tags", n, ModuleBounds::kTags, "tags");
         break;
       }
@@ -440,6 +460,12 @@ Result<ModuleInfo> inspect_module(std::span<const uint8_t> binary) {
       }
       case 7: {  // exports
         uint32_t n = c.u32();
+        if (n > ModuleBounds::kExports) {
+          // Not read further: the required exports would be reported missing as well.
+          std::string bound;
+          check_bound(bound, "exports", n, ModuleBounds::kExports, "exports");
+          return Status(StatusCode::kInvalidModule, bound);
+        }
         for (uint32_t i = 0; i < n && c.ok(); ++i) {
           Export e;
           e.name = c.name();
@@ -523,6 +549,7 @@ Result<ModuleInfo> inspect_module(std::span<const uint8_t> binary) {
 
   size_t imported_functions = 0;
   for (const Import& imp : info.imports) imported_functions += imp.kind == ExternKind::kFunction;
+  info.functions = function_types.size();
   if (function_types.size() - imported_functions != code_bodies) {
     return Status(StatusCode::kInvalidModule,
                   "malformed module: " + std::to_string(function_types.size() - imported_functions) +
@@ -643,7 +670,7 @@ Result<std::vector<uint8_t>> limit_memory(std::span<const uint8_t> binary, uint6
       table_elements += *t.max;
     }
   }
-  const uint64_t table_bytes = table_elements * ModuleBounds::kTableElementBytes;
+  const uint64_t table_bytes = table_elements * InstanceCost::kTableElementBytes;
   const uint64_t table_pages = table_bytes / kWasmPageSize;
   const uint64_t limit_pages = limit_bytes / kWasmPageSize;
   const uint64_t memory_pages = limit_pages > table_pages ? limit_pages - table_pages : 0;

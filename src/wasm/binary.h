@@ -25,10 +25,10 @@ struct ModuleBounds {
   // Elements of all tables together, counted at their initial size and again at their maximum
   // (limit_memory() rewrites the maxima so that table.grow cannot pass this).
   static constexpr uint64_t kTableElements = 100'000;
-  // Host memory one table element costs (V8 10.2: the table's entry, the dispatch table's
-  // signature, target and reference, with some headroom); counted in an instance's memory.
-  static constexpr uint64_t kTableElementBytes = 32;
   static constexpr uint64_t kTables = 100;
+  // Exports of every kind. V8 makes a JavaScript wrapper and an exports-object entry for each,
+  // per instance; the ABI needs a handful, wasm-bindgen-style modules have hundreds.
+  static constexpr uint64_t kExports = 10'000;
   static constexpr uint64_t kGlobals = 10'000;
   static constexpr uint64_t kElementSegments = 10'000;
   static constexpr uint64_t kElementSegmentEntries = 100'000;  // all segments together
@@ -40,6 +40,24 @@ struct ModuleBounds {
   static constexpr uint64_t kLocals = 1'000'000;               // declared locals, all functions
   static constexpr uint64_t kFunctionBodyBytes = 1024 * 1024;  // one function's body
   static constexpr uint64_t kCodeBytes = 32 * 1024 * 1024;     // the code section
+};
+
+// Host memory one instance costs besides its linear memory, per thing the module declares,
+// counted in the instance's memory (the pool's memory_bytes and max_memory_bytes). Measured on
+// V8 10.2 (tests/unit/wasm/instance_cost_test.cc: growth of the JavaScript heap and of the
+// resident set over 20 instances, module-abi.md "What an instance costs"), with a margin of
+// about 1.5x over the largest measurement.
+struct InstanceCost {
+  static constexpr uint64_t kFixedBytes = 16 * 1024;  // measured 2.8-3.7 KiB
+  // One table element at the table's maximum: measured 16 bytes of heap (28 of RSS) empty, 41
+  // filled with references to distinct functions (the entry, the dispatch table's signature,
+  // target and reference, and the function's placeholder).
+  static constexpr uint64_t kTableElementBytes = 64;
+  static constexpr uint64_t kFunctionBytes = 16;           // any function: measured 8
+  static constexpr uint64_t kExportedFunctionBytes = 512;  // its JS wrapper: measured 330-357
+  static constexpr uint64_t kExportedGlobalBytes = 192;    // its global object: measured 114-119
+  static constexpr uint64_t kOtherExportBytes = 512;       // tables, memory, tags: not measured
+  static constexpr uint64_t kTagBytes = 48;                // measured 25
 };
 
 // A function signature, e.g. "(i32, i32) -> i32".
@@ -79,6 +97,8 @@ struct ModuleInfo {
   std::optional<uint64_t> memory_max_pages;
   std::vector<TableInfo> tables;  // defined by the module
   bool has_tags = false;          // exception-handling tags (a tag section)
+  uint64_t tags = 0;
+  uint64_t functions = 0;  // imported and defined
   bool has_process_batch = false;
   bool has_init_module = false;
   bool has_initialize = false;
@@ -86,8 +106,11 @@ struct ModuleInfo {
 
   const Export* find_export(std::string_view name) const;
   // Host memory the tables may take at their maximum (a table without a maximum counts as
-  // ModuleBounds::kTableElements): ModuleBounds::kTableElementBytes per element.
+  // ModuleBounds::kTableElements): InstanceCost::kTableElementBytes per element.
   uint64_t table_bytes() const;
+  // Host memory one instance takes besides its linear memory (InstanceCost): the fixed part,
+  // table_bytes(), functions, exports by kind and tags.
+  uint64_t instance_bytes() const;
 };
 
 // Parses the binary's sections and checks it against the ABI: magic and version, well-formed

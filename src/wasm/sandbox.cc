@@ -68,8 +68,9 @@ struct Instance : PooledInstance {
   v8::Global<v8::Function> prepare;  // glue, see kGlueSource
   v8::Global<v8::Int32Array> regs;   // the glue's view of `pending`
   std::shared_ptr<v8::BackingStore> regs_store;
-  // Host memory its tables may take (ModuleInfo::table_bytes()), counted in memory_bytes.
-  uint64_t table_bytes = 0;
+  // Host memory it takes besides its linear memory (ModuleInfo::instance_bytes(): tables,
+  // functions, exports, tags), counted in memory_bytes.
+  uint64_t fixed_bytes = 0;
   // Guest buffers of the last call, freed by the next prepare(): result (ptr, len), WasmResult
   // ptr, input (ptr, len), flag.
   int32_t* pending() { return static_cast<int32_t*>(regs_store->Data()); }
@@ -191,9 +192,10 @@ struct Sandbox::Impl : public WasiHost {
   }
 
   // After a guest call or an instantiation: the memory may have grown.
-  // Tables count at their maximum (ModuleInfo::table_bytes()): they are not measured.
+  // What V8 allocates for the instance besides its memory counts as ModuleInfo::instance_bytes()
+  // (tables at their maximum): it is not measured per instance.
   void measure(Instance* instance) {
-    instance->memory_bytes = view(instance).size + instance->table_bytes;
+    instance->memory_bytes = view(instance).size + instance->fixed_bytes;
   }
 
   // V8 frees the memories of dropped instances at a garbage collection, and ~10 GiB of address
@@ -356,7 +358,7 @@ struct Sandbox::Impl : public WasiHost {
   Status read_output(const Module& module, Instance* inst, int32_t result_ptr, uint32_t input_ptr,
                      uint64_t input_size, Decode&& decode) {
     View v = view(inst);
-    inst->memory_bytes = v.size + inst->table_bytes;
+    inst->memory_bytes = v.size + inst->fixed_bytes;
     // A null pointer is what a guest returns when it ran out of memory: 8 bytes at address 0
     // are in bounds, so it needs its own check.
     if (result_ptr == 0) return failed("module returned a null result pointer");
@@ -407,7 +409,7 @@ struct Sandbox::Impl : public WasiHost {
       module_object_global.Reset(isolate, object);
     }
     auto inst = std::make_unique<Instance>();
-    inst->table_bytes = module->info().table_bytes();
+    inst->fixed_bytes = module->info().instance_bytes();
     Status status = guarded(*module, inst.get(), [&]() -> Status {
       v8::Local<v8::Value> args[] = {module_object_global.Get(isolate), imports.Get(isolate)};
       v8::Local<v8::Object> object;
@@ -590,7 +592,19 @@ Sandbox::~Sandbox() = default;
 
 const SandboxStats& Sandbox::stats() const { return impl_->stats; }
 
+uint64_t Sandbox::heap_limit_for(uint64_t max_memory_bytes) {
+  if (max_memory_bytes >= kDefaultHeapLimitBytes - kHeapHeadroomBytes) return 0;
+  return max_memory_bytes + kHeapHeadroomBytes;
+}
+
+uint64_t Sandbox::heap_limit_bytes() const {
+  v8::HeapStatistics heap;
+  impl_->isolate->GetHeapStatistics(&heap);
+  return heap.heap_size_limit();
+}
+
 Result<std::unique_ptr<Sandbox>> Sandbox::create(PoolOptions pool, uint64_t heap_limit_bytes) {
+  if (heap_limit_bytes == 0) heap_limit_bytes = heap_limit_for(pool.max_memory_bytes);
   auto impl = std::make_unique<Impl>(std::move(pool));
   impl->allocator.reset(v8::ArrayBuffer::Allocator::NewDefaultAllocator());
   v8::Isolate::CreateParams params;
@@ -758,6 +772,14 @@ void Sandbox::forget(std::string_view module_id) {
 void Sandbox::collect_garbage() {
   v8::Isolate::Scope isolate_scope(impl_->isolate);
   impl_->isolate->LowMemoryNotification();
+}
+
+uint64_t Sandbox::heap_used_bytes() {
+  v8::Isolate::Scope isolate_scope(impl_->isolate);
+  impl_->isolate->LowMemoryNotification();
+  v8::HeapStatistics heap;
+  impl_->isolate->GetHeapStatistics(&heap);
+  return heap.used_heap_size();
 }
 
 PoolSweep Sandbox::collect_idle() {

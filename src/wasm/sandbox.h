@@ -39,15 +39,31 @@ struct SandboxStats {
       0;  // the memory of the instance the last successful call ran on
 };
 
+// What the JavaScript heap of a sandbox may hold beyond its pool's memory budget: module
+// objects, the call glue, garbage not yet collected. The instances' own share of the heap is
+// counted in the budget (InstanceCost), so the heap limit is reached only when that accounting
+// falls short, and then fails one call instead of letting the heap run to V8's default.
+inline constexpr uint64_t kHeapHeadroomBytes = 256ull << 20;
+// The old generation V8 10.2 gives an isolate created without constraints on 64-bit (heap.cc:
+// 700 MB * kSystemPointerSize / 4), whatever the machine's memory.
+inline constexpr uint64_t kDefaultHeapLimitBytes = 1400ull << 20;
+
 class Sandbox {
  public:
   // Creates the isolate on the calling thread, with a pool run by `pool`. `heap_limit_bytes`
-  // bounds the isolate's JavaScript heap (0: V8's default, from the machine's memory). Reaching
+  // bounds the isolate's JavaScript heap; 0: heap_limit_for(pool.max_memory_bytes). Reaching
   // it never aborts the process: the call in progress fails with kLimitExceeded ("the engine's
   // heap limit of N bytes was reached"), its instance and every idle instance of the sandbox
   // are dropped. initialize_engine() must have succeeded.
   static Result<std::unique_ptr<Sandbox>> create(PoolOptions pool = {},
                                                  uint64_t heap_limit_bytes = 0);
+  // The heap limit create() gives a sandbox whose pool has `max_memory_bytes` when no
+  // heap_limit_bytes is given: max_memory_bytes + kHeapHeadroomBytes, or 0 (V8's default,
+  // kDefaultHeapLimitBytes) when that would be larger. Any thread.
+  static uint64_t heap_limit_for(uint64_t max_memory_bytes);
+  // The heap limit of this sandbox's isolate, as V8 reports it. The sandbox's thread.
+  uint64_t heap_limit_bytes() const;
+
   ~Sandbox();
   Sandbox(const Sandbox&) = delete;
   Sandbox& operator=(const Sandbox&) = delete;
@@ -89,6 +105,11 @@ class Sandbox {
   // A full garbage collection of this sandbox's isolate now: the module objects of forgotten
   // modules keep their compiled code alive until V8 collects them.
   void collect_garbage();
+
+  // The bytes in use on this sandbox's JavaScript heap after a full garbage collection (tables,
+  // globals, export wrappers and instance objects live there; wasm memories do not). For
+  // measurements and tests: the collection is slow.
+  uint64_t heap_used_bytes();
 
   // The pool's background cleanup (InstancePool::collect). When it dropped instances, V8 is
   // told memory is low, so that their memories are freed now rather than at some later GC.

@@ -223,9 +223,9 @@ TEST(MemoryLimit, BoundsTheTablesMaximaAndCountsTheirBytes) {
   EXPECT_EQ(info->tables[0].max, 1000u + 48'500u);
   EXPECT_EQ(info->tables[1].max, 2000u + 48'500u);
   EXPECT_LE(*info->tables[0].max + *info->tables[1].max, ModuleBounds::kTableElements);
-  EXPECT_EQ(info->table_bytes(), 100'000u * ModuleBounds::kTableElementBytes);
-  // 3,200,000 bytes of tables: 48 whole pages out of the 1024 of 64 MiB.
-  EXPECT_EQ(info->memory_max_pages, 1024u - 48u);
+  EXPECT_EQ(info->table_bytes(), 100'000u * InstanceCost::kTableElementBytes);
+  // 6,400,000 bytes of tables: 97 whole pages out of the 1024 of 64 MiB.
+  EXPECT_EQ(info->memory_max_pages, 1024u - 97u);
 
   WasmBuilder small = WasmBuilder::abi_module();
   small.table(4, 4);  // what C and Rust modules have: costs no page
@@ -236,15 +236,28 @@ TEST(MemoryLimit, BoundsTheTablesMaximaAndCountsTheirBytes) {
 }
 
 TEST(MemoryLimit, RefusesInitialMemoryAndTablesAboveTheLimit) {
-  WasmBuilder b = WasmBuilder::abi_module(17);
+  WasmBuilder b = WasmBuilder::abi_module(32);
   b.table(100'000, 100'000);
-  auto capped = limit_memory(b.build(), 4ull << 20);  // 64 pages; tables take 48, 16 are left
+  auto capped = limit_memory(b.build(), 8ull << 20);  // 128 pages; tables take 97, 31 are left
   ASSERT_FALSE(capped.is_ok());
-  EXPECT_NE(capped.status().message().find("initial memory of 1114112 bytes and tables of 3200000 "
+  EXPECT_NE(capped.status().message().find("initial memory of 2097152 bytes and tables of 6400000 "
                                            "bytes at their maximum exceed the memory limit of "
-                                           "4194304 bytes"),
+                                           "8388608 bytes"),
             std::string::npos)
       << capped.status().message();
+}
+
+// C2 follow-up: V8 makes a JavaScript wrapper per export per instance (about 350 bytes for a
+// function): the exports are bounded, at the edge.
+TEST(ModuleBoundsTest, RefusesMoreExportsThanTheBound) {
+  WasmBuilder over = WasmBuilder::abi_module();  // 4 exports
+  over.exported_functions(5'000);
+  over.exported_globals(ModuleBounds::kExports + 1 - 4 - 5'000);
+  EXPECT_EQ(problems(over.build()), "exports: 10001 exports, more than the bound of 10000");
+  WasmBuilder under = WasmBuilder::abi_module();
+  under.exported_functions(5'000);
+  under.exported_globals(ModuleBounds::kExports - 4 - 5'000);
+  EXPECT_EQ(problems(under.build()), "");
 }
 
 // M4 (static half): what V8 would have to compile is bounded, each bound at its edge.
