@@ -143,13 +143,15 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
     std::lock_guard lock(o->mutex_);
     o->publish_locked();
   }
-  auto compiler = ModuleCompiler::start();
-  if (!compiler.is_ok()) return compiler.status();
-  o->compiler_ = std::move(*compiler);
-  o->runtime_.modules.set_compiler(o->compiler_.get());
   size_t count = o->options_.workers;
   if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
   if (!o->options_.enabled) count = 1;
+  // A compile thread per worker: a worker waits for one compilation at most, so none waits
+  // behind another's (a module slow to compile holds only the worker that needs it).
+  auto compiler = ModuleCompiler::start(count);
+  if (!compiler.is_ok()) return compiler.status();
+  o->compiler_ = std::move(*compiler);
+  o->runtime_.modules.set_compiler(o->compiler_.get());
   auto workers = Workers::start(count, o->runtime_, o->options_.pools.pool);
   if (!workers.is_ok()) return workers.status();
   o->workers_ = std::move(*workers);
