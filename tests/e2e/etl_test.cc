@@ -816,6 +816,51 @@ TEST_F(EtlTest, StreamPipelinesCannotFormACycle) {
   EXPECT_EQ(admin("GET", "/api/v1/etl/pipelines", "", 200).at("pipelines").as_array().size(), 1u);
 }
 
+// M9 through the error topic: a stream pipeline reading etl-errors with a module that fails
+// wrote an error record for each record it read, each embedding the one before (about 2 MB
+// records at 200 MB/s until the disk was full). One failing record now makes one error record.
+TEST_F(EtlTest, AStreamPipelineFailingOnTheErrorTopicWritesOneErrorRecordPerFailedRecord) {
+  start();
+  upload("trap", "trap", "1.0.0", 201);
+  admin("POST", "/api/v1/etl/pipelines",
+        R"({"pipeline_id": "errors-reader", "mode": "stream", "source_topic": "etl-errors",
+            "destination_topic": "archive", "start_from": "earliest",
+            "error_handling": "SkipModule",
+            "stages": [{"priority": 0, "modules": [{"module_id": "trap"}]}]})",
+        201);
+  data("POST", "/api/v1/topics/etl-errors/messages", R"({"value": "not an error record"})", 200);
+  // The record written, then the error record of its failure, each read and passed on (SkipModule)
+  // to archive; the error record's failure writes nothing new.
+  auto read_topic = [&](const std::string& topic) {
+    auto reply =
+        data_->request("GET", "/api/v1/topics/" + topic + "/messages?offset=0&max_messages=1000");
+    if (!reply.is_ok() || reply->status != 200) return json::array();
+    return parse(*reply).at("messages").as_array();
+  };
+  json::array archived;
+  json::value status;
+  for (int i = 0; i < 1000; ++i) {
+    archived = read_topic("archive");
+    status = admin("GET", "/api/v1/etl/pipelines/errors-reader/status", "", 200);
+    // Both records read, and committed (the status is updated after the commit).
+    const json::value* positions = status.as_object().if_contains("positions");
+    const bool committed =
+        positions && positions->as_object().contains("0") && positions->at("0").as_int64() >= 2;
+    if (archived.size() >= 2 && committed) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(archived.size(), 2u) << status;
+  json::array errors = consume("etl-errors");
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[1].at("headers").at("etl.failure_record").as_string(), "error_record");
+  EXPECT_EQ(archived[1].at("headers").at("etl.failure_record").as_string(), "error_record");
+  EXPECT_NE(read_text(broker_->log_path())
+                .find("stream pipeline errors-reader: failed on a record that is an error record"),
+            std::string::npos);
+  EXPECT_EQ(status.at("positions").at("0").as_int64(), 2);
+  EXPECT_EQ(status.at("lag").as_int64(), 0);
+}
+
 // L1, L2, L3: names that make ambiguous ids, too long for a file name, or hidden files.
 TEST_F(EtlTest, ModuleNamesVersionsAndPipelineIdsThatMakeBadFileNamesAreRefused) {
   start();
