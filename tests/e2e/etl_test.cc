@@ -861,6 +861,45 @@ TEST_F(EtlTest, AStreamPipelineFailingOnTheErrorTopicWritesOneErrorRecordPerFail
   EXPECT_EQ(status.at("lag").as_int64(), 0);
 }
 
+// M9 after a restart: api-c (cb -> cc) was persisted; file pipelines cf-a (ca -> cb) and cf-c
+// (cc -> ca) added with the broker stopped closed a cycle, and all three ran. Now api-c stays
+// stopped, with the reason in its status.
+TEST_F(EtlTest, AnApiPipelineClosingACycleWithFilePipelinesIsStoppedAtStart) {
+  start();
+  upload("passthrough", "tagger", "1.0.0", 201);
+  auto stream = [](const std::string& id, const std::string& from, const std::string& to) {
+    return R"({"pipeline_id": ")" + id + R"(", "mode": "stream", "source_topic": ")" + from +
+           R"(", "destination_topic": ")" + to +
+           R"(", "stages": [{"priority": 0, "modules": [{"module_id": "tagger"}]}]})";
+  };
+  admin("POST", "/api/v1/etl/pipelines", stream("api-c", "cb", "cc"), 201);
+  data_.reset();
+  admin_.reset();
+  ASSERT_EQ(broker_->stop(), 0);
+  auto file_pipeline = [](const std::string& id, const std::string& from, const std::string& to) {
+    return "[[etl.pipelines]]\npipeline_id = \"" + id + "\"\nmode = \"stream\"\nsource_topic = \"" +
+           from + "\"\ndestination_topic = \"" + to +
+           "\"\n[[etl.pipelines.stages]]\npriority = 0\n[[etl.pipelines.stages.modules]]\n"
+           "module_id = \"tagger\"\n";
+  };
+  std::ofstream(broker_->config_path(), std::ios::app)
+      << file_pipeline("cf-a", "ca", "cb") << file_pipeline("cf-c", "cc", "ca");
+  start();
+  json::value status = admin("GET", "/api/v1/etl/pipelines/api-c/status", "", 200);
+  EXPECT_EQ(status.at("state").as_string(), "stopped") << status;
+  EXPECT_FALSE(status.at("running").as_bool()) << status;
+  EXPECT_NE(std::string(status.at("last_error").as_string())
+                .find("stopped at start: stream pipelines of the API and of the configuration file "
+                      "would form a cycle, and one message would go round it for ever: api-c: cb "
+                      "\u2192 cc \u2192 ca \u2192 cb"),
+            std::string::npos)
+      << status;
+  EXPECT_EQ(admin("GET", "/api/v1/etl/pipelines/cf-a/status", "", 200).at("state").as_string(),
+            "running");
+  // Starting it again would close the cycle.
+  admin("POST", "/api/v1/etl/pipelines/api-c/start", "", 409);
+}
+
 // L1, L2, L3: names that make ambiguous ids, too long for a file name, or hidden files.
 TEST_F(EtlTest, ModuleNamesVersionsAndPipelineIdsThatMakeBadFileNamesAreRefused) {
   start();
