@@ -306,8 +306,15 @@ std::optional<StreamStatus> StreamPipelines::status(const std::string& pipeline_
     std::lock_guard status_lock(it->second->status_mutex);
     return it->second->status;
   }
-  if (auto it = finished_.find(pipeline_id); it != finished_.end()) return it->second;
-  return std::nullopt;
+  std::optional<StreamStatus> status;
+  if (auto it = finished_.find(pipeline_id); it != finished_.end()) status = it->second;
+  // Stopped by the broker (a cycle at start): the reason is what a look at its status must see.
+  if (auto reason = broker_.etl() ? broker_.etl()->stop_reason(pipeline_id) : std::nullopt) {
+    if (!status) status.emplace();
+    status->running = false;
+    status->last_error = std::move(*reason);
+  }
+  return status;
 }
 
 }  // namespace wasmq::broker

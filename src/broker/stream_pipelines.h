@@ -51,7 +51,8 @@ class StreamPipelines {
   StreamPipelines(const StreamPipelines&) = delete;
   StreamPipelines& operator=(const StreamPipelines&) = delete;
 
-  // The status of a stream pipeline's runner; nullopt when none has run since the start.
+  // The status of a stream pipeline's runner; nullopt when none has run since the start. A
+  // pipeline the broker stopped (etl::Orchestrator::stop_reason) has the reason as last_error.
   std::optional<StreamStatus> status(const std::string& pipeline_id) const;
 
  private:

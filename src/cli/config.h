@@ -80,8 +80,8 @@ struct EtlSection {
   uint32_t cpu_warning_threshold_percent = 90;
   uint32_t module_cache_size = 50;
   uint64_t module_cache_ttl_seconds = 3600;
-  uint64_t module_compile_timeout_ms = 10'000;            // an upload's compile check
-  uint64_t module_compile_max_memory_bytes = 1ull << 30;  // its child process's resident memory
+  uint64_t module_compile_timeout_ms = 5'000;               // an upload's compile check
+  uint64_t module_compile_max_memory_bytes = 512ull << 20;  // its child process's resident memory
   bool enable_error_topic = true;
   std::string error_topic_prefix = "etl-errors";
   uint64_t max_error_message_size = 1024 * 1024;

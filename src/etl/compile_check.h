@@ -21,8 +21,8 @@ namespace wasmq::etl {
 // The bounds of one compile check (etl.module_compile_timeout_ms,
 // etl.module_compile_max_memory_bytes).
 struct CompileBounds {
-  std::chrono::milliseconds timeout{10'000};
-  uint64_t max_memory_bytes = 1ull << 30;
+  std::chrono::milliseconds timeout{5'000};
+  uint64_t max_memory_bytes = 512ull << 20;
   // The executable run as the child; "/proc/self/exe" is the running broker (the same binary
   // even when the file was replaced since). Empty: no child; check_compiles() refuses (and the
   // Orchestrator compiles uploads on its compile thread instead, without these bounds: for

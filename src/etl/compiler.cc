@@ -1,5 +1,6 @@
 #include "etl/compiler.h"
 
+#include <algorithm>
 #include <future>
 
 #include "common/log.h"
@@ -39,31 +40,41 @@ void ModuleCompiler::Lane::stop() {
     stopping = true;
   }
   wake.notify_all();
-  if (thread.joinable()) thread.join();
+  for (auto& thread : threads) {
+    if (thread.joinable()) thread.join();
+  }
 }
 
-Result<std::unique_ptr<ModuleCompiler>> ModuleCompiler::start() {
+namespace {
+// The sandbox of the compile thread running now (each compile thread has its own).
+thread_local wasm::Sandbox* compile_thread_sandbox = nullptr;
+}  // namespace
+
+Result<std::unique_ptr<ModuleCompiler>> ModuleCompiler::start(size_t compile_threads) {
   std::unique_ptr<ModuleCompiler> compiler(new ModuleCompiler());
-  std::promise<Status> started;
-  auto ready = started.get_future();
   ModuleCompiler* self = compiler.get();
-  // glibc's default stack (8 MiB), as the workers: V8 needs more than its own stack limit.
-  compiler->compile_lane_.thread = std::thread([self, &started] {
-    auto sandbox = wasm::Sandbox::create();
-    if (!sandbox.is_ok()) {
-      started.set_value(sandbox.status());
-      return;
+  for (size_t i = 0; i < std::max<size_t>(compile_threads, 1); ++i) {
+    std::promise<Status> started;
+    auto ready = started.get_future();
+    // glibc's default stack (8 MiB), as the workers: V8 needs more than its own stack limit.
+    self->compile_lane_.threads.emplace_back([self, &started] {
+      auto sandbox = wasm::Sandbox::create();
+      if (!sandbox.is_ok()) {
+        started.set_value(sandbox.status());
+        return;
+      }
+      compile_thread_sandbox = sandbox->get();
+      started.set_value(Status::ok());
+      self->compile_lane_.run();
+      compile_thread_sandbox = nullptr;
+      sandbox->reset();  // on the thread that created it
+    });
+    if (Status s = ready.get(); !s.is_ok()) {
+      compiler->compile_lane_.stop();
+      return s.with_context("cannot start a module compile thread");
     }
-    self->sandbox_ = std::move(*sandbox);
-    started.set_value(Status::ok());
-    self->compile_lane_.run();
-    self->sandbox_.reset();  // on the thread that created it
-  });
-  if (Status s = ready.get(); !s.is_ok()) {
-    compiler->compile_lane_.thread.join();
-    return s.with_context("cannot start the module compile thread");
   }
-  compiler->upload_lane_.thread = std::thread([self] { self->upload_lane_.run(); });
+  compiler->upload_lane_.threads.emplace_back([self] { self->upload_lane_.run(); });
   return compiler;
 }
 
@@ -77,17 +88,21 @@ Result<std::shared_ptr<const wasm::Module>> ModuleCompiler::compile(
     const wasm::InstanceSettings& settings) {
   std::promise<Result<std::shared_ptr<const wasm::Module>>> compiled;
   auto result = compiled.get_future();
-  compile_lane_.push([this, &id, binary, &settings, &compiled] {
-    auto module = sandbox_->load(id, binary, settings);
+  submit_compile([&id, binary, &settings, &compiled](wasm::Sandbox& sandbox) {
+    auto module = sandbox.load(id, binary, settings);
     if (module.is_ok()) {
       // The module object this isolate made (and, through it, the compiled code) goes now: the
       // caller's Module holds the code; every sandbox that runs it makes its own object.
-      sandbox_->forget(**module);
+      sandbox.forget(**module);
     }
-    sandbox_->collect_garbage();
+    sandbox.collect_garbage();
     compiled.set_value(std::move(module));
   });
   return result.get();
+}
+
+void ModuleCompiler::submit_compile(std::function<void(wasm::Sandbox&)> job) {
+  compile_lane_.push([job = std::move(job)] { job(*compile_thread_sandbox); });
 }
 
 bool ModuleCompiler::submit_upload(std::function<void()> job, size_t max_waiting) {

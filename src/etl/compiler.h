@@ -1,8 +1,10 @@
-// Module compilation apart from the ETL workers. Two threads of their own:
-// - the compile thread, with a V8 isolate of its own, compiles modules for the module cache
-//   (ModuleCache::get on a miss). It keeps nothing of what it compiled: the module object its
-//   isolate made is forgotten and collected at once, so a module dropped from the cache (or
-//   deleted) leaves no compiled code behind in any isolate of this thread.
+// Module compilation apart from the ETL workers, on threads of their own:
+// - the compile threads, each with a V8 isolate of its own, compile modules for the module
+//   cache (ModuleCache::get on a miss), taking jobs from one queue. There are as many as ETL
+//   workers: a worker waits for at most one compilation, so a compilation never waits behind
+//   another (a module slow to compile holds only the worker that needs it). They keep nothing of
+//   what they compiled: the module object an isolate made is forgotten and collected at once, so
+//   a module dropped from the cache (or deleted) leaves no compiled code behind in any isolate.
 // - the upload thread runs upload checks one at a time (Orchestrator::upload_module): the
 //   bounded compile check in a child process (compile_check.h), then the registry's add. An
 //   upload that compiles for long holds this thread only, never a worker or the compile thread.
@@ -20,6 +22,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/status.h"
 #include "wasm/sandbox.h"
@@ -28,17 +31,22 @@ namespace wasmq::etl {
 
 class ModuleCompiler {
  public:
-  // Starts both threads; fails when the compile thread cannot create its isolate.
-  static Result<std::unique_ptr<ModuleCompiler>> start();
+  // Starts `compile_threads` compile threads (at least 1) and the upload thread; fails when a
+  // compile thread cannot create its isolate.
+  static Result<std::unique_ptr<ModuleCompiler>> start(size_t compile_threads = 1);
   ~ModuleCompiler();
   ModuleCompiler(const ModuleCompiler&) = delete;
   ModuleCompiler& operator=(const ModuleCompiler&) = delete;
 
-  // Compiles `binary` as module `id` with `settings` on the compile thread (Sandbox::load) and
+  // Compiles `binary` as module `id` with `settings` on a compile thread (Sandbox::load) and
   // returns the module, which any sandbox may run. `binary` must stay valid until it returns.
   Result<std::shared_ptr<const wasm::Module>> compile(const std::string& id,
                                                       std::span<const uint8_t> binary,
                                                       const wasm::InstanceSettings& settings);
+
+  // Runs `job` on the first free compile thread, with that thread's sandbox (compile() is one
+  // such job). Returns at once.
+  void submit_compile(std::function<void(wasm::Sandbox&)> job);
 
   // Runs `job` on the upload thread, after the uploads queued before it, unless `max_waiting`
   // uploads wait already: then returns false and drops `job` (each waiting upload holds its
@@ -55,17 +63,16 @@ class ModuleCompiler {
     std::condition_variable wake;
     std::deque<std::function<void()>> jobs;  // guarded by mutex
     bool stopping = false;                   // guarded by mutex
-    std::thread thread;
+    std::vector<std::thread> threads;
     void push(std::function<void()> job);
     void run();
-    void stop();
+    void stop();  // runs the queued jobs, then joins every thread
   };
 
   ModuleCompiler() = default;
 
   Lane compile_lane_;
   Lane upload_lane_;
-  std::unique_ptr<wasm::Sandbox> sandbox_;  // the compile thread's only
 };
 
 }  // namespace wasmq::etl

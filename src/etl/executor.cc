@@ -104,11 +104,16 @@ struct Executor::Run {
     enum class State { kActive, kStopped, kDeadLettered } state = State::kActive;
     std::string error, module_id;
     uint32_t stage_priority = 0;
+    bool not_repeated = false;  // a failure record: dead-lettered without a new dead letter
   };
   std::vector<Item> items;
   std::vector<Group> groups;
   // Who filtered each input last (for a kFiltered outcome).
   std::vector<std::pair<std::string, std::string>> filtered_by;
+  // Per input: it carries kFailureRecordHeader. guards_failure_records: the plan is a stream
+  // pipeline's, whose failures on such inputs write nothing new.
+  std::vector<std::optional<std::string>> failure_input;  // its value
+  bool guards_failure_records = false;
 
   Run(Executor& e, const std::string& t, std::vector<InputMessage>& in, Trace* tr)
       : executor(e), topic(t), inputs(in), trace(tr) {}
@@ -399,6 +404,24 @@ struct Executor::Run {
 
   // --- failures ----------------------------------------------------------------------------
 
+  // Whether a failure of `pipeline` on input `input` may write no error record or dead letter:
+  // a stream pipeline whose input is itself one (or made from one). Counts and logs it.
+  bool failure_record_not_repeated(const CompiledPipeline& pipeline, size_t input,
+                                   const std::string& error) {
+    if (!guards_failure_records || !failure_input[input].has_value()) return false;
+    ++result.counts.failure_records_not_repeated;
+    pipeline_figures->failure_records_not_repeated.fetch_add(1, std::memory_order_relaxed);
+    uint64_t suppressed = 0;
+    if (call_warnings().allow(pipeline.spec.pipeline_id, 'r', &suppressed)) {
+      log::get("etl").warn(
+          "stream pipeline {}: failed on a record that is an error record or a dead letter ({} "
+          "header): no new error record or dead letter is written for it, so that it cannot go "
+          "round: {}{}",
+          pipeline.spec.pipeline_id, kFailureRecordHeader, error, suppressed_note(suppressed));
+    }
+    return true;
+  }
+
   void error_record(const CompiledPipeline& pipeline, uint32_t stage, const std::string& module,
                     const Message& message, const std::string& error) {
     const EtlDefaults& d = runtime().defaults;
@@ -419,7 +442,8 @@ struct Executor::Run {
     r.topic = pipeline.spec.error_topic.empty() ? d.error_topic_prefix : pipeline.spec.error_topic;
     r.message.key = pipeline.spec.pipeline_id;
     r.message.value = json::serialize(record);
-    r.message.headers = {{"content-type", "application/json"}};
+    r.message.headers = {{"content-type", "application/json"},
+                         {std::string(kFailureRecordHeader), "error_record"}};
     r.message.timestamp = now_ms();
     result.error_records.push_back(std::move(r));
   }
@@ -439,7 +463,12 @@ struct Executor::Run {
       std::lock_guard lock(pipeline_figures->mutex);
       pipeline_figures->last_error = use.spec->module_id + ": " + error;
     }
-    error_record(pipeline, stage.spec->priority, use.spec->module_id, item.message, error);
+    // A failure record that fails again is counted and logged, but writes nothing new: an error
+    // record of it, or a dead letter, could come back to this pipeline for ever.
+    const bool not_repeated = failure_record_not_repeated(pipeline, item.input, error);
+    if (!not_repeated) {
+      error_record(pipeline, stage.spec->priority, use.spec->module_id, item.message, error);
+    }
     auto skipped = [&](const char* why) {
       figures.skipped.fetch_add(1, std::memory_order_relaxed);
       pipeline_figures->skipped.fetch_add(1, std::memory_order_relaxed);
@@ -455,6 +484,7 @@ struct Executor::Run {
       if (group.state != Group::State::kDeadLettered) {
         figures.dead_lettered.fetch_add(1, std::memory_order_relaxed);
         group.state = Group::State::kDeadLettered;
+        group.not_repeated = not_repeated;
         group.error = error;
         group.module_id = use.spec->module_id;
         group.stage_priority = stage.spec->priority;
@@ -841,6 +871,15 @@ struct Executor::Run {
       r.message.set_header("etl.failed_at", std::to_string(now_ms()));
     }
     InputOutcome& outcome = result.outcomes[g.input];
+    if (g.not_repeated) {
+      // The record stays where it was read (a stream pipeline leaves its source as it is), in an
+      // error or dead-letter topic or made from a record there: it is not lost.
+      outcome.error = g.error;
+      outcome.pipeline_id = pipeline.spec.pipeline_id;
+      outcome.module_id = g.module_id;
+      return;
+    }
+    r.message.set_header(std::string(kFailureRecordHeader), "dead_letter");
     outcome.error = topic_too_long
                         ? "dead-letter topic \"" + r.topic + "\" would be " +
                               std::to_string(r.topic.size()) + " characters, more than " +
@@ -857,6 +896,14 @@ struct Executor::Run {
     filtered_by.resize(inputs.size());
     if (trace) trace->per_input.assign(inputs.size(), {});
     items.reserve(inputs.size());
+    guards_failure_records = !plan.pipelines.empty() &&
+                             plan.pipelines.front().pipeline->spec.mode == PipelineMode::kStream;
+    failure_input.assign(inputs.size(), std::nullopt);
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (const std::string* v = inputs[i].message.header(kFailureRecordHeader)) {
+        failure_input[i] = *v;
+      }
+    }
     for (size_t i = 0; i < inputs.size(); ++i) {
       Item item;
       item.input = i;
@@ -869,13 +916,19 @@ struct Executor::Run {
       r.topic = item.route ? *item.route : topic;
       if (!item.route) r.partition = inputs[item.input].partition;
       r.message = std::move(item.message);
+      // What a stream pipeline makes of a failure record is one too, whatever the module kept.
+      if (guards_failure_records && failure_input[item.input] &&
+          !r.message.header(kFailureRecordHeader)) {
+        r.message.set_header(std::string(kFailureRecordHeader), *failure_input[item.input]);
+      }
       result.outcomes[item.input].outputs.push_back(std::move(r));
     }
     for (size_t i = 0; i < inputs.size(); ++i) {
       InputOutcome& o = result.outcomes[i];
       if (!o.outputs.empty()) {
         o.kind = InputOutcome::Kind::kPass;
-      } else if (!o.dead_letters.empty()) {
+      } else if (!o.dead_letters.empty() || !o.error.empty()) {
+        // error without dead letters: a failure record whose dead letter was not repeated.
         o.kind = InputOutcome::Kind::kDeadLettered;
       } else {
         o.kind = InputOutcome::Kind::kFiltered;

@@ -27,6 +27,14 @@ namespace wasmq::etl {
 // The header a module sets to store an output in another topic (module-abi.md, routing).
 inline constexpr std::string_view kRouteHeader = "wasmq.topic";
 
+// The header every error record (value "error_record") and dead letter (value "dead_letter")
+// carries. A stream pipeline that fails on a record carrying it (its input was such a record,
+// or was made from one) writes no error record and no dead letter for that failure: the failure
+// is counted and logged, at most one line per pipeline per 10 s. So no message can go round
+// through an error or dead-letter topic that a stream pipeline reads (docs/etl.md). The outputs
+// of a stream pipeline whose input carries it carry it too, whatever the module returned.
+inline constexpr std::string_view kFailureRecordHeader = "etl.failure_record";
+
 struct InputMessage {
   Message message;
   std::optional<uint32_t> partition;  // the producer's explicit partition, if any
@@ -81,6 +89,9 @@ struct ExecutionCounts {
   uint64_t merge_conflicts = 0;
   uint64_t cache_hits = 0;
   uint64_t breaker_rejections = 0;
+  // Failures on failure records in a stream pipeline, which wrote no error record and no dead
+  // letter (kFailureRecordHeader).
+  uint64_t failure_records_not_repeated = 0;
 };
 
 struct BatchResult {

@@ -81,6 +81,9 @@ struct PipelineFigures {
   std::atomic<uint64_t> dead_lettered{0};
   std::atomic<uint64_t> stopped{0};  // messages that went on as they entered (StopPipeline)
   std::atomic<uint64_t> merge_conflicts{0};
+  // Failures on error records or dead letters (a stream pipeline reading them) that wrote no new
+  // error record or dead letter (executor.h, kFailureRecordHeader).
+  std::atomic<uint64_t> failure_records_not_repeated{0};
   std::atomic<int64_t> last_success_ms{0};
   std::atomic<int64_t> last_failure_ms{0};
   LatencyHistogram latency;  // per message through the whole pipeline

@@ -129,27 +129,30 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
     o->compiled_[id] = *compiled;
     o->entries_[id] = PipelineEntry{std::move(spec), PipelineOrigin::kApi};
   }
-  if (auto refused = cycle_refusal(o->compiled_)) {
-    // The configuration file's own pipelines: a configuration error, as at a reload. With the
-    // API's (persisted before cycles were refused) the broker still starts, and says so.
+  if (cycle_refusal(o->compiled_)) {
+    // The configuration file's own pipelines: a configuration error, as at a reload.
     std::map<std::string, std::shared_ptr<const CompiledPipeline>, std::less<>> file_only;
     for (const auto& [id, entry] : o->entries_) {
       if (entry.origin == PipelineOrigin::kFile) file_only[id] = o->compiled_[id];
     }
     if (auto in_file = cycle_refusal(file_only)) return in_file->with_context("etl.pipelines");
-    if (warnings) warnings->push_back(refused->message() + " (disable or change one of them)");
+    // With pipelines of the API (persisted before the file gained the rest of the cycle, or
+    // before cycles were refused): the broker starts, and those API pipelines stay stopped.
+    o->stop_api_pipelines_in_cycles(warnings);
   }
   {
     std::lock_guard lock(o->mutex_);
     o->publish_locked();
   }
-  auto compiler = ModuleCompiler::start();
-  if (!compiler.is_ok()) return compiler.status();
-  o->compiler_ = std::move(*compiler);
-  o->runtime_.modules.set_compiler(o->compiler_.get());
   size_t count = o->options_.workers;
   if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
   if (!o->options_.enabled) count = 1;
+  // A compile thread per worker: a worker waits for one compilation at most, so none waits
+  // behind another's (a module slow to compile holds only the worker that needs it).
+  auto compiler = ModuleCompiler::start(count);
+  if (!compiler.is_ok()) return compiler.status();
+  o->compiler_ = std::move(*compiler);
+  o->runtime_.modules.set_compiler(o->compiler_.get());
   auto workers = Workers::start(count, o->runtime_, o->options_.pools.pool);
   if (!workers.is_ok()) return workers.status();
   o->workers_ = std::move(*workers);
@@ -163,6 +166,51 @@ Orchestrator::~Orchestrator() {
   pools_.reset();     // stops the background cleanup
   workers_.reset();   // runs the queued jobs, then joins
   compiler_.reset();  // runs the queued uploads, then joins
+}
+
+void Orchestrator::stop_api_pipelines_in_cycles(std::vector<std::string>* warnings) {
+  while (true) {
+    std::vector<std::shared_ptr<const CompiledPipeline>> all;
+    for (const auto& [id, pipeline] : compiled_) all.push_back(pipeline);
+    auto cycle = find_stream_cycle_of(all);
+    if (!cycle) return;
+    bool stopped_one = false, with_file = false;
+    for (const std::string& id : cycle->pipeline_ids) {
+      if (entries_.at(id).origin == PipelineOrigin::kFile) with_file = true;
+    }
+    for (const std::string& id : cycle->pipeline_ids) {
+      PipelineEntry& entry = entries_.at(id);
+      if (entry.origin != PipelineOrigin::kApi) continue;
+      entry.spec.enabled = false;
+      // The spec compiled before; with enabled false it compiles the same.
+      auto compiled = compile_pipeline(entry.spec);
+      if (compiled.is_ok()) compiled_[id] = *compiled;
+      const std::string reason =
+          std::string("stopped at start: stream pipelines") +
+          (with_file ? " of the API and of the configuration file" : "") +
+          " would form a cycle, and one message would go round it for ever: " + cycle->description +
+          "; start it again once the cycle is gone";
+      // Persisted as a stop over the API would be: it is started again by someone who saw why.
+      Status persisted = write_file_atomically(options_.pipelines_path / (id + ".json"),
+                                               json::serialize(pipeline_to_json(entry.spec)));
+      stop_reasons_[id] = reason;
+      log::get("etl").warn("pipeline {} {}", id, reason);
+      if (warnings) {
+        warnings->push_back(
+            "pipeline " + id + " " + reason +
+            (persisted.is_ok() ? "" : " (not persisted: " + persisted.message() + ")"));
+      }
+      stopped_one = true;
+    }
+    if (!stopped_one) return;  // not reached: a cycle of file pipelines alone fails the start
+  }
+}
+
+std::optional<std::string> Orchestrator::stop_reason(std::string_view id) const {
+  std::lock_guard lock(mutex_);
+  auto it = stop_reasons_.find(id);
+  if (it == stop_reasons_.end()) return std::nullopt;
+  return it->second;
 }
 
 void Orchestrator::publish_locked() {
@@ -353,6 +401,7 @@ PipelineResult<PipelineSpec> Orchestrator::apply_locked(const json::value& docum
   }
   compiled_[spec.pipeline_id] = *compiled;
   entries_[spec.pipeline_id] = PipelineEntry{spec, PipelineOrigin::kApi};
+  stop_reasons_.erase(spec.pipeline_id);  // changed (or started) since
   publish_locked();
   log::get("etl").info("pipeline {} {}", spec.pipeline_id, replacing ? "updated" : "created");
   return spec;
@@ -422,6 +471,7 @@ Status Orchestrator::delete_pipeline(std::string_view id) {
                   "cannot remove pipeline " + std::string(id) + ": " + ec.message());
   entries_.erase(it);
   compiled_.erase(std::string(id));
+  stop_reasons_.erase(std::string(id));
   runtime_.figures.forget(id);
   publish_locked();
   log::get("etl").info("pipeline {} deleted", id);

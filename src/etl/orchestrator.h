@@ -121,6 +121,10 @@ class Orchestrator {
   // already has) changes nothing. Returns how many file pipelines were added, changed or removed.
   Result<size_t> replace_file_pipelines(const boost::json::array& file_pipelines);
   std::optional<PipelineEntry> find_pipeline(std::string_view id) const;
+  // Why the broker stopped pipeline `id` (an API pipeline on a cycle of stream pipelines with
+  // those of the configuration file, at start); nullopt when it did not, or when the pipeline
+  // changed since (started, replaced, patched).
+  std::optional<std::string> stop_reason(std::string_view id) const;
 
   // --- running ---
   // The configuration in force.
@@ -154,6 +158,10 @@ class Orchestrator {
   PipelineResult<PipelineSpec> apply_locked(const boost::json::value& document,
                                             std::string_view replacing_id);
   std::string new_pipeline_id_locked() const;
+  // At start (before anything runs): while the enabled stream pipelines form a cycle, stops the
+  // API pipelines on it (persisted as disabled, the reason in stop_reasons_ and `warnings`).
+  // The file pipelines alone must form no cycle.
+  void stop_api_pipelines_in_cycles(std::vector<std::string>* warnings);
   // Why the API may not change pipeline `id` (found at `it`): unknown (kNotFound), or defined in
   // the configuration file (kConflict); nullopt when it may. Caller holds mutex_.
   std::optional<PipelineChangeError> api_may_change_locked(
@@ -170,6 +178,7 @@ class Orchestrator {
   mutable std::mutex mutex_;                                   // serialises changes to pipelines
   std::map<std::string, PipelineEntry, std::less<>> entries_;  // guarded by mutex_
   std::map<std::string, std::shared_ptr<const CompiledPipeline>, std::less<>> compiled_;  // guarded
+  std::map<std::string, std::string, std::less<>> stop_reasons_;  // guarded by mutex_
   std::atomic<std::shared_ptr<const Configuration>> configuration_;
 };
 

@@ -132,6 +132,13 @@ namespace wasmq::etl {
 
 std::optional<std::string> find_stream_cycle(
     const std::vector<std::shared_ptr<const CompiledPipeline>>& pipelines) {
+  auto cycle = find_stream_cycle_of(pipelines);
+  if (!cycle) return std::nullopt;
+  return std::move(cycle->description);
+}
+
+std::optional<StreamCycle> find_stream_cycle_of(
+    const std::vector<std::shared_ptr<const CompiledPipeline>>& pipelines) {
   std::vector<const CompiledPipeline*> streams;
   for (const auto& p : pipelines) {
     if (p->spec.enabled && p->spec.mode == PipelineMode::kStream) streams.push_back(p.get());
@@ -149,7 +156,7 @@ std::optional<std::string> find_stream_cycle(
   // Depth-first search; state 0 unvisited, 1 on the current path, 2 done.
   std::vector<int> state(n, 0);
   std::vector<size_t> path;
-  std::optional<std::string> found;
+  std::optional<StreamCycle> found;
   std::function<bool(size_t)> visit = [&](size_t i) {
     state[i] = 1;
     path.push_back(i);
@@ -159,10 +166,14 @@ std::optional<std::string> find_stream_cycle(
         std::vector<size_t> cycle(std::find(path.begin(), path.end(), j), path.end());
         // streams is sorted by id: the smallest index is the smallest id.
         std::rotate(cycle.begin(), std::min_element(cycle.begin(), cycle.end()), cycle.end());
-        std::string text = streams[cycle[0]]->spec.pipeline_id + ": ";
-        for (size_t k : cycle) text += streams[k]->spec.source_topic + " \u2192 ";
-        text += streams[cycle[0]]->spec.source_topic;
-        found = std::move(text);
+        StreamCycle c;
+        c.description = streams[cycle[0]]->spec.pipeline_id + ": ";
+        for (size_t k : cycle) {
+          c.description += streams[k]->spec.source_topic + " \u2192 ";
+          c.pipeline_ids.push_back(streams[k]->spec.pipeline_id);
+        }
+        c.description += streams[cycle[0]]->spec.source_topic;
+        found = std::move(c);
         return true;
       }
       if (state[j] == 0 && visit(j)) return true;

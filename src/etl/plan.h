@@ -67,6 +67,14 @@ Result<std::shared_ptr<const CompiledPipeline>> compile_pipeline(PipelineSpec sp
 std::optional<std::string> find_stream_cycle(
     const std::vector<std::shared_ptr<const CompiledPipeline>>& pipelines);
 
+// The same cycle with the ids of the pipelines on it (in the order of `description`).
+struct StreamCycle {
+  std::vector<std::string> pipeline_ids;
+  std::string description;  // what find_stream_cycle returns
+};
+std::optional<StreamCycle> find_stream_cycle_of(
+    const std::vector<std::shared_ptr<const CompiledPipeline>>& pipelines);
+
 // The modules that can run on one topic.
 struct TopicPlan {
   struct Stage {

@@ -816,6 +816,90 @@ TEST_F(EtlTest, StreamPipelinesCannotFormACycle) {
   EXPECT_EQ(admin("GET", "/api/v1/etl/pipelines", "", 200).at("pipelines").as_array().size(), 1u);
 }
 
+// M9 through the error topic: a stream pipeline reading etl-errors with a module that fails
+// wrote an error record for each record it read, each embedding the one before (about 2 MB
+// records at 200 MB/s until the disk was full). One failing record now makes one error record.
+TEST_F(EtlTest, AStreamPipelineFailingOnTheErrorTopicWritesOneErrorRecordPerFailedRecord) {
+  start();
+  upload("trap", "trap", "1.0.0", 201);
+  admin("POST", "/api/v1/etl/pipelines",
+        R"({"pipeline_id": "errors-reader", "mode": "stream", "source_topic": "etl-errors",
+            "destination_topic": "archive", "start_from": "earliest",
+            "error_handling": "SkipModule",
+            "stages": [{"priority": 0, "modules": [{"module_id": "trap"}]}]})",
+        201);
+  data("POST", "/api/v1/topics/etl-errors/messages", R"({"value": "not an error record"})", 200);
+  // The record written, then the error record of its failure, each read and passed on (SkipModule)
+  // to archive; the error record's failure writes nothing new.
+  auto read_topic = [&](const std::string& topic) {
+    auto reply =
+        data_->request("GET", "/api/v1/topics/" + topic + "/messages?offset=0&max_messages=1000");
+    if (!reply.is_ok() || reply->status != 200) return json::array();
+    return parse(*reply).at("messages").as_array();
+  };
+  json::array archived;
+  json::value status;
+  for (int i = 0; i < 1000; ++i) {
+    archived = read_topic("archive");
+    status = admin("GET", "/api/v1/etl/pipelines/errors-reader/status", "", 200);
+    // Both records read, and committed (the status is updated after the commit).
+    const json::value* positions = status.as_object().if_contains("positions");
+    const bool committed =
+        positions && positions->as_object().contains("0") && positions->at("0").as_int64() >= 2;
+    if (archived.size() >= 2 && committed) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(archived.size(), 2u) << status;
+  json::array errors = consume("etl-errors");
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[1].at("headers").at("etl.failure_record").as_string(), "error_record");
+  EXPECT_EQ(archived[1].at("headers").at("etl.failure_record").as_string(), "error_record");
+  EXPECT_NE(read_text(broker_->log_path())
+                .find("stream pipeline errors-reader: failed on a record that is an error record"),
+            std::string::npos);
+  EXPECT_EQ(status.at("positions").at("0").as_int64(), 2);
+  EXPECT_EQ(status.at("lag").as_int64(), 0);
+}
+
+// M9 after a restart: api-c (cb -> cc) was persisted; file pipelines cf-a (ca -> cb) and cf-c
+// (cc -> ca) added with the broker stopped closed a cycle, and all three ran. Now api-c stays
+// stopped, with the reason in its status.
+TEST_F(EtlTest, AnApiPipelineClosingACycleWithFilePipelinesIsStoppedAtStart) {
+  start();
+  upload("passthrough", "tagger", "1.0.0", 201);
+  auto stream = [](const std::string& id, const std::string& from, const std::string& to) {
+    return R"({"pipeline_id": ")" + id + R"(", "mode": "stream", "source_topic": ")" + from +
+           R"(", "destination_topic": ")" + to +
+           R"(", "stages": [{"priority": 0, "modules": [{"module_id": "tagger"}]}]})";
+  };
+  admin("POST", "/api/v1/etl/pipelines", stream("api-c", "cb", "cc"), 201);
+  data_.reset();
+  admin_.reset();
+  ASSERT_EQ(broker_->stop(), 0);
+  auto file_pipeline = [](const std::string& id, const std::string& from, const std::string& to) {
+    return "[[etl.pipelines]]\npipeline_id = \"" + id + "\"\nmode = \"stream\"\nsource_topic = \"" +
+           from + "\"\ndestination_topic = \"" + to +
+           "\"\n[[etl.pipelines.stages]]\npriority = 0\n[[etl.pipelines.stages.modules]]\n"
+           "module_id = \"tagger\"\n";
+  };
+  std::ofstream(broker_->config_path(), std::ios::app)
+      << file_pipeline("cf-a", "ca", "cb") << file_pipeline("cf-c", "cc", "ca");
+  start();
+  json::value status = admin("GET", "/api/v1/etl/pipelines/api-c/status", "", 200);
+  EXPECT_EQ(status.at("state").as_string(), "stopped") << status;
+  EXPECT_FALSE(status.at("running").as_bool()) << status;
+  EXPECT_NE(std::string(status.at("last_error").as_string())
+                .find("stopped at start: stream pipelines of the API and of the configuration file "
+                      "would form a cycle, and one message would go round it for ever: api-c: cb "
+                      "\u2192 cc \u2192 ca \u2192 cb"),
+            std::string::npos)
+      << status;
+  EXPECT_EQ(admin("GET", "/api/v1/etl/pipelines/cf-a/status", "", 200).at("state").as_string(),
+            "running");
+  // Starting it again would close the cycle.
+  admin("POST", "/api/v1/etl/pipelines/api-c/start", "", 409);
+}
+
 // L1, L2, L3: names that make ambiguous ids, too long for a file name, or hidden files.
 TEST_F(EtlTest, ModuleNamesVersionsAndPipelineIdsThatMakeBadFileNamesAreRefused) {
   start();

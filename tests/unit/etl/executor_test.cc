@@ -643,8 +643,13 @@ TEST_F(ExecutorTest, SendToDeadLetterUsesTheConfiguredPrefixAndCanLeaveOutTheCon
   ASSERT_EQ(r.outcomes[0].dead_letters.size(), 1u);
   EXPECT_EQ(r.outcomes[0].dead_letters[0].topic, "dead.orders");
   const Message& dl = r.outcomes[0].dead_letters[0].message;
-  EXPECT_EQ(dl, message("bad"));
-  for (const auto& [name, value] : dl.headers) EXPECT_FALSE(name.starts_with("etl.")) << name;
+  // No context; only the mark that it is a dead letter (kFailureRecordHeader).
+  Message expected = message("bad");
+  expected.set_header(std::string(kFailureRecordHeader), "dead_letter");
+  EXPECT_EQ(dl, expected);
+  for (const auto& [name, value] : dl.headers) {
+    EXPECT_TRUE(name == kFailureRecordHeader || !name.starts_with("etl.")) << name;
+  }
 }
 
 TEST_F(ExecutorTest, SendToDeadLetterDeadLettersOnlyTheFailingMessagesOfABatch) {
@@ -913,6 +918,108 @@ TEST_F(ExecutorTest, WritesNoErrorRecordWhenTheErrorTopicIsDisabled) {
   EXPECT_TRUE(r.error_records.empty());
   EXPECT_EQ(r.counts.module_failures, 1u);
   EXPECT_EQ(stored(r).value, "bad");
+}
+
+// --- Failure records that fail again (M9, the error-topic loop) --------------------------------
+
+// A stream pipeline from `source` to "archive" with etl_faulty failing on "bad", plus `more`.
+std::string failing_stream(std::string_view source, std::string_view more = "") {
+  std::string members = R"("mode":"stream","source_topic":")" + std::string(source) +
+                        R"(","destination_topic":"archive")";
+  if (!more.empty()) members += "," + std::string(more);
+  return pipeline("errors-reader", {stage(0, {use("etl_faulty", R"({"error_word":"bad"})")})},
+                  members);
+}
+
+// A stream pipeline reading etl-errors whose module failed on every record went round for ever:
+// each failure wrote an error record (embedding the one before) to the topic it reads.
+TEST_F(ExecutorTest, AStreamPipelineReadingItsErrorTopicWritesOneErrorRecordPerFailedMessage) {
+  auto p = compile(failing_stream("etl-errors"));
+  // The first failure writes a record; what the runner then reads from etl-errors is that
+  // record, and so on: the loop ends when a run writes nothing.
+  std::vector<Message> to_read = {message("bad")};
+  size_t records = 0;
+  for (int round = 0; round < 5 && !to_read.empty(); ++round) {
+    BatchResult r = run(p, std::move(to_read), "etl-errors");
+    to_read.clear();
+    for (auto& record : r.error_records) {
+      EXPECT_EQ(record.topic, "etl-errors");
+      // The error record mentions "bad" (it embeds the message): the module fails on it too.
+      to_read.push_back(record.message);
+    }
+    records += r.error_records.size();
+    if (round > 0) {
+      EXPECT_EQ(r.counts.module_failures, 1u);
+      EXPECT_EQ(r.counts.failure_records_not_repeated, 1u);
+      // SkipModule: the record goes on to the destination, still marked as an error record.
+      ASSERT_EQ(r.outcomes[0].kind, Kind::kPass);
+      EXPECT_EQ(header(r.outcomes[0].outputs[0].message, kFailureRecordHeader), "error_record");
+    }
+  }
+  EXPECT_EQ(records, 1u);
+  EXPECT_TRUE(to_read.empty());
+  EXPECT_EQ(runtime_.figures.pipeline("errors-reader")->failure_records_not_repeated.load(), 1u);
+}
+
+TEST_F(ExecutorTest, ErrorRecordsAndDeadLettersAreMarkedAsFailureRecords) {
+  auto p = compile(pipeline("p1", {stage(0, {use("etl_faulty", R"({"error_word":"bad"})")})},
+                            R"("error_handling":"SendToDeadLetter")"));
+  BatchResult r = run(p, {message("bad")});
+  ASSERT_EQ(r.error_records.size(), 1u);
+  EXPECT_EQ(header(r.error_records[0].message, kFailureRecordHeader), "error_record");
+  ASSERT_EQ(r.outcomes[0].dead_letters.size(), 1u);
+  EXPECT_EQ(header(r.outcomes[0].dead_letters[0].message, kFailureRecordHeader), "dead_letter");
+}
+
+// The same loop through dead letters: a stream pipeline whose dead letters reach its source.
+TEST_F(ExecutorTest, AStreamPipelineDoesNotDeadLetterADeadLetterAgain) {
+  auto p = compile(failing_stream("dlq.etl.orders", R"("error_handling":"SendToDeadLetter")"));
+  Message dead = message("bad");
+  dead.set_header(std::string(kFailureRecordHeader), "dead_letter");
+  BatchResult r = run(p, {dead, message("good")}, "dlq.etl.orders");
+  EXPECT_TRUE(r.error_records.empty());
+  // Dead-lettered, with its cause, but no new dead letter: it stays in the topic it was read from.
+  EXPECT_EQ(r.outcomes[0].kind, Kind::kDeadLettered);
+  EXPECT_TRUE(r.outcomes[0].dead_letters.empty());
+  EXPECT_NE(r.outcomes[0].error.find("asked to fail on bad"), std::string::npos);
+  EXPECT_EQ(r.counts.failure_records_not_repeated, 1u);
+  // A record that is no failure record is handled as always.
+  EXPECT_EQ(r.outcomes[1].kind, Kind::kPass);
+  BatchResult fresh = run(p, {message("bad")}, "dlq.etl.orders");
+  ASSERT_EQ(fresh.outcomes[0].dead_letters.size(), 1u);
+  EXPECT_EQ(fresh.error_records.size(), 1u);
+}
+
+// Forwarding failure records with a stream pipeline is a use of its own: it works as long as the
+// module succeeds, and what it makes of them stays marked whatever the module kept.
+TEST_F(ExecutorTest, AStreamPipelineForwardsFailureRecordsAndKeepsThemMarked) {
+  auto p = compile(pipeline(
+      "forward",
+      {stage(0, {use("etl_tagger", R"({"remove_header":"etl.failure_record","copies":2})")})},
+      R"("mode":"stream","source_topic":"etl-errors","destination_topic":"alerts")"));
+  Message record = message("an error record");
+  record.set_header(std::string(kFailureRecordHeader), "error_record");
+  BatchResult r = run(p, {record}, "etl-errors");
+  ASSERT_EQ(r.outcomes[0].kind, Kind::kPass);
+  ASSERT_EQ(r.outcomes[0].outputs.size(), 2u);
+  for (const auto& out : r.outcomes[0].outputs) {
+    EXPECT_EQ(out.message.value, "an error record");
+    EXPECT_EQ(header(out.message, kFailureRecordHeader), "error_record");
+  }
+}
+
+// A producer may send a failure record back (a replay after the module was fixed): an inline
+// pipeline's outcome goes back to that producer, so nothing can go round, and it is handled as
+// any message.
+TEST_F(ExecutorTest, AnInlinePipelineHandlesAFailureRecordAsAnyMessage) {
+  auto p = compile(pipeline("p1", {stage(0, {use("etl_faulty", R"({"error_word":"bad"})")})},
+                            R"("error_handling":"SendToDeadLetter")"));
+  Message replayed = message("bad");
+  replayed.set_header(std::string(kFailureRecordHeader), "dead_letter");
+  BatchResult r = run(p, {replayed});
+  EXPECT_EQ(r.error_records.size(), 1u);
+  ASSERT_EQ(r.outcomes[0].dead_letters.size(), 1u);
+  EXPECT_EQ(r.counts.failure_records_not_repeated, 0u);
 }
 
 // --- Timeouts ------------------------------------------------------------------------------------

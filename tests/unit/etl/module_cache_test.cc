@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <future>
 
 #include "etl/compiler.h"
 #include "etl/runtime.h"
@@ -168,6 +169,30 @@ TEST_F(ModuleCacheTest, CompilesOnTheCompileThreadWhenOneIsSet) {
   broken.binary = bytes;
   auto refused = cache.get(broken, {}, *sandbox_, t0_);
   EXPECT_FALSE(refused.is_ok());
+}
+
+// M4: one compile thread compiled every cache miss; behind two modules that took seconds to
+// compile, an unrelated pipeline's first message waited for both. With a thread per worker, a
+// module is compiled while another compilation holds a compile thread.
+TEST_F(ModuleCacheTest, CompilesAModuleWhileAnotherCompilationHoldsACompileThread) {
+  auto compiler = ModuleCompiler::start(2);
+  ASSERT_TRUE(compiler.is_ok()) << compiler.status().message();
+  // A compilation that does not end until it is told to (as one of a module slow to compile).
+  std::promise<void> release;
+  std::promise<void> holding;
+  std::shared_future<void> released = release.get_future().share();
+  (*compiler)->submit_compile([released, &holding](wasm::Sandbox&) {
+    holding.set_value();
+    released.wait();
+  });
+  holding.get_future().wait();
+  ModuleCache cache;
+  cache.set_compiler(compiler->get());
+  auto unrelated = std::async(std::launch::async, [&] { return get(cache, "unrelated", t0_); });
+  const bool compiled = unrelated.wait_for(seconds(30)) == std::future_status::ready;
+  release.set_value();
+  ASSERT_TRUE(compiled) << "the compilation waited behind the one in progress";
+  EXPECT_TRUE(unrelated.get());
 }
 
 }  // namespace

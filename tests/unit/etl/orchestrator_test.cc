@@ -595,6 +595,61 @@ TEST_F(OrchestratorTest, StreamPipelinesThatWouldFormACycleAreRefusedInTheFile) 
   EXPECT_FALSE(orchestrator_->find_pipeline("s-b"));
 }
 
+// M9 after a restart: api-c (cb -> cc) was persisted; then cf-a (ca -> cb) and cf-c (cc -> ca)
+// were added to the file with the broker stopped. The start only warned, and all three ran.
+TEST_F(OrchestratorTest, AnApiPipelineClosingACycleWithFilePipelinesStaysStoppedAfterAStart) {
+  open();
+  create_ok(stream_pipeline("api-c", "cb", "cc"));
+  create_ok(stream_pipeline("api-other", "x", "y"));
+  const json::array file{stream_pipeline("cf-a", "ca", "cb"), stream_pipeline("cf-c", "cc", "ca")};
+  open(file);
+
+  auto stopped = orchestrator_->find_pipeline("api-c");
+  ASSERT_TRUE(stopped);
+  EXPECT_FALSE(stopped->spec.enabled);
+  EXPECT_TRUE(orchestrator_->find_pipeline("api-other")->spec.enabled);
+  EXPECT_TRUE(orchestrator_->find_pipeline("cf-a")->spec.enabled);
+  // Nothing that runs forms a cycle.
+  EXPECT_EQ(find_stream_cycle(orchestrator_->configuration()->pipelines()), std::nullopt);
+  EXPECT_FALSE(orchestrator_->configuration()->find("api-c")->spec.enabled);
+  // Why, in the warnings of the start and in the pipeline's stop reason.
+  const std::string cycle = "api-c: cb \u2192 cc \u2192 ca \u2192 cb";
+  ASSERT_EQ(warnings_.size(), 1u);
+  EXPECT_NE(warnings_[0].find("pipeline api-c stopped at start"), std::string::npos)
+      << warnings_[0];
+  EXPECT_NE(warnings_[0].find(cycle), std::string::npos) << warnings_[0];
+  auto reason = orchestrator_->stop_reason("api-c");
+  ASSERT_TRUE(reason);
+  EXPECT_NE(reason->find(cycle), std::string::npos) << *reason;
+  EXPECT_FALSE(orchestrator_->stop_reason("api-other"));
+  // Kept, not deleted; stopped on disk too, and starting it is refused while the cycle remains.
+  EXPECT_EQ(json::parse(file_text(options_.pipelines_path / "api-c.json")).at("enabled"), false);
+  EXPECT_EQ(error_of(orchestrator_->set_enabled("api-c", true)).status.code(),
+            StatusCode::kConflict);
+  EXPECT_TRUE(orchestrator_->stop_reason("api-c"));
+
+  // Once the file no longer closes the cycle, it may be started; the reason goes.
+  ASSERT_TRUE(orchestrator_->replace_file_pipelines(json::array{file[0]}).is_ok());
+  ASSERT_TRUE(std::holds_alternative<PipelineSpec>(orchestrator_->set_enabled("api-c", true)));
+  EXPECT_FALSE(orchestrator_->stop_reason("api-c"));
+}
+
+// A cycle of API pipelines alone (persisted by a version that did not refuse cycles) ran too.
+TEST_F(OrchestratorTest, PersistedApiPipelinesFormingACycleAreStoppedAtStart) {
+  open();
+  create_ok(stream_pipeline("s-a", "sa", "sb"));
+  orchestrator_.reset();
+  // As an older version wrote it.
+  std::ofstream(options_.pipelines_path / "s-b.json")
+      << json::serialize(stream_pipeline("s-b", "sb", "sa"));
+  open();
+  EXPECT_EQ(find_stream_cycle(orchestrator_->configuration()->pipelines()), std::nullopt);
+  EXPECT_FALSE(orchestrator_->find_pipeline("s-a")->spec.enabled);
+  EXPECT_FALSE(orchestrator_->find_pipeline("s-b")->spec.enabled);
+  EXPECT_TRUE(orchestrator_->stop_reason("s-b"));
+  EXPECT_EQ(warnings_.size(), 2u);
+}
+
 TEST_F(OrchestratorTest, APersistedPipelineWithAFilePipelinesIdIsSkippedWithAWarning) {
   open();
   create_ok(one_module_pipeline("shared", "api-module"));

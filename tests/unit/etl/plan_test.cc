@@ -98,6 +98,14 @@ TEST(StreamCycles, FindsLongerCyclesStartingAtTheSmallestId) {
   EXPECT_EQ(cycle, "p0: t3 \u2192 t1 \u2192 t2 \u2192 t3");
 }
 
+TEST(StreamCycles, NamesThePipelinesOnTheCycle) {
+  auto cycle = find_stream_cycle_of({stream("p1", "t1", "t2"), stream("p2", "t2", "t3"),
+                                     stream("p0", "t3", "t1"), stream("side", "t2", "elsewhere")});
+  ASSERT_TRUE(cycle);
+  EXPECT_EQ(cycle->pipeline_ids, (std::vector<std::string>{"p0", "p1", "p2"}));
+  EXPECT_EQ(cycle->description, "p0: t3 \u2192 t1 \u2192 t2 \u2192 t3");
+}
+
 TEST(StreamCycles, AChainOrAFanOutIsNoCycle) {
   EXPECT_EQ(find_stream_cycle({stream("a", "t1", "t2"), stream("b", "t2", "t3"),
                                stream("c", "t1", "t3"), stream("d", "t3", "t4")}),
