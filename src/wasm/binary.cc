@@ -456,6 +456,10 @@ Result<ModuleInfo> inspect_module(std::span<const uint8_t> binary) {
           info.memory_initial_pages = l.initial;
           info.memory_max_pages = l.max;
         }
+        // limit_memory() rewrites this section from what is read here: nothing may follow.
+        if (c.ok() && !c.at_end()) {
+          c.fail(std::to_string(c.remaining()) + " bytes after the declared memories");
+        }
         break;
       }
       case 7: {  // exports
@@ -582,6 +586,8 @@ Result<ModuleInfo> inspect_module(std::span<const uint8_t> binary) {
     add_problem(problems, "missing export memory");
   } else if (memory->kind != ExternKind::kMemory) {
     add_problem(problems, "export memory is not a memory");
+  } else if (memories == 0) {
+    add_problem(problems, "export memory names a memory the module does not define");
   }
 
   struct Expected {

@@ -24,6 +24,35 @@ TEST(ModuleValidation, AcceptsTheMinimalAbiModule) {
   EXPECT_EQ(info->memory_initial_pages, 1u);
 }
 
+// Found by the module fuzz target: a "memory" export that names a memory the module does not
+// define passed validation, and limit_memory had nothing to cap.
+TEST(ModuleValidation, RejectsAMemoryExportWithoutAMemory) {
+  WasmBuilder b;
+  b.export_memory();
+  b.function({{kI32}, {kI32}}, "alloc");
+  b.function({{kI32, kI32}, {}}, "dealloc");
+  b.function({{kI32, kI32}, {kI32}}, "process_message");
+  EXPECT_NE(problems(b.build()).find("export memory names a memory the module does not define"),
+            std::string::npos)
+      << problems(b.build());
+}
+
+// Found by the module fuzz target: bytes after the declared memories were ignored here, while
+// limit_memory (which rewrites that section) refused the module.
+TEST(ModuleValidation, RejectsBytesAfterTheDeclaredMemories) {
+  std::vector<uint8_t> binary = WasmBuilder::abi_module().build();
+  // Walk the top-level sections (sizes below 128 here: one LEB byte) to the memory section.
+  size_t at = 8;
+  while (at < binary.size() && binary[at] != 5) at += 2 + binary[at + 1];
+  ASSERT_LT(at, binary.size());
+  ASSERT_LT(binary[at + 1], 127);
+  binary.insert(binary.begin() + at + 2 + binary[at + 1], 0x07);  // one byte more in the payload
+  binary[at + 1] += 1;
+  EXPECT_NE(problems(binary).find("1 bytes after the declared memories"), std::string::npos)
+      << problems(binary);
+  EXPECT_FALSE(limit_memory(binary, 64ull << 20).is_ok());
+}
+
 TEST(ModuleValidation, RejectsBadMagicAndVersion) {
   EXPECT_NE(problems({'n', 'o', 'p', 'e', 1, 0, 0, 0}).find("bad magic"), std::string::npos);
   EXPECT_NE(problems({0, 'a', 's', 'm', 2, 0, 0, 0}).find("version"), std::string::npos);
