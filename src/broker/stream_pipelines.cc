@@ -61,7 +61,10 @@ struct StreamPipelines::Runner {
     boost::system::error_code ec;
     json::value v = json::parse(*text, ec);
     if (ec || !v.is_object()) {
-      fail("ignoring unreadable positions file " + positions_path.string());
+      // The path goes to the log only: the status is read by API clients.
+      log::get("etl").warn("stream pipeline {}: unreadable positions file {}", spec().pipeline_id,
+                           positions_path.string());
+      fail("ignoring its unreadable positions file; start_from applies");
       return positions;
     }
     const json::value* source = v.get_object().if_contains("source_topic");
@@ -84,7 +87,10 @@ struct StreamPipelines::Runner {
     json::object doc{{"pipeline_id", spec().pipeline_id},
                      {"source_topic", spec().source_topic},
                      {"positions", std::move(saved)}};
-    return write_file_atomically(positions_path, json::serialize(doc));
+    Status written = write_file_atomically(positions_path, json::serialize(doc));
+    if (written.is_ok()) return written;
+    log::get("etl").error("stream pipeline {}: {}", spec().pipeline_id, written.message());
+    return without_path(written, "cannot commit positions");
   }
 
   // Where a partition starts when nothing was committed for it.

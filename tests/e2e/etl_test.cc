@@ -861,6 +861,33 @@ TEST_F(EtlTest, AStreamPipelineFailingOnTheErrorTopicWritesOneErrorRecordPerFail
   EXPECT_EQ(status.at("lag").as_int64(), 0);
 }
 
+// L7: a stream pipeline's status showed the server's path of an unreadable positions file.
+TEST_F(EtlTest, AStreamPipelinesStatusNamesNoServerPath) {
+  start();
+  upload("passthrough", "pass", "1.0.0", 201);
+  std::filesystem::create_directories(broker_->data_dir() / "streams");
+  {
+    std::ofstream damaged(broker_->data_dir() / "streams" / "s.json");
+    damaged << "{";
+  }
+  admin("POST", "/api/v1/etl/pipelines",
+        R"({"pipeline_id": "s", "mode": "stream", "source_topic": "in", "destination_topic": "out",
+            "stages": [{"priority": 0, "modules": [{"module_id": "pass"}]}]})",
+        201);
+  json::value status;
+  for (int i = 0; i < 500; ++i) {
+    status = admin("GET", "/api/v1/etl/pipelines/s/status", "", 200);
+    const json::value* error = status.as_object().if_contains("last_error");
+    if (error && error->is_string() && !error->as_string().empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(status.at("last_error").as_string(),
+            "ignoring its unreadable positions file; start_from applies")
+      << status;
+  EXPECT_EQ(json::serialize(status).find(broker_->data_dir().string()), std::string::npos);
+  EXPECT_NE(read_text(broker_->log_path()).find("unreadable positions file"), std::string::npos);
+}
+
 // M9 after a restart: api-c (cb -> cc) was persisted; file pipelines cf-a (ca -> cb) and cf-c
 // (cc -> ca) added with the broker stopped closed a cycle, and all three ran. Now api-c stays
 // stopped, with the reason in its status.
