@@ -368,8 +368,7 @@ class AdminApi {
     for (size_t i = 0; i < list->size(); ++i) {
       if (Status s = message_from_json((*list)[i], now, &inputs[i].message); !s.is_ok()) {
         std::string path = list == &single ? "" : prefix + "[" + std::to_string(i) + "]";
-        co_return error_response(HttpStatus::bad_request, "invalid_message",
-                                 (path.empty() ? "" : path + ".") + s.message(), path);
+        co_return invalid_message_response(path, s);
       }
     }
     using Ran = Result<std::pair<etl::BatchResult, etl::Trace>>;

@@ -16,24 +16,6 @@ namespace {
 namespace json = boost::json;
 using boost::asio::awaitable;
 
-// An invalid message of a produce request: `element_path` is "messages[i]" for a message of a
-// list, empty for a single message. message_from_json's errors read "<field>: <what>" or, for
-// the element as a whole, "<what>"; either way the text and the field start with the path.
-Response message_error(const std::string& element_path, const Status& status) {
-  const std::string& text = status.message();
-  size_t colon = text.find(':');
-  const bool names_field = colon != std::string::npos && text.find(' ') > colon;
-  std::string field = element_path;
-  std::string message;
-  if (names_field) {
-    field += (field.empty() ? "" : ".") + text.substr(0, colon);
-    message = (element_path.empty() ? "" : element_path + ".") + text;
-  } else {
-    message = element_path.empty() ? text : element_path + ": " + text;
-  }
-  return error_response(HttpStatus::bad_request, "invalid_message", message, field);
-}
-
 Result<int64_t> query_in_range(const Request& req, std::string_view name, int64_t fallback,
                                int64_t min, int64_t max) {
   auto value = req.query_int64(name, fallback);
@@ -172,14 +154,14 @@ class DataApi {
       const std::string path = list == &single ? "" : "messages[" + std::to_string(i) + "]";
       const json::value& element = (*list)[i];
       if (Status s = message_from_json(element, now, &records[i].message); !s.is_ok()) {
-        co_return message_error(path, s);
+        co_return invalid_message_response(path, s);
       }
       if (const json::value* p = element.get_object().if_contains("partition"); p && !p->is_null()) {
         if (!p->is_int64() || p->get_int64() < 0 || p->get_int64() > UINT32_MAX) {
-          co_return message_error(path, invalid_argument("partition: must be a non-negative integer"));
+          co_return invalid_message_response(path, invalid_argument("partition: must be a non-negative integer"));
         }
         if (p->get_int64() >= partitions) {
-          co_return message_error(
+          co_return invalid_message_response(
               path, invalid_argument(fmt::format(
                         "partition: {} is out of range (topic \"{}\" has {} partition{}{})",
                         p->get_int64(), topic, partitions, partitions == 1 ? "" : "s",

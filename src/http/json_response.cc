@@ -62,6 +62,21 @@ Response status_response(const Status& status, std::string_view field) {
   return response;
 }
 
+Response invalid_message_response(const std::string& element_path, const Status& status) {
+  const std::string& text = status.message();
+  size_t colon = text.find(':');
+  const bool names_field = colon != std::string::npos && text.find(' ') > colon;
+  std::string field = element_path;
+  std::string message;
+  if (names_field) {
+    field += (field.empty() ? "" : ".") + text.substr(0, colon);
+    message = (element_path.empty() ? "" : element_path + ".") + text;
+  } else {
+    message = element_path.empty() ? text : element_path + ": " + text;
+  }
+  return error_response(HttpStatus::bad_request, "invalid_message", message, field);
+}
+
 JsonBody parse_json_body(std::string_view body, const JsonParseOptions& options) {
   json::parse_options parse_options;
   parse_options.max_depth = options.max_depth;

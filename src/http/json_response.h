@@ -36,6 +36,13 @@ HttpStatus http_status_for(StatusCode code);
 // not be ok.
 Response status_response(const Status& status, std::string_view field = {});
 
+// 400 invalid_message for one message of a produce (or dry-run) body that message_from_json
+// refused: `element_path` is "messages[i]" for a message of a list, empty for a single message.
+// message_from_json's errors read "<field>: <what>" or, for the element as a whole, "<what>";
+// either way the text and the field start with the path ("messages[0].key: ...",
+// "messages[0]: must be a JSON object").
+Response invalid_message_response(const std::string& element_path, const Status& status);
+
 // Limits of parse_json_body.
 struct JsonParseOptions {
   unsigned max_depth = 64;  // deeper nesting is refused (bounded recursion)

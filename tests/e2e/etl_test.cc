@@ -861,6 +861,21 @@ TEST_F(EtlTest, AStreamPipelineFailingOnTheErrorTopicWritesOneErrorRecordPerFail
   EXPECT_EQ(status.at("lag").as_int64(), 0);
 }
 
+// L12: the dry run named a bad message "messages[0].must be a JSON object"; it reads as the
+// data API's produce errors now.
+TEST_F(EtlTest, DryRunErrorsNameTheMessageLikeProduce) {
+  start();
+  upload("passthrough", "pass", "1.0.0", 201);
+  admin("POST", "/api/v1/etl/pipelines",
+        R"({"pipeline_id": "p", "stages": [{"priority": 0, "modules": [{"module_id": "pass"}]}]})",
+        201);
+  json::value refused = admin("POST", "/api/v1/etl/pipelines/p/test",
+                              R"({"topic": "t", "messages": [{"value": "a"}, 1]})", 400);
+  EXPECT_EQ(refused.at("error").at("message").as_string(), "messages[1]: must be a JSON object")
+      << refused;
+  EXPECT_EQ(refused.at("error").at("field").as_string(), "messages[1]") << refused;
+}
+
 // L7: a stream pipeline's status showed the server's path of an unreadable positions file.
 TEST_F(EtlTest, AStreamPipelinesStatusNamesNoServerPath) {
   start();
