@@ -7,6 +7,7 @@
 #include <string>
 
 #include "module_files.h"
+#include "sandbox_fixture.h"
 #include "wasm/sandbox.h"
 #include "wasm/wasi.h"
 
@@ -28,43 +29,7 @@ uint64_t rss_bytes() { return status_bytes("VmRSS:"); }
 uint64_t peak_rss_bytes() { return status_bytes("VmHWM:"); }
 void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
-class HostileModuleTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { ASSERT_TRUE(initialize_engine().is_ok()); }
-
-  void SetUp() override {
-    auto sandbox = Sandbox::create();
-    ASSERT_TRUE(sandbox.is_ok()) << sandbox.status().message();
-    sandbox_ = std::move(*sandbox);
-  }
-
-  std::shared_ptr<const Module> load(const std::string& name, InstanceSettings settings = {}) {
-    auto binary = read_module(name);
-    EXPECT_FALSE(binary.empty()) << "module " << name << " was not built";
-    auto module = sandbox_->load(name, binary, std::move(settings));
-    EXPECT_TRUE(module.is_ok()) << name << ": " << module.status().message();
-    return module.is_ok() ? *module : nullptr;
-  }
-
-  static Message message(std::string value = "hello") {
-    Message m;
-    m.key = "k";
-    m.value = std::move(value);
-    m.headers = {{"source", "test"}};
-    m.timestamp = 1;
-    return m;
-  }
-
-  void expect_sandbox_healthy() {
-    auto module = load("passthrough");
-    ASSERT_TRUE(module);
-    auto result = sandbox_->process(module, message());
-    ASSERT_TRUE(result.is_ok()) << result.status().message();
-    EXPECT_EQ(result->transformed_messages.at(0), message());
-  }
-
-  std::unique_ptr<Sandbox> sandbox_;
-};
+class HostileModuleTest : public SandboxFixture {};
 
 // C1: one fd_write whose 100 iovecs each cover the whole 4 MiB memory describes 400 MiB. The
 // host forwards at most kMaxWriteBytesPerCall of it, counts the rest as dropped, and reports it
@@ -75,11 +40,12 @@ TEST_F(HostileModuleTest, FdWriteHoldsNoMoreThanItsBoundPerCall) {
   constexpr uint64_t kDescribed = 100ull * 4 * 1024 * 1024;
   reset_peak_rss();
   const uint64_t before = rss_bytes();
-  auto result = sandbox_->process(module, message());
+  const Message sent = message();
+  auto result = sandbox_->process(module, sent);
   const uint64_t peak = peak_rss_bytes();
   ASSERT_TRUE(result.is_ok()) << result.status().message();
   RecordProperty("peak_rss_growth_bytes", std::to_string(peak - before));
-  EXPECT_EQ(result->transformed_messages.at(0), message());
+  EXPECT_EQ(result->transformed_messages.at(0), sent);
   EXPECT_GE(sandbox_->stats().output_bytes_dropped, kDescribed - kMaxWriteBytesPerCall);
   EXPECT_LE(sandbox_->stats().output_bytes_dropped, kDescribed);
   // The module's own memory (4 MiB) and the engine's working set, not the 400 MiB described.
@@ -104,9 +70,10 @@ TEST_F(HostileModuleTest, TableGrowStopsAtTheBound) {
   ASSERT_TRUE(module);
   ASSERT_EQ(module->info().tables.size(), 1u);
   EXPECT_EQ(module->info().tables[0].max, ModuleBounds::kTableElements);
-  auto result = sandbox_->process(module, message());
+  const Message sent = message();
+  auto result = sandbox_->process(module, sent);
   ASSERT_TRUE(result.is_ok()) << result.status().message();
-  EXPECT_EQ(result->transformed_messages.at(0), message());
+  EXPECT_EQ(result->transformed_messages.at(0), sent);
 }
 
 // C2: the tables' bytes count in the instance's memory, so in the pool's max_memory_bytes.
