@@ -8,6 +8,7 @@
 #include <regex>
 #include <thread>
 
+#include "sanitizer.h"
 #include "broker_api_test.h"
 #include "broker_process.h"
 #include "command.h"
@@ -622,6 +623,8 @@ namespace {
 // blocked every pipeline for 40 s. Uploads are compiled in a child process now, killed past
 // etl.module_compile_timeout_ms, and no worker waits for them.
 TEST_F(EtlTest, AnUploadThatCompilesForLongHoldsNoWorkerAndIsRefusedAtTheTimeLimit) {
+  // The compile check's child and the broker are instrumented binaries there.
+  if (testing::kUnderAddressSanitizer) GTEST_SKIP() << testing::kMemoryFiguresDistorted;
   // One worker: before, the upload held it and the produce below waited for the compilation.
   start("[etl]\nworkers = 1\nmodule_compile_timeout_ms = 1000\n");
   upload("passthrough", "control", "1.0.0", 201);
@@ -752,6 +755,8 @@ TEST_F(EtlTest, AnUploadTheEngineCannotCompileIsRefusedWithItsReason) {
 // to compile here; the
 // red team's 1,000,000 took 2.1 GB of the broker's memory.
 TEST_F(EtlTest, AnUploadThatNeedsTooMuchMemoryToCompileIsRefusedAtTheMemoryLimit) {
+  // The compile check's child and the broker are instrumented binaries there.
+  if (testing::kUnderAddressSanitizer) GTEST_SKIP() << testing::kMemoryFiguresDistorted;
   start("[etl]\nmodule_compile_max_memory_bytes = 67108864\n");
   http::HttpReply refused = upload_bytes(costly_module(99'000, 1, 0, "mem"), "big", "1.0.0");
   EXPECT_EQ(refused.status, 422) << refused.body;
@@ -768,6 +773,8 @@ TEST_F(EtlTest, AnUploadThatNeedsTooMuchMemoryToCompileIsRefusedAtTheMemoryLimit
 // H5: upload + delete leaked what the upload compiled (about 250 MB per cycle for a 4 MB
 // module): nothing released the module objects the workers' isolates kept.
 TEST_F(EtlTest, UploadUseAndDeleteCyclesDoNotGrowTheBrokersMemory) {
+  // The compile check's child and the broker are instrumented binaries there.
+  if (testing::kUnderAddressSanitizer) GTEST_SKIP() << testing::kMemoryFiguresDistorted;
   start("[etl]\nworkers = 2\n");
   // Before: 1 to 3 MiB more per cycle with this module (335 KB), 21 MiB and more over the 20
   // cycles; after: flat (0 to 1 MiB).

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <string>
 
+#include "sanitizer.h"
 #include "wasm/sandbox.h"
 #include "wasm_builder.h"
 
@@ -36,6 +37,9 @@ struct Cost {
 class InstanceCostTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { ASSERT_TRUE(initialize_engine().is_ok()); }
+  void SetUp() override {
+    if (testing::kUnderAddressSanitizer) GTEST_SKIP() << testing::kMemoryFiguresDistorted;
+  }
 
   static Cost measure(const std::vector<uint8_t>& binary, uint32_t instances) {
     PoolOptions options;
