@@ -803,15 +803,17 @@ TEST_F(EtlTest, UploadUseAndDeleteCyclesDoNotGrowTheBrokersMemory) {
             << " MiB, after cycle 25: " << (at_end >> 20) << " MiB\n";
 }
 
+// A stream pipeline from `from` to `to` running the module "tagger".
+std::string stream(const std::string& id, const std::string& from, const std::string& to) {
+  return R"({"pipeline_id": ")" + id + R"(", "mode": "stream", "source_topic": ")" + from +
+         R"(", "destination_topic": ")" + to +
+         R"(", "stages": [{"priority": 0, "modules": [{"module_id": "tagger"}]}]})";
+}
+
 // M9 over the HTTP API: the second pipeline of a cycle is refused with 409 naming it.
 TEST_F(EtlTest, StreamPipelinesCannotFormACycle) {
   start();
   upload("passthrough", "tagger", "1.0.0", 201);
-  auto stream = [](const std::string& id, const std::string& from, const std::string& to) {
-    return R"({"pipeline_id": ")" + id + R"(", "mode": "stream", "source_topic": ")" + from +
-           R"(", "destination_topic": ")" + to +
-           R"(", "stages": [{"priority": 0, "modules": [{"module_id": "tagger"}]}]})";
-  };
   admin("POST", "/api/v1/etl/pipelines", stream("s-a", "sa", "sb"), 201);
   json::value refused = admin("POST", "/api/v1/etl/pipelines", stream("s-b", "sb", "sa"), 409);
   EXPECT_EQ(refused.at("error").at("field").as_string(), "destination_topic");
@@ -916,11 +918,6 @@ TEST_F(EtlTest, AStreamPipelinesStatusNamesNoServerPath) {
 TEST_F(EtlTest, AnApiPipelineClosingACycleWithFilePipelinesIsStoppedAtStart) {
   start();
   upload("passthrough", "tagger", "1.0.0", 201);
-  auto stream = [](const std::string& id, const std::string& from, const std::string& to) {
-    return R"({"pipeline_id": ")" + id + R"(", "mode": "stream", "source_topic": ")" + from +
-           R"(", "destination_topic": ")" + to +
-           R"(", "stages": [{"priority": 0, "modules": [{"module_id": "tagger"}]}]})";
-  };
   admin("POST", "/api/v1/etl/pipelines", stream("api-c", "cb", "cc"), 201);
   data_.reset();
   admin_.reset();
