@@ -123,9 +123,10 @@ bool good_batch_at(int fd, uint64_t position, uint64_t end, int64_t expected,
 // batch starts, byte by byte: a damaged length field says nothing about where the next batch
 // is. Its base offset must lie between `min_offset` and `min_offset` plus the bytes skipped
 // (every record takes at least a byte), so that a batch hidden in a message's value cannot move
-// the offsets anywhere. Reads in windows, so memory stays small whatever the segment's size.
+// the offsets anywhere; its offsets must end within `offset_limit`. Reads in windows, so memory
+// stays small whatever the segment's size.
 std::optional<uint64_t> find_next_batch(int fd, uint64_t bad, uint64_t end, int64_t min_offset,
-                                        BatchHeader* header) {
+                                        int64_t offset_limit, BatchHeader* header) {
   const uint64_t from = bad + 1;
   constexpr size_t kWindow = 64 * 1024;
   constexpr size_t kMagicAt = 16;  // baseOffset 8 + batchLength 4 + partitionLeaderEpoch 4
@@ -143,7 +144,7 @@ std::optional<uint64_t> find_next_batch(int fd, uint64_t bad, uint64_t end, int6
     auto parsed = parse_batch_header(std::span<const uint8_t>(p, kBatchHeaderSize));
     if (!parsed.is_ok() || parsed->base_offset < min_offset ||
         static_cast<uint64_t>(parsed->base_offset - min_offset) > q - bad ||
-        parsed->size() > end - q) {
+        parsed->size() > end - q || parsed->next_offset() > offset_limit) {
       continue;
     }
     if (good_batch_at(fd, q, end, parsed->base_offset, batch, header, true)) return q;
@@ -245,6 +246,10 @@ struct PartitionLog::Segment {
     return true;
   }
 
+  // One past the largest offset the segment can hold: the index keeps offsets relative to the
+  // base in 32 bits.
+  int64_t offset_limit() const { return base_offset + int64_t{UINT32_MAX}; }
+
   std::string quarantine_name(const Quarantined& q) const {
     char name[128];
     std::snprintf(name, sizeof name,
@@ -263,17 +268,77 @@ struct ScanEnd {
   std::string problem;    // why it ends early
 };
 
+// The smallest a record can be in a batch: length, attributes, timestamp and offset deltas, key
+// and value lengths and header count, one byte each.
+constexpr uint64_t kMinRecordBytes = 7;
+
+// The end of a whole batch at `position` whose CRC is bad: one whose length field and magic
+// byte say a batch starts there and fits before `file_size`. Nullopt when the bytes there are
+// not that (a torn write, garbage).
+std::optional<uint64_t> damaged_batch_end(const uint8_t* header, uint64_t position,
+                                          uint64_t file_size) {
+  const int32_t length = static_cast<int32_t>(get_u32_be(header + 8));
+  if (header[16] != 2 || length < static_cast<int32_t>(kBatchHeaderSize - kBatchLogOverhead) ||
+      kBatchLogOverhead + static_cast<uint64_t>(length) > file_size - position) {
+    return std::nullopt;
+  }
+  return position + kBatchLogOverhead + static_cast<uint64_t>(length);
+}
+
+// How many offsets a whole batch with a bad CRC covers, from `first` on, judged from its header
+// bytes (the record count and the last offset delta lie inside what the CRC covers, so either
+// may be the damaged field): the larger of the two, but no more records than its bytes can
+// hold and no offset past the segment's limit. Erring high only leaves unused offsets; erring
+// low would give offsets that readers have seen to new messages.
+int64_t offsets_in_damaged_batch(const uint8_t* header, uint64_t size, int64_t first,
+                                 int64_t limit) {
+  const int64_t delta = static_cast<int32_t>(get_u32_be(header + 23));
+  const int64_t count = static_cast<int32_t>(get_u32_be(header + 57));
+  const int64_t claimed = std::max(delta + 1, count);
+  const int64_t most =
+      static_cast<int64_t>(std::max<uint64_t>(1, (size - kBatchHeaderSize) / kMinRecordBytes));
+  return std::max<int64_t>(1, std::min({claimed, most, limit - first}));
+}
+
 // Scans batches from `position` (whose offset is `expected`) to `file_size`, checking each
-// (length, header, offsets, CRC) and rebuilding index entries past `position` by append()'s
-// rule. A bad stretch that a good batch follows is recorded in the segment and in `found`, and
-// stepped over; a bad stretch that nothing good follows ends the scan (a bad tail).
+// (length, header, offsets, CRC, offsets within the segment's limit) and rebuilding index
+// entries past `position` by append()'s rule. Bad stretches go to the segment and to `found`:
+// - a stretch that an earlier run quarantined (`recorded`, from the quarantine folder) where
+//   the scan meets it, so that what was once skipped stays skipped;
+// - a bad stretch that a good batch follows, stepped over;
+// - a whole batch with a bad CRC where nothing good follows: it has its full length, so it was
+//   written whole and may have been acknowledged (a write that a crash tore is shorter, or has
+//   no header); its offsets are skipped, never given again. They run to `next_base` (the next
+//   segment's base offset) in an older segment, which must stay contiguous with the next one,
+//   and as far as its header says in the newest (next_base < 0).
+// Anything else that nothing good follows ends the scan: a torn tail, which open() cuts from
+// the newest segment.
 ScanEnd scan(PartitionLog::Segment& s, int fd, uint64_t position, int64_t expected,
-             uint64_t file_size, uint32_t index_interval, std::vector<Quarantined>* found) {
+             uint64_t file_size, uint32_t index_interval, int64_t next_base,
+             const std::vector<Quarantined>& recorded, std::vector<Quarantined>* found) {
   std::vector<uint8_t> buffer;
   s.next_offset = expected;
+  auto skip = [&](const Quarantined& q) {
+    // No index entry points into a bad stretch; its bytes count towards the next one.
+    s.bytes_since_index += q.end_position - q.position;
+    s.add_quarantined(q);
+    found->push_back(q);
+    expected = q.end_offset;
+    s.next_offset = expected;
+    position = q.end_position;
+  };
   while (position < file_size) {
+    auto known = std::find_if(recorded.begin(), recorded.end(), [&](const Quarantined& q) {
+      return q.position == position && q.first_offset == expected && q.end_position <= file_size &&
+             q.end_offset <= s.offset_limit();
+    });
+    if (known != recorded.end()) {
+      skip(*known);
+      continue;
+    }
     BatchHeader h;
-    if (good_batch_at(fd, position, file_size, expected, buffer, &h)) {
+    if (good_batch_at(fd, position, file_size, expected, buffer, &h) &&
+        h.next_offset() <= s.offset_limit()) {
       // The same rule as append(): an entry once a full interval of log lies behind the last.
       if (s.bytes_since_index >= index_interval) {
         s.index.push_back({static_cast<uint32_t>(h.base_offset - s.base_offset),
@@ -287,29 +352,24 @@ ScanEnd scan(PartitionLog::Segment& s, int fd, uint64_t position, int64_t expect
       continue;
     }
     BatchHeader next;
-    auto resume = find_next_batch(fd, position, file_size, expected, &next);
-    if (!resume) {
-      auto header = header_at(fd, position, file_size);
-      ScanEnd end{position, ""};
-      if (!header) {
-        end.problem = "torn or malformed batch at byte " + std::to_string(position);
-      } else if (header->base_offset != expected) {
-        end.problem = "batch at byte " + std::to_string(position) + " has offset " +
-                      std::to_string(header->base_offset) + " where " + std::to_string(expected) +
-                      " belongs";
-      } else {
-        end.problem = "CRC mismatch in the batch at byte " + std::to_string(position);
-      }
-      return end;
+    if (auto resume = find_next_batch(fd, position, file_size, expected, s.offset_limit(), &next)) {
+      skip({position, *resume, expected, next.base_offset});
+      continue;
     }
-    // No index entry points into a bad stretch; its bytes count towards the next one.
-    Quarantined q{position, *resume, expected, next.base_offset};
-    s.bytes_since_index += *resume - position;
-    s.add_quarantined(q);
-    found->push_back(q);
-    expected = next.base_offset;
-    s.next_offset = expected;
-    position = *resume;
+    uint8_t header[kBatchHeaderSize];
+    const bool has_header =
+        file_size - position >= kBatchHeaderSize && read_exact(fd, position, header, sizeof header);
+    auto damaged_end = has_header ? damaged_batch_end(header, position, file_size) : std::nullopt;
+    if (damaged_end && expected < s.offset_limit()) {
+      skip({position, *damaged_end, expected,
+            next_base >= 0 ? std::max(expected, next_base)
+                           : expected + offsets_in_damaged_batch(header, *damaged_end - position,
+                                                                 expected, s.offset_limit())});
+      continue;
+    }
+    return {position, damaged_end
+                          ? "no offsets left in the segment at byte " + std::to_string(position)
+                          : "torn or malformed batch at byte " + std::to_string(position)};
   }
   return {position, ""};
 }
@@ -503,8 +563,11 @@ Result<std::unique_ptr<PartitionLog>> PartitionLog::open(const fs::path& dir,
       s->index.clear();
     }
     std::vector<Quarantined> found;
-    ScanEnd end =
-        scan(*s, log_fd.fd, from, from_offset, file_size, opts.index_interval_bytes, &found);
+    static const std::vector<Quarantined> kNone;
+    auto recorded_here = recorded.find(s->base_offset);
+    ScanEnd end = scan(*s, log_fd.fd, from, from_offset, file_size, opts.index_interval_bytes,
+                       newest ? -1 : bases[i + 1],
+                       recorded_here == recorded.end() ? kNone : recorded_here->second, &found);
     for (const auto& q : found) quarantine(*s, log_fd.fd, q);
     s->size = end.good_end;
     // A bad tail that a read already reported as skipped (its offsets were given up): it stays
@@ -621,8 +684,11 @@ Result<AppendResult> PartitionLog::append(std::span<const Message> messages) {
       return Status(StatusCode::kLimitExceeded, "batch of " + std::to_string(batch.size()) +
                                                     " bytes is too large for one segment");
     }
+    // A new segment also when the offsets would pass what the index can hold relative to the
+    // base (only a log recovered with huge skipped stretches gets near it).
     if (segments_.back()->size > 0 &&
-        segments_.back()->size + batch.size() > options_.segment_bytes) {
+        (segments_.back()->size + batch.size() > options_.segment_bytes ||
+         base + static_cast<int64_t>(messages.size()) > segments_.back()->offset_limit())) {
       if (Status s = roll_locked(); !s.is_ok()) return s;
     }
     Segment& active = *segments_.back();
@@ -771,7 +837,8 @@ Status PartitionLog::quarantine_for_read(const std::shared_ptr<Segment>& segment
                       "a batch could not be read, but is not corrupt on disk: " + errno_text());
   }
   BatchHeader next;
-  auto resume = find_next_batch(fd, position, end_position, expected, &next);
+  auto resume =
+      find_next_batch(fd, position, end_position, expected, segment->offset_limit(), &next);
   Segment::Quarantined q{position, resume ? *resume : end_position, expected,
                          resume ? next.base_offset : segment_end_offset};
   const fs::path copy = dir_ / kQuarantineDir / segment->quarantine_name(q);

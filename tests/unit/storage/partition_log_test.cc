@@ -1,4 +1,5 @@
 #include "storage/partition_log.h"
+#include "common/crc32c.h"
 #include "temp_dir.h"
 
 #include <fcntl.h>
@@ -221,23 +222,58 @@ TEST_F(PartitionLogTest, RecoversTornTail) {
   EXPECT_EQ(read_all(*log).size(), 20u);
 }
 
-TEST_F(PartitionLogTest, RecoversCorruptTail) {
+// A whole last batch with a bad CRC was written in full, so it may have been acknowledged (a
+// torn write is shorter): it is quarantined, not cut, and its offsets are never given again.
+TEST_F(PartitionLogTest, QuarantinesAWholeLastBatchWithABadCrc) {
   {
     auto log = open();
     append_n(*log, 0, 20);
   }
   fs::path segment = files(".log").front();
-  uint64_t size = fs::file_size(segment);
-  {
-    std::fstream f(segment, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<std::streamoff>(size - 10));
-    f.put('#');  // inside the last batch's records: its CRC no longer matches
-  }
+  const uint64_t size = fs::file_size(segment);
+  flip_byte(segment, size - 10);  // inside the last batch's records
   std::vector<std::string> repairs;
   auto log = open({}, &repairs);
   ASSERT_EQ(repairs.size(), 1u);
-  EXPECT_NE(repairs[0].find("CRC mismatch"), std::string::npos) << repairs[0];
+  EXPECT_NE(repairs[0].find("corrupt batch"), std::string::npos) << repairs[0];
+  EXPECT_NE(repairs[0].find("offsets 19 to 20 (exclusive) are skipped"), std::string::npos)
+      << repairs[0];
+  EXPECT_EQ(fs::file_size(segment), size);  // nothing cut
+  EXPECT_EQ(log->next_offset(), 20);
+  ASSERT_EQ(log->corrupt_ranges().size(), 1u);
   EXPECT_EQ(read_all(*log).size(), 19u);
+  auto r = log->read(19, 10, 1 << 20);
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  ASSERT_EQ(r->skipped.size(), 1u);
+  EXPECT_EQ(r->skipped[0].first_offset, 19);
+  // The log goes on after the skipped offset, and a second start finds the same and no more.
+  append_n(*log, 20, 2);
+  log.reset();
+  repairs.clear();
+  log = open({}, &repairs);
+  for (const auto& line : repairs) EXPECT_NE(line.find("corrupt batch"), std::string::npos) << line;
+  EXPECT_EQ(log->next_offset(), 22);
+  auto all = read_all(*log);
+  ASSERT_EQ(all.size(), 21u);
+  EXPECT_EQ(all.back().message, msg(21));
+}
+
+// A damaged offset field at the tail cannot move the offsets back or far ahead: the skipped
+// offsets run from where the log was to no more records than the batch's bytes can hold.
+TEST_F(PartitionLogTest, ADamagedCountAtTheTailSkipsNoMoreThanTheBatchCanHold) {
+  {
+    auto log = open();
+    append_n(*log, 0, 5);
+  }
+  fs::path segment = files(".log").front();
+  const uint64_t last = batch_positions(segment).back();
+  flip_byte(segment, last + 57);  // the record count's high byte: now tens of millions
+  auto log = open();
+  ASSERT_EQ(log->corrupt_ranges().size(), 1u);
+  EXPECT_EQ(log->corrupt_ranges()[0].first_offset, 4);
+  const int64_t most = static_cast<int64_t>((fs::file_size(segment) - last - kBatchHeaderSize) / 7);
+  EXPECT_LE(log->next_offset(), 4 + most);
+  EXPECT_GT(log->next_offset(), 4);
 }
 
 TEST_F(PartitionLogTest, RecoversGarbageAppendedAfterTheLastBatch) {
@@ -506,6 +542,61 @@ TEST_F(PartitionLogTest, NeverReusesOffsetsAReadReportedSkipped) {
   auto appended = log->append(std::span<const Message>(std::vector<Message>{msg(10)}));
   ASSERT_TRUE(appended.is_ok());
   EXPECT_EQ(appended->base_offset, 10);
+}
+
+// One batch of one message at `base` whose header claims offsets up to base + `delta`, with
+// its CRC made right (a forged or foreign batch: this log never writes gaps).
+std::string batch_claiming(int64_t base, int32_t delta) {
+  Message m;
+  m.value = "v";
+  std::string batch;
+  encode_batch(base, std::span<const Message>(&m, 1), &batch);
+  for (int i = 0; i < 4; ++i) batch[23 + i] = static_cast<char>(static_cast<uint32_t>(delta) >> (24 - 8 * i));
+  const uint32_t crc = crc32c(0, batch.data() + 21, batch.size() - 21);
+  for (int i = 0; i < 4; ++i) batch[17 + i] = static_cast<char>(crc >> (24 - 8 * i));
+  return batch;
+}
+
+// The index holds offsets relative to the segment's base in 32 bits: recovery takes no batch
+// whose offsets pass base + 2^32 - 1 in one segment (it is skipped, with as few offsets as its
+// bytes can hold), and an append that would pass it starts a new segment.
+TEST_F(PartitionLogTest, OffsetsInOneSegmentStayWithinTheIndexRange) {
+  constexpr int64_t k31 = int64_t{1} << 31;
+  fs::create_directories(dir_);
+  {
+    std::ofstream out(dir_ / "00000000000000000000.log", std::ios::binary);
+    out << batch_claiming(0, INT32_MAX) << batch_claiming(k31, INT32_MAX);
+  }
+  std::vector<std::string> repairs;
+  auto log = open({}, &repairs);
+  ASSERT_EQ(log->corrupt_ranges().size(), 1u);
+  EXPECT_EQ(log->corrupt_ranges()[0].first_offset, k31);
+  EXPECT_EQ(log->next_offset(), k31 + 1);
+  auto appended = log->append(std::span<const Message>(std::vector<Message>{msg(1)}));
+  ASSERT_TRUE(appended.is_ok()) << appended.status().message();
+  EXPECT_EQ(appended->base_offset, k31 + 1);
+  log.reset();
+  fs::remove_all(dir_);
+  fs::create_directories(dir_);
+  {
+    std::ofstream out(dir_ / "00000000000000000000.log", std::ios::binary);
+    out << batch_claiming(0, INT32_MAX) << batch_claiming(k31, INT32_MAX - 1);
+  }
+  log = open();
+  EXPECT_TRUE(log->corrupt_ranges().empty());
+  const int64_t limit = (int64_t{1} << 32) - 1;
+  EXPECT_EQ(log->next_offset(), limit);
+  appended = log->append(std::span<const Message>(std::vector<Message>{msg(2)}));
+  ASSERT_TRUE(appended.is_ok()) << appended.status().message();
+  EXPECT_EQ(appended->base_offset, limit);
+  EXPECT_EQ(files(".log").size(), 2u);
+  log.reset();
+  repairs.clear();
+  log = open({}, &repairs);
+  EXPECT_TRUE(repairs.empty()) << repairs.front();
+  auto back = log->read(limit, 1, 1 << 20);
+  ASSERT_TRUE(back.is_ok() && back->records.size() == 1) << back.status().message();
+  EXPECT_EQ(back->records[0].message, msg(2));
 }
 
 // An older segment's bad tail is corruption, not a torn write (a roll syncs the segment first):
