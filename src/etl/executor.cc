@@ -482,7 +482,9 @@ struct Executor::Run {
     };
     auto dead_letter = [&] {
       if (group.state != Group::State::kDeadLettered) {
-        figures.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+        if (dead_letter_topic_fits(pipeline)) {
+          figures.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+        }
         group.state = Group::State::kDeadLettered;
         group.not_repeated = not_repeated;
         group.error = error;
@@ -816,7 +818,7 @@ struct Executor::Run {
         after.push_back(std::move(item));
       }
     }
-    uint64_t out = 0, filtered = 0, stopped = 0, dead = 0;
+    uint64_t out = 0, filtered = 0, stopped = 0, dead = 0, unwritable = 0;
     for (size_t gi = 0; gi < groups.size(); ++gi) {
       Group& g = groups[gi];
       if (g.state == Group::State::kStopped) {
@@ -825,7 +827,7 @@ struct Executor::Run {
         ++out;
       } else if (g.state == Group::State::kDeadLettered) {
         dead_letter(pipeline, g);
-        ++dead;
+        ++(dead_letter_topic_fits(pipeline) ? dead : unwritable);
       } else if (outputs_of[gi] == 0) {
         ++filtered;
       } else {
@@ -836,6 +838,7 @@ struct Executor::Run {
     figures.filtered.fetch_add(filtered, std::memory_order_relaxed);
     figures.stopped.fetch_add(stopped, std::memory_order_relaxed);
     figures.dead_lettered.fetch_add(dead, std::memory_order_relaxed);
+    figures.dead_letters_unwritable.fetch_add(unwritable, std::memory_order_relaxed);
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     for (uint64_t k = 0; k < entered; ++k) figures.latency.record(ms);
     figures.count_throughput(entered);
@@ -850,13 +853,24 @@ struct Executor::Run {
     items = std::move(after);
   }
 
+  std::string dead_letter_topic(const CompiledPipeline& pipeline) const {
+    const DeadLetterConfig config = pipeline.spec.dead_letter_config.value_or(DeadLetterConfig{});
+    return config.topic_prefix + "." + topic;
+  }
+
+  // False when the dead-letter topic's name would be too long for any topic (a long source
+  // topic): such dead letters are counted apart (dead_letters_unwritable), not as dead-lettered.
+  bool dead_letter_topic_fits(const CompiledPipeline& pipeline) const {
+    return dead_letter_topic(pipeline).size() <= kMaxTopicLength;
+  }
+
   void dead_letter(const CompiledPipeline& pipeline, Group& g) {
     const DeadLetterConfig config = pipeline.spec.dead_letter_config.value_or(DeadLetterConfig{});
     RoutedMessage r;
-    r.topic = config.topic_prefix + "." + topic;
+    r.topic = dead_letter_topic(pipeline);
     // No topic can take it: storing it fails, and the producer is told the real cause (the
     // broker keeps the first error of a message).
-    const bool topic_too_long = r.topic.size() > kMaxTopicLength;
+    const bool topic_too_long = !dead_letter_topic_fits(pipeline);
     r.message = std::move(g.entry.message);
     if (r.message.value.size() > config.max_message_size) {
       r.message.set_header("etl.truncated_from_bytes", std::to_string(r.message.value.size()));

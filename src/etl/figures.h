@@ -79,6 +79,9 @@ struct PipelineFigures {
   std::atomic<uint64_t> skipped{0};
   std::atomic<uint64_t> retried{0};
   std::atomic<uint64_t> dead_lettered{0};
+  // Messages to dead-letter whose dead-letter topic name would pass 249 characters (a long
+  // source topic): no topic can take them, so they count here and the producer is told why.
+  std::atomic<uint64_t> dead_letters_unwritable{0};
   std::atomic<uint64_t> stopped{0};  // messages that went on as they entered (StopPipeline)
   std::atomic<uint64_t> merge_conflicts{0};
   // Failures on error records or dead letters (a stream pipeline reading them) that wrote no new

@@ -499,6 +499,10 @@ class StatusApi {
         {"error_handling", json::object{{"modules_skipped", load(f->skipped)},
                                         {"retries_attempted", load(f->retried)},
                                         {"dead_letter_messages", load(f->dead_lettered)},
+                                        {"dead_letters_unwritable",
+                                         load(f->dead_letters_unwritable)},
+                                        {"failure_records_not_repeated",
+                                         load(f->failure_records_not_repeated)},
                                         {"pipeline_stops", load(f->stopped)}}},
         {"throughput_msgs_per_sec", f->throughput_per_second()},
         {"avg_pipeline_latency_ms", f->latency.average_ms()},
@@ -595,6 +599,8 @@ class StatusApi {
                         {"skipped", load(f.skipped)},
                         {"retried", load(f.retried)},
                         {"dead_lettered", load(f.dead_lettered)},
+                        {"dead_letters_unwritable", load(f.dead_letters_unwritable)},
+                        {"failure_records_not_repeated", load(f.failure_records_not_repeated)},
                         {"merge_conflicts", load(f.merge_conflicts)},
                         {"throughput_msgs_per_sec", f.throughput_per_second()},
                         {"latency", latency_json(f.latency)}};
@@ -769,6 +775,8 @@ class StatusApi {
                                          {"out", &etl::PipelineFigures::messages_out},
                                          {"filtered", &etl::PipelineFigures::filtered},
                                          {"dead_lettered", &etl::PipelineFigures::dead_lettered},
+                                         {"dead_letter_unwritable",
+                                          &etl::PipelineFigures::dead_letters_unwritable},
                                          {"stopped", &etl::PipelineFigures::stopped}};
     p.family("wasmq_etl_pipeline_messages_total", "counter",
              "Messages through a pipeline, by outcome.");

@@ -1001,6 +1001,16 @@ TEST_F(EtlTest, ADeadLetterTopicTooLongForANameIsTheReportedCause) {
                        0),
             0u)
       << produced;
+  // It is counted as what it is, not as dead-lettered.
+  json::value metrics = admin("GET", "/api/v1/etl/pipelines/pdlq/metrics", "", 200);
+  const json::value& handling = metrics.at("error_handling");
+  EXPECT_EQ(handling.at("dead_letter_messages").as_int64(), 0) << metrics;
+  EXPECT_EQ(handling.at("dead_letters_unwritable").as_int64(), 1) << metrics;
+  // A dead letter of a shorter topic is dead-lettered.
+  data("POST", "/api/v1/topics/short/messages", R"({"value": "v"})", 200);
+  metrics = admin("GET", "/api/v1/etl/pipelines/pdlq/metrics", "", 200);
+  EXPECT_EQ(metrics.at("error_handling").at("dead_letter_messages").as_int64(), 1) << metrics;
+  EXPECT_EQ(metrics.at("error_handling").at("dead_letters_unwritable").as_int64(), 1) << metrics;
   // A stream pipeline knows its topic: refused when it is created.
   json::value refused = admin("POST", "/api/v1/etl/pipelines",
                               R"({"pipeline_id": "sdlq", "mode": "stream", "source_topic": ")" +
