@@ -6,6 +6,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/json.hpp>
+#include <poll.h>
+#include <sys/resource.h>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -511,6 +513,72 @@ TEST_F(DataApiLimitsTest, IdleConnectionsBeyondTheLimitAreTurnedAwayAndAdminStay
     if (status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ(status, 200);
+}
+
+// M1: a broker out of file descriptors answers each waiting client 503 ("out of file
+// descriptors") through its spare descriptor, again and again, instead of leaving them in the
+// backlog (or spinning on accept); once descriptors are free it serves as before.
+TEST_F(DataApiLimitsTest, OutOfFileDescriptorsWaitingClientsAreAnswered503) {
+  start();
+  const pid_t pid = broker_->pid();
+  size_t open_now = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    (void)e;
+    ++open_now;
+  }
+  // Room for two more descriptors: the soft limit only, so that it can be put back.
+  rlimit before{};
+  ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, nullptr, &before), 0);
+  rlimit low = before;
+  low.rlim_cur = open_now + 2;
+  ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, &low, nullptr), 0);
+
+  namespace asio = boost::asio;
+  asio::io_context io;
+  const std::string url = broker_->data_url();
+  const auto port = static_cast<uint16_t>(std::stoi(url.substr(url.rfind(':') + 1)));
+  const asio::ip::tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), port);
+  std::vector<std::unique_ptr<asio::ip::tcp::socket>> clients;
+  for (int i = 0; i < 8; ++i) {
+    clients.push_back(std::make_unique<asio::ip::tcp::socket>(io));
+    clients.back()->connect(endpoint);
+  }
+  // The accepted ones stay silent (idle); the others are answered and closed.
+  int answered = 0;
+  // Until one second passes without a new answer (each failed accept pauses 50 ms).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::vector<bool> done(clients.size(), false);
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (size_t i = 0; i < clients.size(); ++i) {
+      if (done[i]) continue;
+      pollfd p{clients[i]->native_handle(), POLLIN, 0};
+      if (::poll(&p, 1, 10) <= 0) continue;
+      std::string answer;
+      boost::system::error_code ec;
+      asio::read(*clients[i], asio::dynamic_buffer(answer), ec);  // until the server closes it
+      done[i] = true;
+      EXPECT_EQ(answer.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0), 0u) << answer;
+      EXPECT_NE(answer.find("out of file descriptors"), std::string::npos) << answer;
+      ++answered;
+      deadline = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(1));
+    }
+  }
+  // Two descriptors of room (three while the spare one is lent): the rest were answered, which
+  // takes the spare descriptor back after each answer.
+  EXPECT_GE(answered, 5);
+  EXPECT_NE(broker_->log_tail().find("out of file descriptors"), std::string::npos);
+
+  clients.clear();
+  ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, &before, nullptr), 0);
+  int status = 0;
+  for (int attempt = 0; attempt < 100 && status != 200; ++attempt) {
+    http::HttpClient client(url);
+    auto reply = client.request("GET", "/health", "");
+    status = reply.is_ok() ? reply->status : 0;
+    if (status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(status, 200);
+  data("POST", "/api/v1/topics/after-emfile/messages", R"({"value":"x"})");
 }
 
 }  // namespace
