@@ -387,6 +387,10 @@ Result<ModuleInfo> inspect_module(std::span<const uint8_t> binary) {
           initial += t.initial;
           if (c.ok()) info.tables.push_back(t);
         }
+        // limit_memory() rewrites this section from what is read here: nothing may follow.
+        if (c.ok() && !c.at_end()) {
+          c.fail(std::to_string(c.remaining()) + " bytes after the declared tables");
+        }
         if (c.ok()) {
           check_bound(problems, "tables", initial, ModuleBounds::kTableElements,
                       "elements at their initial size");
@@ -657,7 +661,10 @@ Result<std::vector<uint8_t>> limit_memory(std::span<const uint8_t> binary, uint6
       tables.push_back(read_limits(c));
     }
     if (!c.ok() || !c.at_end()) {
-      return Status(StatusCode::kInvalidModule, "malformed module: table section: " + c.error());
+      return Status(StatusCode::kInvalidModule,
+                    "malformed module: table section: " +
+                        (c.ok() ? std::to_string(c.remaining()) + " bytes after the declared tables"
+                                : c.error()));
     }
   }
   uint64_t initial_elements = 0;

@@ -89,6 +89,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   int64_t high_watermark = 0;
   uint64_t size_bytes = 0;
+  bool reads_found_more = false;
   {
     std::vector<std::string> repairs;
     auto opened = storage::PartitionLog::open(dir, options(), &repairs);
@@ -96,7 +97,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto& log = **opened;
     FUZZ_CHECK(log.size_bytes() <= segment.size(), "recovery kept more bytes than the file had");
     FUZZ_CHECK(log.start_offset() <= log.next_offset(), "start after the high watermark");
+    const size_t found_at_start = log.corrupt_ranges().size();
     (void)read_all(log);
+    reads_found_more = log.corrupt_ranges().size() > found_at_start;
 
     Message message;
     message.key = "k";
@@ -119,10 +122,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto reopened = storage::PartitionLog::open(dir, options(), &repairs);
   FUZZ_CHECK(reopened.is_ok(), "second recovery failed: " + reopened.status().message());
   // A stretch quarantined before is reported again at every start (so the log says what is
-  // skipped); nothing may be cut or newly found.
+  // skipped); nothing may be cut or newly found. The one exception: a stretch that a read
+  // quarantined (a batch with a right CRC whose records do not decode) may hold an entry of
+  // the index written when it still counted as good; that index is rebuilt without it.
   for (const std::string& line : repairs) {
-    FUZZ_CHECK(line.find(": corrupt batch in ") != std::string::npos &&
-                   line.find("are skipped") != std::string::npos,
+    const bool index_rebuilt = line.find(".index behind its log: rebuilt") != std::string::npos;
+    FUZZ_CHECK((line.find(": corrupt batch in ") != std::string::npos &&
+                line.find("are skipped") != std::string::npos) ||
+                   (reads_found_more && index_rebuilt),
                "second recovery repaired again: " + line);
   }
   FUZZ_CHECK((*reopened)->next_offset() == high_watermark, "high watermark changed on reopen");

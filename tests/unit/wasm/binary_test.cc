@@ -53,6 +53,27 @@ TEST(ModuleValidation, RejectsBytesAfterTheDeclaredMemories) {
   EXPECT_FALSE(limit_memory(binary, 64ull << 20).is_ok());
 }
 
+// The same for the table section (found by the module fuzz target: a table section declaring
+// no table, followed by bytes).
+TEST(ModuleValidation, RejectsBytesAfterTheDeclaredTables) {
+  WasmBuilder b = WasmBuilder::abi_module();
+  b.table(1);
+  std::vector<uint8_t> binary = b.build();
+  size_t at = 8;
+  while (at < binary.size() && binary[at] != 4) at += 2 + binary[at + 1];
+  ASSERT_LT(at, binary.size());
+  ASSERT_LT(binary[at + 1], 127);
+  binary.insert(binary.begin() + at + 2 + binary[at + 1], 0x07);
+  binary[at + 1] += 1;
+  EXPECT_NE(problems(binary).find("1 bytes after the declared tables"), std::string::npos)
+      << problems(binary);
+  auto limited = limit_memory(binary, 64ull << 20);
+  ASSERT_FALSE(limited.is_ok());
+  EXPECT_NE(limited.status().message().find("1 bytes after the declared tables"),
+            std::string::npos)
+      << limited.status().message();
+}
+
 TEST(ModuleValidation, RejectsBadMagicAndVersion) {
   EXPECT_NE(problems({'n', 'o', 'p', 'e', 1, 0, 0, 0}).find("bad magic"), std::string::npos);
   EXPECT_NE(problems({0, 'a', 's', 'm', 2, 0, 0, 0}).find("version"), std::string::npos);
