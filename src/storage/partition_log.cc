@@ -836,11 +836,20 @@ Status PartitionLog::quarantine_for_read(const std::shared_ptr<Segment>& segment
     return io_failure("cannot read", segment->log_path,
                       "a batch could not be read, but is not corrupt on disk: " + errno_text());
   }
-  BatchHeader next;
-  auto resume =
-      find_next_batch(fd, position, end_position, expected, segment->offset_limit(), &next);
-  Segment::Quarantined q{position, resume ? *resume : end_position, expected,
-                         resume ? next.base_offset : segment_end_offset};
+  Segment::Quarantined q;
+  auto header = header_at(fd, position, end_position);
+  if (header && header->base_offset == expected &&
+      good_batch_at(fd, position, end_position, expected, buffer, &*header)) {
+    // A right CRC over records that do not decode: the header is what was written, and the
+    // offsets after this batch were given from it; the stretch is this batch, no more.
+    q = {position, position + header->size(), expected, header->next_offset()};
+  } else {
+    BatchHeader next;
+    auto resume =
+        find_next_batch(fd, position, end_position, expected, segment->offset_limit(), &next);
+    q = {position, resume ? *resume : end_position, expected,
+         resume ? next.base_offset : segment_end_offset};
+  }
   const fs::path copy = dir_ / kQuarantineDir / segment->quarantine_name(q);
   std::error_code ec;
   fs::create_directories(dir_ / kQuarantineDir, ec);

@@ -544,17 +544,56 @@ TEST_F(PartitionLogTest, NeverReusesOffsetsAReadReportedSkipped) {
   EXPECT_EQ(appended->base_offset, 10);
 }
 
+// Makes the CRC of `batch` right again.
+void fix_crc(std::string& batch) {
+  const uint32_t crc = crc32c(0, batch.data() + 21, batch.size() - 21);
+  for (int i = 0; i < 4; ++i) batch[17 + i] = static_cast<char>(crc >> (24 - 8 * i));
+}
+
 // One batch of one message at `base` whose header claims offsets up to base + `delta`, with
 // its CRC made right (a forged or foreign batch: this log never writes gaps).
-std::string batch_claiming(int64_t base, int32_t delta) {
+std::string batch_claiming(int64_t base, int32_t delta, const std::string& value = "v") {
   Message m;
-  m.value = "v";
+  m.value = value;
   std::string batch;
   encode_batch(base, std::span<const Message>(&m, 1), &batch);
   for (int i = 0; i < 4; ++i) batch[23 + i] = static_cast<char>(static_cast<uint32_t>(delta) >> (24 - 8 * i));
-  const uint32_t crc = crc32c(0, batch.data() + 21, batch.size() - 21);
-  for (int i = 0; i < 4; ++i) batch[17 + i] = static_cast<char>(crc >> (24 - 8 * i));
+  fix_crc(batch);
   return batch;
+}
+
+// Found by the partition_log fuzz target: a batch whose CRC is right but whose records do not
+// decode is taken whole at start (start-up checks CRCs only) and its offsets are given from
+// its header; the read that meets it must quarantine that batch and no more, with the same
+// offsets. It took the bytes up to the next batch it could find instead, with that batch's
+// offset, which disagreed with what start-up had given: the next start moved the high
+// watermark back and gave offsets again.
+TEST_F(PartitionLogTest, AReadQuarantinesAnUndecodableBatchWithTheOffsetsStartUpGave) {
+  fs::create_directories(dir_);
+  std::string bad = batch_claiming(1, 98, "0123456789");  // offsets 1 to 99
+  bad[kBatchHeaderSize] = 0x7f;  // the first record's length: past the end of the batch
+  fix_crc(bad);
+  {
+    std::ofstream out(dir_ / "00000000000000000000.log", std::ios::binary);
+    out << batch_claiming(0, 0) << bad << batch_claiming(100, 0) << batch_claiming(101, 0);
+  }
+  {
+    auto log = open();
+    EXPECT_EQ(log->next_offset(), 102);
+    auto all = read_all(*log);
+    ASSERT_EQ(all.size(), 3u);
+    EXPECT_EQ(all[1].offset, 100);
+    ASSERT_EQ(log->corrupt_ranges().size(), 1u);
+    EXPECT_EQ(log->corrupt_ranges()[0].first_offset, 1);
+    EXPECT_EQ(log->corrupt_ranges()[0].end_offset, 100);
+    append_n(*log, 102, 1);
+  }
+  auto log = open();
+  EXPECT_EQ(log->next_offset(), 103);
+  auto all = read_all(*log);
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[1].offset, 100);
+  EXPECT_EQ(all[3].message, msg(102));
 }
 
 // The index holds offsets relative to the segment's base in 32 bits: recovery takes no batch
