@@ -5,6 +5,11 @@
 // {"messages": [...]} of --batch messages with --value-bytes values. Prints one JSON line:
 // messages/s, requests/s, and request latency percentiles (from send to full response).
 // Responses other than 200 with every result "stored" count as errors.
+//
+// --json-values 1 sends JSON sensor readings (with a content-type header); --distinct N makes
+// them vary: 0 (with --json-values) gives every message its own sensor id and reading, N > 0
+// cycles through N different messages. --rate R paces the requests to R messages/s in total
+// (latency then counts from when a request was due, so that a stalled broker is not hidden).
 #include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -35,6 +40,10 @@ struct Options {
   // When set, each value is a JSON document of about value_bytes (sensor readings, so that
   // conditional rules on payload fields have something to read), escaped into the request.
   bool json_values = false;
+  // With json_values: -1 every message alike; 0 every message different; N > 0 N different
+  // messages, in turn.
+  long distinct = -1;
+  double rate = 0;  // messages/s over all connections; 0: as fast as replies come
 };
 
 struct Stats {
@@ -44,25 +53,37 @@ struct Stats {
   std::string first_error;
 };
 
-std::string make_body(const Options& o) {
-  std::string value(static_cast<size_t>(o.value_bytes), 'x');
-  if (o.json_values) {
-    value = R"({\"sensor_id\":\"sensor-17\",\"sensor_type\":\"temperature\",\"unit\":\"celsius\",)"
-            R"(\"reading\":42.5,\"site\":\"north\",\"pad\":\")";
-    while (value.size() + 4 < static_cast<size_t>(o.value_bytes)) value += 'x';
-    value += R"(\"})";
-  }
+// The JSON value of message number `n` (escaped for the request body).
+std::string json_value(const Options& o, uint64_t n) {
+  const uint64_t id = o.distinct < 0 ? 17 : o.distinct == 0 ? n : n % static_cast<uint64_t>(o.distinct);
+  std::string value = R"({\"sensor_id\":\"sensor-)" + std::to_string(id) +
+                      R"(\",\"sensor_type\":\"temperature\",\"unit\":\"celsius\",\"reading\":)" +
+                      std::to_string(20 + id % 1000) + "." + std::to_string(id % 10) +
+                      R"(,\"site\":\"north\",\"pad\":\")";
+  while (value.size() + 4 < static_cast<size_t>(o.value_bytes)) value += 'x';
+  return value + R"(\"})";
+}
+
+// A request body of o.batch messages, numbered from `first`.
+std::string make_body(const Options& o, uint64_t first) {
+  const std::string plain(static_cast<size_t>(o.value_bytes), 'x');
   std::string body = "{\"messages\":[";
   for (int i = 0; i < o.batch; ++i) {
     if (i) body += ',';
-    body += "{\"key\":\"key-" + std::to_string(i) + "\",\"value\":\"" + value + "\"";
+    const uint64_t n = first + static_cast<uint64_t>(i);
+    const std::string value = o.json_values ? json_value(o, n) : plain;
+    body += "{\"key\":\"key-" + std::to_string(o.distinct < 0 ? i : n) + "\",\"value\":\"" +
+            value + "\"";
     if (o.json_values) body += R"(,"headers":{"content-type":"application/json"})";
     body += "}";
   }
   return body + "]}";
 }
 
-asio::awaitable<void> run_connection(const Options& o, const std::string& body,
+// Bodies vary when messages are to differ; with --distinct N a request repeats every N/batch.
+bool bodies_vary(const Options& o) { return o.json_values && o.distinct >= 0; }
+
+asio::awaitable<void> run_connection(const Options& o, const std::string& body, int index,
                                      Clock::time_point end, Stats& stats) {
   auto executor = co_await asio::this_coro::executor;
   tcp::resolver resolver(executor);
@@ -78,8 +99,28 @@ asio::awaitable<void> run_connection(const Options& o, const std::string& body,
   req.body() = body;
   req.prepare_payload();
   beast::flat_buffer buffer;
+  // Each connection numbers its messages apart from the others'.
+  uint64_t next_message = static_cast<uint64_t>(index) << 40;
+  // With a rate: one request every `interval`, each due at its time.
+  const auto interval =
+      o.rate > 0 ? std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+                       o.batch * o.connections / o.rate))
+                 : Clock::duration::zero();
+  auto due = Clock::now() + interval * index / std::max(1, o.connections);
+  asio::steady_timer pace(executor);
   while (Clock::now() < end) {
-    auto start = Clock::now();
+    if (bodies_vary(o)) {
+      req.body() = make_body(o, next_message);
+      req.prepare_payload();
+      next_message += static_cast<uint64_t>(o.batch);
+    }
+    if (o.rate > 0) {
+      if (due >= end) break;
+      pace.expires_at(due);
+      co_await pace.async_wait(asio::use_awaitable);
+    }
+    auto start = o.rate > 0 ? due : Clock::now();
+    due += interval;
     co_await http::async_write(stream, req, asio::use_awaitable);
     http::response<http::string_body> res;
     co_await http::async_read(stream, buffer, res, asio::use_awaitable);
@@ -123,12 +164,16 @@ int main(int argc, char** argv) {
       o.threads = std::stoi(value);
     else if (flag == "--json-values")
       o.json_values = value == "1" || value == "true";
+    else if (flag == "--distinct")
+      o.distinct = std::stol(value);
+    else if (flag == "--rate")
+      o.rate = std::stod(value);
     else {
       std::cerr << "unknown flag " << flag << "\n";
       return 2;
     }
   }
-  const std::string body = make_body(o);
+  const std::string body = make_body(o, 0);
   asio::io_context io;
   std::vector<Stats> stats(static_cast<size_t>(o.connections));
   const auto start = Clock::now();
@@ -136,7 +181,7 @@ int main(int argc, char** argv) {
       start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
   std::string failure;
   for (int c = 0; c < o.connections; ++c) {
-    asio::co_spawn(io, run_connection(o, body, end, stats[static_cast<size_t>(c)]),
+    asio::co_spawn(io, run_connection(o, body, c, end, stats[static_cast<size_t>(c)]),
                    [&](std::exception_ptr e) {
                      if (!e) return;
                      try {
@@ -170,6 +215,8 @@ int main(int argc, char** argv) {
   out["connections"] = o.connections;
   out["batch"] = o.batch;
   out["value_bytes"] = o.value_bytes;
+  out["distinct"] = o.distinct;
+  if (o.rate > 0) out["rate"] = o.rate;
   out["seconds"] = elapsed;
   out["requests"] = total.latencies_us.size();
   out["messages"] = total.messages;
