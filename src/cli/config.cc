@@ -287,6 +287,7 @@ const std::vector<KeySpec>& key_specs() {
       integer(WASMQ_KEY(etl.max_output_bytes), kKiB, kGiB, Unit::kBytes),
       integer(WASMQ_KEY(etl.max_queued_batches), 1, 100'000),
       integer(WASMQ_KEY(etl.max_queued_bytes), kMiB, 1024 * kGiB, Unit::kBytes),
+      integer(WASMQ_KEY(etl.result_cache_max_bytes), kMiB, 1024 * kGiB, Unit::kBytes),
 
       integer(WASMQ_KEY(etl.instance_pool.max_pool_size), 0, 10'000),
       integer(WASMQ_KEY(etl.instance_pool.warmup_instances), 0, 10'000),

@@ -96,6 +96,7 @@ struct EtlSection {
   uint64_t max_output_bytes = 16ull * 1024 * 1024;
   uint32_t max_queued_batches = 64;                  // produce batches admitted for the workers
   uint64_t max_queued_bytes = 256ull * 1024 * 1024;  // their bytes
+  uint64_t result_cache_max_bytes = 64ull * 1024 * 1024;  // module result caches, all workers
   InstancePoolSection instance_pool;
 
   // The `[[etl.pipelines]]` tables as JSON objects, unvalidated: pipelines[i] starts at line

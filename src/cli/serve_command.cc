@@ -126,6 +126,7 @@ etl::OrchestratorOptions etl_options(const Config& config) {
   o.defaults.cpu_warning_threshold_percent = config.etl.cpu_warning_threshold_percent;
   o.defaults.log_memory_usage = config.etl.log_memory_usage;
   o.defaults.memory_warning_threshold_percent = config.etl.memory_warning_threshold_percent;
+  o.defaults.result_cache_max_bytes = config.etl.result_cache_max_bytes;
   o.workers = config.etl.workers;
   o.modules_path = config.etl.modules_path;
   o.pipelines_path = config.etl_management.pipeline_metadata_path;

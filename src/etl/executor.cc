@@ -307,16 +307,19 @@ struct Executor::Run {
     };
 
     std::vector<size_t> pending;
-    std::vector<std::string> cache_keys(caching ? messages.size() : 0);
+    ResultCache& cache = *executor.results_;
+    ResultCache::Keys cache_keys;
+    const auto cache_now = caching ? Clock::now() : Clock::time_point{};
+    if (caching) {
+      ResultCache::make_keys(ResultCache::salt_for(*record, settings.config_json), messages,
+                             &cache_keys);
+    }
     for (size_t i = 0; i < messages.size(); ++i) {
-      if (caching) {
-        cache_keys[i] = ResultCache::key_for(*record, settings.config_json, *messages[i]);
-        if (auto hit = runtime().results.find(cache_keys[i], Clock::now())) {
-          out[i].ok = true;
-          out[i].result = std::move(*hit);
-          ++result.counts.cache_hits;
-          continue;
-        }
+      if (caching &&
+          cache.find(cache_keys, i, messages[i]->timestamp, cache_now, &out[i].result)) {
+        out[i].ok = true;
+        ++result.counts.cache_hits;
+        continue;
       }
       pending.push_back(i);
     }
@@ -381,9 +384,9 @@ struct Executor::Run {
       }
     }
 
-    for (size_t i : pending) {
-      if (out[i].ok && caching) {
-        runtime().results.insert(std::move(cache_keys[i]), out[i].result, ttl, Clock::now());
+    if (caching) {
+      for (size_t i : pending) {
+        if (out[i].ok) cache.offer(cache_keys, i, messages[i]->timestamp, out[i].result, ttl, cache_now);
       }
     }
     for (const CallOutcome& o : out) {

@@ -108,7 +108,8 @@ wasm::InstanceSettings instance_settings_for(const PipelineSpec& pipeline, const
 
 class Executor {
  public:
-  Executor(wasm::Sandbox& sandbox, Runtime& runtime) : sandbox_(sandbox), runtime_(runtime) {}
+  Executor(wasm::Sandbox& sandbox, Runtime& runtime)
+      : sandbox_(sandbox), runtime_(runtime), results_(runtime.results.create()) {}
 
   // Runs `plan` (the pipelines that apply to `topic`) on `inputs`. `now_ms` is the wall clock
   // the rules compare MessageAge against. With `trace`, records every module considered.
@@ -119,6 +120,7 @@ class Executor {
   struct Run;
   wasm::Sandbox& sandbox_;
   Runtime& runtime_;
+  std::shared_ptr<ResultCache> results_;  // this worker's
 };
 
 }  // namespace wasmq::etl

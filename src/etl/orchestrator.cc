@@ -153,6 +153,7 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
   if (!compiler.is_ok()) return compiler.status();
   o->compiler_ = std::move(*compiler);
   o->runtime_.modules.set_compiler(o->compiler_.get());
+  o->runtime_.results.configure(o->runtime_.defaults.result_cache_max_bytes, count);
   auto workers = Workers::start(count, o->runtime_, o->options_.pools.pool);
   if (!workers.is_ok()) return workers.status();
   o->workers_ = std::move(*workers);

@@ -194,64 +194,6 @@ bool CircuitBreakers::is_open(const std::string& key,
   return it != breakers_.end() && it->second.open && now < it->second.open_until;
 }
 
-std::string ResultCache::key_for(const ModuleRecord& module, std::string_view config_json,
-                                 const Message& message) {
-  // Neither an id, a hex checksum nor serialized JSON holds a NUL: the parts cannot run into
-  // each other.
-  std::string key = module.id;
-  key += '\0';
-  key += module.sha256;
-  key += '\0';
-  key += config_json;
-  key += '\0';
-  size_t offset = key.size();
-  key.resize(offset + bincode::encoded_size(message));
-  bincode::encode(message, reinterpret_cast<uint8_t*>(key.data() + offset));
-  return key;
-}
-
-std::optional<ProcessResult> ResultCache::find(const std::string& key,
-                                               std::chrono::steady_clock::time_point now) {
-  std::lock_guard lock(mutex_);
-  auto it = index_.find(key);
-  if (it == index_.end() || it->second->expires <= now) {
-    if (it != index_.end()) {
-      bytes_ -= it->second->bytes;
-      lru_.erase(it->second);
-      index_.erase(it);
-    }
-    ++misses_;
-    return std::nullopt;
-  }
-  lru_.splice(lru_.begin(), lru_, it->second);
-  ++hits_;
-  return it->second->result;
-}
-
-void ResultCache::insert(std::string key, ProcessResult result, std::chrono::seconds ttl,
-                         std::chrono::steady_clock::time_point now) {
-  size_t bytes = key.size() + bincode::encoded_size(result);
-  if (bytes > max_bytes_) return;
-  std::lock_guard lock(mutex_);
-  if (auto it = index_.find(key); it != index_.end()) {
-    bytes_ -= it->second->bytes;
-    lru_.erase(it->second);
-    index_.erase(it);
-  }
-  lru_.push_front(Entry{std::move(key), std::move(result), now + ttl, bytes});
-  index_.emplace(lru_.front().key, lru_.begin());
-  bytes_ += bytes;
-  evict_locked();
-}
-
-void ResultCache::evict_locked() {
-  while (!lru_.empty() && (lru_.size() > max_entries_ || bytes_ > max_bytes_)) {
-    index_.erase(lru_.back().key);
-    bytes_ -= lru_.back().bytes;
-    lru_.pop_back();
-  }
-}
-
 ConcurrencyLimits::Permit::~Permit() {
   if (limits_) limits_->release(key_);
 }

@@ -1,5 +1,6 @@
 // State the ETL workers share while running pipelines: compiled modules per instance settings,
-// circuit breakers, module result caches, per-module concurrency bounds, and the [etl] defaults.
+// circuit breakers, the workers' module result caches, per-module concurrency bounds, and the
+// [etl] defaults.
 //
 // Threads: every class here is safe to use from any number of threads at once.
 #pragma once
@@ -24,6 +25,7 @@
 #include "common/status.h"
 #include "etl/figures.h"
 #include "etl/module_registry.h"
+#include "etl/result_cache.h"
 #include "wasm/sandbox.h"
 
 namespace wasmq::etl {
@@ -44,6 +46,8 @@ struct EtlDefaults {
   uint32_t cpu_warning_threshold_percent = 90;  // warn when a call uses more of its time limit
   bool log_memory_usage = true;  // the instance's memory in the call lines and memory warnings
   uint32_t memory_warning_threshold_percent = 80;  // warn when an instance uses more of its limit
+  // Module result caches, over all workers (etl.result_cache_max_bytes).
+  uint64_t result_cache_max_bytes = 64ull << 20;
 };
 
 // Modules compiled for given instance settings (memory limit, output limit, init config): one
@@ -149,45 +153,6 @@ class CircuitBreakers {
   std::unordered_map<std::string, Breaker> breakers_;  // guarded by mutex_
 };
 
-// Module results by (module id, exact encoded input), with a TTL, bounded in entries and bytes,
-// least recently used evicted first (pipelines.md, "Module result caching").
-class ResultCache {
- public:
-  explicit ResultCache(size_t max_entries = 10'000, size_t max_bytes = 64 << 20)
-      : max_entries_(max_entries), max_bytes_(max_bytes) {}
-
-  // The cached result, if present and fresh.
-  std::optional<ProcessResult> find(const std::string& key,
-                                    std::chrono::steady_clock::time_point now);
-  void insert(std::string key, ProcessResult result, std::chrono::seconds ttl,
-              std::chrono::steady_clock::time_point now);
-
-  uint64_t hits() const { return hits_; }
-  uint64_t misses() const { return misses_; }
-
-  // The key of `message` for `module` (its id and checksum: a module deleted and uploaded again
-  // under the same id is another module) run with init configuration `config_json` (empty for
-  // none): the same module configured differently may answer differently.
-  static std::string key_for(const ModuleRecord& module, std::string_view config_json,
-                             const Message& message);
-
- private:
-  struct Entry {
-    std::string key;
-    ProcessResult result;
-    std::chrono::steady_clock::time_point expires;
-    size_t bytes;
-  };
-  void evict_locked();
-
-  const size_t max_entries_, max_bytes_;
-  std::mutex mutex_;
-  std::list<Entry> lru_;  // most recent first; guarded by mutex_
-  std::unordered_map<std::string_view, std::list<Entry>::iterator> index_;  // guarded by mutex_
-  size_t bytes_ = 0;                                                        // guarded by mutex_
-  std::atomic<uint64_t> hits_{0}, misses_{0};
-};
-
 // Bounds how many calls of one module run at once (max_concurrent_instances) and of all
 // modules (max_concurrent_executions). A Permit is held for one call.
 class ConcurrencyLimits {
@@ -225,7 +190,7 @@ struct Runtime {
   ModuleRegistry* registry = nullptr;
   ModuleCache modules;
   CircuitBreakers breakers;
-  ResultCache results;
+  ResultCaches results;  // one cache per worker (result_cache.h)
   ConcurrencyLimits limits;
   Figures figures;
 };

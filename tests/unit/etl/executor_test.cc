@@ -1206,6 +1206,22 @@ TEST_F(ExecutorTest, ServesASecondIdenticalInputFromTheCache) {
   EXPECT_EQ(headers.counts.cache_hits, 0u);
 }
 
+// The broker stamps every produced message: the same message produced again has another
+// timestamp and is still served from the cache, with its own timestamp.
+TEST_F(ExecutorTest, ServesARepeatedMessageWithAnotherTimestampFromTheCache) {
+  auto p = compile(pipeline(
+      "p1",
+      {stage(0, {use("etl_counter", "null", R"("enable_caching":true,"cache_ttl_seconds":60)")})}));
+  run(p, {message("a")});
+  Message again = message("a");
+  again.timestamp = 2000;
+  BatchResult second = run(p, {again});
+  EXPECT_EQ(second.counts.cache_hits, 1u);
+  EXPECT_EQ(second.counts.calls, 0u);
+  EXPECT_EQ(header(stored(second), "counter"), "1");
+  EXPECT_EQ(stored(second).timestamp, 2000);
+}
+
 TEST_F(ExecutorTest, DoesNotCacheWithoutEnableCaching) {
   auto p = compile(pipeline("p1", {stage(0, {use("etl_counter")})}));
   run(p, {message("a")});

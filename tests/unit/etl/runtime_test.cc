@@ -1,5 +1,5 @@
-// What the ETL workers share (runtime.h): the result cache's TTL, LRU order and bounds, the
-// circuit breakers' states, and the concurrency bounds. Time is passed in, so no test sleeps.
+// What the ETL workers share (runtime.h): the circuit breakers' states and the concurrency
+// bounds. Time is passed in, so no test sleeps.
 #include "etl/runtime.h"
 
 #include <gtest/gtest.h>
@@ -16,88 +16,6 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using Admission = CircuitBreakers::Admission;
-
-ProcessResult result_with(std::string value) {
-  Message m;
-  m.value = std::move(value);
-  ProcessResult r;
-  r.transformed_messages.push_back(std::move(m));
-  return r;
-}
-
-Message input(std::string value) {
-  Message m;
-  m.value = std::move(value);
-  return m;
-}
-
-// --- ResultCache ---------------------------------------------------------------------------------
-
-TEST(ResultCache, FindsAnEntryUntilItsTtlRunsOut) {
-  ResultCache cache;
-  const auto t0 = Clock::now();
-  cache.insert("k", result_with("v"), seconds(10), t0);
-  auto hit = cache.find("k", t0 + seconds(9));
-  ASSERT_TRUE(hit.has_value());
-  EXPECT_EQ(hit->transformed_messages[0].value, "v");
-  EXPECT_FALSE(cache.find("k", t0 + seconds(10)).has_value());
-  EXPECT_FALSE(cache.find("k", t0).has_value()) << "an expired entry is dropped";
-  EXPECT_EQ(cache.hits(), 1u);
-  EXPECT_EQ(cache.misses(), 2u);
-}
-
-TEST(ResultCache, EvictsTheLeastRecentlyUsedEntryBeyondMaxEntries) {
-  ResultCache cache(2, 1 << 20);
-  const auto t0 = Clock::now();
-  cache.insert("a", result_with("1"), seconds(60), t0);
-  cache.insert("b", result_with("2"), seconds(60), t0);
-  ASSERT_TRUE(cache.find("a", t0).has_value());  // "b" is now the least recently used
-  cache.insert("c", result_with("3"), seconds(60), t0);
-  EXPECT_TRUE(cache.find("a", t0).has_value());
-  EXPECT_FALSE(cache.find("b", t0).has_value());
-  EXPECT_TRUE(cache.find("c", t0).has_value());
-}
-
-TEST(ResultCache, EvictsBeyondMaxBytesAndNeverKeepsAnEntryLargerThanThat) {
-  ResultCache cache(1000, 200);
-  const auto t0 = Clock::now();
-  cache.insert("big", result_with(std::string(500, 'x')), seconds(60), t0);
-  EXPECT_FALSE(cache.find("big", t0).has_value());
-  cache.insert("a", result_with(std::string(60, 'a')), seconds(60), t0);
-  cache.insert("b", result_with(std::string(60, 'b')), seconds(60), t0);
-  cache.insert("c", result_with(std::string(60, 'c')), seconds(60), t0);
-  // Each entry takes about 100 bytes with its encoding: only the newest fit in 200.
-  EXPECT_FALSE(cache.find("a", t0).has_value());
-  EXPECT_TRUE(cache.find("c", t0).has_value());
-}
-
-TEST(ResultCache, ReplacesAnEntryInsertedAgain) {
-  ResultCache cache;
-  const auto t0 = Clock::now();
-  cache.insert("k", result_with("old"), seconds(60), t0);
-  cache.insert("k", result_with("new"), seconds(60), t0);
-  auto hit = cache.find("k", t0);
-  ASSERT_TRUE(hit.has_value());
-  EXPECT_EQ(hit->transformed_messages[0].value, "new");
-}
-
-ModuleRecord record(std::string id, std::string sha256) {
-  ModuleRecord r;
-  r.id = std::move(id);
-  r.sha256 = std::move(sha256);
-  return r;
-}
-
-TEST(ResultCache, KeysDifferByModuleChecksumConfigurationAndInputBytes) {
-  const ModuleRecord m = record("m-v1.0.0", "aa");
-  const std::string key = ResultCache::key_for(m, "{\"a\":1}", input("x"));
-  EXPECT_EQ(key, ResultCache::key_for(m, "{\"a\":1}", input("x")));
-  EXPECT_NE(key, ResultCache::key_for(record("m-v1.0.1", "aa"), "{\"a\":1}", input("x")));
-  EXPECT_NE(key, ResultCache::key_for(record("m-v1.0.0", "bb"), "{\"a\":1}", input("x")));
-  EXPECT_NE(key, ResultCache::key_for(m, "{\"a\":2}", input("x")));
-  EXPECT_NE(key, ResultCache::key_for(m, "", input("x")));
-  EXPECT_NE(key, ResultCache::key_for(m, "{\"a\":1}", input("y")));
-}
 
 // --- CircuitBreakers -----------------------------------------------------------------------------
 

@@ -116,9 +116,10 @@ TEST_F(HostileModuleTest, ExceptionHandlingModuleRuns) {
   ASSERT_TRUE(module);
   EXPECT_TRUE(module->info().has_tags);
   for (int i = 0; i < 3; ++i) {
-    auto result = sandbox_->process(module, message(std::string(i * 10, 'x')));
+    const Message in = message(std::string(i * 10, 'x'));
+    auto result = sandbox_->process(module, in);
     ASSERT_TRUE(result.is_ok()) << result.status().message();
-    EXPECT_EQ(result->transformed_messages.at(0), message(std::string(i * 10, 'x')));
+    EXPECT_EQ(result->transformed_messages.at(0), in);
   }
 }
 

@@ -1,0 +1,124 @@
+// Module results by input (pipelines.md, "Module result caching"): one cache per ETL worker,
+// used by that worker's thread only, so a lookup takes no lock and allocates nothing.
+//
+// Key: the module use's salt (module id, checksum and init configuration: salt_for()) and the
+// input's key, value and headers, hashed with a fast seeded hash and compared in full on a
+// match. The input's timestamp is not part of it: the broker stamps every produced message, so
+// with it no repeated message would ever hit. An output whose timestamp was its input's gets
+// the new input's timestamp on a hit; any other timestamp is returned as the module set it.
+// (A module whose output depends on the timestamp otherwise should not cache.)
+//
+// Admission: while the cache has room every result is kept. Once keeping one means evicting
+// others, a result is kept only for an input seen before (a small table of recent key hashes,
+// TinyLFU's "doorkeeper"), so a stream in which nothing repeats costs a hash and a table probe
+// per message, not an insert and an eviction.
+//
+// Bounds: `max_bytes` over the entries' keys, results and bookkeeping; beyond it the least
+// recently used entries go. An entry expires after its TTL.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/message.h"
+#include "etl/module_registry.h"
+
+namespace wasmq::etl {
+
+class ResultCache {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // The keys of one batch of inputs, made once for find() and offer().
+  struct Keys {
+    struct Key {
+      uint64_t hash;
+      size_t offset, size;  // in `bytes`
+    };
+    std::string bytes;
+    std::vector<Key> keys;
+  };
+
+  explicit ResultCache(size_t max_bytes = 64 << 20);
+  ResultCache(const ResultCache&) = delete;
+  ResultCache& operator=(const ResultCache&) = delete;
+
+  // The salt of a module version run with init configuration `config_json` (empty: none).
+  static uint64_t salt_for(const ModuleRecord& module, std::string_view config_json);
+  // The keys of `inputs` for a module use with `salt`, into `keys` (replacing what it held).
+  static void make_keys(uint64_t salt, std::span<const Message* const> inputs, Keys* keys);
+
+  // The cached result for input `i` of `keys` (whose timestamp is `timestamp`), if present and
+  // fresh, into `out`.
+  bool find(const Keys& keys, size_t i, int64_t timestamp, Clock::time_point now,
+            ProcessResult* out);
+  // Offers the result of input `i` of `keys` (whose timestamp was `timestamp`): kept for `ttl`
+  // (see "Admission").
+  void offer(const Keys& keys, size_t i, int64_t timestamp, const ProcessResult& result,
+             std::chrono::seconds ttl, Clock::time_point now);
+
+  // Figures, readable from any thread.
+  uint64_t hits() const { return hits_.load(std::memory_order_relaxed); }
+  uint64_t misses() const { return misses_.load(std::memory_order_relaxed); }
+  uint64_t entries() const { return entries_.load(std::memory_order_relaxed); }
+  uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
+  uint64_t evictions() const { return evictions_.load(std::memory_order_relaxed); }
+  size_t max_bytes() const { return max_bytes_; }
+
+  // What an entry costs besides its key and result bytes (list and map nodes, the entry).
+  static constexpr size_t kEntryOverhead = 160;
+
+ private:
+  struct Entry {
+    uint64_t hash;
+    std::string key;
+    ProcessResult result;
+    std::vector<bool> timestamp_from_input;  // per output
+    Clock::time_point expires;
+    size_t bytes;
+  };
+  void erase(std::list<Entry>::iterator it);
+  void evict();
+
+  const size_t max_bytes_;
+  std::list<Entry> lru_;  // most recent first
+  std::unordered_map<uint64_t, std::list<Entry>::iterator> index_;
+  std::vector<uint64_t> seen_;  // doorkeeper: recent key hashes, direct-mapped
+  size_t used_bytes_ = 0;
+  std::atomic<uint64_t> hits_{0}, misses_{0}, entries_{0}, bytes_{0}, evictions_{0};
+};
+
+// The workers' caches: each worker creates its own; figures are summed over them.
+class ResultCaches {
+ public:
+  // The bound over all workers' caches (etl.result_cache_max_bytes), shared equally by
+  // `workers`. Applies to caches created afterwards.
+  void configure(size_t max_bytes, size_t workers);
+  std::shared_ptr<ResultCache> create();
+
+  uint64_t hits() const;
+  uint64_t misses() const;
+  uint64_t entries() const;
+  uint64_t bytes() const;
+  uint64_t evictions() const;
+  size_t max_bytes() const;
+
+ private:
+  template <typename F>
+  uint64_t sum(F f) const;
+  mutable std::mutex mutex_;
+  size_t max_bytes_ = 64 << 20;  // guarded by mutex_
+  size_t workers_ = 1;           // guarded by mutex_
+  std::vector<std::shared_ptr<ResultCache>> caches_;  // guarded by mutex_
+};
+
+}  // namespace wasmq::etl
