@@ -72,8 +72,10 @@ std::string make_body(const Options& o, uint64_t first) {
     if (i) body += ',';
     const uint64_t n = first + static_cast<uint64_t>(i);
     const std::string value = o.json_values ? json_value(o, n) : plain;
-    body += "{\"key\":\"key-" + std::to_string(o.distinct < 0 ? i : n) + "\",\"value\":\"" +
-            value + "\"";
+    const uint64_t key = o.distinct < 0   ? static_cast<uint64_t>(i)
+                         : o.distinct == 0 ? n
+                                           : n % static_cast<uint64_t>(o.distinct);
+    body += "{\"key\":\"key-" + std::to_string(key) + "\",\"value\":\"" + value + "\"";
     if (o.json_values) body += R"(,"headers":{"content-type":"application/json"})";
     body += "}";
   }

@@ -84,13 +84,12 @@ void ResultCache::offer(const Keys& keys, size_t i, int64_t timestamp, const Pro
   const Keys::Key& k = keys.keys[i];
   if (seen_.empty()) seen_.assign(kSeenSlots, 0);
   uint64_t& seen = seen_[k.hash & (kSeenSlots - 1)];
-  const bool seen_before = seen == k.hash;
-  seen = k.hash;
+  if (seen != k.hash) {
+    seen = k.hash;  // the first time: remembered, nothing kept
+    return;
+  }
   const size_t bytes = k.size + bincode::encoded_size(result) + kEntryOverhead;
   if (bytes > max_bytes_) return;
-  // While there is room, everything is kept; once keeping means evicting, only inputs seen
-  // before are.
-  if (used_bytes_ + bytes > max_bytes_ && !seen_before) return;
   if (auto it = index_.find(k.hash); it != index_.end()) erase(it->second);
   Entry e;
   e.hash = k.hash;

@@ -8,10 +8,9 @@
 // the new input's timestamp on a hit; any other timestamp is returned as the module set it.
 // (A module whose output depends on the timestamp otherwise should not cache.)
 //
-// Admission: while the cache has room every result is kept. Once keeping one means evicting
-// others, a result is kept only for an input seen before (a small table of recent key hashes,
-// TinyLFU's "doorkeeper"), so a stream in which nothing repeats costs a hash and a table probe
-// per message, not an insert and an eviction.
+// Admission: a result is kept the second time its input is seen (a table of 65,536 recent key
+// hashes, TinyLFU's "doorkeeper"), and served from the third on; so a stream in which nothing
+// repeats costs a hash and a table probe per message, not an insert and an eviction.
 //
 // Bounds: `max_bytes` over the entries' keys, results and bookkeeping; beyond it the least
 // recently used entries go. An entry expires after its TTL.

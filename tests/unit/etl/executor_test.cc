@@ -1186,7 +1186,9 @@ TEST_F(ExecutorBreakerTest, ANewVersionOfAFollowedModuleIsNotRefusedByTheOldVers
 
 // --- Result caching ----------------------------------------------------------------------------
 
-TEST_F(ExecutorTest, ServesASecondIdenticalInputFromTheCache) {
+// A result is kept the second time its input is seen and served from the third on
+// (result_cache.h, "Admission").
+TEST_F(ExecutorTest, ServesAThirdIdenticalInputFromTheCache) {
   auto p = compile(pipeline(
       "p1",
       {stage(0, {use("etl_counter", "null", R"("enable_caching":true,"cache_ttl_seconds":60)")})}));
@@ -1194,11 +1196,14 @@ TEST_F(ExecutorTest, ServesASecondIdenticalInputFromTheCache) {
   EXPECT_EQ(header(stored(first), "counter"), "1");
   EXPECT_EQ(first.counts.cache_hits, 0u);
   BatchResult second = run(p, {message("a")});
-  EXPECT_EQ(header(stored(second), "counter"), "1");
-  EXPECT_EQ(second.counts.calls, 0u);
-  EXPECT_EQ(second.counts.cache_hits, 1u);
+  EXPECT_EQ(header(stored(second), "counter"), "2");
+  EXPECT_EQ(second.counts.cache_hits, 0u);
+  BatchResult third = run(p, {message("a")});
+  EXPECT_EQ(header(stored(third), "counter"), "2");
+  EXPECT_EQ(third.counts.calls, 0u);
+  EXPECT_EQ(third.counts.cache_hits, 1u);
   BatchResult other = run(p, {message("b")});
-  EXPECT_EQ(header(stored(other), "counter"), "2");
+  EXPECT_EQ(header(stored(other), "counter"), "3");
   EXPECT_EQ(other.counts.calls, 1u);
   EXPECT_EQ(other.counts.cache_hits, 0u);
   // Any byte of the input counts: another header is another input.
@@ -1215,20 +1220,23 @@ TEST_F(ExecutorTest, ServesARepeatedMessageWithAnotherTimestampFromTheCache) {
   run(p, {message("a")});
   Message again = message("a");
   again.timestamp = 2000;
-  BatchResult second = run(p, {again});
-  EXPECT_EQ(second.counts.cache_hits, 1u);
-  EXPECT_EQ(second.counts.calls, 0u);
-  EXPECT_EQ(header(stored(second), "counter"), "1");
-  EXPECT_EQ(stored(second).timestamp, 2000);
+  run(p, {again});
+  again.timestamp = 3000;
+  BatchResult third = run(p, {again});
+  EXPECT_EQ(third.counts.cache_hits, 1u);
+  EXPECT_EQ(third.counts.calls, 0u);
+  EXPECT_EQ(header(stored(third), "counter"), "2");
+  EXPECT_EQ(stored(third).timestamp, 3000);
 }
 
 TEST_F(ExecutorTest, DoesNotCacheWithoutEnableCaching) {
   auto p = compile(pipeline("p1", {stage(0, {use("etl_counter")})}));
-  run(p, {message("a")});
-  BatchResult second = run(p, {message("a")});
-  EXPECT_EQ(header(stored(second), "counter"), "2");
-  EXPECT_EQ(second.counts.cache_hits, 0u);
-  EXPECT_EQ(second.counts.calls, 1u);
+  for (int i = 1; i <= 3; ++i) {
+    BatchResult r = run(p, {message("a")});
+    EXPECT_EQ(header(stored(r), "counter"), std::to_string(i));
+    EXPECT_EQ(r.counts.cache_hits, 0u);
+    EXPECT_EQ(r.counts.calls, 1u);
+  }
 }
 
 TEST_F(ExecutorTest, ExpiresCachedResultsAfterTheTtl) {
@@ -1236,31 +1244,35 @@ TEST_F(ExecutorTest, ExpiresCachedResultsAfterTheTtl) {
       "p1",
       {stage(0, {use("etl_counter", "null", R"("enable_caching":true,"cache_ttl_seconds":1)")})}));
   run(p, {message("a")});
+  run(p, {message("a")});
   EXPECT_EQ(run(p, {message("a")}).counts.cache_hits, 1u);
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   BatchResult expired = run(p, {message("a")});
   EXPECT_EQ(expired.counts.cache_hits, 0u);
-  EXPECT_EQ(header(stored(expired), "counter"), "2");
+  EXPECT_EQ(header(stored(expired), "counter"), "3");
 }
 
 TEST_F(ExecutorTest, DoesNotServeACachedResultOfTheSameModuleConfiguredDifferently) {
-  // Both run on the same stage input; each must produce its own header.
+  // Both run on the same stage input; each must produce its own header, from the cache too.
   auto p = compile(pipeline(
       "p1", {stage(0,
                    {use("etl_tagger", R"({"header":"first"})", R"("enable_caching":true)"),
                     use("etl_tagger", R"({"header":"second"})", R"("enable_caching":true)")},
                    R"("parallel_execution":true)")}));
-  BatchResult r = run(p, {message("m")});
-  Message out = stored(r);
-  EXPECT_EQ(header(out, "first"), "1");
-  EXPECT_EQ(header(out, "second"), "1");
-  EXPECT_EQ(r.counts.cache_hits, 0u);
+  for (int i = 0; i < 3; ++i) {
+    BatchResult r = run(p, {message("m")});
+    Message out = stored(r);
+    EXPECT_EQ(header(out, "first"), "1");
+    EXPECT_EQ(header(out, "second"), "1");
+    EXPECT_EQ(r.counts.cache_hits, i == 2 ? 2u : 0u);
+  }
 }
 
 TEST_F(ExecutorTest, DoesNotServeCachedResultsOfAModuleDeletedAndUploadedAgain) {
   auto p = compile(
       pipeline("p1", {stage(0, {use("etl_counter-v1.0.0", "null", R"("enable_caching":true)")})}));
   EXPECT_EQ(header(stored(run(p, {message("m")})), "counter"), "1");
+  EXPECT_EQ(header(stored(run(p, {message("m")})), "counter"), "2");  // kept now
   ASSERT_TRUE(registry_->remove("etl_counter-v1.0.0").is_ok());
   // The same id, another binary: the tagger, which without configuration changes nothing.
   ASSERT_TRUE(registry_->add("etl_counter", "1.0.0", testing::read_module("etl_tagger")).is_ok());

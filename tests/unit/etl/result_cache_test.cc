@@ -55,8 +55,14 @@ struct Fixture {
     ProcessResult ignored;
     return cache.find(keys_of({m}), 0, m.timestamp, now, out ? out : &ignored);
   }
+  // Offers a result twice, as for an input seen a second time: kept.
   void offer(const Message& m, const ProcessResult& r, Clock::time_point now,
              seconds ttl = seconds(60)) {
+    offer_once(m, r, now, ttl);
+    offer_once(m, r, now, ttl);
+  }
+  void offer_once(const Message& m, const ProcessResult& r, Clock::time_point now,
+                  seconds ttl = seconds(60)) {
     cache.offer(keys_of({m}), 0, m.timestamp, r, ttl, now);
   }
 };
@@ -146,15 +152,26 @@ TEST(ResultCache, EvictsTheLeastRecentlyUsedBeyondMaxBytesAndNeverKeepsALargerEn
   f.offer(input("a"), result_with(v), t0);
   f.offer(input("b"), result_with(v), t0);
   ASSERT_TRUE(f.find(input("a"), t0));  // "b" is now the least recently used
-  // "c" is new and the cache is full: kept only once seen before.
-  f.offer(input("c"), result_with(v), t0);
-  EXPECT_FALSE(f.find(input("c"), t0));
   f.offer(input("c"), result_with(v), t0);
   EXPECT_TRUE(f.find(input("c"), t0));
   EXPECT_TRUE(f.find(input("a"), t0));
   EXPECT_FALSE(f.find(input("b"), t0));
   EXPECT_EQ(f.cache.evictions(), 1u);
   EXPECT_LE(f.cache.bytes(), f.cache.max_bytes());
+}
+
+// The first time an input is seen its result is only remembered (by hash), the second time it
+// is kept: a stream in which nothing repeats keeps nothing.
+TEST(ResultCache, KeepsAResultTheSecondTimeItsInputIsSeen) {
+  Fixture f;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < 1000; ++i) f.offer_once(input(std::to_string(i)), result_with("v"), t0);
+  EXPECT_EQ(f.cache.entries(), 0u);
+  EXPECT_EQ(f.cache.bytes(), 0u);
+  f.offer_once(input("7"), result_with("v"), t0);
+  EXPECT_EQ(f.cache.entries(), 1u);
+  EXPECT_TRUE(f.find(input("7"), t0));
+  EXPECT_FALSE(f.find(input("8"), t0));
 }
 
 TEST(ResultCache, ReplacesAnEntryOfferedAgain) {
@@ -179,6 +196,7 @@ TEST(ResultCaches, ShareTheBoundBetweenWorkersAndSumTheirFigures) {
   const auto keys = f.keys_of({input("x")});
   ProcessResult out;
   const auto t0 = Clock::now();
+  a->offer(keys, 0, 1000, result_with("v"), seconds(60), t0);
   a->offer(keys, 0, 1000, result_with("v"), seconds(60), t0);
   EXPECT_TRUE(a->find(keys, 0, 1000, t0, &out));
   EXPECT_FALSE(b->find(keys, 0, 1000, t0, &out)) << "each worker has its own";
