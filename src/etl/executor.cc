@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 #include <mutex>
 #include <optional>
+#include <limits>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -245,8 +246,22 @@ struct Executor::Run {
       return static_cast<uint32_t>(ms);
     };
 
-    // One guest call on `indexes` (a batch when more than one), filling their outcomes.
+    // What is left of the stage's and the pipeline's budgets (at least 1 ms: budget() has
+    // refused a call when nothing is).
+    auto run_budget_ms = [&]() -> uint32_t {
+      const auto now = Clock::now();
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::min(global_deadline, stage_deadline) - now);
+      return static_cast<uint32_t>(
+          std::clamp<int64_t>(left.count(), 1, std::numeric_limits<int32_t>::max()));
+    };
+
+    // One guest call on `indexes` (a batch when more than one), filling their outcomes. A run of
+    // single calls (no process_batch) may stop after a failure: `ran` then says how many of
+    // `indexes` ran.
+    size_t ran = 0;
     auto call = [&](const std::vector<size_t>& indexes) {
+      ran = indexes.size();
       std::string why;
       uint32_t ms = budget(&why);
       if (ms == 0) {
@@ -258,7 +273,27 @@ struct Executor::Run {
       auto start = Clock::now();
       ++result.counts.calls;
       bool whole_ok = true;
-      if (indexes.size() == 1) {
+      if (indexes.size() > 1 && !module.value()->info().has_process_batch) {
+        // Single calls, one entry into the engine for the run: each message has the module's
+        // time limit, the run what is left of the stage's and pipeline's budgets.
+        std::vector<const Message*> run;
+        run.reserve(indexes.size());
+        for (size_t i : indexes) run.push_back(messages[i]);
+        // A failure ends the run, so that the breaker is asked again before the rest.
+        auto r = executor.sandbox_.process_each(*module, run, settings.timeout_ms,
+                                                run_budget_ms(), /*stop_at_failure=*/true);
+        ran = r.size();
+        for (size_t k = 0; k < r.size(); ++k) {
+          CallOutcome& o = out[indexes[k]];
+          if (r[k].is_ok()) {
+            o.ok = true;
+            o.result = std::move(*r[k]);
+          } else {
+            o.error = r[k].status().message();
+            whole_ok = false;
+          }
+        }
+      } else if (indexes.size() == 1) {
         auto r = executor.sandbox_.process(*module, *messages[indexes[0]], ms);
         CallOutcome& o = out[indexes[0]];
         if (r.is_ok()) {
@@ -291,8 +326,8 @@ struct Executor::Run {
       log_call(*record, indexes.size(), call_ms, ms, whole_ok,
                whole_ok ? executor.sandbox_.stats().last_call_memory_bytes : 0,
                module.value()->info().memory_max_pages.value_or(0) * wasm::kWasmPageSize);
-      double ms_taken = call_ms / indexes.size();
-      for (size_t i : indexes) out[i].time_ms += ms_taken;
+      double ms_taken = call_ms / std::max<size_t>(ran, 1);
+      for (size_t k = 0; k < ran; ++k) out[indexes[k]].time_ms += ms_taken;
       return whole_ok;
     };
 
@@ -336,12 +371,15 @@ struct Executor::Run {
           }
           break;
         }
-        size_t n = admission == CircuitBreakers::Admission::kTrial || !batched
+        // Modules without process_batch run a chunk too, as single calls (process_each).
+        size_t n = admission == CircuitBreakers::Admission::kTrial
                        ? 1
                        : std::min(max_batch, todo.size() - pos);
         std::vector<size_t> chunk(todo.begin() + pos, todo.begin() + pos + n);
-        pos += n;
-        if (!call(chunk) && chunk.size() > 1) {
+        const bool called_ok = call(chunk);
+        if (ran < chunk.size()) chunk.resize(ran);  // the rest goes round again
+        pos += chunk.size();
+        if (!called_ok && chunk.size() > 1 && batched) {
           // A batch fails as a whole: call its messages one by one, so that one poison message
           // does not fail its neighbours.
           for (size_t i : chunk) {

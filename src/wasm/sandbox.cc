@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <optional>
 
 #include "common/bincode.h"
@@ -57,6 +58,89 @@ constexpr char kGlueSource[] = R"JS(
 })
 )JS";
 
+// Single calls without a C++ -> V8 entry per message: process_each() encodes a run of messages
+// into a host buffer and enters V8 once; this loop then makes, per message, exactly the ABI's
+// guest calls in the ABI's order (alloc, process_message, dealloc of the result, of the
+// WasmResult and of the input), copying the input in and the result bytes out. JavaScript to
+// wasm calls cost a few ns, so a light module's message costs what the guest does plus two
+// copies. `regs` (host-shared Int32Array):
+//   in:  [0] messages, [1] first message to run, [2] max_output_bytes, [3] input offset of [1],
+//        [4] output offset
+//   out: [1] the message running, or n when all ran (the watchdog's progress counter: each
+//        message has its own time limit), [3]/[4] offsets reached, [5] what stopped it: 0 all
+//        ran; 1 alloc out of bounds (regs[6] the pointer); 2 null WasmResult pointer; 3
+//        WasmResult out of bounds; 4 result over max_output_bytes (regs[6] its length); 5 result
+//        out of bounds; 6 output buffer full: the result of message [1] is left in guest memory
+//        (regs[6] input pointer, regs[7] input length, regs[8] WasmResult pointer) for the host,
+//        which copies it and leaves its buffers to be freed first thing by the next entry.
+// `pending` is the instance's regs of the other glue (kGlueSource): buffers of the last single
+// call on the instance, freed first.
+constexpr char kEachGlueSource[] = R"JS(
+(function (alloc, dealloc, processMessage, memoryObject, regs, pending) {
+  'use strict';
+  let buf = null, u8 = null, dv = null;
+  function views() {
+    const b = memoryObject.buffer;
+    if (b !== buf) { buf = b; u8 = new Uint8Array(b); dv = new DataView(b); }
+  }
+  return function each(input, lens, output, outs) {
+    if (pending[5] === 1) {
+      pending[5] = 0;
+      dealloc(pending[0], pending[1]);
+      dealloc(pending[2], 8);
+      dealloc(pending[3], pending[4]);
+    }
+    const n = regs[0];
+    const maxOut = regs[2];
+    const outCap = output.length;
+    let i = regs[1];
+    let inOff = regs[3];
+    let outOff = regs[4];
+    for (; i < n; i++) {
+      regs[1] = i;
+      regs[3] = inOff;
+      regs[4] = outOff;
+      const len = lens[i];
+      const ptr = alloc(len);
+      views();
+      const p = ptr >>> 0;
+      if ((p === 0 && len > 0) || p + len > buf.byteLength) { regs[5] = 1; regs[6] = ptr; return; }
+      u8.set(input.subarray(inOff, inOff + len), p);
+      const res = processMessage(ptr, len) >>> 0;
+      views();
+      if (res === 0) { regs[5] = 2; return; }
+      if (res + 8 > buf.byteLength) { regs[5] = 3; return; }
+      const rptr = dv.getUint32(res, true);
+      const rlen = dv.getUint32(res + 4, true);
+      if (rlen > maxOut) { regs[5] = 4; regs[6] = rlen; return; }
+      if (rptr + rlen > buf.byteLength) { regs[5] = 5; return; }
+      if (outOff + rlen > outCap) {
+        regs[5] = 6; regs[6] = ptr; regs[7] = len; regs[8] = res;
+        return;
+      }
+      output.set(u8.subarray(rptr, rptr + rlen), outOff);
+      outs[i] = rlen;
+      outOff += rlen;
+      inOff += len;
+      dealloc(rptr, rlen);
+      dealloc(res, 8);
+      dealloc(ptr, len);
+    }
+    regs[1] = n;
+    regs[3] = inOff;
+    regs[4] = outOff;
+    regs[5] = 0;
+  };
+})
+)JS";
+
+// Host buffers process_each() shares with the each-glue, grown as needed, kept by the sandbox.
+struct Staging {
+  std::shared_ptr<v8::BackingStore> store;
+  size_t capacity = 0;
+  uint8_t* data() const { return static_cast<uint8_t*>(store->Data()); }
+};
+
 // One instantiated module and the exports the ABI calls; kept by the pool between calls.
 struct Instance : PooledInstance {
   v8::Global<v8::Object> object;
@@ -66,6 +150,7 @@ struct Instance : PooledInstance {
   v8::Global<v8::Function> process_message;
   v8::Global<v8::Function> process_batch;
   v8::Global<v8::Function> prepare;  // glue, see kGlueSource
+  v8::Global<v8::Function> each;     // glue, see kEachGlueSource; made at its first use
   v8::Global<v8::Int32Array> regs;   // the glue's view of `pending`
   std::shared_ptr<v8::BackingStore> regs_store;
   // Host memory it takes besides its linear memory (ModuleInfo::instance_bytes(): tables,
@@ -97,6 +182,12 @@ struct Sandbox::Impl : public WasiHost {
   v8::Global<v8::Function> instance_constructor;
   v8::Global<v8::Object> imports;
   v8::Global<v8::Function> glue_factory;
+  v8::Global<v8::Function> each_glue_factory;
+  // process_each(): the each-glue's regs, and the staging buffers of its input (encoded
+  // messages), their lengths, its output (result bytes) and their lengths.
+  v8::Global<v8::Int32Array> each_regs;
+  std::shared_ptr<v8::BackingStore> each_regs_store;
+  Staging each_input, each_lens, each_output, each_outs;
   Watchdog::Slot* watchdog_slot = nullptr;
   InstancePool pool;
   SandboxStats stats;
@@ -107,6 +198,10 @@ struct Sandbox::Impl : public WasiHost {
   std::optional<int32_t> exit_code;
   // When > 0, the time limit of the next guarded calls instead of the module's (see process()).
   uint32_t timeout_override_ms = 0;
+  // Set by process_each(): guarded calls are runs of messages, each with the module's own time
+  // limit, the step counter at `step_progress` telling the watchdog when the next one starts.
+  const int32_t* step_progress = nullptr;
+  uint32_t step_timeout_ms = 0;  // each message's limit then (0: the module's)
 
   // Set by near_heap_limit() until guarded() has failed the call; then recover_heap() is due.
   bool heap_exhausted = false;
@@ -123,6 +218,8 @@ struct Sandbox::Impl : public WasiHost {
 
   ~Impl() override {
     pool.clear();
+    each_regs.Reset();
+    each_glue_factory.Reset();
     glue_factory.Reset();
     imports.Reset();
     instance_constructor.Reset();
@@ -244,9 +341,21 @@ struct Sandbox::Impl : public WasiHost {
     v8::TryCatch try_catch(isolate);
     const uint32_t timeout_ms =
         timeout_override_ms > 0 ? timeout_override_ms : module.settings().timeout_ms;
-    Watchdog::instance().arm(watchdog_slot, timeout_ms);
+    const auto armed = std::chrono::steady_clock::now();
+    const uint32_t step_ms = step_timeout_ms > 0 ? step_timeout_ms : module.settings().timeout_ms;
+    if (step_progress) {
+      Watchdog::instance().arm_steps(watchdog_slot, timeout_ms, step_ms, step_progress);
+    } else {
+      Watchdog::instance().arm(watchdog_slot, timeout_ms);
+    }
     Status status = body();
     bool terminated = Watchdog::instance().disarm(watchdog_slot);
+    // A run of messages ended before its own limit: one message took its limit.
+    const uint32_t limit_hit =
+        step_progress &&
+                std::chrono::steady_clock::now() - armed < std::chrono::milliseconds(timeout_ms)
+            ? step_ms
+            : timeout_ms;
     if (heap_exhausted) {
       // Ended by near_heap_limit(), whatever else happened: the heap is the cause.
       heap_exhausted = false;
@@ -259,7 +368,7 @@ struct Sandbox::Impl : public WasiHost {
     } else if (terminated) {
       isolate->CancelTerminateExecution();
       status =
-          Status(StatusCode::kTimeout, "timed out after " + std::to_string(timeout_ms) + " ms");
+          Status(StatusCode::kTimeout, "timed out after " + std::to_string(limit_hit) + " ms");
     } else if (exit_code) {
       status = Status(StatusCode::kModuleFailed,
                       "module called proc_exit(" + std::to_string(*exit_code) + ")");
@@ -512,6 +621,134 @@ struct Sandbox::Impl : public WasiHost {
     });
   }
 
+  // Grows `staging` to at least `bytes`.
+  void reserve(Staging& staging, size_t bytes) {
+    if (staging.capacity >= bytes && staging.store) return;
+    const size_t capacity = std::max(bytes, staging.capacity * 2);
+    auto store = v8::ArrayBuffer::NewBackingStore(isolate, capacity);
+    if (staging.store) std::memcpy(store->Data(), staging.store->Data(), staging.capacity);
+    staging.store = std::shared_ptr<v8::BackingStore>(std::move(store));
+    staging.capacity = capacity;
+  }
+
+  template <typename Array>
+  v8::Local<Array> view_of(const Staging& staging, size_t length) {
+    return Array::New(v8::ArrayBuffer::New(isolate, staging.store), 0, length);
+  }
+
+  // The each-glue of `inst`, made at its first use.
+  bool each_function(Instance* inst, v8::Local<v8::Function>* out) {
+    if (inst->each.IsEmpty()) {
+      v8::Local<v8::Context> ctx = context.Get(isolate);
+      v8::Local<v8::Value> args[] = {inst->alloc.Get(isolate),           inst->dealloc.Get(isolate),
+                                     inst->process_message.Get(isolate), inst->memory.Get(isolate),
+                                     each_regs.Get(isolate),             inst->regs.Get(isolate)};
+      v8::Local<v8::Value> each;
+      if (!each_glue_factory.Get(isolate)
+               ->Call(ctx, v8::Undefined(isolate), 6, args)
+               .ToLocal(&each) ||
+          !each->IsFunction()) {
+        return false;
+      }
+      inst->each.Reset(isolate, each.As<v8::Function>());
+    }
+    *out = inst->each.Get(isolate);
+    return true;
+  }
+
+  // One entry of the each-glue on `inst` for messages [*next, n) of the staged input (input
+  // offset *input_offset): decodes every result it copied out into `out`, and on return
+  // *next and *input_offset are past the messages that ran. A failure is that of message *next
+  // (the caller records it and goes on after it, on another instance).
+  Status run_each(const Module& module, Instance* inst, size_t n, size_t* next,
+                  size_t* input_offset, std::vector<Result<ProcessResult>>& out) {
+    int32_t* regs = static_cast<int32_t*>(each_regs_store->Data());
+    v8::Local<v8::Function> each;
+    if (!each_function(inst, &each)) return caught();
+    v8::Local<v8::Context> ctx = context.Get(isolate);
+    const auto max_output = static_cast<int32_t>(
+        std::min<uint64_t>(module.settings().max_output_bytes, INT32_MAX));
+    for (;;) {
+      regs[0] = static_cast<int32_t>(n);
+      regs[1] = static_cast<int32_t>(*next);
+      regs[2] = max_output;
+      regs[3] = static_cast<int32_t>(*input_offset);
+      regs[4] = 0;
+      regs[5] = 0;
+      v8::Local<v8::Value> args[] = {
+          view_of<v8::Uint8Array>(each_input, each_input.capacity),
+          view_of<v8::Int32Array>(each_lens, n),
+          view_of<v8::Uint8Array>(each_output, each_output.capacity),
+          view_of<v8::Int32Array>(each_outs, n)};
+      const bool returned = !each->Call(ctx, v8::Undefined(isolate), 4, args).IsEmpty();
+      // Whatever stopped the loop, the results it copied out are good.
+      const auto* lens = reinterpret_cast<const int32_t*>(each_outs.data());
+      const size_t reached = static_cast<size_t>(regs[1]);
+      size_t offset = 0;
+      for (size_t k = *next; k < reached && k < n; ++k) {
+        const size_t len = static_cast<size_t>(lens[k]);
+        ProcessResult r;
+        Status decoded =
+            bincode::decode(std::span<const uint8_t>(each_output.data() + offset, len), &r);
+        offset += len;
+        if (decoded.is_ok()) {
+          out[k] = std::move(r);
+        } else {
+          out[k] = failed("invalid result encoding: " + decoded.message());
+        }
+      }
+      stats.calls += reached - *next;
+      *next = std::min(reached, n);
+      *input_offset = static_cast<size_t>(regs[3]);
+      measure(inst);
+      if (!returned) return caught();
+      switch (regs[5]) {
+        case 0:
+          return Status::ok();
+        case 1:
+          return failed("alloc(" + std::to_string(lens_in(*next)) +
+                        ") returned an out-of-bounds pointer");
+        case 2:
+          return failed("module returned a null result pointer");
+        case 3:
+          return failed("result pointer out of bounds");
+        case 4:
+          return Status(StatusCode::kLimitExceeded,
+                        "result of " + std::to_string(static_cast<uint32_t>(regs[6])) +
+                            " bytes exceeds the output limit of " +
+                            std::to_string(module.settings().max_output_bytes) + " bytes");
+        case 5:
+          return failed("result data out of bounds");
+        case 6:
+          break;  // below
+        default:
+          return failed("the call loop stopped for an unknown reason");
+      }
+      // The output buffer is full: take this message's result from guest memory (the glue
+      // checked its bounds), leave its buffers for the next entry to free, grow, go on.
+      const size_t k = *next;
+      const auto input_ptr = static_cast<uint32_t>(regs[6]);
+      const auto input_len = static_cast<uint32_t>(regs[7]);
+      Status s = read_output(module, inst, regs[8], input_ptr, input_len,
+                             [&](std::span<const uint8_t> bytes) {
+                               reserve(each_output, bytes.size() * 2);
+                               ProcessResult r;
+                               Status decoded = bincode::decode(bytes, &r);
+                               if (decoded.is_ok()) out[k] = std::move(r);
+                               return decoded;
+                             });
+      if (!s.is_ok()) return s;
+      ++stats.calls;
+      *next = k + 1;
+      *input_offset += input_len;
+      if (*next >= n) return Status::ok();
+    }
+  }
+
+  size_t lens_in(size_t k) const {
+    return static_cast<size_t>(reinterpret_cast<const int32_t*>(each_lens.data())[k]);
+  }
+
   // Runs one guest entry point on an instance of `module`: `run(instance)` does the ABI steps.
   // The instance comes from the pool and goes back to it on success; it is discarded on
   // failure.
@@ -644,6 +881,16 @@ Result<std::unique_ptr<Sandbox>> Sandbox::create(PoolOptions pool, uint64_t heap
       return Status(StatusCode::kInternal, "cannot compile the call glue");
     }
     impl->glue_factory.Reset(isolate, factory.As<v8::Function>());
+    if (!v8::Script::Compile(ctx, v8::String::NewFromUtf8Literal(isolate, kEachGlueSource))
+             .ToLocal(&script) ||
+        !script->Run(ctx).ToLocal(&factory) || !factory->IsFunction()) {
+      return Status(StatusCode::kInternal, "cannot compile the per-message call loop");
+    }
+    impl->each_glue_factory.Reset(isolate, factory.As<v8::Function>());
+    impl->each_regs_store = v8::ArrayBuffer::NewBackingStore(isolate, 16 * sizeof(int32_t));
+    std::memset(impl->each_regs_store->Data(), 0, 16 * sizeof(int32_t));
+    impl->each_regs.Reset(
+        isolate, v8::Int32Array::New(v8::ArrayBuffer::New(isolate, impl->each_regs_store), 0, 16));
   }
   impl->watchdog_slot = Watchdog::instance().register_isolate(isolate);
   return std::unique_ptr<Sandbox>(new Sandbox(std::move(impl)));
@@ -703,6 +950,87 @@ Result<ProcessResult> Sandbox::process(const std::shared_ptr<const Module>& modu
   impl_->timeout_override_ms = 0;
   if (!status.is_ok()) return status;
   return result;
+}
+
+std::vector<Result<ProcessResult>> Sandbox::process_each(
+    const std::shared_ptr<const Module>& module, std::span<const Message* const> messages,
+    uint32_t timeout_ms, uint32_t run_timeout_ms, bool stop_at_failure) {
+  Impl& impl = *impl_;
+  const size_t n = messages.size();
+  std::vector<Result<ProcessResult>> out(n, Status(StatusCode::kInternal, "not run"));
+  if (n == 0) return out;
+  size_t total = 0;
+  for (const Message* m : messages) total += bincode::encoded_size(*m);
+  if (total > INT32_MAX / 2 || n > INT32_MAX / 2) {
+    // Too large for one staging buffer: one entry per message.
+    for (size_t i = 0; i < n; ++i) out[i] = process(module, *messages[i], timeout_ms);
+    return out;
+  }
+  if (n == 1 && run_timeout_ms == 0) {
+    out[0] = process(module, *messages[0], timeout_ms);
+    return out;
+  }
+  std::optional<v8::Isolate::Scope> isolate_scope;
+  if (impl.scope_depth == 0) isolate_scope.emplace(impl.isolate);
+  v8::HandleScope handles(impl.isolate);
+  std::optional<v8::Context::Scope> context_scope;
+  if (impl.scope_depth == 0) context_scope.emplace(impl.context.Get(impl.isolate));
+  impl.reserve(impl.each_input, std::max<size_t>(total, 1));
+  impl.reserve(impl.each_lens, n * sizeof(int32_t));
+  impl.reserve(impl.each_outs, n * sizeof(int32_t));
+  impl.reserve(impl.each_output, std::max<size_t>(2 * total, 64 << 10));
+  {
+    uint8_t* at = impl.each_input.data();
+    auto* lens = reinterpret_cast<int32_t*>(impl.each_lens.data());
+    for (size_t i = 0; i < n; ++i) {
+      const size_t size = bincode::encoded_size(*messages[i]);
+      bincode::encode(*messages[i], at);
+      lens[i] = static_cast<int32_t>(size);
+      at += size;
+    }
+  }
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = run_timeout_ms > 0
+                            ? Clock::now() + std::chrono::milliseconds(run_timeout_ms)
+                            : Clock::time_point::max();
+  size_t next = 0, input_offset = 0;
+  impl.step_progress = static_cast<const int32_t*>(impl.each_regs_store->Data()) + 1;
+  impl.step_timeout_ms = timeout_ms;
+  while (next < n) {
+    // The run's time left bounds the rest; each message also has the module's own limit.
+    uint32_t left_ms = std::numeric_limits<int32_t>::max();
+    if (deadline != Clock::time_point::max()) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) {
+        for (; next < n; ++next) {
+          out[next] = Status(StatusCode::kTimeout,
+                             "timed out after " + std::to_string(run_timeout_ms) + " ms");
+        }
+        break;
+      }
+      left_ms = static_cast<uint32_t>(left.count());
+    }
+    impl.timeout_override_ms = left_ms;
+    Status status = impl.with_instance(module, [&](Instance* inst) {
+      return impl.run_each(*module, inst, n, &next, &input_offset, out);
+    });
+    if (!status.is_ok()) {
+      // The message that was running failed; its instance is gone. Go on after it.
+      if (next < n) {
+        out[next] = status;
+        input_offset += impl.lens_in(next);
+        ++next;
+      }
+      if (stop_at_failure) {
+        out.erase(out.begin() + static_cast<std::ptrdiff_t>(next), out.end());
+        break;
+      }
+    }
+  }
+  impl.step_progress = nullptr;
+  impl.step_timeout_ms = 0;
+  impl.timeout_override_ms = 0;
+  return out;
 }
 
 namespace {

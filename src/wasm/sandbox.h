@@ -90,6 +90,22 @@ class Sandbox {
                                                    std::span<const Message* const> messages,
                                                    uint32_t timeout_ms = 0);
 
+  // Runs process_message on each of `messages`, in order, as the ABI says (alloc, call, dealloc
+  // per message), but entering V8 once for the whole run rather than once per message: for
+  // modules without process_batch. One outcome per message: a failure (trap, time limit, bad
+  // result) fails that message only; its instance is discarded and the next message runs on
+  // another. Each message has the time limit `timeout_ms` (0: the module's own), give or take a
+  // quarter of it (the watchdog looks in on a run that often); `run_timeout_ms` (when > 0)
+  // bounds the whole run (callers pass what is left of a stage's or pipeline's budget), and
+  // messages not run by then fail with kTimeout. With `stop_at_failure`, the run ends after the
+  // first message that fails: the result then holds the outcomes of the messages that ran, the
+  // failed one last (the caller decides about the rest, e.g. after asking a circuit breaker).
+  std::vector<Result<ProcessResult>> process_each(const std::shared_ptr<const Module>& module,
+                                                  std::span<const Message* const> messages,
+                                                  uint32_t timeout_ms = 0,
+                                                  uint32_t run_timeout_ms = 0,
+                                                  bool stop_at_failure = false);
+
   // Creates instances of `module` until `count` are idle (at most the module's max_pool_size,
   // stopping at the pool's memory budget), so that calls find them ready; `created`, when
   // given, receives how many it created. Not rate limited.

@@ -56,10 +56,20 @@ void Watchdog::unregister_isolate(Slot* slot) {
   state_->slots.remove_if([slot](const Slot& s) { return &s == slot; });
 }
 
-void Watchdog::arm(Slot* slot, uint32_t timeout_ms) {
-  int64_t deadline = now_ns() + static_cast<int64_t>(timeout_ms) * 1'000'000;
+void Watchdog::arm(Slot* slot, uint32_t timeout_ms) { arm_steps(slot, timeout_ms, 0, nullptr); }
+
+void Watchdog::arm_steps(Slot* slot, uint32_t timeout_ms, uint32_t step_timeout_ms,
+                         const int32_t* progress) {
+  const int64_t now = now_ns();
+  int64_t deadline = now + static_cast<int64_t>(timeout_ms) * 1'000'000;
   uint64_t generation = (slot->state.load(std::memory_order_relaxed) >> 2) + 1;
   slot->deadline_ns.store(deadline, std::memory_order_relaxed);
+  slot->progress.store(step_timeout_ms > 0 ? progress : nullptr, std::memory_order_relaxed);
+  slot->step_ns.store(static_cast<int64_t>(step_timeout_ms) * 1'000'000, std::memory_order_relaxed);
+  slot->armed_ns.store(now, std::memory_order_relaxed);
+  if (step_timeout_ms > 0) {
+    deadline = std::min(deadline, now + static_cast<int64_t>(step_timeout_ms) * 1'000'000 / 4);
+  }
   slot->state.store(generation << 2 | kArmed, std::memory_order_seq_cst);
   // The thread publishes when it will look next before it scans; a deadline earlier than that
   // must wake it, or the call could overrun by up to a full sleep.
@@ -89,6 +99,21 @@ void Watchdog::run() {
       uint64_t s = slot.state.load(std::memory_order_seq_cst);
       if ((s & 3) != kArmed) continue;
       int64_t deadline = slot.deadline_ns.load(std::memory_order_relaxed);
+      if (const int32_t* progress = slot.progress.load(std::memory_order_relaxed)) {
+        // A call of many steps: each step has its own limit from when it was seen to start.
+        const int64_t step = slot.step_ns.load(std::memory_order_relaxed);
+        const int32_t p = __atomic_load_n(progress, __ATOMIC_RELAXED);
+        if (slot.seen_generation != s >> 2) {
+          slot.seen_generation = s >> 2;
+          slot.seen_progress = p;
+          slot.step_deadline_ns = slot.armed_ns.load(std::memory_order_relaxed) + step;
+        } else if (p != slot.seen_progress) {
+          slot.seen_progress = p;
+          slot.step_deadline_ns = now + step;
+        }
+        if (slot.step_deadline_ns <= now) deadline = now;
+        else next = std::min(next, now + std::max<int64_t>(step / 4, 1'000'000));
+      }
       if (deadline > now) {
         next = std::min(next, deadline);
         continue;

@@ -26,6 +26,15 @@ class Watchdog {
     v8::Isolate* isolate = nullptr;
     std::atomic<uint64_t> state{0};  // generation << 2 | phase
     std::atomic<int64_t> deadline_ns{0};
+    // Calls that run many guest steps (arm_steps): a counter the guest side advances at each
+    // step, and the time one step may take; null/0 otherwise.
+    std::atomic<const int32_t*> progress{nullptr};
+    std::atomic<int64_t> step_ns{0};
+    std::atomic<int64_t> armed_ns{0};
+    // The watchdog thread's own: the generation and progress it last saw, and when.
+    uint64_t seen_generation = 0;
+    int32_t seen_progress = 0;
+    int64_t step_deadline_ns = 0;
   };
 
   static Watchdog& instance();
@@ -36,6 +45,13 @@ class Watchdog {
 
   // Starts watching a call on `slot` that must end within `timeout_ms`. Owner thread only.
   void arm(Slot* slot, uint32_t timeout_ms);
+  // Starts watching a call that runs guest steps one after another (the per-message loop of
+  // Sandbox::process_each): it must end within `timeout_ms`, and each step within
+  // `step_timeout_ms`. `*progress` changes when a step starts; the watchdog looks at it at
+  // least every quarter of `step_timeout_ms`, so a step is ended after between 1 and 1.25 times
+  // its limit. `progress` must stay valid until disarm(). Owner thread only.
+  void arm_steps(Slot* slot, uint32_t timeout_ms, uint32_t step_timeout_ms,
+                 const int32_t* progress);
   // Stops watching. Returns true when the watchdog terminated this call (or is past doing so);
   // the caller must then CancelTerminateExecution() once no JavaScript runs. Owner thread only.
   bool disarm(Slot* slot);
