@@ -1,6 +1,7 @@
 #include "broker/broker.h"
 
 #include <algorithm>
+#include <future>
 
 #include "common/bincode.h"
 #include "common/log.h"
@@ -46,25 +47,34 @@ Result<std::shared_ptr<storage::Topic>> Broker::target_topic(const std::string& 
   return store_.find_or_create(name);
 }
 
-void Broker::store(std::vector<Placement> placements, std::vector<ProduceOutcome>& outcomes) {
+void Broker::store(std::vector<Placement> placements, std::vector<ProduceOutcome> outcomes,
+                   StoreDone done) {
+  // What the partitions' appends share: the outcomes, filled as each partition's batches are
+  // written, and how many partitions are still to come.
+  struct Pending {
+    std::mutex mutex;
+    std::vector<ProduceOutcome> outcomes;  // guarded by mutex
+    size_t partitions_left = 0;            // guarded by mutex
+    StoreDone done;
+  };
+  auto pending = std::make_shared<Pending>();
+  auto fail = [](ProduceOutcome& out, const std::string& error) {
+    out.kind = ProduceOutcome::Kind::kFailed;
+    if (out.error.empty()) out.error = error;
+  };
   // Group by topic and partition, keeping order within each.
   struct Target {
     std::shared_ptr<storage::Topic> topic;
     std::vector<std::vector<size_t>> by_partition;
   };
   std::map<std::string, Target, std::less<>> targets;
-  auto fail = [&](size_t input, const std::string& error) {
-    ProduceOutcome& out = outcomes[input];
-    out.kind = ProduceOutcome::Kind::kFailed;
-    if (out.error.empty()) out.error = error;
-  };
   for (size_t i = 0; i < placements.size(); ++i) {
     Placement& p = placements[i];
     auto it = targets.find(p.topic);
     if (it == targets.end()) {
       auto topic = target_topic(p.topic, p.dead_letter);
       if (!topic.is_ok()) {
-        fail(p.input, topic.status().message());
+        fail(outcomes[p.input], topic.status().message());
         continue;
       }
       Target t;
@@ -78,54 +88,101 @@ void Broker::store(std::vector<Placement> placements, std::vector<ProduceOutcome
                              : t.topic->choose_partition(p.message.key);
     t.by_partition[partition].push_back(i);
   }
+  // One append job per partition: its records in bounded batches (a read at any offset decodes
+  // at most one batch's worth of records), encoded here, outside any lock.
+  struct Job {
+    std::shared_ptr<storage::Topic> topic;
+    uint32_t partition;
+    std::vector<storage::EncodedBatch> batches;
+    std::vector<std::vector<size_t>> inputs;  // per batch, the input of each record
+  };
+  std::vector<Job> jobs;
   std::vector<Message> batch;
   for (auto& [name, t] : targets) {
     for (uint32_t partition = 0; partition < t.by_partition.size(); ++partition) {
       const auto& members = t.by_partition[partition];
-      bool appended_any = false;
-      // Bounded batches: a read at any offset decodes at most one batch's worth of records.
+      if (members.empty()) continue;
+      Job job{t.topic, partition, {}, {}};
       for (size_t first = 0; first < members.size();) {
         size_t end = first;
         size_t bytes = 0;
         batch.clear();
+        std::vector<size_t> inputs;
         while (end < members.size() && batch.size() < kMaxAppendRecords) {
           const size_t size = bincode::encoded_size(placements[members[end]].message);
           if (!batch.empty() && bytes + size > kMaxAppendBytes) break;
           bytes += size;
           batch.push_back(std::move(placements[members[end]].message));
+          inputs.push_back(placements[members[end]].input);
           ++end;
         }
-        auto appended = t.topic->partition(partition).append(batch);
-        for (size_t k = first; k < end; ++k) {
-          const Placement& p = placements[members[k]];
-          if (appended.is_ok()) {
-            outcomes[p.input].records.push_back(
-                {t.topic->name(), partition,
-                 appended->base_offset + static_cast<int64_t>(k - first)});
-          } else {
-            fail(p.input, appended.status().message());
-          }
-        }
-        if (!appended.is_ok()) {
-          // The rest is not appended either: a later batch stored after a failed one would
-          // reorder the partition.
-          for (size_t k = end; k < members.size(); ++k) {
-            fail(placements[members[k]].input, appended.status().message());
-          }
-          break;
-        }
-        appended_any = true;
+        storage::EncodedBatch encoded;
+        storage::encode_batch(0, batch, &encoded.bytes);
+        encoded.records = static_cast<uint32_t>(batch.size());
+        job.batches.push_back(std::move(encoded));
+        job.inputs.push_back(std::move(inputs));
         first = end;
       }
-      if (appended_any) notify(t.topic->name(), partition);
+      jobs.push_back(std::move(job));
     }
+  }
+  pending->outcomes = std::move(outcomes);
+  pending->done = std::move(done);
+  pending->partitions_left = jobs.size();
+  if (jobs.empty()) {
+    pending->done(std::move(pending->outcomes));
+    return;
+  }
+  for (Job& job : jobs) {
+    storage::PartitionLog& log = job.topic->partition(job.partition);
+    auto topic = job.topic;
+    const uint32_t partition = job.partition;
+    appender_.append(
+        log, topic, std::move(job.batches),
+        [this, pending, topic, partition, fail, inputs = std::move(job.inputs)](
+            std::vector<Result<storage::AppendResult>> results) {
+          bool appended_any = false;
+          bool last = false;
+          {
+            std::lock_guard lock(pending->mutex);
+            for (size_t k = 0; k < results.size(); ++k) {
+              for (size_t r = 0; r < inputs[k].size(); ++r) {
+                ProduceOutcome& out = pending->outcomes[inputs[k][r]];
+                if (results[k].is_ok()) {
+                  out.records.push_back(
+                      {topic->name(), partition, results[k]->base_offset + static_cast<int64_t>(r)});
+                } else {
+                  fail(out, results[k].status().message());
+                }
+              }
+              appended_any |= results[k].is_ok();
+            }
+            last = --pending->partitions_left == 0;
+          }
+          if (appended_any) notify(topic->name(), partition);
+          if (last) pending->done(std::move(pending->outcomes));
+        });
   }
 }
 
+void Broker::drain_appends() { appender_.drain(); }
+
 Result<std::vector<ProduceOutcome>> Broker::produce(std::string_view topic_name,
                                                     std::vector<ProduceRecord> records) {
+  std::promise<Result<std::vector<ProduceOutcome>>> stored;
+  auto future = stored.get_future();
+  auto immediate = produce_without_etl(topic_name, std::move(records),
+                                       [&stored](Result<std::vector<ProduceOutcome>> outcomes) {
+                                         stored.set_value(std::move(outcomes));
+                                       });
+  if (immediate) return std::move(*immediate);
+  return future.get();
+}
+
+std::optional<Result<std::vector<ProduceOutcome>>> Broker::produce_without_etl(
+    std::string_view topic_name, std::vector<ProduceRecord> records, ProduceDone done) {
   auto topic = check(topic_name, records);
-  if (!topic.is_ok()) return topic.status();
+  if (!topic.is_ok()) return Result<std::vector<ProduceOutcome>>(topic.status());
   std::vector<ProduceOutcome> outcomes(records.size());
   std::vector<Placement> placements(records.size());
   for (size_t i = 0; i < records.size(); ++i) {
@@ -134,16 +191,21 @@ Result<std::vector<ProduceOutcome>> Broker::produce(std::string_view topic_name,
     placements[i].partition = records[i].partition;
     placements[i].message = std::move(records[i].message);
   }
-  store(std::move(placements), outcomes);
-  return outcomes;
+  store(std::move(placements), std::move(outcomes),
+        [done = std::move(done)](std::vector<ProduceOutcome> stored) { done(std::move(stored)); });
+  return std::nullopt;
 }
 
 std::optional<Result<std::vector<ProduceOutcome>>> Broker::produce(
     std::string topic_name, std::vector<ProduceRecord> records, ProduceDone done) {
-  if (!etl_) return produce(topic_name, std::move(records));
+  // The name is checked before any plan is looked up: plans are cached per topic name.
+  if (Status s = storage::validate_topic_name(topic_name); !s.is_ok()) {
+    return Result<std::vector<ProduceOutcome>>(s);
+  }
+  if (!etl_) return produce_without_etl(topic_name, std::move(records), std::move(done));
   auto configuration = etl_->configuration();
   auto plan = configuration->plan_for(topic_name);
-  if (plan->empty()) return produce(topic_name, std::move(records));
+  if (plan->empty()) return produce_without_etl(topic_name, std::move(records), std::move(done));
   // Admitted before anything is created or queued: a refusal (503) changes nothing.
   uint64_t bytes = 0;
   for (const auto& r : records) bytes += bincode::encoded_size(r.message);
@@ -160,9 +222,13 @@ std::optional<Result<std::vector<ProduceOutcome>>> Broker::produce(
   auto held = std::make_shared<etl::Admission>(std::move(*admission));
   etl_->process(std::move(configuration), std::move(plan), topic_name, std::move(inputs),
                 [this, topic_name, done = std::move(done), held](etl::BatchResult result) {
-                  auto outcomes = store_etl_result(topic_name, std::move(result));
-                  held->release();  // before the answer: a client may send the next at once
-                  done(std::move(outcomes));
+                  // The worker queues the writes and goes on; the appender answers.
+                  store_etl_result(topic_name, std::move(result), "",
+                                   [done, held](std::vector<ProduceOutcome> outcomes) {
+                                     // Before the answer: a client may send the next at once.
+                                     held->release();
+                                     done(std::move(outcomes));
+                                   });
                 });
   return std::nullopt;
 }
@@ -170,6 +236,17 @@ std::optional<Result<std::vector<ProduceOutcome>>> Broker::produce(
 std::vector<ProduceOutcome> Broker::store_etl_result(const std::string& topic,
                                                      etl::BatchResult result,
                                                      const std::string& destination) {
+  std::promise<std::vector<ProduceOutcome>> stored;
+  auto future = stored.get_future();
+  store_etl_result(topic, std::move(result), destination,
+                   [&stored](std::vector<ProduceOutcome> outcomes) {
+                     stored.set_value(std::move(outcomes));
+                   });
+  return future.get();
+}
+
+void Broker::store_etl_result(const std::string& topic, etl::BatchResult result,
+                              const std::string& destination, StoreDone done) {
   std::vector<ProduceOutcome> outcomes(result.outcomes.size());
   std::vector<Placement> placements;
   for (size_t i = 0; i < result.outcomes.size(); ++i) {
@@ -202,20 +279,21 @@ std::vector<ProduceOutcome> Broker::store_etl_result(const std::string& topic,
           {i, std::move(routed.topic), std::nullopt, std::move(routed.message), true});
     }
   }
-  store(std::move(placements), outcomes);
   // Error records answer for no input: a failure to write them is logged, not reported.
   if (!result.error_records.empty()) {
-    std::vector<ProduceOutcome> ignored(1);
     std::vector<Placement> records;
     for (auto& r : result.error_records) {
       records.push_back({0, std::move(r.topic), std::nullopt, std::move(r.message), true});
     }
-    store(std::move(records), ignored);
-    if (ignored[0].kind == ProduceOutcome::Kind::kFailed) {
-      log::get("broker").warn("error records of topic {} not written: {}", topic, ignored[0].error);
-    }
+    store(std::move(records), std::vector<ProduceOutcome>(1),
+          [topic](std::vector<ProduceOutcome> written) {
+            if (written[0].kind == ProduceOutcome::Kind::kFailed) {
+              log::get("broker").warn("error records of topic {} not written: {}", topic,
+                                      written[0].error);
+            }
+          });
   }
-  return outcomes;
+  store(std::move(placements), std::move(outcomes), std::move(done));
 }
 
 Result<storage::ReadResult> Broker::consume(std::string_view topic_name,
@@ -236,51 +314,57 @@ Result<storage::ReadResult> Broker::consume(std::string_view topic_name,
 
 uint64_t Broker::wait_for_data(const std::string& topic_name, uint32_t partition, int64_t offset,
                                std::function<void()> callback) {
+  const WaitKey key{topic_name, partition};
   uint64_t id;
   {
     std::lock_guard lock(waiters_mutex_);
     id = next_waiter_id_++;
-    waiters_.emplace(id, Waiter{topic_name, partition, std::move(callback)});
+    waiters_[key].emplace(id, std::move(callback));
+    waiter_keys_.emplace(id, key);
   }
   // Checked after registering, so that an append between the check and the registration
   // cannot be missed.
   auto topic = store_.find(topic_name);
   if (topic && partition < topic->partition_count() &&
       topic->partition(partition).next_offset() > offset) {
-    std::function<void()> ready;
-    {
-      std::lock_guard lock(waiters_mutex_);
-      auto it = waiters_.find(id);
-      if (it != waiters_.end()) {
-        ready = std::move(it->second.callback);
-        waiters_.erase(it);
-      }
-    }
+    std::function<void()> ready = take_waiter(id);
     if (ready) ready();
     return 0;
   }
   return id;
 }
 
-bool Broker::cancel_wait(uint64_t id) {
+std::function<void()> Broker::take_waiter(uint64_t id) {
   std::lock_guard lock(waiters_mutex_);
-  return waiters_.erase(id) > 0;
+  auto key = waiter_keys_.find(id);
+  if (key == waiter_keys_.end()) return {};
+  auto partition = waiters_.find(key->second);
+  std::function<void()> callback;
+  if (partition != waiters_.end()) {
+    auto it = partition->second.find(id);
+    if (it != partition->second.end()) {
+      callback = std::move(it->second);
+      partition->second.erase(it);
+    }
+    if (partition->second.empty()) waiters_.erase(partition);
+  }
+  waiter_keys_.erase(key);
+  return callback;
 }
 
+bool Broker::cancel_wait(uint64_t id) { return static_cast<bool>(take_waiter(id)); }
+
 void Broker::notify(const std::string& topic, uint32_t partition) {
-  std::vector<std::function<void()>> ready;
+  std::map<uint64_t, std::function<void()>> ready;
   {
     std::lock_guard lock(waiters_mutex_);
-    for (auto it = waiters_.begin(); it != waiters_.end();) {
-      if (it->second.partition == partition && it->second.topic == topic) {
-        ready.push_back(std::move(it->second.callback));
-        it = waiters_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    auto it = waiters_.find(WaitKey{topic, partition});
+    if (it == waiters_.end()) return;
+    ready = std::move(it->second);
+    waiters_.erase(it);
+    for (const auto& [id, callback] : ready) waiter_keys_.erase(id);
   }
-  for (auto& callback : ready) callback();
+  for (auto& [id, callback] : ready) callback();
 }
 
 }  // namespace wasmq::broker

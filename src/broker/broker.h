@@ -1,10 +1,16 @@
 // The produce/consume service: what the data API does, without HTTP. The inline ETL pipelines
 // run here, between a produce request and storage: a request whose topic has pipelines goes to
 // the ETL workers, and what they decide (outputs, routed outputs, dead letters, error records)
-// is stored from the worker thread before the request is answered.
+// is stored before the request is answered.
 //
-// Threads: every method may be called from any thread (typically the I/O threads). Storage calls
-// block for disk I/O (and fsync with FsyncPolicy::kAlways).
+// One way through, one owner per stage: the calling thread (an I/O thread) parses, checks and
+// admits; the ETL workers only transform; the thread that has the records last encodes their
+// batches and queues them for the appender (storage/appender.h), which alone writes the logs
+// (and syncs them with fsync "always") and calls back; the answer goes back to the I/O thread
+// through the caller's callback. Neither I/O threads nor ETL workers wait for the disk (topic
+// creation aside, once per topic; reads of consumers are page-cache reads on the I/O threads).
+//
+// Threads: every method may be called from any thread.
 #pragma once
 
 #include <atomic>
@@ -20,6 +26,7 @@
 #include "common/message.h"
 #include "common/status.h"
 #include "etl/orchestrator.h"
+#include "storage/appender.h"
 #include "storage/topic_store.h"
 
 namespace wasmq::broker {
@@ -75,19 +82,22 @@ class Broker {
   // `etl` (may be null: no pipelines) must outlive the broker.
   Broker(storage::TopicStore& store, BrokerOptions options, etl::Orchestrator* etl = nullptr);
 
-  // Stores the records of one request, without ETL. The whole request is checked first (topic
-  // name, partition numbers): a bad request is refused with kInvalidArgument/kNotFound and
-  // nothing is stored. Records for the same partition are appended in input order, in batches
-  // bounded by kMaxAppendRecords and kMaxAppendBytes; when one fails, its records and the later
-  // ones of that partition are reported failed (the earlier ones stay stored).
+  // Stores the records of one request, without ETL, and waits until they are written. The
+  // whole request is checked first (topic name, partition numbers): a bad request is refused
+  // with kInvalidArgument/kNotFound and nothing is stored. Records for the same partition are
+  // appended in input order, in batches bounded by kMaxAppendRecords and kMaxAppendBytes; when
+  // one fails, its records and the later ones of that partition are reported failed (the
+  // earlier ones stay stored).
   Result<std::vector<ProduceOutcome>> produce(std::string_view topic,
                                               std::vector<ProduceRecord> records);
 
-  // Produces through the topic's inline pipelines. When no pipeline applies to the topic (or the
-  // request is refused), the work is done on this thread and the result returned; otherwise it
-  // returns nullopt and `done` is called once, from an ETL worker thread, after the outputs are
-  // stored. When the ETL workers have too much produce work admitted (etl::Workers::admit) the
-  // request is refused with kUnavailable and nothing is stored or created.
+  // Produces through the topic's inline pipelines, if any, without waiting: a refused request
+  // (bad name or partition, kUnavailable when the ETL workers have too much produce work
+  // admitted, etl::Workers::admit) is answered at once with the refusal, and nothing is stored
+  // or created. Otherwise it returns nullopt: the records go to the ETL workers when pipelines
+  // apply to the topic, then (or at once) their batches are encoded and queued for the
+  // appender, and `done` is called once, from the appender thread, when everything is written.
+  // Neither this thread nor an ETL worker waits for the disk.
   std::optional<Result<std::vector<ProduceOutcome>>> produce(std::string topic,
                                                              std::vector<ProduceRecord> records,
                                                              ProduceDone done);
@@ -104,11 +114,20 @@ class Broker {
   // Removes a waiting callback; false when it already ran or never existed.
   bool cancel_wait(uint64_t id);
 
-  // Stores what the ETL workers decided for a batch of `topic` and reports per input. With a
-  // `destination` (stream pipelines), outputs that stay in `topic` go there instead. Dead
-  // letters and error records are stored too. Blocks for disk I/O; any thread.
+  using StoreDone = std::function<void(std::vector<ProduceOutcome>)>;
+
+  // Stores what the ETL workers decided for a batch of `topic` and reports per input to `done`,
+  // on the appender thread, once everything is written. With a `destination` (stream
+  // pipelines), outputs that stay in `topic` go there instead. Dead letters and error records
+  // are stored too. Any thread; does not wait for the disk.
+  void store_etl_result(const std::string& topic, etl::BatchResult result,
+                        const std::string& destination, StoreDone done);
+  // The same, waiting for the outcomes (stream pipeline runners).
   std::vector<ProduceOutcome> store_etl_result(const std::string& topic, etl::BatchResult result,
                                                const std::string& destination = "");
+
+  // Returns once every write queued so far is done (before storage closes).
+  void drain_appends();
 
   storage::TopicStore& store() { return store_; }
   etl::Orchestrator* etl() { return etl_; }
@@ -129,23 +148,32 @@ class Broker {
   // A topic for outputs, dead letters or error records; created when absent (outputs only when
   // auto_create_topics is on).
   Result<std::shared_ptr<storage::Topic>> target_topic(const std::string& name, bool always_create);
-  // Appends every placement, in bounded batches per partition in order, and adds each stored
-  // record (or the failure) to the outcome of its input.
-  void store(std::vector<Placement> placements, std::vector<ProduceOutcome>& outcomes);
+  // Encodes every placement, in bounded batches per partition in order, queues them for the
+  // appender, adds each stored record (or the failure) to the outcome of its input, and calls
+  // `done` with the outcomes when every partition is written (at once when nothing is queued).
+  void store(std::vector<Placement> placements, std::vector<ProduceOutcome> outcomes,
+             StoreDone done);
+  // produce() without pipelines.
+  std::optional<Result<std::vector<ProduceOutcome>>> produce_without_etl(
+      std::string_view topic, std::vector<ProduceRecord> records, ProduceDone done);
   void notify(const std::string& topic, uint32_t partition);
 
   storage::TopicStore& store_;
   const BrokerOptions options_;
   etl::Orchestrator* const etl_;
 
-  struct Waiter {
-    std::string topic;
-    uint32_t partition;
-    std::function<void()> callback;
-  };
+  // Removes waiter `id` and returns its callback (empty when it is gone).
+  std::function<void()> take_waiter(uint64_t id);
+
+  // Waiting consumers by partition: an append wakes those of its partition only.
+  using WaitKey = std::pair<std::string, uint32_t>;
   std::mutex waiters_mutex_;
-  std::map<uint64_t, Waiter> waiters_;  // guarded by waiters_mutex_
-  uint64_t next_waiter_id_ = 1;         // guarded by waiters_mutex_
+  std::map<WaitKey, std::map<uint64_t, std::function<void()>>> waiters_;  // guarded by it
+  std::map<uint64_t, WaitKey> waiter_keys_;  // id -> partition; guarded by waiters_mutex_
+  uint64_t next_waiter_id_ = 1;              // guarded by waiters_mutex_
+
+  // Last: destroyed first, after writing what is queued (its callbacks use the members above).
+  storage::Appender appender_;
 };
 
 }  // namespace wasmq::broker

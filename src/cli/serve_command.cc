@@ -344,7 +344,8 @@ int serve(const std::string& config_path) {
   // (storing their results) before storage closes.
   streams.reset();
   etl->reset();
-  store->reset();  // flushes every partition
+  broker.drain_appends();  // what the workers queued last
+  store->reset();          // flushes every partition
   logger.info("stopped");
   return 0;
 }

@@ -672,74 +672,112 @@ Status PartitionLog::roll_locked() {
 
 Result<AppendResult> PartitionLog::append(std::span<const Message> messages) {
   if (messages.empty()) return invalid_argument("nothing to append");
-  std::string batch;
-  AppendResult result;
-  std::shared_ptr<OpenFile> held;  // keeps the descriptor open until the sync below
+  EncodedBatch batch;
+  encode_batch(0, messages, &batch.bytes);
+  batch.records = static_cast<uint32_t>(messages.size());
+  auto results = append_batches(std::span<EncodedBatch>(&batch, 1));
+  return std::move(results.front());
+}
+
+std::vector<Result<AppendResult>> PartitionLog::append_batches(std::span<EncodedBatch> batches) {
+  std::vector<Result<AppendResult>> results;
+  results.reserve(batches.size());
+  auto fail_rest = [&](const Status& status) {
+    while (results.size() < batches.size()) results.emplace_back(status);
+  };
+  std::vector<std::shared_ptr<OpenFile>> held;  // keep descriptors open until the sync below
+  int64_t end_offset = 0;
   {
     std::lock_guard lock(mutex_);
-    if (closed_) return Status(StatusCode::kNotFound, label_ + ": the topic was deleted");
-    const int64_t base = segments_.back()->next_offset;
-    encode_batch(base, messages, &batch);
-    if (batch.size() > UINT32_MAX / 2) {
-      return Status(StatusCode::kLimitExceeded, "batch of " + std::to_string(batch.size()) +
-                                                    " bytes is too large for one segment");
+    if (closed_) {
+      fail_rest(Status(StatusCode::kNotFound, label_ + ": the topic was deleted"));
+      return results;
     }
-    // A new segment also when the offsets would pass what the index can hold relative to the
-    // base (only a log recovered with huge skipped stretches gets near it).
-    if (segments_.back()->size > 0 &&
-        (segments_.back()->size + batch.size() > options_.segment_bytes ||
-         base + static_cast<int64_t>(messages.size()) > segments_.back()->offset_limit())) {
-      if (Status s = roll_locked(); !s.is_ok()) return s;
-    }
-    Segment& active = *segments_.back();
-    auto log_file = active.log_file();
-    if (!log_file.is_ok()) {
-      return io_failure("cannot open segment", active.log_path, log_file.status().message());
-    }
-    const uint64_t position = active.size;
-    if (active.bytes_since_index >= options_.index_interval_bytes) {
-      auto index_file = active.index_file();
-      if (!index_file.is_ok()) {
-        return io_failure("cannot open index", active.index_path, index_file.status().message());
+    for (EncodedBatch& b : batches) {
+      if (b.records == 0 || b.bytes.size() < kBatchHeaderSize) {
+        fail_rest(invalid_argument("nothing to append"));
+        return results;
       }
-      Segment::IndexEntry e{static_cast<uint32_t>(base - active.base_offset),
-                            static_cast<uint32_t>(position)};
-      char bytes[kIndexEntrySize];
-      put_u32_be(bytes, e.relative_offset);
-      put_u32_be(bytes + 4, e.position);
-      if (!pwrite_all((*index_file)->fd(), bytes, sizeof bytes,
-                      active.index.size() * kIndexEntrySize)) {
-        return io_failure("cannot write index", active.index_path, errno_text());
+      if (b.bytes.size() > UINT32_MAX / 2) {
+        fail_rest(Status(StatusCode::kLimitExceeded, "batch of " + std::to_string(b.bytes.size()) +
+                                                         " bytes is too large for one segment"));
+        return results;
       }
-      active.index.push_back(e);
-      active.bytes_since_index = 0;
-      active.index_dirty = true;
-    }
-    if (!pwrite_all((*log_file)->fd(), batch.data(), batch.size(), position)) {
-      const std::string cause = errno_text();
-      // Leave the file as it was: a partial batch must not stay behind.
-      if (::ftruncate((*log_file)->fd(), static_cast<off_t>(position)) != 0) {
-        return io_failure("cannot append (and cannot undo the partial write)", active.log_path,
-                          cause);
+      const int64_t base = segments_.back()->next_offset;
+      // The base offset: the first 8 bytes, big-endian, outside the CRC.
+      for (int i = 0; i < 8; ++i) b.bytes[i] = static_cast<char>(static_cast<uint64_t>(base) >> (56 - 8 * i));
+      // A new segment also when the offsets would pass what the index can hold relative to the
+      // base (only a log recovered with huge skipped stretches gets near it).
+      if (segments_.back()->size > 0 &&
+          (segments_.back()->size + b.bytes.size() > options_.segment_bytes ||
+           base + int64_t{b.records} > segments_.back()->offset_limit())) {
+        if (Status s = roll_locked(); !s.is_ok()) {
+          fail_rest(s);
+          break;
+        }
       }
-      return io_failure("cannot append", active.log_path, cause);
+      Segment& active = *segments_.back();
+      auto log_file = active.log_file();
+      if (!log_file.is_ok()) {
+        fail_rest(io_failure("cannot open segment", active.log_path, log_file.status().message()));
+        break;
+      }
+      const uint64_t position = active.size;
+      if (active.bytes_since_index >= options_.index_interval_bytes) {
+        auto index_file = active.index_file();
+        if (!index_file.is_ok()) {
+          fail_rest(
+              io_failure("cannot open index", active.index_path, index_file.status().message()));
+          break;
+        }
+        Segment::IndexEntry e{static_cast<uint32_t>(base - active.base_offset),
+                              static_cast<uint32_t>(position)};
+        char bytes[kIndexEntrySize];
+        put_u32_be(bytes, e.relative_offset);
+        put_u32_be(bytes + 4, e.position);
+        if (!pwrite_all((*index_file)->fd(), bytes, sizeof bytes,
+                        active.index.size() * kIndexEntrySize)) {
+          fail_rest(io_failure("cannot write index", active.index_path, errno_text()));
+          break;
+        }
+        active.index.push_back(e);
+        active.bytes_since_index = 0;
+        active.index_dirty = true;
+      }
+      if (!pwrite_all((*log_file)->fd(), b.bytes.data(), b.bytes.size(), position)) {
+        const std::string cause = errno_text();
+        // Leave the file as it was: a partial batch must not stay behind.
+        if (::ftruncate((*log_file)->fd(), static_cast<off_t>(position)) != 0) {
+          fail_rest(io_failure("cannot append (and cannot undo the partial write)",
+                               active.log_path, cause));
+        } else {
+          fail_rest(io_failure("cannot append", active.log_path, cause));
+        }
+        break;
+      }
+      active.size += b.bytes.size();
+      active.bytes_since_index += b.bytes.size();
+      active.next_offset = base + int64_t{b.records};
+      active.last_write_ms = wall_ms();
+      active.log_dirty = true;
+      if (!unsynced_) {
+        unsynced_ = true;
+        if (options_.fsync == FsyncPolicy::kInterval && options_.on_unsynced) options_.on_unsynced();
+      }
+      results.emplace_back(AppendResult{base, active.next_offset - 1});
+      end_offset = active.next_offset;
+      if (held.empty() || held.back() != *log_file) held.push_back(*log_file);
     }
-    active.size += batch.size();
-    active.bytes_since_index += batch.size();
-    active.next_offset = base + static_cast<int64_t>(messages.size());
-    active.last_write_ms = wall_ms();
-    active.log_dirty = true;
-    if (!unsynced_) {
-      unsynced_ = true;
-      if (options_.fsync == FsyncPolicy::kInterval && options_.on_unsynced) options_.on_unsynced();
-    }
-    result = {base, active.next_offset - 1};
-    held = *log_file;
   }
-  if (options_.fsync == FsyncPolicy::kAlways) {
-    if (Status s = sync_through(result.last_offset + 1); !s.is_ok()) return s;
+  if (options_.fsync == FsyncPolicy::kAlways && end_offset > 0) {
+    if (Status s = sync_through(end_offset); !s.is_ok()) {
+      // Written but not durable: none of them is acknowledged.
+      for (auto& r : results) {
+        if (r.is_ok()) r = s;
+      }
+    }
   }
-  return result;
+  return results;
 }
 
 Status PartitionLog::sync_through(int64_t offset) {

@@ -66,6 +66,13 @@ struct AppendResult {
   int64_t last_offset = 0;
 };
 
+// A RecordBatch made by encode_batch at base offset 0, outside any lock, and its record count:
+// the base offset lies outside the CRC, so append_batches() writes the real one in.
+struct EncodedBatch {
+  std::string bytes;
+  uint32_t records = 0;
+};
+
 // Offsets [first_offset, end_offset) that are lost to a corrupt batch (its bytes quarantined).
 struct CorruptRange {
   int64_t first_offset = 0;
@@ -96,6 +103,12 @@ class PartitionLog {
 
   // Appends `messages` (at least one) as one batch. On failure nothing is appended.
   Result<AppendResult> append(std::span<const Message> messages);
+
+  // Appends `batches` in order, each at the next offset (written into its bytes), under one
+  // lock, and with FsyncPolicy::kAlways syncs once for all of them before returning. One result
+  // per batch. At the first failure nothing more is appended: that batch and the ones after it
+  // get the failure (a later batch stored after a failed one would reorder the partition).
+  std::vector<Result<AppendResult>> append_batches(std::span<EncodedBatch> batches);
 
   // Makes everything appended so far durable.
   Status flush();

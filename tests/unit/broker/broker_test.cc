@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <future>
+#include <map>
 #include <filesystem>
 #include <thread>
 
@@ -41,6 +43,61 @@ class BrokerTest : public ::testing::Test {
   std::unique_ptr<storage::TopicStore> store_;
   std::unique_ptr<Broker> broker_;
 };
+
+// One way through: the thread that produces (an I/O thread) queues the writes and goes on; the
+// appender writes them and answers, from its own thread.
+TEST_F(BrokerTest, TheProducingThreadDoesNotWriteAndTheAppenderAnswers) {
+  std::promise<std::pair<std::thread::id, Result<std::vector<ProduceOutcome>>>> answered;
+  auto answer = answered.get_future();
+  auto immediate = broker_->produce("t", {record("k", "a"), record("k", "b")},
+                                    [&](Result<std::vector<ProduceOutcome>> outcomes) {
+                                      answered.set_value({std::this_thread::get_id(),
+                                                          std::move(outcomes)});
+                                    });
+  EXPECT_FALSE(immediate.has_value());
+  auto [thread, outcomes] = answer.get();
+  EXPECT_NE(thread, std::this_thread::get_id());
+  ASSERT_TRUE(outcomes.is_ok()) << outcomes.status().message();
+  ASSERT_EQ(outcomes->size(), 2u);
+  EXPECT_EQ((*outcomes)[1].records.at(0).offset, 1);
+  // A refusal is answered at once, on the calling thread, and creates nothing.
+  auto refused = broker_->produce("bad name", {record("k", "v")},
+                                  [](Result<std::vector<ProduceOutcome>>) { FAIL(); });
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_FALSE(refused->is_ok());
+}
+
+// Many threads producing to a few partitions: every record stored once, each partition's
+// offsets contiguous and each producer's records in its order.
+TEST_F(BrokerTest, ConcurrentProducersKeepEachPartitionInOrder) {
+  constexpr int kThreads = 4, kRequests = 200;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kRequests; ++i) {
+        const std::string key = "producer-" + std::to_string(t);
+        auto out = broker_->produce("many", {record(key, std::to_string(i)),
+                                             record(key, std::to_string(i) + "b")});
+        ASSERT_TRUE(out.is_ok()) << out.status().message();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto topic = store_->find("many");
+  ASSERT_TRUE(topic);
+  auto read = topic->partition(0).read(0, 100000, 1 << 30);
+  ASSERT_TRUE(read.is_ok());
+  ASSERT_EQ(read->records.size(), size_t{kThreads * kRequests * 2});
+  std::map<std::string, int> next;
+  for (size_t i = 0; i < read->records.size(); ++i) {
+    const auto& r = read->records[i];
+    EXPECT_EQ(r.offset, static_cast<int64_t>(i));
+    const std::string& key = *r.message.key;
+    const std::string expected = std::to_string(next[key] / 2) + (next[key] % 2 ? "b" : "");
+    EXPECT_EQ(r.message.value, expected) << key;
+    ++next[key];
+  }
+}
 
 TEST_F(BrokerTest, ProducesAndConsumesWithAutoCreate) {
   auto out = broker_->produce("raw-events", {record("sensor-001", "a"), record(std::nullopt, "b")});

@@ -1,0 +1,77 @@
+#include "storage/appender.h"
+
+#include <unordered_map>
+
+namespace wasmq::storage {
+
+Appender::Appender() : thread_([this] { run(); }) {}
+
+Appender::~Appender() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+}
+
+void Appender::append(PartitionLog& log, std::shared_ptr<const void> owner,
+                      std::vector<EncodedBatch> batches, Done done) {
+  {
+    std::lock_guard lock(mutex_);
+    queue_.push_back(Job{&log, std::move(owner), std::move(batches), std::move(done)});
+    ++queued_;
+  }
+  wake_.notify_one();
+}
+
+void Appender::drain() {
+  std::unique_lock lock(mutex_);
+  const uint64_t target = queued_;
+  drained_.wait(lock, [&] { return finished_ >= target; });
+}
+
+void Appender::run() {
+  std::vector<Job> jobs;
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and nothing left
+      jobs.swap(queue_);
+    }
+    // Per partition, in queue order: all its batches of this round in one append_batches call.
+    std::unordered_map<PartitionLog*, std::vector<size_t>> by_log;
+    std::vector<PartitionLog*> order;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      auto [it, inserted] = by_log.try_emplace(jobs[i].log);
+      if (inserted) order.push_back(jobs[i].log);
+      it->second.push_back(i);
+    }
+    for (PartitionLog* log : order) {
+      const auto& members = by_log[log];
+      std::vector<EncodedBatch> batches;
+      for (size_t i : members) {
+        for (auto& b : jobs[i].batches) batches.push_back(std::move(b));
+      }
+      auto results = log->append_batches(batches);
+      size_t at = 0;
+      for (size_t i : members) {
+        const size_t n = jobs[i].batches.size();
+        std::vector<Result<AppendResult>> mine(std::make_move_iterator(results.begin() + at),
+                                               std::make_move_iterator(results.begin() + at + n));
+        at += n;
+        if (jobs[i].done) jobs[i].done(std::move(mine));
+      }
+    }
+    const uint64_t done = jobs.size();
+    jobs.clear();
+    {
+      std::lock_guard lock(mutex_);
+      finished_ += done;
+    }
+    drained_.notify_all();
+  }
+}
+
+}  // namespace wasmq::storage
