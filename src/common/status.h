@@ -27,8 +27,9 @@ enum class StatusCode {
 // Returns the snake_case name of a code, e.g. "invalid_module".
 const char* status_code_name(StatusCode code);
 
-// The outcome of an operation that can fail. Cheap to copy when ok.
-class Status {
+// The outcome of an operation that can fail. Cheap to copy when ok. [[nodiscard]]: an error
+// value may not be dropped silently (cast to void where that is meant).
+class [[nodiscard]] Status {
  public:
   Status() = default;
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
@@ -55,10 +56,15 @@ inline Status invalid_argument(std::string message) {
 
 // Either a value or a non-ok Status.
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
-  Result(Status status) : status_(std::move(status)) { assert(!status_.is_ok()); }  // NOLINT
+  // A Result needs a value or an error: one made from an ok Status is an internal error (and
+  // trips the assertion in builds that keep them), never an error without a message.
+  Result(Status status) : status_(std::move(status)) {  // NOLINT: implicit by design
+    assert(!status_.is_ok());
+    if (status_.is_ok()) status_ = Status(StatusCode::kInternal, "a Result was made without a value");
+  }
 
   bool is_ok() const { return value_.has_value(); }
   const Status& status() const { return status_; }
