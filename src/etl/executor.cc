@@ -202,21 +202,14 @@ struct Executor::Run {
       return out;
     };
     const ModuleSpec& spec = *use.spec;
-    auto record = runtime().registry ? runtime().registry->resolve(spec.module_id) : nullptr;
-    if (!record) return fail_all("module \"" + spec.module_id + "\" is not deployed");
+    const Executor::BoundUse& bound = executor.bind(pipeline, use);
+    if (!bound.error.empty()) return fail_all(bound.error);
+    const std::shared_ptr<const ModuleRecord>& record = bound.record;
     for (auto& o : out) o.resolved_id = record->id;
-
-    const wasm::InstanceSettings settings =
-        instance_settings_for(pipeline.spec, spec, runtime().defaults);
-    auto module = runtime().modules.get(*record, settings, executor.sandbox_);
-    if (!module.is_ok()) {
-      return fail_all("cannot load module " + record->id + ": " + module.status().message());
-    }
+    const wasm::InstanceSettings& settings = bound.settings;
+    const std::shared_ptr<const wasm::Module>* module = &bound.module;
 
     const CircuitBreakerConfig& breaker = pipeline.spec.circuit_breaker;
-    // A breaker per module version: a new version of a followed name starts closed instead of
-    // inheriting the failures of the version it replaces.
-    const std::string breaker_key = use.key + '@' + record->id;
     const auto open_for = std::chrono::milliseconds(breaker.open_ms);
     const bool caching = spec.instance_config.enable_caching;
     const auto ttl = std::chrono::seconds(spec.instance_config.cache_ttl_seconds);
@@ -273,7 +266,7 @@ struct Executor::Run {
       auto start = Clock::now();
       ++result.counts.calls;
       bool whole_ok = true;
-      if (indexes.size() > 1 && !module.value()->info().has_process_batch) {
+      if (indexes.size() > 1 && !(*module)->info().has_process_batch) {
         // Single calls, one entry into the engine for the run: each message has the module's
         // time limit, the run what is left of the stage's and pipeline's budgets.
         std::vector<const Message*> run;
@@ -325,7 +318,7 @@ struct Executor::Run {
       runtime().figures.call_latency.record(call_ms);
       log_call(*record, indexes.size(), call_ms, ms, whole_ok,
                whole_ok ? executor.sandbox_.stats().last_call_memory_bytes : 0,
-               module.value()->info().memory_max_pages.value_or(0) * wasm::kWasmPageSize);
+               (*module)->info().memory_max_pages.value_or(0) * wasm::kWasmPageSize);
       double ms_taken = call_ms / std::max<size_t>(ran, 1);
       for (size_t k = 0; k < ran; ++k) out[indexes[k]].time_ms += ms_taken;
       return whole_ok;
@@ -345,10 +338,7 @@ struct Executor::Run {
     ResultCache& cache = *executor.results_;
     ResultCache::Keys cache_keys;
     const auto cache_now = caching ? Clock::now() : Clock::time_point{};
-    if (caching) {
-      ResultCache::make_keys(ResultCache::salt_for(*record, settings.config_json), messages,
-                             &cache_keys);
-    }
+    if (caching) ResultCache::make_keys(bound.cache_salt, messages, &cache_keys);
     for (size_t i = 0; i < messages.size(); ++i) {
       if (caching &&
           cache.find(cache_keys, i, messages[i]->timestamp, cache_now, &out[i].result)) {
@@ -360,10 +350,10 @@ struct Executor::Run {
     }
 
     auto run_pending = [&](std::vector<size_t> todo) {
-      const bool batched = module.value()->info().has_process_batch;
+      const bool batched = (*module)->info().has_process_batch;
       size_t pos = 0;
       while (pos < todo.size()) {
-        auto admission = runtime().breakers.admit(breaker_key, Clock::now());
+        auto admission = bound.breaker->admit(Clock::now());
         if (admission == CircuitBreakers::Admission::kOpen) {
           for (; pos < todo.size(); ++pos) {
             out[todo[pos]].error = "circuit breaker open for module " + record->id;
@@ -389,7 +379,7 @@ struct Executor::Run {
         }
         for (size_t i : chunk) {
           settle(i);
-          runtime().breakers.record(breaker_key, out[i].ok, breaker.failure_threshold, open_for,
+          bound.breaker->record(out[i].ok, breaker.failure_threshold, open_for,
                                     Clock::now());
         }
       }
@@ -994,6 +984,48 @@ struct Executor::Run {
     return std::move(result);
   }
 };
+
+const Executor::BoundUse& Executor::bind(const CompiledPipeline& pipeline, const ModuleUse& use) {
+  using Clock = std::chrono::steady_clock;
+  const auto now = Clock::now();
+  // Uses of configurations and dry runs that are gone: dropped once unused for 10 s (a use in
+  // service is bound again every second).
+  if (now - last_sweep_ > std::chrono::seconds(10) || bound_.size() > 4096) {
+    std::erase_if(bound_, [&](const auto& entry) {
+      return now - entry.second->bound_at > std::chrono::seconds(10) || bound_.size() > 4096;
+    });
+    last_sweep_ = now;
+  }
+  std::unique_ptr<BoundUse>& slot = bound_[use.serial];
+  const uint64_t generation = runtime_.registry ? runtime_.registry->generation() : 0;
+  if (slot && slot->registry_generation == generation &&
+      now - slot->bound_at < std::chrono::seconds(1)) {
+    return *slot;
+  }
+  auto b = std::make_unique<BoundUse>();
+  b->registry_generation = generation;
+  b->bound_at = now;
+  const ModuleSpec& spec = *use.spec;
+  b->record = runtime_.registry ? runtime_.registry->resolve(spec.module_id) : nullptr;
+  if (!b->record) {
+    b->error = "module \"" + spec.module_id + "\" is not deployed";
+  } else {
+    b->settings = slot && slot->record == b->record
+                      ? slot->settings
+                      : instance_settings_for(pipeline.spec, spec, runtime_.defaults);
+    auto module = runtime_.modules.get(*b->record, b->settings, sandbox_);
+    if (module.is_ok()) {
+      b->module = std::move(*module);
+    } else {
+      b->error = "cannot load module " + b->record->id + ": " + module.status().message();
+    }
+    b->breaker_key = use.key + '@' + b->record->id;
+    b->breaker = runtime_.breakers.get(b->breaker_key);
+    b->cache_salt = ResultCache::salt_for(*b->record, b->settings.config_json);
+  }
+  slot = std::move(b);
+  return *slot;
+}
 
 wasm::InstanceSettings instance_settings_for(const PipelineSpec& pipeline, const ModuleSpec& spec,
                                              const EtlDefaults& defaults) {

@@ -13,8 +13,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/message.h"
@@ -111,6 +113,29 @@ class Executor {
   Executor(wasm::Sandbox& sandbox, Runtime& runtime)
       : sandbox_(sandbox), runtime_(runtime), results_(runtime.results.create()) {}
 
+  // What a worker works out once for a module use (a module of a stage of a configuration)
+  // rather than per call: the module version its reference resolves to, its instance settings
+  // (the configuration serialized once), the compiled module, its breaker key and result-cache
+  // salt. Bound again when the registry changes (a version uploaded or deleted), and looked up
+  // again in the module cache once a second (so that its LRU and TTL see the use).
+  struct BoundUse {
+    uint64_t registry_generation = 0;
+    std::chrono::steady_clock::time_point bound_at;
+    std::string error;  // why the use cannot run now ("not deployed", "cannot load"), or empty
+    std::shared_ptr<const ModuleRecord> record;
+    wasm::InstanceSettings settings;
+    std::shared_ptr<const wasm::Module> module;
+    // A breaker per module version: a new version of a followed name starts closed instead of
+    // inheriting the failures of the version it replaces.
+    std::string breaker_key;  // "<use key>@<module id>"
+    std::shared_ptr<CircuitBreakers::Breaker> breaker;
+    uint64_t cache_salt = 0;
+  };
+  const BoundUse& bind(const CompiledPipeline& pipeline, const ModuleUse& use);
+  // Drops everything bound (after a module was deleted: a bound use holds its compiled module).
+  // Uses not bound again for 10 s are dropped by bind() anyway.
+  void forget_bound() { bound_.clear(); }
+
   // Runs `plan` (the pipelines that apply to `topic`) on `inputs`. `now_ms` is the wall clock
   // the rules compare MessageAge against. With `trace`, records every module considered.
   BatchResult run(const TopicPlan& plan, const std::string& topic, std::vector<InputMessage> inputs,
@@ -121,6 +146,8 @@ class Executor {
   wasm::Sandbox& sandbox_;
   Runtime& runtime_;
   std::shared_ptr<ResultCache> results_;  // this worker's
+  std::unordered_map<uint64_t, std::unique_ptr<BoundUse>> bound_;  // by ModuleUse::serial
+  std::chrono::steady_clock::time_point last_sweep_{};
 };
 
 }  // namespace wasmq::etl

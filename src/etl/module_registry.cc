@@ -404,9 +404,5 @@ std::vector<std::shared_ptr<const ModuleRecord>> ModuleRegistry::list() const {
   return out;
 }
 
-uint64_t ModuleRegistry::generation() const {
-  std::lock_guard lock(mutex_);
-  return generation_;
-}
 
 }  // namespace wasmq::etl

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <boost/json/object.hpp>
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <span>
@@ -110,7 +111,8 @@ class ModuleRegistry {
   const std::filesystem::path& dir() const { return dir_; }
 
   // Changes whenever a module is added or removed (plans derived from the registry compare it).
-  uint64_t generation() const;
+  // Lock-free: the ETL workers read it per call.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
  private:
   explicit ModuleRegistry(std::filesystem::path dir) : dir_(std::move(dir)) {}
@@ -118,7 +120,7 @@ class ModuleRegistry {
   const std::filesystem::path dir_;
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<const ModuleRecord>, std::less<>> modules_;  // guarded
-  uint64_t generation_ = 1;  // guarded by mutex_
+  std::atomic<uint64_t> generation_{1};  // changed under mutex_; read without it
 };
 
 }  // namespace wasmq::etl

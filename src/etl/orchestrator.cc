@@ -313,8 +313,10 @@ Status Orchestrator::delete_module(std::string_view id) {
     // After the forget on each worker (its queue is in order): the module objects just
     // forgotten hold the compiled code until their isolate collects them, and an idle isolate
     // may not collect for a long time.
-    workers_->broadcast(
-        [](size_t, wasm::Sandbox& sandbox, Executor&) { sandbox.collect_garbage(); });
+    workers_->broadcast([](size_t, wasm::Sandbox& sandbox, Executor& executor) {
+      executor.forget_bound();  // what the workers bound may hold the module
+      sandbox.collect_garbage();
+    });
     log::get("etl").info("module {} deleted", id);
   }
   return s;

@@ -1,6 +1,7 @@
 #include "etl/plan.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <functional>
 
@@ -27,6 +28,8 @@ Result<std::shared_ptr<const CompiledPipeline>> compile_pipeline(PipelineSpec sp
       use.topics = std::move(*topics);
       use.rules = std::move(*rules);
       use.index = m;
+      static std::atomic<uint64_t> serials{0};
+      use.serial = ++serials;
       use.key = std::string(key_prefix) + p.pipeline_id + "/" +
                 std::to_string(stage.spec->priority) + "/" + std::to_string(m);
       stage.modules.push_back(std::move(use));

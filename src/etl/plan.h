@@ -38,6 +38,8 @@ struct ModuleUse {
   size_t index = 0;  // position in its stage
   // "<key_prefix><pipeline_id>/<stage priority>/<index>": keys breakers, caches and figures.
   std::string key;
+  // Unique in the process, never reused: what workers key what they bound for it by.
+  uint64_t serial = 0;
 };
 
 struct CompiledStage {

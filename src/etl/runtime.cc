@@ -150,48 +150,79 @@ ModuleCache::Stats ModuleCache::stats() const {
   return s;
 }
 
-CircuitBreakers::Admission CircuitBreakers::admit(const std::string& key,
-                                                  std::chrono::steady_clock::time_point now) {
+CircuitBreakers::Admission CircuitBreakers::Breaker::admit(
+    std::chrono::steady_clock::time_point now) {
+  if (!open_.load(std::memory_order_acquire)) return Admission::kClosed;
   std::lock_guard lock(mutex_);
-  auto it = breakers_.find(key);
-  if (it == breakers_.end() || !it->second.open) return Admission::kClosed;
-  Breaker& b = it->second;
-  if (now < b.open_until || b.trial_running) return Admission::kOpen;
-  b.trial_running = true;
+  if (!open_.load(std::memory_order_relaxed)) return Admission::kClosed;
+  if (now < open_until_ || trial_running_) return Admission::kOpen;
+  trial_running_ = true;
   return Admission::kTrial;
 }
 
-void CircuitBreakers::record(const std::string& key, bool success, uint32_t threshold,
-                             std::chrono::milliseconds open_for,
-                             std::chrono::steady_clock::time_point now) {
+void CircuitBreakers::Breaker::record(bool success, uint32_t threshold,
+                                      std::chrono::milliseconds open_for,
+                                      std::chrono::steady_clock::time_point now) {
+  if (success && quiet_.load(std::memory_order_acquire)) return;
   std::lock_guard lock(mutex_);
-  Breaker& b = breakers_[key];
   // Open with no trial running: the call was admitted before the breaker opened. Only the trial
   // decides what happens next (pipelines.md), so a late success does not close the breaker and
   // a late failure does not extend its open time.
-  if (b.open && !b.trial_running) return;
+  if (open_.load(std::memory_order_relaxed) && !trial_running_) return;
   if (success) {
-    b = Breaker{};
+    consecutive_failures_ = 0;
+    trial_running_ = false;
+    open_.store(false, std::memory_order_release);
+    quiet_.store(true, std::memory_order_release);
     return;
   }
-  ++b.consecutive_failures;
-  if (b.trial_running || b.consecutive_failures >= threshold) {
-    b.open = true;
-    b.trial_running = false;
-    b.open_until = now + open_for;
+  ++consecutive_failures_;
+  quiet_.store(false, std::memory_order_release);
+  if (trial_running_ || consecutive_failures_ >= threshold) {
+    open_.store(true, std::memory_order_release);
+    trial_running_ = false;
+    open_until_ = now + open_for;
   }
+}
+
+bool CircuitBreakers::Breaker::is_open(std::chrono::steady_clock::time_point now) const {
+  std::lock_guard lock(mutex_);
+  return open_.load(std::memory_order_relaxed) && now < open_until_;
+}
+
+void CircuitBreakers::Breaker::reset() {
+  std::lock_guard lock(mutex_);
+  consecutive_failures_ = 0;
+  trial_running_ = false;
+  open_until_ = {};
+  open_.store(false, std::memory_order_release);
+  quiet_.store(true, std::memory_order_release);
+}
+
+std::shared_ptr<CircuitBreakers::Breaker> CircuitBreakers::get(const std::string& key) {
+  std::lock_guard lock(mutex_);
+  auto& breaker = breakers_[key];
+  if (!breaker) breaker = std::make_shared<Breaker>();
+  return breaker;
 }
 
 void CircuitBreakers::reset(std::string_view key_prefix) {
   std::lock_guard lock(mutex_);
-  std::erase_if(breakers_, [&](const auto& entry) { return entry.first.starts_with(key_prefix); });
+  for (auto& [key, breaker] : breakers_) {
+    if (key.starts_with(key_prefix)) breaker->reset();
+  }
 }
 
 bool CircuitBreakers::is_open(const std::string& key,
                               std::chrono::steady_clock::time_point now) const {
-  std::lock_guard lock(mutex_);
-  auto it = breakers_.find(key);
-  return it != breakers_.end() && it->second.open && now < it->second.open_until;
+  std::shared_ptr<Breaker> breaker;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = breakers_.find(key);
+    if (it == breakers_.end()) return false;
+    breaker = it->second;
+  }
+  return breaker->is_open(now);
 }
 
 ConcurrencyLimits::Permit::~Permit() {

@@ -126,31 +126,57 @@ class ModuleCache {
 };
 
 // Per-module circuit breakers (pipelines.md, "Circuit breaker"). The executor keys them by
-// ModuleUse::key and the id of the module version that runs ("<use key>@<name>-vX.Y.Z").
+// ModuleUse::key and the id of the module version that runs ("<use key>@<name>-vX.Y.Z"), and
+// holds a handle (get()) per bound module use, so that a call takes no map lookup and, while
+// the breaker is closed and the module succeeds, no lock.
 class CircuitBreakers {
  public:
   enum class Admission { kClosed, kTrial, kOpen };
-  // Whether a call may go ahead now: kClosed (normal), kTrial (the one half-open call: report
-  // its outcome), kOpen (refused).
-  Admission admit(const std::string& key, std::chrono::steady_clock::time_point now);
-  // Reports one message's outcome; opens the breaker after `threshold` consecutive failures,
-  // or at once after a failed trial, and closes it after a successful trial. While the breaker
-  // is open and no trial runs, outcomes (of calls admitted before it opened) change nothing.
+
+  class Breaker {
+   public:
+    // Whether a call may go ahead now: kClosed (normal), kTrial (the one half-open call: report
+    // its outcome), kOpen (refused).
+    Admission admit(std::chrono::steady_clock::time_point now);
+    // Reports one message's outcome; opens the breaker after `threshold` consecutive failures,
+    // or at once after a failed trial, and closes it after a successful trial. While the
+    // breaker is open and no trial runs, outcomes (of calls admitted before it opened) change
+    // nothing.
+    void record(bool success, uint32_t threshold, std::chrono::milliseconds open_for,
+                std::chrono::steady_clock::time_point now);
+    bool is_open(std::chrono::steady_clock::time_point now) const;
+    // Closed, no failures.
+    void reset();
+
+   private:
+    mutable std::mutex mutex_;
+    uint32_t consecutive_failures_ = 0;                  // guarded by mutex_
+    std::chrono::steady_clock::time_point open_until_{};  // guarded by mutex_
+    bool trial_running_ = false;                         // guarded by mutex_
+    std::atomic<bool> open_{false};                      // written under mutex_
+    // Closed with no failure counted: a success changes nothing (read without the lock).
+    std::atomic<bool> quiet_{true};  // written under mutex_
+  };
+
+  // The breaker of `key`, made closed when new. The handle stays valid (and reset() resets it
+  // in place).
+  std::shared_ptr<Breaker> get(const std::string& key);
+
+  // The same by key.
+  Admission admit(const std::string& key, std::chrono::steady_clock::time_point now) {
+    return get(key)->admit(now);
+  }
   void record(const std::string& key, bool success, uint32_t threshold,
-              std::chrono::milliseconds open_for, std::chrono::steady_clock::time_point now);
-  // Forgets every breaker whose key starts with `key_prefix` (they start closed again).
+              std::chrono::milliseconds open_for, std::chrono::steady_clock::time_point now) {
+    get(key)->record(success, threshold, open_for, now);
+  }
+  // Closes every breaker whose key starts with `key_prefix`.
   void reset(std::string_view key_prefix);
   bool is_open(const std::string& key, std::chrono::steady_clock::time_point now) const;
 
  private:
-  struct Breaker {
-    uint32_t consecutive_failures = 0;
-    std::chrono::steady_clock::time_point open_until{};
-    bool open = false;
-    bool trial_running = false;
-  };
   mutable std::mutex mutex_;
-  std::unordered_map<std::string, Breaker> breakers_;  // guarded by mutex_
+  std::unordered_map<std::string, std::shared_ptr<Breaker>> breakers_;  // guarded by mutex_
 };
 
 // Bounds how many calls of one module run at once (max_concurrent_instances) and of all

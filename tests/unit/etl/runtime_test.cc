@@ -19,6 +19,20 @@ using Admission = CircuitBreakers::Admission;
 
 // --- CircuitBreakers -----------------------------------------------------------------------------
 
+// A handle, as a bound module use holds one: reset() closes it in place.
+TEST(CircuitBreakers, AHandleSeesTheBreakerItNamesAndItsReset) {
+  CircuitBreakers breakers;
+  const auto t0 = Clock::now();
+  auto handle = breakers.get("p/0/0@m");
+  EXPECT_EQ(handle, breakers.get("p/0/0@m"));
+  handle->record(false, 1, milliseconds(100), t0);
+  EXPECT_TRUE(breakers.is_open("p/0/0@m", t0));
+  EXPECT_EQ(handle->admit(t0), Admission::kOpen);
+  breakers.reset("p/");
+  EXPECT_EQ(handle->admit(t0), Admission::kClosed);
+  EXPECT_FALSE(breakers.is_open("p/0/0@m", t0));
+}
+
 TEST(CircuitBreakers, OpensAfterThresholdConsecutiveFailures) {
   CircuitBreakers breakers;
   const auto t0 = Clock::now();
