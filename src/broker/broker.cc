@@ -72,7 +72,7 @@ void Broker::store(std::vector<Placement> placements, std::vector<ProduceOutcome
     Placement& p = placements[i];
     auto it = targets.find(p.topic);
     if (it == targets.end()) {
-      auto topic = target_topic(p.topic, p.dead_letter);
+      auto topic = target_topic(std::string(p.topic), p.dead_letter);
       if (!topic.is_ok()) {
         fail(outcomes[p.input], topic.status().message());
         continue;
@@ -149,8 +149,8 @@ void Broker::store(std::vector<Placement> placements, std::vector<ProduceOutcome
               for (size_t r = 0; r < inputs[k].size(); ++r) {
                 ProduceOutcome& out = pending->outcomes[inputs[k][r]];
                 if (results[k].is_ok()) {
-                  out.records.push_back(
-                      {topic->name(), partition, results[k]->base_offset + static_cast<int64_t>(r)});
+                  out.records.push_back({topic->shared_name(), partition,
+                                         results[k]->base_offset + static_cast<int64_t>(r)});
                 } else {
                   fail(out, results[k].status().message());
                 }
@@ -271,19 +271,17 @@ void Broker::store_etl_result(const std::string& topic, etl::BatchResult result,
         placements.push_back({i, destination, std::nullopt, std::move(routed.message), false});
         continue;
       }
-      placements.push_back(
-          {i, std::move(routed.topic), routed.partition, std::move(routed.message), false});
+      placements.push_back({i, routed.topic, routed.partition, std::move(routed.message), false});
     }
     for (auto& routed : in.dead_letters) {
-      placements.push_back(
-          {i, std::move(routed.topic), std::nullopt, std::move(routed.message), true});
+      placements.push_back({i, routed.topic, std::nullopt, std::move(routed.message), true});
     }
   }
   // Error records answer for no input: a failure to write them is logged, not reported.
   if (!result.error_records.empty()) {
     std::vector<Placement> records;
     for (auto& r : result.error_records) {
-      records.push_back({0, std::move(r.topic), std::nullopt, std::move(r.message), true});
+      records.push_back({0, r.topic, std::nullopt, std::move(r.message), true});
     }
     store(std::move(records), std::vector<ProduceOutcome>(1),
           [topic](std::vector<ProduceOutcome> written) {

@@ -20,7 +20,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/message.h"
@@ -49,9 +51,37 @@ struct ProduceRecord {
 
 // Where a stored message went.
 struct StoredRecord {
-  std::string topic;
+  std::shared_ptr<const std::string> topic_name;  // the topic's own (Topic::shared_name)
   uint32_t partition = 0;
   int64_t offset = 0;
+
+  const std::string& topic() const { return *topic_name; }
+};
+
+// Where one input's records went: nearly always one, kept inline, so that an outcome costs no
+// allocation in the usual case.
+class StoredRecords {
+ public:
+  void push_back(StoredRecord r) {
+    if (size_ == 0) {
+      first_ = std::move(r);
+    } else {
+      more_.push_back(std::move(r));
+    }
+    ++size_;
+  }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const StoredRecord& operator[](size_t i) const { return i == 0 ? first_ : more_[i - 1]; }
+  const StoredRecord& at(size_t i) const {
+    if (i >= size_) throw std::out_of_range("StoredRecords::at");
+    return (*this)[i];
+  }
+
+ private:
+  StoredRecord first_;
+  std::vector<StoredRecord> more_;
+  size_t size_ = 0;
 };
 
 // The outcome for one input message, in input order (http-api.md, produce).
@@ -62,7 +92,7 @@ struct ProduceOutcome {
     kDeadLettered,  // `records` in the dead-letter topic; `error` says why
     kFailed,        // nothing reliable was stored; `error` says why; the producer may retry
   } kind = Kind::kStored;
-  std::vector<StoredRecord> records;
+  StoredRecords records;
   std::string error;
   std::string pipeline_id;
   std::string module_id;
@@ -136,7 +166,9 @@ class Broker {
   // A message to append, and which input it answers for.
   struct Placement {
     size_t input = 0;
-    std::string topic;
+    // Views a name that outlives store()'s synchronous part (a topic's, or one in the ETL
+    // result being stored).
+    std::string_view topic;
     std::optional<uint32_t> partition;
     Message message;
     bool dead_letter = false;

@@ -151,18 +151,19 @@ class DataApi {
     std::vector<broker::ProduceRecord> records(list->size());
     const int64_t now = now_ms();
     for (size_t i = 0; i < list->size(); ++i) {
-      const std::string path = list == &single ? "" : "messages[" + std::to_string(i) + "]";
+      // Built only for an error: this loop runs per message.
+      auto path = [&] { return list == &single ? "" : "messages[" + std::to_string(i) + "]"; };
       const json::value& element = (*list)[i];
       if (Status s = message_from_json(element, now, &records[i].message); !s.is_ok()) {
-        co_return invalid_message_response(path, s);
+        co_return invalid_message_response(path(), s);
       }
       if (const json::value* p = element.get_object().if_contains("partition"); p && !p->is_null()) {
         if (!p->is_int64() || p->get_int64() < 0 || p->get_int64() > UINT32_MAX) {
-          co_return invalid_message_response(path, invalid_argument("partition: must be a non-negative integer"));
+          co_return invalid_message_response(path(), invalid_argument("partition: must be a non-negative integer"));
         }
         if (p->get_int64() >= partitions) {
           co_return invalid_message_response(
-              path, invalid_argument(fmt::format(
+              path(), invalid_argument(fmt::format(
                         "partition: {} is out of range (topic \"{}\" has {} partition{}{})",
                         p->get_int64(), topic, partitions, partitions == 1 ? "" : "s",
                         existing ? "" : " when created")));
@@ -219,7 +220,7 @@ class DataApi {
         const auto& rec = outcome.records[k];
         fmt::format_to(std::back_inserter(reply),
                        R"({}{{"topic":"{}","partition":{},"offset":{}}})", k ? "," : "",
-                       rec.topic, rec.partition, rec.offset);
+                       rec.topic(), rec.partition, rec.offset);
       }
       reply += ']';
     };

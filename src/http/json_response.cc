@@ -87,17 +87,18 @@ JsonBody parse_json_body(std::string_view body, const JsonParseOptions& options)
   parser.reset(options.storage);
   json::error_code error;
   size_t consumed = parser.write(body.data(), body.size(), error);
-  JsonBody result;
   if (error) {
     std::string message =
         body.empty() ? std::string("request body is empty, expected a JSON document")
                      : fmt::format("request body is not valid JSON: {} at byte {}",
                                    error.message(), consumed);
+    JsonBody result;
     result.error = error_response(HttpStatus::bad_request, "invalid_json", message);
     return result;
   }
-  result.value = parser.release();
-  return result;
+  // Move-constructed, so that the document keeps the caller's storage: assigning it to a value
+  // of another storage would copy all of it (Boost.JSON never moves across storages).
+  return JsonBody{parser.release(), std::nullopt};
 }
 
 }  // namespace wasmq::http

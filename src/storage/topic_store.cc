@@ -113,7 +113,9 @@ Status validate_topic_name(std::string_view name) {
 }
 
 Topic::Topic(TopicSettings settings, std::vector<std::unique_ptr<PartitionLog>> partitions)
-    : settings_(std::move(settings)), partitions_(std::move(partitions)) {}
+    : settings_(std::move(settings)),
+      shared_name_(std::make_shared<const std::string>(settings_.name)),
+      partitions_(std::move(partitions)) {}
 
 uint32_t Topic::choose_partition(const std::optional<std::string>& key) {
   if (key) return partition_for_key(*key, partition_count());

@@ -56,6 +56,8 @@ class Topic {
   Topic(TopicSettings settings, std::vector<std::unique_ptr<PartitionLog>> partitions);
 
   const std::string& name() const { return settings_.name; }
+  // The name, shared: outcomes that name the topic per record hold it without a copy.
+  const std::shared_ptr<const std::string>& shared_name() const { return shared_name_; }
   const TopicSettings& settings() const { return settings_; }
   uint32_t partition_count() const { return static_cast<uint32_t>(partitions_.size()); }
   PartitionLog& partition(uint32_t index) { return *partitions_.at(index); }
@@ -66,6 +68,7 @@ class Topic {
 
  private:
   TopicSettings settings_;
+  std::shared_ptr<const std::string> shared_name_;
   std::vector<std::unique_ptr<PartitionLog>> partitions_;
   std::atomic<uint32_t> next_unkeyed_{0};
 };

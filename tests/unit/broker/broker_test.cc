@@ -105,7 +105,7 @@ TEST_F(BrokerTest, ProducesAndConsumesWithAutoCreate) {
   ASSERT_EQ(out->size(), 2u);
   EXPECT_EQ((*out)[0].records.at(0).offset, 0);
   EXPECT_EQ((*out)[1].records.at(0).offset, 1);
-  EXPECT_EQ((*out)[1].records.at(0).topic, "raw-events");
+  EXPECT_EQ((*out)[1].records.at(0).topic(), "raw-events");
   auto read = broker_->consume("raw-events", {0, 0, 10, 1 << 20});
   ASSERT_TRUE(read.is_ok());
   ASSERT_EQ(read->records.size(), 2u);
