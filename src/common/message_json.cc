@@ -80,8 +80,9 @@ Status message_from_json(const boost::json::value& json, int64_t default_timesta
         out->headers.clear();
         out->headers.reserve(headers.size());
         size_t bytes = 0;
-        for (const auto& [hname, hvalue] : headers) {
-          const std::string_view value = hvalue.get_string();
+        for (const auto& entry : headers) {
+          const std::string_view hname = entry.key();
+          const std::string_view value = entry.value().get_string();
           auto same = std::find_if(out->headers.begin(), out->headers.end(),
                                    [&](const Header& h) { return h.first == hname; });
           bytes += value.size() + (same == out->headers.end() ? hname.size() : 0) -
