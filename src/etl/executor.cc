@@ -687,7 +687,8 @@ struct Executor::Run {
       const std::string* before = input.header(name);
       if (!before || *before != value) merged.set_header(name, value);
     }
-    for (const auto& [name, value] : input.headers) {
+    for (const Header& header : input.headers) {
+      const std::string& name = header.first;
       if (!output.header(name)) {
         auto& h = merged.headers;
         h.erase(

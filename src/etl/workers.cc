@@ -58,6 +58,8 @@ void Workers::submit(Job job) {
 
 void Workers::broadcast(WorkerJob job, std::function<void()> done) {
   struct Shared {
+    Shared(WorkerJob j, std::function<void()> d, size_t n)
+        : job(std::move(j)), done(std::move(d)), left(n) {}
     WorkerJob job;
     std::function<void()> done;
     std::atomic<size_t> left;

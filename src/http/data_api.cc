@@ -342,7 +342,9 @@ class DataApi {
     }
     storage::TopicSettings settings;
     bool has_name = false;
-    for (const auto& [key, value] : body.value.get_object()) {
+    for (const auto& member : body.value.get_object()) {
+      const std::string_view key = member.key();
+      const json::value& value = member.value();
       auto bad = [&](const std::string& what) {
         return error_response(HttpStatus::bad_request, "invalid_topic",
                               std::string(key) + ": " + what, key);
