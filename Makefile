@@ -77,7 +77,7 @@ tsan: bootstrap
 	@cmake --build $(TSAN_BUILD_DIR) --target storage_test broker_test etl_test http_test
 	@rm -rf $(TSAN_LOGS) && mkdir -p $(TSAN_LOGS)
 	@cd $(TSAN_BUILD_DIR) && failed=0; for t in storage_test broker_test etl_test http_test; do \
-	  TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:log_path=$(TSAN_LOGS)/tsan:log_exe_name=1" \
+	  TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp:log_path=$(TSAN_LOGS)/tsan:log_exe_name=1" \
 	    ./$$t --gtest_brief=1 || failed=1; done; exit $$failed
 	@if [ -n "$$(ls -A $(TSAN_LOGS))" ]; then \
 	  echo "sanitizer reports in $(TSAN_LOGS):"; cat $(TSAN_LOGS)/*; exit 1; fi
