@@ -195,11 +195,21 @@ struct StreamPipelines::Runner {
         continue;
       }
       const size_t count = inputs.size();
-      std::promise<etl::BatchResult> ran;
-      auto result = ran.get_future();
+      // The promise belongs to the callback: a job that ends without calling it (a worker
+      // that threw) destroys it, and get() reports a broken promise instead of waiting forever.
+      auto ran = std::make_shared<std::promise<etl::BatchResult>>();
+      auto result = ran->get_future();
       broker.etl()->process(configuration, plan, p.source_topic, std::move(inputs),
-                            [&ran](etl::BatchResult r) { ran.set_value(std::move(r)); });
-      auto outcomes = broker.store_etl_result(p.source_topic, result.get(), p.destination_topic);
+                            [ran](etl::BatchResult r) { ran->set_value(std::move(r)); });
+      etl::BatchResult batch;
+      try {
+        batch = result.get();
+      } catch (const std::future_error& e) {
+        fail(std::string("batch not run by the ETL workers, retrying: ") + e.what());
+        pause(1000ms);
+        continue;
+      }
+      auto outcomes = broker.store_etl_result(p.source_topic, std::move(batch), p.destination_topic);
       uint64_t stored = 0;
       std::string failure;
       for (const auto& o : outcomes) {
