@@ -47,6 +47,42 @@ struct StreamPipelines::Runner {
     wake.wait_for(lock, d, [&] { return stop.load(); });
   }
 
+  // What the broker's wake-up callbacks set when a source partition receives data. Shared with
+  // them: a callback may still run after the runner has stopped waiting (or has gone).
+  struct Arrival {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool data = false;     // guarded by mutex
+    bool stopped = false;  // guarded by mutex
+  };
+  const std::shared_ptr<Arrival> arrival = std::make_shared<Arrival>();
+
+  // Waits until one of `positions` (partition -> next offset) of `topic` receives data, the
+  // runner is asked to stop, or `most` passes (new partitions, a topic removed or created).
+  void wait_for_data(const std::string& topic, const std::map<uint32_t, int64_t>& positions,
+                     std::chrono::milliseconds most) {
+    {
+      std::lock_guard lock(arrival->mutex);
+      arrival->data = false;
+    }
+    std::vector<uint64_t> waits;
+    for (const auto& [partition, offset] : positions) {
+      const uint64_t id = broker.wait_for_data(topic, partition, offset, [a = arrival] {
+        {
+          std::lock_guard lock(a->mutex);
+          a->data = true;
+        }
+        a->cv.notify_all();
+      });
+      if (id != 0) waits.push_back(id);
+    }
+    {
+      std::unique_lock lock(arrival->mutex);
+      arrival->cv.wait_for(lock, most, [&] { return arrival->data || arrival->stopped; });
+    }
+    for (uint64_t id : waits) broker.cancel_wait(id);
+  }
+
   void fail(const std::string& why) {
     log::get("etl").warn("stream pipeline {}: {}", spec().pipeline_id, why);
     std::lock_guard lock(status_mutex);
@@ -191,7 +227,8 @@ struct StreamPipelines::Runner {
           status.positions = positions;
           status.lag = lag;
         }
-        pause(20ms);
+        // Woken by the appends to its partitions, not polling.
+        wait_for_data(p.source_topic, next, 1000ms);
         continue;
       }
       const size_t count = inputs.size();
@@ -246,6 +283,11 @@ struct StreamPipelines::Runner {
   void finish() {
     stop = true;
     wake.notify_all();
+    {
+      std::lock_guard lock(arrival->mutex);
+      arrival->stopped = true;
+    }
+    arrival->cv.notify_all();
     if (thread.joinable()) thread.join();
   }
 };
