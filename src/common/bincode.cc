@@ -128,6 +128,7 @@ bool read_message(Reader& r, Message* m) {
   }
   // A HashMap keeps the last value of a repeated key; so does the set, in linear time.
   HeaderSet headers;
+  headers.reserve(n);
   for (uint64_t i = 0; i < n; ++i) {
     std::string name, value;
     if (!r.bytes(&name, true, "header name") || !r.bytes(&value, true, "header value")) {

@@ -21,10 +21,24 @@ void Message::set_header(std::string name, std::string value) {
   headers.emplace_back(std::move(name), std::move(value));
 }
 
+size_t HeaderSet::find(std::string_view name) const {
+  if (!index_.empty()) {
+    auto it = index_.find(name);
+    return it == index_.end() ? headers_.size() : it->second;
+  }
+  for (size_t i = 0; i < headers_.size(); ++i) {
+    if (headers_[i].first == name) return i;
+  }
+  return headers_.size();
+}
+
+void HeaderSet::reserve(size_t count) {
+  if (index_.empty()) headers_.reserve(std::min(count, kLinearHeaders));
+}
+
 Status HeaderSet::add(std::string name, std::string value) {
-  auto it = index_.find(name);
-  if (it != index_.end()) {
-    std::string& old = headers_[it->second].second;
+  if (const size_t at = find(name); at < headers_.size()) {
+    std::string& old = headers_[at].second;
     const size_t bytes = bytes_ - old.size() + value.size();
     if (bytes > max_bytes_) {
       return invalid_argument("headers of " + std::to_string(bytes) +
@@ -45,10 +59,12 @@ Status HeaderSet::add(std::string name, std::string value) {
                             std::to_string(max_bytes_) + " per message");
   }
   bytes_ = bytes;
-  // The index's keys view the names inside headers_: reserve first so that they never move
-  // (std::string's small-buffer names would move with the vector).
-  if (headers_.size() == headers_.capacity()) {
-    const size_t capacity = std::max<size_t>(16, headers_.capacity() * 2);
+  // Past the scan's few, an index. Its keys view the names inside headers_: grow the list
+  // before indexing, so that they never move (std::string's small-buffer names would move with
+  // the vector).
+  if (headers_.size() >= kLinearHeaders &&
+      (index_.empty() || headers_.size() == headers_.capacity())) {
+    const size_t capacity = std::max<size_t>(2 * kLinearHeaders, headers_.capacity() * 2);
     std::vector<Header> grown;
     grown.reserve(capacity);
     for (auto& h : headers_) grown.push_back(std::move(h));
@@ -57,7 +73,7 @@ Status HeaderSet::add(std::string name, std::string value) {
     for (size_t i = 0; i < headers_.size(); ++i) index_.emplace(headers_[i].first, i);
   }
   headers_.emplace_back(std::move(name), std::move(value));
-  index_.emplace(headers_.back().first, headers_.size() - 1);
+  if (!index_.empty()) index_.emplace(headers_.back().first, headers_.size() - 1);
   return Status::ok();
 }
 

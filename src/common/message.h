@@ -43,7 +43,9 @@ struct Message {
 
 // Builds a message's headers from (name, value) pairs in linear time: a repeated name keeps its
 // first position and its last value (as a HashMap does), and the limits are checked as pairs
-// come in, so a hostile input is refused after at most max_count + 1 distinct names.
+// come in, so a hostile input is refused after at most max_count + 1 distinct names. The usual
+// few names are found by a scan; a hash index is built only past kLinearHeaders, so a message
+// with a few headers costs no more than its header list.
 // Not thread-safe; one per message being built.
 class HeaderSet {
  public:
@@ -55,16 +57,23 @@ class HeaderSet {
   // or "headers of <n> bytes exceed the limit of <max_bytes> per message"; the set is then
   // unchanged.
   Status add(std::string name, std::string value);
+  // Room for `count` names, when the caller knows how many come (up to kLinearHeaders).
+  void reserve(size_t count);
   size_t size() const { return headers_.size(); }
   // The headers, in first-seen order; the set is empty afterwards.
   std::vector<Header> release();
 
  private:
+  static constexpr size_t kLinearHeaders = 16;
+  // Where `name` is in headers_, or headers_.size().
+  size_t find(std::string_view name) const;
+
   const size_t max_count_;
   const size_t max_bytes_;
   size_t bytes_ = 0;
   std::vector<Header> headers_;
-  std::unordered_map<std::string_view, size_t> index_;  // name (in headers_) → position
+  // name (in headers_) → position; built once there are more than kLinearHeaders names
+  std::unordered_map<std::string_view, size_t> index_;
 };
 
 // What a module returns for one input message (module-abi.md, "Meaning of a ProcessResult").

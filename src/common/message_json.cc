@@ -1,7 +1,5 @@
 #include "common/message_json.h"
 
-#include <algorithm>
-
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
@@ -11,11 +9,6 @@
 #include "common/utf8.h"
 
 namespace wasmq {
-
-namespace {
-// Header objects up to this size are read without a HeaderSet.
-constexpr size_t kFewHeaders = 16;
-}  // namespace
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -69,45 +62,17 @@ Status message_from_json(const boost::json::value& json, int64_t default_timesta
                                 " headers exceed the limit of " + std::to_string(kMaxHeaders) +
                                 " per message");
       }
+      HeaderSet set;
+      set.reserve(headers.size());
       for (const auto& [hname, hvalue] : headers) {
         if (!hvalue.is_string()) {
           return invalid_argument("headers." + std::string(hname) + ": must be a string");
         }
-      }
-      if (headers.size() <= kFewHeaders) {
-        // The usual few: straight into the message, duplicates found by a scan (a HeaderSet's
-        // index would cost more than it saves; the bytes bound is the same).
-        out->headers.clear();
-        out->headers.reserve(headers.size());
-        size_t bytes = 0;
-        for (const auto& entry : headers) {
-          const std::string_view hname = entry.key();
-          const std::string_view value = entry.value().get_string();
-          auto same = std::find_if(out->headers.begin(), out->headers.end(),
-                                   [&](const Header& h) { return h.first == hname; });
-          bytes += value.size() + (same == out->headers.end() ? hname.size() : 0) -
-                   (same == out->headers.end() ? 0 : same->second.size());
-          if (bytes > kMaxHeaderBytes) {
-            return invalid_argument("headers: headers of " + std::to_string(bytes) +
-                                    " bytes exceed the limit of " +
-                                    std::to_string(kMaxHeaderBytes) + " per message");
-          }
-          if (same != out->headers.end()) {
-            same->second.assign(value);
-          } else {
-            out->headers.emplace_back(std::string(hname), std::string(value));
-          }
+        if (Status s = set.add(std::string(hname), std::string(hvalue.get_string())); !s.is_ok()) {
+          return s.with_context("headers");
         }
-      } else {
-        HeaderSet set;
-        for (const auto& [hname, hvalue] : headers) {
-          if (Status s = set.add(std::string(hname), std::string(hvalue.get_string()));
-              !s.is_ok()) {
-            return s.with_context("headers");
-          }
-        }
-        out->headers = set.release();
       }
+      out->headers = set.release();
     } else if (name == "timestamp") {
       if (v.is_null()) continue;
       if (v.is_int64() && v.get_int64() == kTimestampNow) {

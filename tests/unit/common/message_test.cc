@@ -21,6 +21,24 @@ TEST(HeaderSet, KeepsFirstPositionAndLastValue) {
   EXPECT_EQ(headers[1], Header("b", "2"));
 }
 
+// The few names found by a scan and the many found by the index (built past 16 names, the
+// names moving as the list grows) keep the same rule: first position, last value.
+TEST(HeaderSet, KeepsTheRuleAcrossTheSwitchToAnIndex) {
+  HeaderSet set;
+  set.reserve(3);
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 40; ++i) {
+      ASSERT_TRUE(set.add("name-" + std::to_string(i), std::to_string(round * 100 + i)).is_ok());
+      ASSERT_EQ(set.size(), round == 0 ? static_cast<size_t>(i + 1) : 40u);
+    }
+  }
+  auto headers = set.release();
+  ASSERT_EQ(headers.size(), 40u);
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(headers[i], Header("name-" + std::to_string(i), std::to_string(100 + i)));
+  }
+}
+
 // The de-duplication is linear: a million distinct names, then each of them again, in one test.
 // A scan per name (the quadratic way) would make about 10^12 string comparisons here, far past
 // the test's timeout.
