@@ -993,8 +993,9 @@ const Executor::BoundUse& Executor::bind(const CompiledPipeline& pipeline, const
   // service is bound again every second).
   if (now - last_sweep_ > std::chrono::seconds(10) || bound_.size() > 4096) {
     std::erase_if(bound_, [&](const auto& entry) {
-      return now - entry.second->bound_at > std::chrono::seconds(10) || bound_.size() > 4096;
+      return now - entry.second->bound_at > std::chrono::seconds(10);
     });
+    if (bound_.size() > 4096) bound_.clear();
     last_sweep_ = now;
   }
   std::unique_ptr<BoundUse>& slot = bound_[use.serial];

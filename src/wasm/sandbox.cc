@@ -623,13 +623,12 @@ struct Sandbox::Impl : public WasiHost {
     });
   }
 
-  // Grows `staging` to at least `bytes`.
+  // Grows `staging` to at least `bytes`. What it held is not kept: callers grow it before
+  // filling it, or after reading it.
   void reserve(Staging& staging, size_t bytes) {
     if (staging.capacity >= bytes && staging.store) return;
     const size_t capacity = std::max(bytes, staging.capacity * 2);
-    auto store = v8::ArrayBuffer::NewBackingStore(isolate, capacity);
-    if (staging.store) std::memcpy(store->Data(), staging.store->Data(), staging.capacity);
-    staging.store = std::shared_ptr<v8::BackingStore>(std::move(store));
+    staging.store = v8::ArrayBuffer::NewBackingStore(isolate, capacity);
     staging.capacity = capacity;
   }
 

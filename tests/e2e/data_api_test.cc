@@ -397,6 +397,33 @@ TEST_F(DataApiTest, ProduceErrorsNameTheFieldConsistently) {
 // The data API's limits that need pipelines or both listeners.
 class DataApiLimitsTest : public testing::BrokerApiTest {
  protected:
+  // `count` plain TCP connections to the data API, sending nothing.
+  std::vector<std::unique_ptr<boost::asio::ip::tcp::socket>> raw_connections(
+      boost::asio::io_context& io, int count) {
+    namespace asio = boost::asio;
+    const std::string url = broker_->data_url();
+    const auto port = static_cast<uint16_t>(std::stoi(url.substr(url.rfind(':') + 1)));
+    const asio::ip::tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), port);
+    std::vector<std::unique_ptr<asio::ip::tcp::socket>> sockets;
+    for (int i = 0; i < count; ++i) {
+      sockets.push_back(std::make_unique<asio::ip::tcp::socket>(io));
+      sockets.back()->connect(endpoint);
+    }
+    return sockets;
+  }
+
+  // The status of GET /health on the data API, retried for up to 2 s until it is 200.
+  int health_once_serving() {
+    int status = 0;
+    for (int attempt = 0; attempt < 100 && status != 200; ++attempt) {
+      http::HttpClient client(broker_->data_url());
+      auto reply = client.request("GET", "/health", "");
+      status = reply.is_ok() ? reply->status : 0;
+      if (status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return status;
+  }
+
   // The value of a sample `name` (without labels) in the admin API's /metrics.
   double metric(const std::string& name) {
     auto reply = admin_->request("GET", "/metrics", "");
@@ -485,19 +512,11 @@ TEST_F(DataApiLimitsTest, IdleConnectionsBeyondTheLimitAreTurnedAwayAndAdminStay
   ::unsetenv("WASMQ_BROKER_MAX_CONNECTIONS");
   namespace asio = boost::asio;
   asio::io_context io;
-  const std::string url = broker_->data_url();
-  const auto port = static_cast<uint16_t>(std::stoi(url.substr(url.rfind(':') + 1)));
-  const asio::ip::tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), port);
-  std::vector<std::unique_ptr<asio::ip::tcp::socket>> idle;
-  for (int i = 0; i < 4; ++i) {
-    idle.push_back(std::make_unique<asio::ip::tcp::socket>(io));
-    idle.back()->connect(endpoint);
-  }
-  asio::ip::tcp::socket extra(io);
-  extra.connect(endpoint);
+  auto idle = raw_connections(io, 4);
+  auto extra = raw_connections(io, 1);
   std::string answer;
   boost::system::error_code ec;
-  asio::read(extra, asio::dynamic_buffer(answer), ec);  // until the server closes it
+  asio::read(*extra[0], asio::dynamic_buffer(answer), ec);  // until the server closes it
   EXPECT_EQ(answer.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0), 0u) << answer;
   EXPECT_NE(answer.find("Retry-After: 1\r\n"), std::string::npos) << answer;
   EXPECT_NE(answer.find("too_many_connections"), std::string::npos) << answer;
@@ -505,14 +524,7 @@ TEST_F(DataApiLimitsTest, IdleConnectionsBeyondTheLimitAreTurnedAwayAndAdminStay
   admin("GET", "/api/v1/status");
 
   idle.front()->close();
-  int status = 0;
-  for (int attempt = 0; attempt < 100 && status != 200; ++attempt) {
-    http::HttpClient client(url);
-    auto reply = client.request("GET", "/health", "");
-    status = reply.is_ok() ? reply->status : 0;
-    if (status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  EXPECT_EQ(status, 200);
+  EXPECT_EQ(health_once_serving(), 200);
 }
 
 // M1: a broker out of file descriptors answers each waiting client 503 ("out of file
@@ -535,14 +547,7 @@ TEST_F(DataApiLimitsTest, OutOfFileDescriptorsWaitingClientsAreAnswered503) {
 
   namespace asio = boost::asio;
   asio::io_context io;
-  const std::string url = broker_->data_url();
-  const auto port = static_cast<uint16_t>(std::stoi(url.substr(url.rfind(':') + 1)));
-  const asio::ip::tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), port);
-  std::vector<std::unique_ptr<asio::ip::tcp::socket>> clients;
-  for (int i = 0; i < 8; ++i) {
-    clients.push_back(std::make_unique<asio::ip::tcp::socket>(io));
-    clients.back()->connect(endpoint);
-  }
+  auto clients = raw_connections(io, 8);
   // The accepted ones stay silent (idle); the others are answered and closed.
   int answered = 0;
   // Until one second passes without a new answer (each failed accept pauses 50 ms).
@@ -570,14 +575,7 @@ TEST_F(DataApiLimitsTest, OutOfFileDescriptorsWaitingClientsAreAnswered503) {
 
   clients.clear();
   ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, &before, nullptr), 0);
-  int status = 0;
-  for (int attempt = 0; attempt < 100 && status != 200; ++attempt) {
-    http::HttpClient client(url);
-    auto reply = client.request("GET", "/health", "");
-    status = reply.is_ok() ? reply->status : 0;
-    if (status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  EXPECT_EQ(status, 200);
+  EXPECT_EQ(health_once_serving(), 200);
   data("POST", "/api/v1/topics/after-emfile/messages", R"({"value":"x"})");
 }
 

