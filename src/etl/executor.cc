@@ -6,7 +6,6 @@
 #include <optional>
 #include <limits>
 #include <random>
-#include <thread>
 #include <unordered_map>
 
 #include "common/log.h"
@@ -87,6 +86,7 @@ struct Executor::Run {
   const std::string& topic;
   std::vector<InputMessage>& inputs;
   Trace* trace;
+  Scheduler& scheduler;  // where the run continues after it waited
   BatchResult result;
   int64_t now_wall_ms = now_ms();
 
@@ -116,8 +116,8 @@ struct Executor::Run {
   std::vector<std::optional<std::string>> failure_input;  // its value
   bool guards_failure_records = false;
 
-  Run(Executor& e, const std::string& t, std::vector<InputMessage>& in, Trace* tr)
-      : executor(e), topic(t), inputs(in), trace(tr) {}
+  Run(Executor& e, const std::string& t, std::vector<InputMessage>& in, Trace* tr, Scheduler& s)
+      : executor(e), topic(t), inputs(in), trace(tr), scheduler(s) {}
 
   Runtime& runtime() { return executor.runtime_; }
 
@@ -184,11 +184,11 @@ struct Executor::Run {
 
   // Runs `use` on `messages`; one outcome per message. `stage_deadline`/`global_deadline`
   // bound every call; `retry` retries failed messages (RetryWithBackoff).
-  std::vector<CallOutcome> call_module(const CompiledPipeline& pipeline, const CompiledStage& stage,
-                                       const ModuleUse& use,
-                                       const std::vector<const Message*>& messages,
-                                       Clock::time_point stage_deadline,
-                                       Clock::time_point global_deadline, bool retry) {
+  Task<std::vector<CallOutcome>> call_module(const CompiledPipeline& pipeline,
+                                             const CompiledStage& stage, const ModuleUse& use,
+                                             const std::vector<const Message*>& messages,
+                                             Clock::time_point stage_deadline,
+                                             Clock::time_point global_deadline, bool retry) {
     std::vector<CallOutcome> out(messages.size());
     ModuleFigures& figures = figures_of(stage, use);
     const uint64_t retries_before = result.counts.retries;
@@ -202,8 +202,10 @@ struct Executor::Run {
       return out;
     };
     const ModuleSpec& spec = *use.spec;
-    const Executor::BoundUse& bound = executor.bind(pipeline, use);
-    if (!bound.error.empty()) return fail_all(bound.error);
+    // Held for the call: while it waits, the worker's other runs may bind again.
+    const std::shared_ptr<const Executor::BoundUse> bound_use = executor.bind(pipeline, use);
+    const Executor::BoundUse& bound = *bound_use;
+    if (!bound.error.empty()) co_return fail_all(bound.error);
     const std::shared_ptr<const ModuleRecord>& record = bound.record;
     for (auto& o : out) o.resolved_id = record->id;
     const wasm::InstanceSettings& settings = bound.settings;
@@ -253,16 +255,30 @@ struct Executor::Run {
     // single calls (no process_batch) may stop after a failure: `ran` then says how many of
     // `indexes` ran.
     size_t ran = 0;
-    auto call = [&](const std::vector<size_t>& indexes) {
+    auto call = [&](const std::vector<size_t>& indexes) -> Task<bool> {
       ran = indexes.size();
       std::string why;
+      const uint32_t before = budget(&why);
+      if (before == 0) {
+        for (size_t i : indexes) out[i].error = why;
+        co_return false;
+      }
+      // The run waits, suspended, for the instance pool's creation_rate_limit, rather than the
+      // call inside it, which would put the worker to sleep. A wait longer than the call may
+      // take is left to the call, which fails at once naming the limit.
+      if (auto at = executor.sandbox_.instance_ready_at(*module);
+          at && *at - Clock::now() <= std::chrono::milliseconds(before)) {
+        co_await sleep_until(scheduler, *at);
+      }
+      // A run that finds the limits reached is suspended until a place is free, its worker
+      // serving other jobs meanwhile; the budget is taken again after the waits.
+      auto permit = co_await runtime().limits.acquire(
+          scheduler, record->id, per_module, runtime().defaults.max_concurrent_executions);
       uint32_t ms = budget(&why);
       if (ms == 0) {
         for (size_t i : indexes) out[i].error = why;
-        return false;
+        co_return false;
       }
-      auto permit = runtime().limits.acquire(record->id, per_module,
-                                             runtime().defaults.max_concurrent_executions);
       auto start = Clock::now();
       ++result.counts.calls;
       bool whole_ok = true;
@@ -321,7 +337,7 @@ struct Executor::Run {
                (*module)->info().memory_max_pages.value_or(0) * wasm::kWasmPageSize);
       double ms_taken = call_ms / std::max<size_t>(ran, 1);
       for (size_t k = 0; k < ran; ++k) out[indexes[k]].time_ms += ms_taken;
-      return whole_ok;
+      co_return whole_ok;
     };
 
     // A module's own error result is a failure of that message too.
@@ -349,7 +365,7 @@ struct Executor::Run {
       pending.push_back(i);
     }
 
-    auto run_pending = [&](std::vector<size_t> todo) {
+    auto run_pending = [&](std::vector<size_t> todo) -> Task<> {
       const bool batched = (*module)->info().has_process_batch;
       size_t pos = 0;
       while (pos < todo.size()) {
@@ -366,7 +382,7 @@ struct Executor::Run {
                        ? 1
                        : std::min(max_batch, todo.size() - pos);
         std::vector<size_t> chunk(todo.begin() + pos, todo.begin() + pos + n);
-        const bool called_ok = call(chunk);
+        const bool called_ok = co_await call(chunk);
         if (ran < chunk.size()) chunk.resize(ran);  // the rest goes round again
         pos += chunk.size();
         if (!called_ok && chunk.size() > 1 && batched) {
@@ -374,7 +390,8 @@ struct Executor::Run {
           // does not fail its neighbours.
           for (size_t i : chunk) {
             out[i].error.clear();
-            call({i});
+            const std::vector<size_t> one{i};
+            (void)co_await call(one);
           }
         }
         for (size_t i : chunk) {
@@ -384,7 +401,7 @@ struct Executor::Run {
         }
       }
     };
-    run_pending(pending);
+    co_await run_pending(pending);
 
     if (retry) {
       const uint32_t max_retries = pipeline.spec.effective_max_retries();
@@ -401,14 +418,15 @@ struct Executor::Run {
         if (config.jitter) wait = std::uniform_real_distribution<double>(0, wait)(random);
         auto wake = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(wait * 1000));
         if (wake >= global_deadline || wake >= stage_deadline) break;
-        std::this_thread::sleep_until(wake);
+        // The run waits, its worker does not: it serves other jobs until the backoff is over.
+        co_await sleep_until(scheduler, wake);
         delay *= config.backoff_multiplier;
         result.counts.retries += failed.size();
         for (size_t i : failed) {
           out[i] = CallOutcome{};
           out[i].resolved_id = record->id;
         }
-        run_pending(failed);
+        co_await run_pending(failed);
       }
     }
 
@@ -430,7 +448,7 @@ struct Executor::Run {
                                          std::memory_order_relaxed);
     pipeline_figures->retried.fetch_add(result.counts.retries - retries_before,
                                         std::memory_order_relaxed);
-    return out;
+    co_return out;
   }
 
   // --- failures ----------------------------------------------------------------------------
@@ -607,8 +625,8 @@ struct Executor::Run {
 
   // --- stages --------------------------------------------------------------------------------
 
-  void run_sequential(const CompiledPipeline& pipeline, const TopicPlan::Stage& stage,
-                      Clock::time_point stage_deadline, Clock::time_point global_deadline) {
+  Task<> run_sequential(const CompiledPipeline& pipeline, const TopicPlan::Stage& stage,
+                        Clock::time_point stage_deadline, Clock::time_point global_deadline) {
     for (const ModuleUse* use : stage.modules) {
       std::vector<size_t> targets;
       std::vector<const Message*> messages;
@@ -622,8 +640,8 @@ struct Executor::Run {
       if (targets.empty()) continue;
       const bool retry = pipeline.spec.error_handling == ErrorHandling::kRetryWithBackoff &&
                          !stage.stage->spec->continue_on_error;
-      auto outcomes = call_module(pipeline, *stage.stage, *use, messages, stage_deadline,
-                                  global_deadline, retry);
+      auto outcomes = co_await call_module(pipeline, *stage.stage, *use, messages,
+                                           stage_deadline, global_deadline, retry);
       std::vector<Item> next;
       next.reserve(items.size());
       size_t t = 0;
@@ -699,8 +717,8 @@ struct Executor::Run {
     return changed;
   }
 
-  void run_parallel(const CompiledPipeline& pipeline, const TopicPlan::Stage& stage,
-                    Clock::time_point stage_deadline, Clock::time_point global_deadline) {
+  Task<> run_parallel(const CompiledPipeline& pipeline, const TopicPlan::Stage& stage,
+                      Clock::time_point stage_deadline, Clock::time_point global_deadline) {
     const size_t n_modules = stage.modules.size();
     // outcomes[m][k]: module m on its k-th target; target_of[m]: item indexes.
     std::vector<std::vector<CallOutcome>> outcomes(n_modules);
@@ -718,8 +736,8 @@ struct Executor::Run {
       if (messages.empty()) continue;
       const bool retry = pipeline.spec.error_handling == ErrorHandling::kRetryWithBackoff &&
                          !stage.stage->spec->continue_on_error;
-      outcomes[m] = call_module(pipeline, *stage.stage, *use, messages, stage_deadline,
-                                global_deadline, retry);
+      outcomes[m] = co_await call_module(pipeline, *stage.stage, *use, messages, stage_deadline,
+                                         global_deadline, retry);
     }
     uint64_t runs = 0;
     for (const auto& t : targets) runs += t.size();
@@ -787,7 +805,7 @@ struct Executor::Run {
     items = std::move(next);
   }
 
-  void run_pipeline(const TopicPlan::Pipeline& plan) {
+  Task<> run_pipeline(const TopicPlan::Pipeline& plan) {
     const CompiledPipeline& pipeline = *plan.pipeline;
     const auto start = Clock::now();
     const auto global_deadline = start + std::chrono::milliseconds(pipeline.spec.global_timeout_ms);
@@ -830,9 +848,9 @@ struct Executor::Run {
         if (!item.finished && groups[item.group].state == Group::State::kActive) ++active;
       }
       if (stage.stage->spec->parallel_execution) {
-        run_parallel(pipeline, stage, stage_deadline, global_deadline);
+        co_await run_parallel(pipeline, stage, stage_deadline, global_deadline);
       } else {
-        run_sequential(pipeline, stage, stage_deadline, global_deadline);
+        co_await run_sequential(pipeline, stage, stage_deadline, global_deadline);
       }
       StageFigures& stage_figures = figures_of_stage(*stage.stage);
       stage_figures.processed.fetch_add(active, std::memory_order_relaxed);
@@ -937,7 +955,7 @@ struct Executor::Run {
     outcome.module_id = g.module_id;
   }
 
-  BatchResult go(const TopicPlan& plan) {
+  Task<BatchResult> go(const TopicPlan& plan) {
     result.outcomes.resize(inputs.size());
     filtered_by.resize(inputs.size());
     if (trace) trace->per_input.assign(inputs.size(), {});
@@ -956,7 +974,7 @@ struct Executor::Run {
       item.message = std::move(inputs[i].message);
       items.push_back(std::move(item));
     }
-    for (const auto& pipeline : plan.pipelines) run_pipeline(pipeline);
+    for (const auto& pipeline : plan.pipelines) co_await run_pipeline(pipeline);
     for (auto& item : items) {
       RoutedMessage r;
       r.topic = item.route ? *item.route : topic;
@@ -982,11 +1000,12 @@ struct Executor::Run {
         o.module_id = filtered_by[i].second;
       }
     }
-    return std::move(result);
+    co_return std::move(result);
   }
 };
 
-const Executor::BoundUse& Executor::bind(const CompiledPipeline& pipeline, const ModuleUse& use) {
+std::shared_ptr<const Executor::BoundUse> Executor::bind(const CompiledPipeline& pipeline,
+                                                         const ModuleUse& use) {
   using Clock = std::chrono::steady_clock;
   const auto now = Clock::now();
   // Uses of configurations and dry runs that are gone: dropped once unused for 10 s (a use in
@@ -998,13 +1017,13 @@ const Executor::BoundUse& Executor::bind(const CompiledPipeline& pipeline, const
     if (bound_.size() > 4096) bound_.clear();
     last_sweep_ = now;
   }
-  std::unique_ptr<BoundUse>& slot = bound_[use.serial];
+  std::shared_ptr<BoundUse>& slot = bound_[use.serial];
   const uint64_t generation = runtime_.registry ? runtime_.registry->generation() : 0;
   if (slot && slot->registry_generation == generation &&
       now - slot->bound_at < std::chrono::seconds(1)) {
-    return *slot;
+    return slot;
   }
-  auto b = std::make_unique<BoundUse>();
+  auto b = std::make_shared<BoundUse>();
   b->registry_generation = generation;
   b->bound_at = now;
   const ModuleSpec& spec = *use.spec;
@@ -1026,7 +1045,7 @@ const Executor::BoundUse& Executor::bind(const CompiledPipeline& pipeline, const
     b->cache_salt = ResultCache::salt_for(*b->record, b->settings.config_json);
   }
   slot = std::move(b);
-  return *slot;
+  return slot;
 }
 
 wasm::InstanceSettings instance_settings_for(const PipelineSpec& pipeline, const ModuleSpec& spec,
@@ -1044,11 +1063,46 @@ wasm::InstanceSettings instance_settings_for(const PipelineSpec& pipeline, const
   return settings;
 }
 
+Task<BatchResult> Executor::run_task(const TopicPlan& plan, std::string topic,
+                                     std::vector<InputMessage> inputs, Trace* trace,
+                                     Scheduler& scheduler) {
+  Run run(*this, topic, inputs, trace, scheduler);
+  co_return co_await run.go(plan);
+}
+
 BatchResult Executor::run(const TopicPlan& plan, const std::string& topic,
                           std::vector<InputMessage> inputs, Trace* trace) {
   wasm::Sandbox::Scope scope(sandbox_);
-  Run run(*this, topic, inputs, trace);
-  return run.go(plan);
+  BlockingScheduler scheduler;
+  return scheduler.run(run_task(plan, topic, std::move(inputs), trace, scheduler));
 }
+
+namespace {
+
+// A task nobody awaits: it starts at once, and its frame goes when it ends.
+struct Detached {
+  struct promise_type {
+    Detached get_return_object() { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() {}
+    void unhandled_exception() noexcept {}
+  };
+};
+
+Detached drive(Task<> task, size_t* live) {
+  ++*live;
+  try {
+    co_await std::move(task);
+  } catch (const std::exception& e) {
+    // Runs report failures as values; this is a bug or memory exhaustion. The worker goes on.
+    log::get("etl").error("ETL run failed: {}", e.what());
+  }
+  --*live;
+}
+
+}  // namespace
+
+void Executor::spawn(Task<> task) { drive(std::move(task), &live_runs_); }
 
 }  // namespace wasmq::etl

@@ -8,7 +8,9 @@
 // it, plus the error-topic records the batch produced; the broker writes them.
 //
 // Threads: an Executor belongs to one worker thread (it uses that thread's Sandbox). The Runtime
-// it shares with the other workers is thread-safe.
+// it shares with the other workers is thread-safe. Several runs may be under way on one
+// executor: a run that waits is suspended (etl/task.h) and the worker runs others meanwhile, so
+// nothing a run holds across a wait may be taken from under it (bound uses are shared_ptrs).
 #pragma once
 
 #include <chrono>
@@ -22,6 +24,7 @@
 #include "common/message.h"
 #include "etl/plan.h"
 #include "etl/runtime.h"
+#include "etl/task.h"
 #include "wasm/sandbox.h"
 
 namespace wasmq::etl {
@@ -131,22 +134,39 @@ class Executor {
     std::shared_ptr<CircuitBreakers::Breaker> breaker;
     uint64_t cache_salt = 0;
   };
-  const BoundUse& bind(const CompiledPipeline& pipeline, const ModuleUse& use);
+  std::shared_ptr<const BoundUse> bind(const CompiledPipeline& pipeline, const ModuleUse& use);
   // Drops everything bound (after a module was deleted: a bound use holds its compiled module).
   // Uses not bound again for 10 s are dropped by bind() anyway.
   void forget_bound() { bound_.clear(); }
 
-  // Runs `plan` (the pipelines that apply to `topic`) on `inputs`. `now_ms` is the wall clock
-  // the rules compare MessageAge against. With `trace`, records every module considered.
+  // Runs `plan` (the pipelines that apply to `topic`) on `inputs`. With `trace`, records every
+  // module considered. A run that must wait (a retry's backoff, a concurrency permit) is
+  // suspended and `scheduler` resumes it; `plan` and `trace` must outlive the task.
+  Task<BatchResult> run_task(const TopicPlan& plan, std::string topic,
+                             std::vector<InputMessage> inputs, Trace* trace,
+                             Scheduler& scheduler);
+  // The same on a thread that is not a worker (tests, tools): waits for the run to end,
+  // sleeping through its waits.
   BatchResult run(const TopicPlan& plan, const std::string& topic, std::vector<InputMessage> inputs,
                   Trace* trace = nullptr);
+
+  // The worker's scheduler (Workers sets it), for the runs it spawns.
+  void set_scheduler(Scheduler* scheduler) { scheduler_ = scheduler; }
+  Scheduler& scheduler() { return *scheduler_; }
+  // Starts `task` on this worker: it runs until it first waits or ends; the scheduler resumes it
+  // after each wait. Exceptions it throws are logged.
+  void spawn(Task<> task);
+  // Tasks spawned here that have not ended (some suspended). The worker's thread only.
+  size_t live_runs() const { return live_runs_; }
 
  private:
   struct Run;
   wasm::Sandbox& sandbox_;
   Runtime& runtime_;
   std::shared_ptr<ResultCache> results_;  // this worker's
-  std::unordered_map<uint64_t, std::unique_ptr<BoundUse>> bound_;  // by ModuleUse::serial
+  std::unordered_map<uint64_t, std::shared_ptr<BoundUse>> bound_;  // by ModuleUse::serial
+  Scheduler* scheduler_ = nullptr;
+  size_t live_runs_ = 0;
   std::chrono::steady_clock::time_point last_sweep_{};
 };
 

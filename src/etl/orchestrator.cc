@@ -553,13 +553,27 @@ std::optional<PipelineEntry> Orchestrator::find_pipeline(std::string_view id) co
   return it->second;
 }
 
+namespace {
+
+// A produce batch's run on a worker; what it uses lives in its frame until it ends.
+Task<> process_run(Executor& executor, std::shared_ptr<const Configuration> configuration,
+                   std::shared_ptr<const TopicPlan> plan, std::string topic,
+                   std::vector<InputMessage> inputs, Orchestrator::BatchDone done) {
+  BatchResult result = co_await executor.run_task(*plan, std::move(topic), std::move(inputs),
+                                                  nullptr, executor.scheduler());
+  done(std::move(result));
+}
+
+}  // namespace
+
 void Orchestrator::process(std::shared_ptr<const Configuration> configuration,
                            std::shared_ptr<const TopicPlan> plan, std::string topic,
                            std::vector<InputMessage> inputs, BatchDone done) {
   workers_->submit([configuration = std::move(configuration), plan = std::move(plan),
                     topic = std::move(topic), inputs = std::move(inputs),
                     done = std::move(done)](wasm::Sandbox&, Executor& executor) mutable {
-    done(executor.run(*plan, topic, std::move(inputs)));
+    executor.spawn(process_run(executor, std::move(configuration), std::move(plan),
+                               std::move(topic), std::move(inputs), std::move(done)));
   });
 }
 
@@ -589,9 +603,20 @@ void Orchestrator::dry_run(std::string_view pipeline_id, std::string topic,
     // Each dry run starts with closed breakers; within the run they behave as the pipeline
     // configures them.
     runtime_.breakers.reset(std::string(kDryRunKeyPrefix) + pipeline->spec.pipeline_id + "/");
+    executor.spawn(dry_run_trace(executor, std::move(pipeline), std::move(topic),
+                                 std::move(inputs), std::move(done)));
+  });
+}
+
+Task<> Orchestrator::dry_run_trace(Executor& executor,
+                                   std::shared_ptr<const CompiledPipeline> pipeline,
+                                   std::string topic, std::vector<InputMessage> inputs,
+                                   DryRunDone done) {
+  {
     TopicPlan plan = Configuration::plan_of(*pipeline, topic);
     Trace trace;
-    BatchResult result = executor.run(plan, topic, std::move(inputs), &trace);
+    BatchResult result = co_await executor.run_task(plan, topic, std::move(inputs), &trace,
+                                                    executor.scheduler());
     // Modules whose topic filters do not match the topic were never considered by the run: their
     // steps are added first in their stage, and the steps kept in stage order (the run's steps
     // already are).
@@ -616,7 +641,7 @@ void Orchestrator::dry_run(std::string_view pipeline_id, std::string topic,
       steps = std::move(all);
     }
     done(std::make_pair(std::move(result), std::move(trace)));
-  });
+  }
 }
 
 }  // namespace wasmq::etl

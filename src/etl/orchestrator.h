@@ -150,6 +150,10 @@ class Orchestrator {
   explicit Orchestrator(OrchestratorOptions options) : options_(std::move(options)) {}
   // Builds and publishes a configuration from entries_. Caller holds mutex_.
   void publish_locked();
+  // A dry run's run on a worker, its trace completed with the modules the topic filters left out.
+  static Task<> dry_run_trace(Executor& executor, std::shared_ptr<const CompiledPipeline> pipeline,
+                              std::string topic, std::vector<InputMessage> inputs,
+                              DryRunDone done);
   // Tells the module cache which modules the enabled pipelines use now (their references
   // resolved). Caller holds mutex_.
   void refresh_in_use_locked();

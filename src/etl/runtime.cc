@@ -229,32 +229,48 @@ ConcurrencyLimits::Permit::~Permit() {
   if (limits_) limits_->release(key_);
 }
 
-ConcurrencyLimits::Permit ConcurrencyLimits::acquire(const std::string& key, uint32_t per_module,
-                                                     uint32_t total) {
-  std::unique_lock lock(mutex_);
-  released_.wait(lock, [&] {
-    auto it = running_.find(key);
-    uint32_t mine = it == running_.end() ? 0 : it->second;
-    return mine < std::max<uint32_t>(per_module, 1) &&
-           total_running_ < std::max<uint32_t>(total, 1);
-  });
-  ++running_[key];
+bool ConcurrencyLimits::try_take(const std::string& key, uint32_t per_module, uint32_t total) {
+  if (total_running_ >= std::max<uint32_t>(total, 1)) return false;
+  auto it = running_.find(key);
+  const uint32_t mine = it == running_.end() ? 0 : it->second;
+  if (mine >= std::max<uint32_t>(per_module, 1)) return false;
+  if (it == running_.end()) {
+    running_.emplace(key, 1);
+  } else {
+    ++it->second;
+  }
   ++total_running_;
-  return Permit(this, key);
+  return true;
 }
 
 void ConcurrencyLimits::release(const std::string& key) {
+  std::vector<Waiter> granted;
   {
     std::lock_guard lock(mutex_);
     if (--running_[key] == 0) running_.erase(key);
     --total_running_;
+    // The oldest waiters the freed place lets run (one of another module may run when the
+    // oldest waits for its own module's limit).
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (try_take(it->key, it->per_module, it->total)) {
+        granted.push_back(std::move(*it));
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
-  released_.notify_all();
+  for (const Waiter& w : granted) w.scheduler->resume_soon(w.handle);
 }
 
 uint32_t ConcurrencyLimits::running() const {
   std::lock_guard lock(mutex_);
   return total_running_;
+}
+
+size_t ConcurrencyLimits::waiting() const {
+  std::lock_guard lock(mutex_);
+  return waiters_.size();
 }
 
 }  // namespace wasmq::etl

@@ -9,6 +9,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <coroutine>
+#include <deque>
 #include <cstdint>
 #include <list>
 #include <map>
@@ -26,6 +28,7 @@
 #include "etl/figures.h"
 #include "etl/module_registry.h"
 #include "etl/result_cache.h"
+#include "etl/task.h"
 #include "wasm/sandbox.h"
 
 namespace wasmq::etl {
@@ -180,7 +183,9 @@ class CircuitBreakers {
 };
 
 // Bounds how many calls of one module run at once (max_concurrent_instances) and of all
-// modules (max_concurrent_executions). A Permit is held for one call.
+// modules (max_concurrent_executions). A Permit is held for one call. A run that finds the
+// limit reached is not put to sleep: it suspends, its worker serves other jobs, and the permit
+// is handed to it (in the order the runs asked) when a call ends; its scheduler resumes it.
 class ConcurrencyLimits {
  public:
   class Permit {
@@ -198,16 +203,49 @@ class ConcurrencyLimits {
     std::string key_;
   };
 
-  // Waits until fewer than `per_module` calls of `key` and fewer than `total` calls overall run.
-  Permit acquire(const std::string& key, uint32_t per_module, uint32_t total);
+  // `co_await acquire(...)` gives a Permit once fewer than `per_module` calls of `key` and fewer
+  // than `total` calls overall run (each at least 1); until then the awaiting run is suspended
+  // and `scheduler` resumes it. `key` must outlive the co_await.
+  auto acquire(Scheduler& scheduler, const std::string& key, uint32_t per_module,
+               uint32_t total) {
+    struct Awaiter {
+      ConcurrencyLimits& limits;
+      Scheduler& scheduler;
+      const std::string& key;
+      uint32_t per_module, total;
+      bool await_ready() {
+        std::lock_guard lock(limits.mutex_);
+        return limits.try_take(key, per_module, total);
+      }
+      bool await_suspend(std::coroutine_handle<> h) {
+        std::lock_guard lock(limits.mutex_);
+        if (limits.try_take(key, per_module, total)) return false;
+        limits.waiters_.push_back(Waiter{key, per_module, total, &scheduler, h});
+        return true;
+      }
+      Permit await_resume() { return Permit(&limits, key); }
+    };
+    return Awaiter{*this, scheduler, key, per_module, total};
+  }
+
   uint32_t running() const;
+  // Runs suspended for a permit.
+  size_t waiting() const;
 
  private:
+  struct Waiter {
+    std::string key;
+    uint32_t per_module, total;
+    Scheduler* scheduler;
+    std::coroutine_handle<> handle;
+  };
+  // Takes a permit when the limits allow it. Under mutex_.
+  bool try_take(const std::string& key, uint32_t per_module, uint32_t total);
   void release(const std::string& key);
   mutable std::mutex mutex_;
-  std::condition_variable released_;
   std::unordered_map<std::string, uint32_t> running_;  // guarded by mutex_
   uint32_t total_running_ = 0;                         // guarded by mutex_
+  std::deque<Waiter> waiters_;                         // guarded by mutex_, oldest first
 };
 
 // What every worker shares.

@@ -12,7 +12,10 @@ Result<std::unique_ptr<Workers>> Workers::start(size_t count, Runtime& runtime,
   std::unique_ptr<Workers> workers(new Workers());
   count = std::max<size_t>(count, 1);
   // Every queue exists before any thread reads them.
-  workers->own_.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    workers->worker_.push_back(std::make_unique<Worker>());
+    workers->worker_.back()->workers = workers.get();
+  }
   for (size_t i = 0; i < count; ++i) {
     std::promise<Status> started;
     auto ready = started.get_future();
@@ -26,6 +29,7 @@ Result<std::unique_ptr<Workers>> Workers::start(size_t count, Runtime& runtime,
       }
       w->figures_.push_back((*sandbox)->pool_figures());
       Executor executor(**sandbox, runtime);
+      executor.set_scheduler(w->worker_[i].get());
       started.set_value(Status::ok());
       w->run(i, **sandbox, executor);
     });
@@ -67,8 +71,8 @@ void Workers::broadcast(WorkerJob job, std::function<void()> done) {
   auto shared = std::make_shared<Shared>(std::move(job), std::move(done), threads_.size());
   {
     std::lock_guard lock(mutex_);
-    for (size_t i = 0; i < own_.size(); ++i) {
-      own_[i].push_back([shared, i](wasm::Sandbox& sandbox, Executor& executor) {
+    for (size_t i = 0; i < worker_.size(); ++i) {
+      worker_[i]->own.push_back([shared, i](wasm::Sandbox& sandbox, Executor& executor) {
         shared->job(i, sandbox, executor);
         if (shared->left.fetch_sub(1) == 1 && shared->done) shared->done();
       });
@@ -131,20 +135,63 @@ size_t Workers::queued() const {
   return queue_.size();
 }
 
+void Workers::Worker::resume_at(Clock::time_point when, std::coroutine_handle<> h) {
+  std::lock_guard lock(workers->mutex_);
+  timers.emplace(when, h);
+}
+
+void Workers::Worker::resume_soon(std::coroutine_handle<> h) {
+  {
+    std::lock_guard lock(workers->mutex_);
+    ready.push_back(h);
+  }
+  // The shared condition: wake them all, so that this worker is among them.
+  workers->wake_.notify_all();
+}
+
 void Workers::run(size_t index, wasm::Sandbox& sandbox, Executor& executor) {
+  Worker& me = *worker_[index];
   while (true) {
     Job job;
+    std::coroutine_handle<> resume;
     {
       std::unique_lock lock(mutex_);
-      std::deque<Job>& own = own_[index];
-      wake_.wait(lock, [&] { return stopping_ || !own.empty() || !queue_.empty(); });
-      std::deque<Job>& from = !own.empty() ? own : queue_;
-      if (from.empty()) return;  // stopping, and every job has run
-      job = std::move(from.front());
-      from.pop_front();
+      while (true) {
+        if (!me.ready.empty()) {
+          resume = me.ready.front();
+          me.ready.pop_front();
+          break;
+        }
+        if (!me.timers.empty() && me.timers.begin()->first <= Scheduler::Clock::now()) {
+          resume = me.timers.begin()->second;
+          me.timers.erase(me.timers.begin());
+          break;
+        }
+        std::deque<Job>& from = !me.own.empty() ? me.own : queue_;
+        if (!from.empty()) {
+          job = std::move(from.front());
+          from.pop_front();
+          break;
+        }
+        // Stopping, every job has run and no run of this worker is left (live runs wait for a
+        // timer or a permit another worker hands over).
+        if (stopping_ && executor.live_runs() == 0) return;
+        if (me.timers.empty()) {
+          wake_.wait(lock);
+        } else {
+          wake_.wait_until(lock, me.timers.begin()->first);
+        }
+      }
     }
+    // The isolate stays entered for the job or the stretch of a run, not across a suspension
+    // (its handle scope must not outlive a run that ends later than one that started after it).
+    wasm::Sandbox::Scope scope(sandbox);
     try {
-      job(sandbox, executor);
+      if (resume) {
+        resume.resume();
+      } else {
+        job(sandbox, executor);
+      }
     } catch (const std::exception& e) {
       // Jobs report failures as values; this is a bug or memory exhaustion. The worker goes on.
       log::get("etl").error("ETL job failed: {}", e.what());

@@ -4,9 +4,13 @@
 // Work that must touch every sandbox (pool warm-ups, cleanups, settings) is broadcast: each
 // worker also has a queue of its own, which it serves before the shared one.
 //
+// A worker never sleeps while there is work: a run that must wait (a retry's backoff, a
+// concurrency permit) is suspended (etl/task.h), and its worker serves other jobs until the run
+// may continue. A worker continues its own suspended runs before it takes a new job.
+//
 // Threads: submit() and broadcast() from any thread. A job runs on one worker thread with that
 // worker's sandbox and executor; it must not block on another job. The destructor runs the jobs
-// still queued, then joins the threads.
+// still queued and the suspended runs to their end, then joins the threads.
 #pragma once
 
 #include <atomic>
@@ -14,6 +18,7 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -23,6 +28,7 @@
 #include "common/status.h"
 #include "etl/executor.h"
 #include "etl/runtime.h"
+#include "etl/task.h"
 #include "wasm/sandbox.h"
 
 namespace wasmq::etl {
@@ -99,10 +105,21 @@ class Workers {
   Workers() = default;
   void run(size_t index, wasm::Sandbox& sandbox, Executor& executor);
 
+  // What one worker has of its own: the jobs broadcast to it, and its suspended runs (those
+  // ready to continue, and those waiting for a time). The worker's Scheduler.
+  struct Worker : Scheduler {
+    Workers* workers = nullptr;
+    std::deque<Job> own;                                             // guarded by mutex_
+    std::deque<std::coroutine_handle<>> ready;                       // guarded by mutex_
+    std::multimap<Clock::time_point, std::coroutine_handle<>> timers;  // guarded by mutex_
+    void resume_at(Clock::time_point when, std::coroutine_handle<> h) override;
+    void resume_soon(std::coroutine_handle<> h) override;
+  };
+
   mutable std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<Job> queue_;             // guarded by mutex_
-  std::vector<std::deque<Job>> own_;  // per worker; guarded by mutex_
+  std::deque<Job> queue_;                        // guarded by mutex_
+  std::vector<std::unique_ptr<Worker>> worker_;  // per worker, made before any thread starts
   bool stopping_ = false;             // guarded by mutex_
   std::vector<std::thread> threads_;
   std::vector<std::shared_ptr<const wasm::PoolFigures>> figures_;  // set at start

@@ -346,6 +346,18 @@ Result<std::unique_ptr<PooledInstance>> InstancePool::acquire(PoolSlot& slot,
   return instance;
 }
 
+std::optional<PoolTime> InstancePool::next_creation_at(PoolSlot& slot) {
+  PoolSlot::ModuleState& state = *slot.state_;
+  const double rate = state.settings.creation_rate_limit;
+  if (rate <= 0 || !slot.idle_.empty()) return std::nullopt;
+  if (!slot.used_ && state.settings.warmup_instances > 0) return std::nullopt;
+  const PoolTime now = clock().now();
+  state.refill(now);
+  if (state.tokens >= 1.0) return std::nullopt;
+  return now + std::chrono::duration_cast<PoolTime::duration>(
+                   std::chrono::duration<double>((1.0 - state.tokens) / rate));
+}
+
 void InstancePool::release(PoolSlot& slot, std::unique_ptr<PooledInstance> instance) {
   PoolFigures::Counters& c = *slot.state_->counters;
   const PoolTime now = clock().now();

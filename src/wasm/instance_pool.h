@@ -38,6 +38,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -243,6 +244,11 @@ class InstancePool {
                                                   std::chrono::milliseconds time_limit,
                                                   const Create& create,
                                                   AcquireInfo* info = nullptr);
+  // When a call on `slot` could take an instance without waiting for the creation rate limit:
+  // nullopt when it can now (an idle instance, a token, a warm-up due, or no limit), else the
+  // time the next token comes. So that a caller that must not sleep (an ETL worker) can wait
+  // elsewhere and call then; acquire() itself waits as above.
+  std::optional<PoolTime> next_creation_at(PoolSlot& slot);
   // Gives back an instance after a successful call (memory_bytes measured): kept idle, or
   // dropped when the slot is full or the memory budget says so.
   void release(PoolSlot& slot, std::unique_ptr<PooledInstance> instance);

@@ -1083,6 +1083,11 @@ Status Sandbox::warm_up(const std::shared_ptr<const Module>& module, size_t coun
   return Status::ok();
 }
 
+std::optional<std::chrono::steady_clock::time_point> Sandbox::instance_ready_at(
+    const std::shared_ptr<const Module>& module) {
+  return impl_->pool.next_creation_at(impl_->pool.slot(module));
+}
+
 size_t Sandbox::idle_instances(const Module& module) const {
   PoolSlot* slot = impl_->pool.find(module.serial());
   return slot ? slot->idle() : 0;

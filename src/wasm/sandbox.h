@@ -111,6 +111,10 @@ class Sandbox {
   // given, receives how many it created. Not rate limited.
   Status warm_up(const std::shared_ptr<const Module>& module, size_t count,
                  uint64_t* created = nullptr);
+  // When a call of `module` could start without waiting for its creation_rate_limit: nullopt
+  // when it can now, else the time the pool's next token comes (InstancePool::next_creation_at).
+  std::optional<std::chrono::steady_clock::time_point> instance_ready_at(
+      const std::shared_ptr<const Module>& module);
   // Number of idle instances kept for `module`.
   size_t idle_instances(const Module& module) const;
   // Drops every instance and the module object of `module` held by this sandbox.

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <future>
 #include <iterator>
+#include <mutex>
 #include <regex>
 #include <string>
 #include <vector>
@@ -908,6 +909,94 @@ TEST_F(OrchestratorTest, DryRunFailuresDoNotOpenTheLiveCircuitBreaker) {
   auto again = dry_run("fragile", "t", {message()});
   ASSERT_TRUE(again.is_ok()) << again.status().message();
   EXPECT_EQ(again->first.counts.calls, 1u) << "each dry run starts with a closed breaker";
+}
+
+
+// --- Workers never sleep ---------------------------------------------------------------------
+
+TEST_F(OrchestratorTest, ARunWaitingForItsRetryBackoffDoesNotHoldUpAnotherTopic) {
+  open();  // one worker
+  upload_ok("faulty", "1.0.0", "etl_faulty");
+  upload_ok("pass", "1.0.0", "passthrough");
+  json::value slow =
+      one_module_pipeline("slow", "faulty", R"([{"filter_type": "Exact", "pattern": "slow"}])");
+  slow.as_object()["error_handling"] = "RetryWithBackoff";
+  slow.as_object()["retry_config"] =
+      json::parse(R"({"max_retries": 2, "initial_delay_ms": 300, "jitter": false})");
+  slow.at_pointer("/stages/0/modules/0").as_object()["instance_config"] =
+      json::parse(R"({"custom_config": {"error_word": "fail"}})");
+  create_ok(slow);
+  create_ok(one_module_pipeline("fast", "pass", R"([{"filter_type": "Exact", "pattern": "fast"}])"));
+
+  std::mutex mutex;
+  std::vector<std::string> finished;
+  uint64_t slow_retries = 0;
+  std::promise<void> both;
+  auto submit = [&](const std::string& topic, const std::string& value) {
+    auto configuration = orchestrator_->configuration();
+    auto plan = configuration->plan_for(topic);
+    std::vector<InputMessage> inputs;
+    inputs.push_back({message(value), std::nullopt});
+    orchestrator_->process(configuration, plan, topic, std::move(inputs),
+                           [&, topic](BatchResult r) {
+                             std::lock_guard lock(mutex);
+                             finished.push_back(topic);
+                             if (topic == "slow") slow_retries = r.counts.retries;
+                             if (finished.size() == 2) both.set_value();
+                           });
+  };
+  submit("slow", "fail");  // fails, and waits 300 ms then 600 ms before its retries
+  submit("fast", "hello");
+  ASSERT_EQ(both.get_future().wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(finished, (std::vector<std::string>{"fast", "slow"}))
+      << "the only worker ran the second batch while the first waited for its backoff";
+  EXPECT_EQ(slow_retries, 2u);
+}
+
+
+TEST_F(OrchestratorTest, ARunWaitingForTheCreationRateLimitDoesNotHoldUpAnotherTopic) {
+  open();  // one worker
+  upload_ok("trap", "1.0.0", "trap");
+  upload_ok("pass", "1.0.0", "passthrough");
+  // One new instance a second: each trap discards its instance, so the second message of the
+  // batch waits about a second for the next.
+  std::promise<Result<PoolChange>> resized;
+  orchestrator_->pools().resize("trap-v1.0.0", {.creation_rate_limit = 1.0},
+                                [&](Result<PoolChange> r) { resized.set_value(std::move(r)); });
+  auto change = resized.get_future().get();
+  ASSERT_TRUE(change.is_ok()) << change.status().message();
+  create_ok(one_module_pipeline("slow", "trap", R"([{"filter_type": "Exact", "pattern": "slow"}])"));
+  create_ok(one_module_pipeline("fast", "pass", R"([{"filter_type": "Exact", "pattern": "fast"}])"));
+
+  std::mutex mutex;
+  std::vector<std::string> finished;
+  std::promise<void> both;
+  auto submit = [&](const std::string& topic, size_t count) {
+    auto configuration = orchestrator_->configuration();
+    auto plan = configuration->plan_for(topic);
+    std::vector<InputMessage> inputs;
+    for (size_t i = 0; i < count; ++i) inputs.push_back({message(), std::nullopt});
+    orchestrator_->process(configuration, plan, topic, std::move(inputs),
+                           [&, topic](BatchResult) {
+                             std::lock_guard lock(mutex);
+                             finished.push_back(topic);
+                             if (finished.size() == 2) both.set_value();
+                           });
+  };
+  submit("slow", 2);
+  submit("fast", 1);
+  ASSERT_EQ(both.get_future().wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  std::lock_guard lock(mutex);
+  EXPECT_EQ(finished, (std::vector<std::string>{"fast", "slow"}))
+      << "the only worker ran the second batch while the first waited for an instance";
+  const PoolReport report = orchestrator_->pools().report();
+  for (const auto& m : report.modules) {
+    if (m.module_id == "trap-v1.0.0") {
+      EXPECT_EQ(m.total.created_for_calls, 2u);
+      EXPECT_EQ(m.total.creation_waits, 0u) << "no call waited inside the pool";
+    }
+  }
 }
 
 }  // namespace

@@ -85,25 +85,98 @@ TEST(CircuitBreakers, IgnoresOutcomesOfCallsAdmittedBeforeItOpened) {
 
 // --- ConcurrencyLimits ---------------------------------------------------------------------------
 
-TEST(ConcurrencyLimits, WaitsWhileAModuleRunsItsMaximumOfCalls) {
-  ConcurrencyLimits limits;
-  std::atomic<bool> second_acquired{false};
-  std::thread other;
-  {
-    auto permit = limits.acquire("m", 1, 10);
-    EXPECT_EQ(limits.running(), 1u);
-    auto unrelated = limits.acquire("n", 1, 10);  // another module is not held up
-    EXPECT_EQ(limits.running(), 2u);
-    other = std::thread([&] {
-      auto second = limits.acquire("m", 1, 10);
-      second_acquired = true;
-    });
-    std::this_thread::sleep_for(milliseconds(50));
-    EXPECT_FALSE(second_acquired.load());
+// A scheduler that only records what it is asked to resume; the test resumes by hand.
+struct RecordingScheduler : Scheduler {
+  std::vector<std::coroutine_handle<>> ready;
+  void resume_at(Clock::time_point, std::coroutine_handle<> h) override { ready.push_back(h); }
+  void resume_soon(std::coroutine_handle<> h) override { ready.push_back(h); }
+  void resume_all() {
+    auto now = std::move(ready);
+    ready.clear();
+    for (auto h : now) h.resume();
   }
-  other.join();
-  EXPECT_TRUE(second_acquired.load());
+};
+
+// Suspends until opened.
+struct Gate {
+  std::coroutine_handle<> waiting;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) noexcept { waiting = h; }
+  void await_resume() const noexcept {}
+  void open() { std::exchange(waiting, {}).resume(); }
+};
+
+// Takes a permit, then holds it until `gate` opens. `state`: 0 waiting, 1 holding, 2 released.
+Task<> hold(ConcurrencyLimits& limits, Scheduler& scheduler, std::string key, uint32_t per_module,
+            uint32_t total, Gate& gate, int& state) {
+  {
+    auto permit = co_await limits.acquire(scheduler, key, per_module, total);
+    state = 1;
+    co_await gate;
+  }
+  state = 2;
+}
+
+TEST(ConcurrencyLimits, ARunWaitsWithoutItsThreadWhileAModuleRunsItsMaximumOfCalls) {
+  ConcurrencyLimits limits;
+  RecordingScheduler scheduler;
+  Gate gate_a, gate_b, gate_c;
+  int a = 0, b = 0, c = 0;
+  auto first = hold(limits, scheduler, "m", 1, 10, gate_a, a);
+  first.start();
+  EXPECT_EQ(a, 1);
+  auto unrelated = hold(limits, scheduler, "n", 1, 10, gate_b, b);
+  unrelated.start();
+  EXPECT_EQ(b, 1) << "another module is not held up";
+  EXPECT_EQ(limits.running(), 2u);
+
+  auto second = hold(limits, scheduler, "m", 1, 10, gate_c, c);
+  second.start();  // returns: the run is suspended, this thread goes on
+  EXPECT_EQ(c, 0);
+  EXPECT_EQ(limits.waiting(), 1u);
+  EXPECT_TRUE(scheduler.ready.empty());
+
+  gate_a.open();  // the first call ends: its place goes to the waiting run
+  EXPECT_EQ(a, 2);
+  EXPECT_TRUE(first.done());
+  EXPECT_EQ(limits.waiting(), 0u);
+  ASSERT_EQ(scheduler.ready.size(), 1u) << "the waiting run is handed to its scheduler";
+  EXPECT_EQ(c, 0) << "it continues on its scheduler, not on the releasing thread";
+  scheduler.resume_all();
+  EXPECT_EQ(c, 1);
+  EXPECT_EQ(limits.running(), 2u);
+  gate_b.open();
+  gate_c.open();
+  EXPECT_TRUE(second.done());
   EXPECT_EQ(limits.running(), 0u);
+}
+
+TEST(ConcurrencyLimits, AFreedPlaceGoesToTheOldestRunItLets) {
+  ConcurrencyLimits limits;
+  RecordingScheduler scheduler;
+  Gate gates[4];
+  int state[4] = {0, 0, 0, 0};
+  // Two calls in all; "m" one at a time.
+  auto m1 = hold(limits, scheduler, "m", 1, 2, gates[0], state[0]);
+  auto n1 = hold(limits, scheduler, "n", 5, 2, gates[1], state[1]);
+  auto m2 = hold(limits, scheduler, "m", 1, 2, gates[2], state[2]);  // waits for m1
+  auto p1 = hold(limits, scheduler, "p", 5, 2, gates[3], state[3]);  // waits for any place
+  m1.start();
+  n1.start();
+  m2.start();
+  p1.start();
+  EXPECT_EQ(limits.waiting(), 2u);
+  gates[1].open();  // n1 ends: m2 (older) cannot take it ("m" is at its limit), p1 can
+  scheduler.resume_all();
+  EXPECT_EQ(state[2], 0);
+  EXPECT_EQ(state[3], 1);
+  gates[0].open();  // m1 ends: m2 takes its place
+  scheduler.resume_all();
+  EXPECT_EQ(state[2], 1);
+  gates[2].open();
+  gates[3].open();
+  EXPECT_EQ(limits.running(), 0u);
+  EXPECT_EQ(limits.waiting(), 0u);
 }
 
 }  // namespace
