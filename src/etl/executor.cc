@@ -122,17 +122,17 @@ struct Executor::Run {
   Runtime& runtime() { return executor.runtime_; }
 
   // The figures of the pipeline running now (set by run_pipeline) and of its modules.
+  std::shared_ptr<Executor::BoundFigures> bound_figures;
   std::shared_ptr<PipelineFigures> pipeline_figures;
-  std::unordered_map<const ModuleUse*, ModuleFigures*> module_figures;
   StageFigures& figures_of_stage(const CompiledStage& stage) {
-    return pipeline_figures->stage(stage.spec->priority);
+    StageFigures*& slot = bound_figures->stages[stage.spec->priority];
+    if (!slot) slot = &pipeline_figures->stage(stage.spec->priority);
+    return *slot;
   }
   ModuleFigures& figures_of(const CompiledStage& stage, const ModuleUse& use) {
-    auto [it, inserted] = module_figures.emplace(&use, nullptr);
-    if (inserted) {
-      it->second = &pipeline_figures->module(stage.spec->priority, use.index, use.spec->module_id);
-    }
-    return *it->second;
+    ModuleFigures*& slot = bound_figures->modules[use.serial];
+    if (!slot) slot = &pipeline_figures->module(stage.spec->priority, use.index, use.spec->module_id);
+    return *slot;
   }
 
   void step(size_t input, TraceStep s) {
@@ -813,8 +813,8 @@ struct Executor::Run {
     // dead-lettering (RetryWithBackoff ends in one of them) go back to a group's entry message;
     // SkipModule never does.
     const bool keeps_entries = pipeline.spec.error_handling != ErrorHandling::kSkipModule;
-    pipeline_figures = runtime().figures.pipeline(pipeline.spec.pipeline_id);
-    module_figures.clear();
+    bound_figures = executor.figures_for(pipeline);
+    pipeline_figures = bound_figures->pipeline;
     groups.clear();
     std::vector<Item> passing;
     std::vector<Item> entering;
@@ -1015,6 +1015,8 @@ std::shared_ptr<const Executor::BoundUse> Executor::bind(const CompiledPipeline&
       return now - entry.second->bound_at > std::chrono::seconds(10);
     });
     if (bound_.size() > 4096) bound_.clear();
+    // Found again at next use: a pipeline deleted meanwhile leaves no figures behind here.
+    figures_.clear();
     last_sweep_ = now;
   }
   std::shared_ptr<BoundUse>& slot = bound_[use.serial];
@@ -1045,6 +1047,15 @@ std::shared_ptr<const Executor::BoundUse> Executor::bind(const CompiledPipeline&
     b->cache_salt = ResultCache::salt_for(*b->record, b->settings.config_json);
   }
   slot = std::move(b);
+  return slot;
+}
+
+std::shared_ptr<Executor::BoundFigures> Executor::figures_for(const CompiledPipeline& pipeline) {
+  std::shared_ptr<BoundFigures>& slot = figures_[pipeline.serial];
+  if (!slot) {
+    slot = std::make_shared<BoundFigures>();
+    slot->pipeline = runtime_.figures.pipeline(pipeline.spec.pipeline_id);
+  }
   return slot;
 }
 

@@ -135,6 +135,15 @@ class Executor {
     uint64_t cache_salt = 0;
   };
   std::shared_ptr<const BoundUse> bind(const CompiledPipeline& pipeline, const ModuleUse& use);
+  // The figures this worker writes for a pipeline and its stages and module uses, found once
+  // (Figures' mutexes) instead of per batch; dropped with the sweep of bound uses every 10 s.
+  struct BoundFigures {
+    std::shared_ptr<PipelineFigures> pipeline;
+    std::unordered_map<uint32_t, StageFigures*> stages;    // by priority
+    std::unordered_map<uint64_t, ModuleFigures*> modules;  // by ModuleUse::serial
+  };
+  std::shared_ptr<BoundFigures> figures_for(const CompiledPipeline& pipeline);
+
   // Drops everything bound (after a module was deleted: a bound use holds its compiled module).
   // Uses not bound again for 10 s are dropped by bind() anyway.
   void forget_bound() { bound_.clear(); }
@@ -165,6 +174,7 @@ class Executor {
   Runtime& runtime_;
   std::shared_ptr<ResultCache> results_;  // this worker's
   std::unordered_map<uint64_t, std::shared_ptr<BoundUse>> bound_;  // by ModuleUse::serial
+  std::unordered_map<uint64_t, std::shared_ptr<BoundFigures>> figures_;  // by pipeline serial
   Scheduler* scheduler_ = nullptr;
   size_t live_runs_ = 0;
   std::chrono::steady_clock::time_point last_sweep_{};

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <thread>
 
 namespace wasmq::etl {
 namespace {
@@ -30,18 +31,64 @@ const std::vector<double>& LatencyHistogram::bucket_bounds_ms() {
   return bounds;
 }
 
+namespace figure_lanes {
+namespace {
+thread_local size_t lane = 0;
+}  // namespace
+
+size_t count() {
+  static const size_t lanes =
+      std::clamp<size_t>(std::thread::hardware_concurrency(), 1, kMaxLanes);
+  return lanes;
+}
+
+size_t current() { return lane; }
+
+void set_current(size_t worker_index) { lane = worker_index % count(); }
+
+}  // namespace figure_lanes
+
+uint64_t Counter::load(std::memory_order) const {
+  uint64_t total = 0;
+  for (size_t i = 0, n = figure_lanes::count(); i < n; ++i) {
+    total += lanes_[i].value.load(std::memory_order_relaxed);
+  }
+  return total;
+}
+
 void LatencyHistogram::record(double ms) {
   if (!(ms >= 0)) ms = 0;
   const auto& bounds = bucket_bounds_ms();
   size_t i = std::lower_bound(bounds.begin(), bounds.end(), ms) - bounds.begin();
   if (i >= kBuckets) i = kBuckets - 1;
-  buckets_[i].fetch_add(1, std::memory_order_relaxed);
-  count_.fetch_add(1, std::memory_order_relaxed);
-  sum_us_.fetch_add(static_cast<uint64_t>(ms * 1000.0), std::memory_order_relaxed);
+  Lane& lane = lanes_[figure_lanes::current()];
+  lane.buckets[i].fetch_add(1, std::memory_order_relaxed);
+  lane.count.fetch_add(1, std::memory_order_relaxed);
+  lane.sum_us.fetch_add(static_cast<uint64_t>(ms * 1000.0), std::memory_order_relaxed);
+}
+
+uint64_t LatencyHistogram::count() const {
+  uint64_t total = 0;
+  for (size_t i = 0, n = figure_lanes::count(); i < n; ++i) {
+    total += lanes_[i].count.load(std::memory_order_relaxed);
+  }
+  return total;
+}
+
+uint64_t LatencyHistogram::bucket_count(size_t b) const {
+  uint64_t total = 0;
+  for (size_t i = 0, n = figure_lanes::count(); i < n; ++i) {
+    total += lanes_[i].buckets[b].load(std::memory_order_relaxed);
+  }
+  return total;
 }
 
 double LatencyHistogram::sum_ms() const {
-  return static_cast<double>(sum_us_.load(std::memory_order_relaxed)) / 1000.0;
+  uint64_t us = 0;
+  for (size_t i = 0, n = figure_lanes::count(); i < n; ++i) {
+    us += lanes_[i].sum_us.load(std::memory_order_relaxed);
+  }
+  return static_cast<double>(us) / 1000.0;
 }
 
 double LatencyHistogram::average_ms() const {

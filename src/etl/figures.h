@@ -5,8 +5,11 @@
 // Figures are kept by pipeline id and survive configuration changes (a pipeline replaced keeps
 // its history; a deleted pipeline's figures are dropped with it).
 //
-// Threads: recording is lock-free on the hot path (atomics) once a pipeline's entry exists;
-// finding or creating an entry takes a mutex. Any thread.
+// Threads: every counter and histogram has a lane per ETL worker (up to kMaxLanes): a worker
+// adds to its own lane, on cache lines no other worker writes, and a read sums the lanes. So the
+// workers never contend for a figure; threads that are not workers share lane 0 (each lane is
+// atomic, so that stays correct). Finding or creating an entry takes a mutex; the executor does
+// it once per pipeline and module use it binds, not per batch. Any thread.
 #pragma once
 
 #include <array>
@@ -24,12 +27,40 @@
 
 namespace wasmq::etl {
 
+// The lanes of the figures: one per ETL worker, up to kMaxLanes (workers beyond share them).
+namespace figure_lanes {
+inline constexpr size_t kMaxLanes = 16;
+// The lanes each figure has: the machine's hardware threads (as many workers as the default
+// etl.workers), 1 to kMaxLanes; fixed for the process.
+size_t count();
+// The lane the calling thread adds to (0 unless set). A worker sets its index at start.
+size_t current();
+void set_current(size_t worker_index);
+}  // namespace figure_lanes
+
+// A counter with a lane per worker (see Threads above).
+class Counter {
+ public:
+  Counter() : lanes_(std::make_unique<Lane[]>(figure_lanes::count())) {}
+  void fetch_add(uint64_t n, std::memory_order = std::memory_order_relaxed) {
+    lanes_[figure_lanes::current()].value.fetch_add(n, std::memory_order_relaxed);
+  }
+  uint64_t load(std::memory_order = std::memory_order_relaxed) const;
+
+ private:
+  struct alignas(64) Lane {
+    std::atomic<uint64_t> value{0};
+  };
+  std::unique_ptr<Lane[]> lanes_;
+};
+
 // Durations in log-spaced buckets from 1 µs to ~100 s; percentiles are read from the buckets
 // (each bucket spans a factor of 1.25, so a percentile is within 25 % of the true value).
 class LatencyHistogram {
  public:
+  LatencyHistogram() : lanes_(std::make_unique<Lane[]>(figure_lanes::count())) {}
   void record(double ms);
-  uint64_t count() const { return count_.load(std::memory_order_relaxed); }
+  uint64_t count() const;
   double sum_ms() const;
   double average_ms() const;
   // The `q`-quantile (0..1) in ms; 0 when empty.
@@ -37,56 +68,59 @@ class LatencyHistogram {
 
   // Upper bounds (ms) of the buckets, for Prometheus' cumulative buckets.
   static const std::vector<double>& bucket_bounds_ms();
-  uint64_t bucket_count(size_t i) const { return buckets_[i].load(std::memory_order_relaxed); }
+  uint64_t bucket_count(size_t i) const;
   static constexpr size_t kBuckets = 84;
 
  private:
-  std::array<std::atomic<uint64_t>, kBuckets> buckets_{};
-  std::atomic<uint64_t> count_{0};
-  std::atomic<uint64_t> sum_us_{0};
+  struct alignas(64) Lane {
+    std::array<std::atomic<uint64_t>, kBuckets> buckets{};
+    std::atomic<uint64_t> count{0};
+    std::atomic<uint64_t> sum_us{0};
+  };
+  std::unique_ptr<Lane[]> lanes_;
 };
 
 // What one module use (a module of a stage) did.
 struct ModuleFigures {
   std::string module_id;                   // as the pipeline names it
-  std::atomic<uint64_t> processed{0};      // messages it was run on (successfully)
-  std::atomic<uint64_t> filtered{0};       // of those, returned no message
-  std::atomic<uint64_t> failed{0};         // messages on which it failed (after retries)
-  std::atomic<uint64_t> skipped{0};        // failures skipped (continue_on_error, SkipModule)
-  std::atomic<uint64_t> retried{0};        // retry calls
-  std::atomic<uint64_t> dead_lettered{0};  // messages dead-lettered after its failure
-  std::atomic<uint64_t> not_matched{0};    // messages whose rules did not hold
-  std::atomic<uint64_t> cache_hits{0};
-  std::atomic<uint64_t> breaker_rejections{0};
+  Counter processed;      // messages it was run on (successfully)
+  Counter filtered;       // of those, returned no message
+  Counter failed;         // messages on which it failed (after retries)
+  Counter skipped;        // failures skipped (continue_on_error, SkipModule)
+  Counter retried;        // retry calls
+  Counter dead_lettered;  // messages dead-lettered after its failure
+  Counter not_matched;    // messages whose rules did not hold
+  Counter cache_hits;
+  Counter breaker_rejections;
   LatencyHistogram latency;  // per message
 };
 
 struct StageFigures {
   uint32_t priority = 0;
-  std::atomic<uint64_t> processed{0};           // messages that entered the stage
-  std::atomic<uint64_t> failed{0};              // module failures in the stage
-  std::atomic<uint64_t> concurrent_modules{0};  // parallel stages: modules run per message, summed
+  Counter processed;           // messages that entered the stage
+  Counter failed;              // module failures in the stage
+  Counter concurrent_modules;  // parallel stages: modules run per message, summed
   LatencyHistogram latency;                     // per message, the whole stage
   std::vector<std::unique_ptr<ModuleFigures>> modules;
 };
 
 struct PipelineFigures {
   std::string pipeline_id;
-  std::atomic<uint64_t> messages_in{0};   // messages that entered the pipeline
-  std::atomic<uint64_t> messages_out{0};  // messages that left it (splits count each)
-  std::atomic<uint64_t> filtered{0};      // inputs a module dropped
-  std::atomic<uint64_t> failed{0};        // module failures
-  std::atomic<uint64_t> skipped{0};
-  std::atomic<uint64_t> retried{0};
-  std::atomic<uint64_t> dead_lettered{0};
+  Counter messages_in;   // messages that entered the pipeline
+  Counter messages_out;  // messages that left it (splits count each)
+  Counter filtered;      // inputs a module dropped
+  Counter failed;        // module failures
+  Counter skipped;
+  Counter retried;
+  Counter dead_lettered;
   // Messages to dead-letter whose dead-letter topic name would pass 249 characters (a long
   // source topic): no topic can take them, so they count here and the producer is told why.
-  std::atomic<uint64_t> dead_letters_unwritable{0};
-  std::atomic<uint64_t> stopped{0};  // messages that went on as they entered (StopPipeline)
-  std::atomic<uint64_t> merge_conflicts{0};
+  Counter dead_letters_unwritable;
+  Counter stopped;  // messages that went on as they entered (StopPipeline)
+  Counter merge_conflicts;
   // Failures on error records or dead letters (a stream pipeline reading them) that wrote no new
   // error record or dead letter (executor.h, kFailureRecordHeader).
-  std::atomic<uint64_t> failure_records_not_repeated{0};
+  Counter failure_records_not_repeated;
   std::atomic<int64_t> last_success_ms{0};
   std::atomic<int64_t> last_failure_ms{0};
   LatencyHistogram latency;  // per message through the whole pipeline
@@ -134,7 +168,7 @@ class Figures {
   const FilterFigures& filters() const { return filters_; }
 
   // Totals over every pipeline.
-  std::atomic<uint64_t> module_calls{0};
+  Counter module_calls;
   LatencyHistogram call_latency;  // per guest call
 
  private:

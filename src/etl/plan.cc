@@ -10,6 +10,8 @@ namespace wasmq::etl {
 Result<std::shared_ptr<const CompiledPipeline>> compile_pipeline(PipelineSpec spec,
                                                                  std::string_view key_prefix) {
   auto pipeline = std::make_shared<CompiledPipeline>();
+  static std::atomic<uint64_t> pipeline_serials{0};
+  pipeline->serial = ++pipeline_serials;
   pipeline->spec = std::move(spec);
   const PipelineSpec& p = pipeline->spec;
   for (size_t s = 0; s < p.stages.size(); ++s) {

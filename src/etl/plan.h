@@ -48,6 +48,7 @@ struct CompiledStage {
 };
 
 struct CompiledPipeline {
+  uint64_t serial = 0;  // unique in the process: a worker keys what it binds for it by this
   PipelineSpec spec;
   std::vector<CompiledStage> stages;
   TopicMatcher allowed_outputs;  // Wildcard filters of spec.allowed_output_topics

@@ -22,6 +22,7 @@ Result<std::unique_ptr<Workers>> Workers::start(size_t count, Runtime& runtime,
     // std::thread gets glibc's default stack (8 MiB), well above V8's stack limit for guests
     // (wasm::EngineOptions::stack_size_kb), as a deep recursion in a guest requires.
     workers->threads_.emplace_back([w = workers.get(), i, &runtime, &pool, &started] {
+      figure_lanes::set_current(i);
       auto sandbox = wasm::Sandbox::create(pool);
       if (!sandbox.is_ok()) {
         started.set_value(sandbox.status());

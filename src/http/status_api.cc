@@ -22,6 +22,7 @@ constexpr std::array<etl::FilterType, 6> kFilterTypes = {
     etl::FilterType::kPrefix, etl::FilterType::kSuffix,   etl::FilterType::kContains};
 
 uint64_t load(const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); }
+uint64_t load(const etl::Counter& c) { return c.load(); }
 
 double ratio(uint64_t part, uint64_t whole) {
   return whole == 0 ? 0.0 : static_cast<double>(part) / static_cast<double>(whole);
@@ -769,7 +770,7 @@ class StatusApi {
     auto all = r.figures.all();
     struct Counter {
       const char* outcome;
-      std::atomic<uint64_t> etl::PipelineFigures::*field;
+      etl::Counter etl::PipelineFigures::*field;
     };
     const Counter pipeline_counters[] = {{"in", &etl::PipelineFigures::messages_in},
                                          {"out", &etl::PipelineFigures::messages_out},
@@ -815,7 +816,7 @@ class StatusApi {
     }
     struct ModuleCounter {
       const char* outcome;
-      std::atomic<uint64_t> etl::ModuleFigures::*field;
+      etl::Counter etl::ModuleFigures::*field;
     };
     const ModuleCounter module_counters[] = {{"processed", &etl::ModuleFigures::processed},
                                              {"filtered", &etl::ModuleFigures::filtered},
