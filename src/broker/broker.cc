@@ -52,9 +52,9 @@ void Broker::store(std::vector<Placement> placements, std::vector<ProduceOutcome
   // What the partitions' appends share: the outcomes, filled as each partition's batches are
   // written, and how many partitions are still to come.
   struct Pending {
-    std::mutex mutex;
+    Mutex mutex;
     std::vector<ProduceOutcome> outcomes;  // guarded by mutex
-    size_t partitions_left = 0;            // guarded by mutex
+    size_t partitions_left = 0;  // guarded by mutex
     StoreDone done;
   };
   auto pending = std::make_shared<Pending>();
@@ -144,7 +144,7 @@ void Broker::store(std::vector<Placement> placements, std::vector<ProduceOutcome
           bool appended_any = false;
           bool last = false;
           {
-            std::lock_guard lock(pending->mutex);
+            MutexLock lock(pending->mutex);
             for (size_t k = 0; k < results.size(); ++k) {
               for (size_t r = 0; r < inputs[k].size(); ++r) {
                 ProduceOutcome& out = pending->outcomes[inputs[k][r]];
@@ -315,7 +315,7 @@ uint64_t Broker::wait_for_data(const std::string& topic_name, uint32_t partition
   const WaitKey key{topic_name, partition};
   uint64_t id;
   {
-    std::lock_guard lock(waiters_mutex_);
+    MutexLock lock(waiters_mutex_);
     id = next_waiter_id_++;
     waiters_[key].emplace(id, std::move(callback));
     waiter_keys_.emplace(id, key);
@@ -333,7 +333,7 @@ uint64_t Broker::wait_for_data(const std::string& topic_name, uint32_t partition
 }
 
 std::function<void()> Broker::take_waiter(uint64_t id) {
-  std::lock_guard lock(waiters_mutex_);
+  MutexLock lock(waiters_mutex_);
   auto key = waiter_keys_.find(id);
   if (key == waiter_keys_.end()) return {};
   auto partition = waiters_.find(key->second);
@@ -355,7 +355,7 @@ bool Broker::cancel_wait(uint64_t id) { return static_cast<bool>(take_waiter(id)
 void Broker::notify(const std::string& topic, uint32_t partition) {
   std::map<uint64_t, std::function<void()>> ready;
   {
-    std::lock_guard lock(waiters_mutex_);
+    MutexLock lock(waiters_mutex_);
     auto it = waiters_.find(WaitKey{topic, partition});
     if (it == waiters_.end()) return;
     ready = std::move(it->second);

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "common/message.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "etl/orchestrator.h"
 #include "storage/appender.h"
@@ -199,10 +200,10 @@ class Broker {
 
   // Waiting consumers by partition: an append wakes those of its partition only.
   using WaitKey = std::pair<std::string, uint32_t>;
-  std::mutex waiters_mutex_;
-  std::map<WaitKey, std::map<uint64_t, std::function<void()>>> waiters_;  // guarded by it
-  std::map<uint64_t, WaitKey> waiter_keys_;  // id -> partition; guarded by waiters_mutex_
-  uint64_t next_waiter_id_ = 1;              // guarded by waiters_mutex_
+  Mutex waiters_mutex_;
+  std::map<WaitKey, std::map<uint64_t, std::function<void()>>> waiters_ GUARDED_BY(waiters_mutex_);
+  std::map<uint64_t, WaitKey> waiter_keys_ GUARDED_BY(waiters_mutex_);  // id -> partition
+  uint64_t next_waiter_id_ GUARDED_BY(waiters_mutex_) = 1;
 
   // Last: destroyed first, after writing what is queued (its callbacks use the members above).
   storage::Appender appender_;

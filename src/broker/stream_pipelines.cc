@@ -26,10 +26,10 @@ struct StreamPipelines::Runner {
   std::shared_ptr<const etl::CompiledPipeline> pipeline;
   fs::path positions_path;
   std::atomic<bool> stop{false};
-  std::mutex wake_mutex;
-  std::condition_variable wake;
-  mutable std::mutex status_mutex;
-  StreamStatus status;  // guarded by status_mutex
+  Mutex wake_mutex;
+  CondVar wake;
+  mutable Mutex status_mutex;
+  StreamStatus status GUARDED_BY(status_mutex);
   std::thread thread;
 
   Runner(Broker& b, std::shared_ptr<const etl::Configuration> c,
@@ -43,17 +43,19 @@ struct StreamPipelines::Runner {
 
   // Sleeps up to `d`, or less when asked to stop.
   void pause(std::chrono::milliseconds d) {
-    std::unique_lock lock(wake_mutex);
-    wake.wait_for(lock, d, [&] { return stop.load(); });
+    MutexLock lock(wake_mutex);
+    const auto deadline = std::chrono::steady_clock::now() + d;
+    while (!stop.load() && wake.wait_until(wake_mutex, deadline)) {
+    }
   }
 
   // What the broker's wake-up callbacks set when a source partition receives data. Shared with
   // them: a callback may still run after the runner has stopped waiting (or has gone).
   struct Arrival {
-    std::mutex mutex;
-    std::condition_variable cv;
-    bool data = false;     // guarded by mutex
-    bool stopped = false;  // guarded by mutex
+    Mutex mutex;
+    CondVar cv;
+    bool data GUARDED_BY(mutex) = false;
+    bool stopped GUARDED_BY(mutex) = false;
   };
   const std::shared_ptr<Arrival> arrival = std::make_shared<Arrival>();
 
@@ -62,14 +64,14 @@ struct StreamPipelines::Runner {
   void wait_for_data(const std::string& topic, const std::map<uint32_t, int64_t>& positions,
                      std::chrono::milliseconds most) {
     {
-      std::lock_guard lock(arrival->mutex);
+      MutexLock lock(arrival->mutex);
       arrival->data = false;
     }
     std::vector<uint64_t> waits;
     for (const auto& [partition, offset] : positions) {
       const uint64_t id = broker.wait_for_data(topic, partition, offset, [a = arrival] {
         {
-          std::lock_guard lock(a->mutex);
+          MutexLock lock(a->mutex);
           a->data = true;
         }
         a->cv.notify_all();
@@ -77,15 +79,18 @@ struct StreamPipelines::Runner {
       if (id != 0) waits.push_back(id);
     }
     {
-      std::unique_lock lock(arrival->mutex);
-      arrival->cv.wait_for(lock, most, [&] { return arrival->data || arrival->stopped; });
+      MutexLock lock(arrival->mutex);
+      const auto deadline = std::chrono::steady_clock::now() + most;
+      while (!arrival->data && !arrival->stopped &&
+             arrival->cv.wait_until(arrival->mutex, deadline)) {
+      }
     }
     for (uint64_t id : waits) broker.cancel_wait(id);
   }
 
   void fail(const std::string& why) {
     log::get("etl").warn("stream pipeline {}: {}", spec().pipeline_id, why);
-    std::lock_guard lock(status_mutex);
+    MutexLock lock(status_mutex);
     status.last_error = why;
   }
 
@@ -180,7 +185,7 @@ struct StreamPipelines::Runner {
       }
     }
     {
-      std::lock_guard lock(status_mutex);
+      MutexLock lock(status_mutex);
       status.running = true;
       status.positions = positions;
     }
@@ -223,7 +228,7 @@ struct StreamPipelines::Runner {
       if (inputs.empty()) {
         if (next != positions && commit(next).is_ok()) positions = next;
         {
-          std::lock_guard lock(status_mutex);
+          MutexLock lock(status_mutex);
           status.positions = positions;
           status.lag = lag;
         }
@@ -265,7 +270,7 @@ struct StreamPipelines::Runner {
         continue;
       }
       positions = next;
-      std::lock_guard lock(status_mutex);
+      MutexLock lock(status_mutex);
       status.positions = positions;
       status.lag = lag;
       ++status.batches;
@@ -273,7 +278,7 @@ struct StreamPipelines::Runner {
       status.records_out += stored;
       status.last_error.clear();
     }
-    std::lock_guard lock(status_mutex);
+    MutexLock lock(status_mutex);
     status.running = false;
   }
 
@@ -284,7 +289,7 @@ struct StreamPipelines::Runner {
     stop = true;
     wake.notify_all();
     {
-      std::lock_guard lock(arrival->mutex);
+      MutexLock lock(arrival->mutex);
       arrival->stopped = true;
     }
     arrival->cv.notify_all();
@@ -303,7 +308,7 @@ StreamPipelines::~StreamPipelines() {
   stopping_ = true;
   wake_.notify_all();
   if (supervisor_.joinable()) supervisor_.join();
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   for (auto& [id, runner] : runners_) runner->finish();
   runners_.clear();
 }
@@ -311,8 +316,10 @@ StreamPipelines::~StreamPipelines() {
 void StreamPipelines::supervise() {
   while (!stopping_) {
     reconcile();
-    std::unique_lock lock(wake_mutex_);
-    wake_.wait_for(lock, 100ms, [&] { return stopping_.load(); });
+    MutexLock lock(wake_mutex_);
+    const auto deadline = std::chrono::steady_clock::now() + 100ms;
+    while (!stopping_.load() && wake_.wait_until(wake_mutex_, deadline)) {
+    }
   }
 }
 
@@ -328,7 +335,7 @@ void StreamPipelines::reconcile() {
       wanted[p->spec.pipeline_id] = p;
   }
   const fs::path dir = broker_.store().options().data_dir / "streams";
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   for (auto it = runners_.begin(); it != runners_.end();) {
     auto w = wanted.find(it->first);
     if (w != wanted.end() && w->second == it->second->pipeline) {
@@ -337,7 +344,7 @@ void StreamPipelines::reconcile() {
     }
     it->second->finish();
     {
-      std::lock_guard status_lock(it->second->status_mutex);
+      MutexLock status_lock(it->second->status_mutex);
       finished_[it->first] = it->second->status;
     }
     it = runners_.erase(it);
@@ -359,9 +366,9 @@ void StreamPipelines::reconcile() {
 }
 
 std::optional<StreamStatus> StreamPipelines::status(const std::string& pipeline_id) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (auto it = runners_.find(pipeline_id); it != runners_.end()) {
-    std::lock_guard status_lock(it->second->status_mutex);
+    MutexLock status_lock(it->second->status_mutex);
     return it->second->status;
   }
   std::optional<StreamStatus> status;

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "broker/broker.h"
+#include "common/mutex.h"
 
 namespace wasmq::broker {
 
@@ -63,11 +64,11 @@ class StreamPipelines {
   Broker& broker_;
   std::atomic<bool> stopping_{false};
   std::shared_ptr<const etl::Configuration> seen_;  // supervisor thread only
-  mutable std::mutex mutex_;
-  std::map<std::string, std::unique_ptr<Runner>> runners_;  // guarded by mutex_
-  std::map<std::string, StreamStatus> finished_;            // guarded by mutex_: stopped runners
-  std::mutex wake_mutex_;
-  std::condition_variable wake_;
+  mutable Mutex mutex_;
+  std::map<std::string, std::unique_ptr<Runner>> runners_ GUARDED_BY(mutex_);
+  std::map<std::string, StreamStatus> finished_ GUARDED_BY(mutex_);  // stopped runners
+  Mutex wake_mutex_;
+  CondVar wake_;
   std::thread supervisor_;
 };
 

@@ -9,7 +9,7 @@ namespace wasmq::etl {
 
 void ModuleCompiler::Lane::push(std::function<void()> job) {
   {
-    std::lock_guard lock(mutex);
+    MutexLock lock(mutex);
     jobs.push_back(std::move(job));
   }
   wake.notify_one();
@@ -19,8 +19,8 @@ void ModuleCompiler::Lane::run() {
   while (true) {
     std::function<void()> job;
     {
-      std::unique_lock lock(mutex);
-      wake.wait(lock, [&] { return stopping || !jobs.empty(); });
+      MutexLock lock(mutex);
+      while (!stopping && jobs.empty()) wake.wait(mutex);
       if (jobs.empty()) return;  // stopping, and every job has run
       job = std::move(jobs.front());
       jobs.pop_front();
@@ -36,7 +36,7 @@ void ModuleCompiler::Lane::run() {
 
 void ModuleCompiler::Lane::stop() {
   {
-    std::lock_guard lock(mutex);
+    MutexLock lock(mutex);
     stopping = true;
   }
   wake.notify_all();
@@ -107,7 +107,7 @@ void ModuleCompiler::submit_compile(std::function<void(wasm::Sandbox&)> job) {
 
 bool ModuleCompiler::submit_upload(std::function<void()> job, size_t max_waiting) {
   {
-    std::lock_guard lock(upload_lane_.mutex);
+    MutexLock lock(upload_lane_.mutex);
     if (upload_lane_.jobs.size() >= max_waiting) return false;
     upload_lane_.jobs.push_back(std::move(job));
   }
@@ -116,7 +116,7 @@ bool ModuleCompiler::submit_upload(std::function<void()> job, size_t max_waiting
 }
 
 size_t ModuleCompiler::uploads_queued() const {
-  std::lock_guard lock(upload_lane_.mutex);
+  MutexLock lock(upload_lane_.mutex);
   return upload_lane_.jobs.size();
 }
 

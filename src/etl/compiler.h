@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "wasm/sandbox.h"
 
@@ -59,10 +60,10 @@ class ModuleCompiler {
  private:
   // One thread and its queue.
   struct Lane {
-    mutable std::mutex mutex;
-    std::condition_variable wake;
-    std::deque<std::function<void()>> jobs;  // guarded by mutex
-    bool stopping = false;                   // guarded by mutex
+    mutable Mutex mutex;
+    CondVar wake;
+    std::deque<std::function<void()>> jobs GUARDED_BY(mutex);
+    bool stopping GUARDED_BY(mutex) = false;
     std::vector<std::thread> threads;
     void push(std::function<void()> job);
     void run();

@@ -44,7 +44,7 @@ class CallWarnings {
   // number of such warnings that were not logged since the last one.
   bool allow(const std::string& module_id, char kind, uint64_t* suppressed) {
     const Clock::time_point now = Clock::now();
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     Entry& e = entries_[module_id + '\0' + kind];
     if (e.logged && now - *e.logged < kCallWarningInterval) {
       ++e.suppressed;
@@ -61,8 +61,8 @@ class CallWarnings {
     std::optional<Clock::time_point> logged;
     uint64_t suppressed = 0;
   };
-  std::mutex mutex_;
-  std::unordered_map<std::string, Entry> entries_;  // guarded by mutex_
+  Mutex mutex_;
+  std::unordered_map<std::string, Entry> entries_ GUARDED_BY(mutex_);
 };
 
 CallWarnings& call_warnings() {
@@ -509,7 +509,7 @@ struct Executor::Run {
     pipeline_figures->failed.fetch_add(1, std::memory_order_relaxed);
     pipeline_figures->last_failure_ms.store(now_ms(), std::memory_order_relaxed);
     {
-      std::lock_guard lock(pipeline_figures->mutex);
+      MutexLock lock(pipeline_figures->mutex);
       pipeline_figures->last_error = use.spec->module_id + ": " + error;
     }
     // A failure record that fails again is counted and logged, but writes nothing new: an error

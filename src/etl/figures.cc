@@ -137,7 +137,7 @@ double PipelineFigures::throughput_per_second() const {
 }
 
 StageFigures& PipelineFigures::stage(uint32_t priority) {
-  std::lock_guard lock(mutex);
+  MutexLock lock(mutex);
   auto& slot = stages[priority];
   if (!slot) {
     slot = std::make_unique<StageFigures>();
@@ -149,7 +149,7 @@ StageFigures& PipelineFigures::stage(uint32_t priority) {
 ModuleFigures& PipelineFigures::module(uint32_t priority, size_t module_index,
                                        const std::string& module_id) {
   StageFigures& s = stage(priority);
-  std::lock_guard lock(mutex);
+  MutexLock lock(mutex);
   while (s.modules.size() <= module_index) s.modules.push_back(std::make_unique<ModuleFigures>());
   ModuleFigures& m = *s.modules[module_index];
   if (m.module_id != module_id) m.module_id = module_id;
@@ -157,7 +157,7 @@ ModuleFigures& PipelineFigures::module(uint32_t priority, size_t module_index,
 }
 
 std::shared_ptr<PipelineFigures> Figures::pipeline(const std::string& pipeline_id) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto& slot = pipelines_[pipeline_id];
   if (!slot) {
     slot = std::make_shared<PipelineFigures>();
@@ -167,18 +167,18 @@ std::shared_ptr<PipelineFigures> Figures::pipeline(const std::string& pipeline_i
 }
 
 std::shared_ptr<PipelineFigures> Figures::find(std::string_view pipeline_id) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = pipelines_.find(pipeline_id);
   return it == pipelines_.end() ? nullptr : it->second;
 }
 
 void Figures::forget(std::string_view pipeline_id) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (auto it = pipelines_.find(pipeline_id); it != pipelines_.end()) pipelines_.erase(it);
 }
 
 std::vector<std::shared_ptr<PipelineFigures>> Figures::all() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<std::shared_ptr<PipelineFigures>> out;
   for (const auto& [id, p] : pipelines_) out.push_back(p);
   return out;

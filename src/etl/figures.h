@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.h"
 #include "etl/pipeline.h"
 
 namespace wasmq::etl {
@@ -126,10 +127,10 @@ struct PipelineFigures {
   LatencyHistogram latency;  // per message through the whole pipeline
   std::chrono::steady_clock::time_point created = std::chrono::steady_clock::now();
 
-  mutable std::mutex mutex;
-  std::string last_error;  // guarded by mutex
+  mutable Mutex mutex;
+  std::string last_error GUARDED_BY(mutex);
   // By stage priority; entries are never removed, so references stay valid.
-  std::map<uint32_t, std::unique_ptr<StageFigures>> stages;  // guarded by mutex
+  std::map<uint32_t, std::unique_ptr<StageFigures>> stages GUARDED_BY(mutex);
 
   // Messages per second over the last minute (from a ring of per-second counts).
   double throughput_per_second() const;
@@ -172,7 +173,7 @@ class Figures {
   LatencyHistogram call_latency;  // per guest call
 
  private:
-  mutable std::mutex mutex_;
+  mutable Mutex mutex_;
   std::map<std::string, std::shared_ptr<PipelineFigures>, std::less<>> pipelines_;  // guarded
   FilterFigures filters_;
 };

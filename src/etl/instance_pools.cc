@@ -10,17 +10,17 @@ namespace {
 
 // What the workers of one broadcast add up, under a lock (they finish in any order).
 struct Tally {
-  std::mutex mutex;
+  Mutex mutex;
   PoolChange change;  // guarded by mutex
 
   void add(const wasm::PoolSweep& sweep) {
-    std::lock_guard lock(mutex);
+    MutexLock lock(mutex);
     change.created += sweep.created;
     change.evicted += sweep.evicted;
     change.bytes_freed += sweep.bytes_freed;
   }
   void error(size_t worker, const std::string& what) {
-    std::lock_guard lock(mutex);
+    MutexLock lock(mutex);
     change.errors.push_back("worker " + std::to_string(worker) + ": " + what);
   }
 };
@@ -62,7 +62,7 @@ Status InstancePools::check_instance_bound(std::string_view field, uint64_t n) c
 
 InstancePools::~InstancePools() {
   {
-    std::lock_guard lock(background_mutex_);
+    MutexLock lock(background_mutex_);
     stopping_ = true;
   }
   background_wake_.notify_all();
@@ -70,16 +70,21 @@ InstancePools::~InstancePools() {
 }
 
 void InstancePools::background() {
-  std::unique_lock lock(background_mutex_);
-  while (!background_wake_.wait_for(lock, options_.gc_interval, [&] { return stopping_; })) {
-    lock.unlock();
+  background_mutex_.lock();
+  while (true) {
+    const auto deadline = std::chrono::steady_clock::now() + options_.gc_interval;
+    while (!stopping_ && background_wake_.wait_until(background_mutex_, deadline)) {
+    }
+    if (stopping_) break;
+    background_mutex_.unlock();
     if (size_t dropped = runtime_.modules.collect(); dropped > 0) {
       log::get("etl").info("module cache: {} compiled module(s) unused for {} s dropped", dropped,
                            runtime_.modules.stats().ttl_seconds);
     }
     if (options_.background_cleanup) collect();
-    lock.lock();
+    background_mutex_.lock();
   }
+  background_mutex_.unlock();
 }
 
 void InstancePools::collect(std::function<void(PoolChange)> done) {
@@ -143,7 +148,7 @@ std::vector<wasm::InstanceSettings> InstancePools::variants_of(const ModuleRecor
 }
 
 wasm::PoolSettings InstancePools::settings(std::string_view module_id) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = overrides_.find(module_id);
   return it == overrides_.end() ? options_.pool.defaults : it->second;
 }
@@ -173,7 +178,7 @@ PoolReport InstancePools::report() const {
     }
   }
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     for (auto& [id, m] : modules) {
       auto it = overrides_.find(id);
       m.overridden = it != overrides_.end();
@@ -274,7 +279,7 @@ void InstancePools::resize(std::string_view module_id, const PoolSettingsChange&
     done(error);
     return;
   }
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = overrides_.find(record->id);
   wasm::PoolSettings next = it == overrides_.end() ? options_.pool.defaults : it->second;
   if (change.max_pool_size) next.max_pool_size = *change.max_pool_size;
@@ -319,7 +324,7 @@ void InstancePools::resize(std::string_view module_id, const PoolSettingsChange&
 }
 
 void InstancePools::forget(const std::string& module_id) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   overrides_.erase(module_id);
   workers_.broadcast(
       [module_id](size_t, wasm::Sandbox& sandbox, Executor&) { sandbox.forget(module_id); });

@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "etl/plan.h"
 #include "etl/runtime.h"
@@ -136,13 +137,13 @@ class InstancePools {
   Runtime& runtime_;
   std::function<std::shared_ptr<const Configuration>()> configuration_;
 
-  mutable std::mutex mutex_;  // orders changes of settings (and their broadcasts)
-  std::map<std::string, wasm::PoolSettings, std::less<>> overrides_;  // guarded by mutex_
+  mutable Mutex mutex_;  // orders changes of settings (and their broadcasts)
+  std::map<std::string, wasm::PoolSettings, std::less<>> overrides_ GUARDED_BY(mutex_);
 
   std::shared_ptr<std::atomic<bool>> collecting_ = std::make_shared<std::atomic<bool>>(false);
-  std::mutex background_mutex_;
-  std::condition_variable background_wake_;
-  bool stopping_ = false;  // guarded by background_mutex_
+  Mutex background_mutex_;
+  CondVar background_wake_;
+  bool stopping_ GUARDED_BY(background_mutex_) = false;
   std::thread background_;
 };
 

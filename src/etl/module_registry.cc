@@ -324,7 +324,7 @@ Result<std::shared_ptr<const ModuleRecord>> ModuleRegistry::add(
   record->signed_by = std::string(signed_by);
   record->binary = std::make_shared<const std::vector<uint8_t>>(std::move(binary));
 
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (modules_.count(record->id)) {
     return Status(StatusCode::kAlreadyExists, "module " + record->id + " already exists");
   }
@@ -363,7 +363,7 @@ Result<std::shared_ptr<const ModuleRecord>> ModuleRegistry::add(
 }
 
 Status ModuleRegistry::remove(std::string_view id) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = modules_.find(id);
   if (it == modules_.end()) {
     return Status(StatusCode::kNotFound, "module " + std::string(id) + " does not exist");
@@ -380,13 +380,13 @@ Status ModuleRegistry::remove(std::string_view id) {
 }
 
 std::shared_ptr<const ModuleRecord> ModuleRegistry::find(std::string_view id) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = modules_.find(id);
   return it == modules_.end() ? nullptr : it->second;
 }
 
 std::shared_ptr<const ModuleRecord> ModuleRegistry::resolve(std::string_view reference) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (auto it = modules_.find(reference); it != modules_.end()) return it->second;
   std::shared_ptr<const ModuleRecord> newest;
   for (const auto& [id, record] : modules_) {
@@ -398,7 +398,7 @@ std::shared_ptr<const ModuleRecord> ModuleRegistry::resolve(std::string_view ref
 }
 
 std::vector<std::shared_ptr<const ModuleRecord>> ModuleRegistry::list() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<std::shared_ptr<const ModuleRecord>> out;
   for (const auto& [id, record] : modules_) out.push_back(record);
   return out;

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "wasm/binary.h"
 
@@ -118,7 +119,7 @@ class ModuleRegistry {
   explicit ModuleRegistry(std::filesystem::path dir) : dir_(std::move(dir)) {}
 
   const std::filesystem::path dir_;
-  mutable std::mutex mutex_;
+  mutable Mutex mutex_;
   std::map<std::string, std::shared_ptr<const ModuleRecord>, std::less<>> modules_;  // guarded
   std::atomic<uint64_t> generation_{1};  // changed under mutex_; read without it
 };

@@ -141,7 +141,7 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
     o->stop_api_pipelines_in_cycles(warnings);
   }
   {
-    std::lock_guard lock(o->mutex_);
+    MutexLock lock(o->mutex_);
     o->publish_locked();
   }
   size_t count = o->options_.workers;
@@ -208,7 +208,7 @@ void Orchestrator::stop_api_pipelines_in_cycles(std::vector<std::string>* warnin
 }
 
 std::optional<std::string> Orchestrator::stop_reason(std::string_view id) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = stop_reasons_.find(id);
   if (it == stop_reasons_.end()) return std::nullopt;
   return it->second;
@@ -270,7 +270,7 @@ void Orchestrator::upload_module(std::string name, std::string version, std::vec
           log::get("etl").info("module {} uploaded ({} bytes, sha256 {})", (*added)->id,
                                (*added)->size_bytes, (*added)->sha256);
           // A bare name may follow the new version now.
-          std::lock_guard lock(mutex_);
+          MutexLock lock(mutex_);
           refresh_in_use_locked();
         } else if (added.status().code() == StatusCode::kInvalidModule) {
           log::get("etl").warn("module {}-v{} refused: {}", name, version,
@@ -289,7 +289,7 @@ void Orchestrator::upload_module(std::string name, std::string version, std::vec
 }
 
 Status Orchestrator::delete_module(std::string_view id) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<std::string> pinning;
   for (const auto& [pid, entry] : entries_) {
     if (!entry.spec.enabled) continue;
@@ -323,7 +323,7 @@ Status Orchestrator::delete_module(std::string_view id) {
 }
 
 std::vector<std::string> Orchestrator::used_by(const ModuleRecord& record) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<std::string> out;
   for (const auto& [pid, entry] : entries_) {
     bool uses = false;
@@ -411,7 +411,7 @@ PipelineResult<PipelineSpec> Orchestrator::apply_locked(const json::value& docum
 }
 
 PipelineResult<PipelineSpec> Orchestrator::create_pipeline(const json::value& document) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return apply_locked(document, {});
 }
 
@@ -431,7 +431,7 @@ std::optional<PipelineChangeError> Orchestrator::api_may_change_locked(
 
 PipelineResult<PipelineSpec> Orchestrator::replace_pipeline(std::string_view id,
                                                             const json::value& document) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = entries_.find(id);
   if (auto refused = api_may_change_locked(id, it)) return *refused;
   if (document.is_object() && !document.get_object().contains("pipeline_id")) {
@@ -444,7 +444,7 @@ PipelineResult<PipelineSpec> Orchestrator::replace_pipeline(std::string_view id,
 
 PipelineResult<PipelineSpec> Orchestrator::patch_pipeline(std::string_view id,
                                                           const json::value& patch) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = entries_.find(id);
   if (auto refused = api_may_change_locked(id, it)) return *refused;
   if (!patch.is_object()) {
@@ -461,7 +461,7 @@ PipelineResult<PipelineSpec> Orchestrator::set_enabled(std::string_view id, bool
 }
 
 Status Orchestrator::delete_pipeline(std::string_view id) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = entries_.find(id);
   if (it == entries_.end()) {
     return Status(StatusCode::kNotFound, "pipeline \"" + std::string(id) + "\" does not exist");
@@ -499,7 +499,7 @@ Result<size_t> Orchestrator::replace_file_pipelines(const json::array& file_pipe
     if (!compiled.is_ok()) return compiled.status().with_context(where);
     parsed.emplace_back(std::move(spec), *compiled);
   }
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   for (const auto& [spec, compiled] : parsed) {
     auto it = entries_.find(spec.pipeline_id);
     if (it != entries_.end() && it->second.origin == PipelineOrigin::kApi) {
@@ -540,14 +540,14 @@ Result<size_t> Orchestrator::replace_file_pipelines(const json::array& file_pipe
 }
 
 std::vector<PipelineEntry> Orchestrator::pipelines() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<PipelineEntry> out;
   for (const auto& [id, entry] : entries_) out.push_back(entry);
   return out;
 }
 
 std::optional<PipelineEntry> Orchestrator::find_pipeline(std::string_view id) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = entries_.find(id);
   if (it == entries_.end()) return std::nullopt;
   return it->second;
@@ -581,7 +581,7 @@ void Orchestrator::dry_run(std::string_view pipeline_id, std::string topic,
                            std::vector<InputMessage> inputs, DryRunDone done) {
   std::shared_ptr<const CompiledPipeline> live;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = compiled_.find(pipeline_id);
     if (it != compiled_.end()) live = it->second;
   }

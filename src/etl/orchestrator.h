@@ -25,6 +25,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "etl/compile_check.h"
 #include "etl/compiler.h"
@@ -85,7 +86,7 @@ class Orchestrator {
   // with a line in `warnings`.
   static Result<std::unique_ptr<Orchestrator>> open(OrchestratorOptions options,
                                                     const boost::json::array& file_pipelines,
-                                                    std::vector<std::string>* warnings);
+                                                    std::vector<std::string>* warnings) NO_THREAD_SAFETY_ANALYSIS;
   ~Orchestrator();
 
   bool enabled() const { return options_.enabled; }
@@ -149,28 +150,28 @@ class Orchestrator {
  private:
   explicit Orchestrator(OrchestratorOptions options) : options_(std::move(options)) {}
   // Builds and publishes a configuration from entries_. Caller holds mutex_.
-  void publish_locked();
+  void publish_locked() REQUIRES(mutex_);
   // A dry run's run on a worker, its trace completed with the modules the topic filters left out.
   static Task<> dry_run_trace(Executor& executor, std::shared_ptr<const CompiledPipeline> pipeline,
                               std::string topic, std::vector<InputMessage> inputs,
                               DryRunDone done);
   // Tells the module cache which modules the enabled pipelines use now (their references
   // resolved). Caller holds mutex_.
-  void refresh_in_use_locked();
+  void refresh_in_use_locked() REQUIRES(mutex_);
   // Checks `document` as the new version of pipeline `id` (empty: a new pipeline) and applies
   // it: persisted, published. Caller holds mutex_.
   PipelineResult<PipelineSpec> apply_locked(const boost::json::value& document,
-                                            std::string_view replacing_id);
-  std::string new_pipeline_id_locked() const;
+                                            std::string_view replacing_id) REQUIRES(mutex_);
+  std::string new_pipeline_id_locked() const REQUIRES(mutex_);
   // At start (before anything runs): while the enabled stream pipelines form a cycle, stops the
   // API pipelines on it (persisted as disabled, the reason in stop_reasons_ and `warnings`).
   // The file pipelines alone must form no cycle.
-  void stop_api_pipelines_in_cycles(std::vector<std::string>* warnings);
+  void stop_api_pipelines_in_cycles(std::vector<std::string>* warnings) REQUIRES(mutex_);
   // Why the API may not change pipeline `id` (found at `it`): unknown (kNotFound), or defined in
   // the configuration file (kConflict); nullopt when it may. Caller holds mutex_.
   std::optional<PipelineChangeError> api_may_change_locked(
       std::string_view id,
-      std::map<std::string, PipelineEntry, std::less<>>::const_iterator it) const;
+      std::map<std::string, PipelineEntry, std::less<>>::const_iterator it) const REQUIRES(mutex_);
 
   const OrchestratorOptions options_;
   Runtime runtime_;
@@ -179,10 +180,10 @@ class Orchestrator {
   std::unique_ptr<Workers> workers_;
   std::unique_ptr<InstancePools> pools_;  // after workers_: destroyed before them
 
-  mutable std::mutex mutex_;                                   // serialises changes to pipelines
-  std::map<std::string, PipelineEntry, std::less<>> entries_;  // guarded by mutex_
+  mutable Mutex mutex_;                                   // serialises changes to pipelines
+  std::map<std::string, PipelineEntry, std::less<>> entries_ GUARDED_BY(mutex_);
   std::map<std::string, std::shared_ptr<const CompiledPipeline>, std::less<>> compiled_;  // guarded
-  std::map<std::string, std::string, std::less<>> stop_reasons_;  // guarded by mutex_
+  std::map<std::string, std::string, std::less<>> stop_reasons_ GUARDED_BY(mutex_);
   std::atomic<std::shared_ptr<const Configuration>> configuration_;
 };
 

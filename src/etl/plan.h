@@ -128,7 +128,7 @@ class Configuration {
   };
   mutable std::unordered_map<std::string, std::shared_ptr<const TopicPlan>, TopicHash,
                              std::equal_to<>>
-      cache_;  // guarded by cache_mutex_
+      cache_;
 };
 
 }  // namespace wasmq::etl

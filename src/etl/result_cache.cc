@@ -125,20 +125,20 @@ void ResultCache::evict() {
 }
 
 void ResultCaches::configure(size_t max_bytes, size_t workers) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   max_bytes_ = max_bytes;
   workers_ = std::max<size_t>(workers, 1);
 }
 
 std::shared_ptr<ResultCache> ResultCaches::create() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   caches_.push_back(std::make_shared<ResultCache>(max_bytes_ / workers_));
   return caches_.back();
 }
 
 template <typename F>
 uint64_t ResultCaches::sum(F f) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   uint64_t total = 0;
   for (const auto& c : caches_) total += f(*c);
   return total;
@@ -156,7 +156,7 @@ uint64_t ResultCaches::evictions() const {
   return sum([](const ResultCache& c) { return c.evictions(); });
 }
 size_t ResultCaches::max_bytes() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return max_bytes_;
 }
 

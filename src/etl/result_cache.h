@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "common/message.h"
+#include "common/mutex.h"
 #include "etl/module_registry.h"
 
 namespace wasmq::etl {
@@ -114,10 +115,10 @@ class ResultCaches {
  private:
   template <typename F>
   uint64_t sum(F f) const;
-  mutable std::mutex mutex_;
-  size_t max_bytes_ = 64 << 20;  // guarded by mutex_
-  size_t workers_ = 1;           // guarded by mutex_
-  std::vector<std::shared_ptr<ResultCache>> caches_;  // guarded by mutex_
+  mutable Mutex mutex_;
+  size_t max_bytes_ GUARDED_BY(mutex_) = 64 << 20;
+  size_t workers_ GUARDED_BY(mutex_) = 1;
+  std::vector<std::shared_ptr<ResultCache>> caches_ GUARDED_BY(mutex_);
 };
 
 }  // namespace wasmq::etl

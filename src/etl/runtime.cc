@@ -6,19 +6,19 @@
 namespace wasmq::etl {
 
 void ModuleCache::set_limits(size_t max_entries, std::chrono::seconds ttl) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   max_entries_ = std::max<size_t>(max_entries, 1);
   ttl_ = ttl;
   evict_locked();
 }
 
 void ModuleCache::set_compiler(ModuleCompiler* compiler) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   compiler_ = compiler;
 }
 
 void ModuleCache::set_in_use(std::set<std::string, std::less<>> module_ids) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   in_use_ = std::move(module_ids);
   evict_locked();
 }
@@ -35,11 +35,11 @@ Result<std::shared_ptr<const wasm::Module>> ModuleCache::get(const ModuleRecord&
   std::shared_ptr<Entry> entry;
   ModuleCompiler* compiler = nullptr;
   {
-    std::unique_lock lock(mutex_);
+    MutexLock lock(mutex_);
     auto& slot = entries_[key];
     if (slot) {
       entry = slot;
-      compiled_.wait(lock, [&] { return entry->ready; });
+      while (!entry->ready) compiled_.wait(mutex_);
       if (!entry->module) return entry->error;
       ++hits_;
       // Still cached (not evicted while this call waited): now the most recently used.
@@ -57,7 +57,7 @@ Result<std::shared_ptr<const wasm::Module>> ModuleCache::get(const ModuleRecord&
   }
   auto loaded = compiler ? compiler->compile(record.id, *record.binary, settings)
                          : sandbox.load(record.id, *record.binary, settings);
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   entry->ready = true;
   if (loaded.is_ok()) {
     entry->module = *loaded;
@@ -93,18 +93,20 @@ void ModuleCache::evict_locked() {
 }
 
 void ModuleCache::prune(const ModuleRegistry& registry) {
-  std::lock_guard lock(mutex_);
-  std::erase_if(entries_, [&](const auto& e) {
+  MutexLock lock(mutex_);
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    const auto& e = *it;
     if (!e.second->ready || !e.second->module || registry.find(e.second->module->id())) {
-      return false;
+      ++it;
+      continue;
     }
     lru_.erase(e.second->lru);
-    return true;
-  });
+    it = entries_.erase(it);
+  }
 }
 
 size_t ModuleCache::collect(Clock::time_point now) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   size_t dropped = 0;
   for (auto key = lru_.begin(); key != lru_.end();) {
     auto it = entries_.find(*key);
@@ -122,7 +124,7 @@ size_t ModuleCache::collect(Clock::time_point now) {
 
 std::vector<std::shared_ptr<const wasm::Module>> ModuleCache::modules_of(
     std::string_view module_id) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<std::shared_ptr<const wasm::Module>> out;
   for (const auto& [key, entry] : entries_) {
     if (entry->ready && entry->module && entry->module->id() == module_id) {
@@ -133,12 +135,12 @@ std::vector<std::shared_ptr<const wasm::Module>> ModuleCache::modules_of(
 }
 
 size_t ModuleCache::size() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return entries_.size();
 }
 
 ModuleCache::Stats ModuleCache::stats() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   Stats s;
   s.size = lru_.size();
   s.max_entries = max_entries_;
@@ -153,7 +155,7 @@ ModuleCache::Stats ModuleCache::stats() const {
 CircuitBreakers::Admission CircuitBreakers::Breaker::admit(
     std::chrono::steady_clock::time_point now) {
   if (!open_.load(std::memory_order_acquire)) return Admission::kClosed;
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (!open_.load(std::memory_order_relaxed)) return Admission::kClosed;
   if (now < open_until_ || trial_running_) return Admission::kOpen;
   trial_running_ = true;
@@ -164,7 +166,7 @@ void CircuitBreakers::Breaker::record(bool success, uint32_t threshold,
                                       std::chrono::milliseconds open_for,
                                       std::chrono::steady_clock::time_point now) {
   if (success && quiet_.load(std::memory_order_acquire)) return;
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   // Open with no trial running: the call was admitted before the breaker opened. Only the trial
   // decides what happens next (pipelines.md), so a late success does not close the breaker and
   // a late failure does not extend its open time.
@@ -186,12 +188,12 @@ void CircuitBreakers::Breaker::record(bool success, uint32_t threshold,
 }
 
 bool CircuitBreakers::Breaker::is_open(std::chrono::steady_clock::time_point now) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return open_.load(std::memory_order_relaxed) && now < open_until_;
 }
 
 void CircuitBreakers::Breaker::reset() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   consecutive_failures_ = 0;
   trial_running_ = false;
   open_until_ = {};
@@ -200,14 +202,14 @@ void CircuitBreakers::Breaker::reset() {
 }
 
 std::shared_ptr<CircuitBreakers::Breaker> CircuitBreakers::get(const std::string& key) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto& breaker = breakers_[key];
   if (!breaker) breaker = std::make_shared<Breaker>();
   return breaker;
 }
 
 void CircuitBreakers::reset(std::string_view key_prefix) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   for (auto& [key, breaker] : breakers_) {
     if (key.starts_with(key_prefix)) breaker->reset();
   }
@@ -217,7 +219,7 @@ bool CircuitBreakers::is_open(const std::string& key,
                               std::chrono::steady_clock::time_point now) const {
   std::shared_ptr<Breaker> breaker;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = breakers_.find(key);
     if (it == breakers_.end()) return false;
     breaker = it->second;
@@ -246,7 +248,7 @@ bool ConcurrencyLimits::try_take(const std::string& key, uint32_t per_module, ui
 void ConcurrencyLimits::release(const std::string& key) {
   std::vector<Waiter> granted;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     if (--running_[key] == 0) running_.erase(key);
     --total_running_;
     // The oldest waiters the freed place lets run (one of another module may run when the
@@ -264,12 +266,12 @@ void ConcurrencyLimits::release(const std::string& key) {
 }
 
 uint32_t ConcurrencyLimits::running() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return total_running_;
 }
 
 size_t ConcurrencyLimits::waiting() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return waiters_.size();
 }
 

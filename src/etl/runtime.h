@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/message.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "etl/figures.h"
 #include "etl/module_registry.h"
@@ -115,16 +116,16 @@ class ModuleCache {
     Clock::time_point last_used{};
     std::list<std::string>::iterator lru;  // valid once ready
   };
-  void evict_locked();
+  void evict_locked() REQUIRES(mutex_);
 
-  mutable std::mutex mutex_;
-  std::condition_variable compiled_;
-  std::map<std::string, std::shared_ptr<Entry>> entries_;  // guarded by mutex_
-  std::list<std::string> lru_;  // keys of ready entries, most recent first; guarded by mutex_
-  size_t max_entries_;          // guarded by mutex_
-  std::chrono::seconds ttl_;    // guarded by mutex_
-  ModuleCompiler* compiler_ = nullptr;                                        // guarded by mutex_
-  std::set<std::string, std::less<>> in_use_;                                 // guarded by mutex_
+  mutable Mutex mutex_;
+  CondVar compiled_;
+  std::map<std::string, std::shared_ptr<Entry>> entries_ GUARDED_BY(mutex_);
+  std::list<std::string> lru_ GUARDED_BY(mutex_);  // keys of ready entries, most recent first
+  size_t max_entries_ GUARDED_BY(mutex_);
+  std::chrono::seconds ttl_ GUARDED_BY(mutex_);
+  ModuleCompiler* compiler_ GUARDED_BY(mutex_) = nullptr;
+  std::set<std::string, std::less<>> in_use_ GUARDED_BY(mutex_);
   uint64_t hits_ = 0, compilations_ = 0, evicted_lru_ = 0, evicted_ttl_ = 0;  // guarded
 };
 
@@ -152,10 +153,10 @@ class CircuitBreakers {
     void reset();
 
    private:
-    mutable std::mutex mutex_;
-    uint32_t consecutive_failures_ = 0;                  // guarded by mutex_
-    std::chrono::steady_clock::time_point open_until_{};  // guarded by mutex_
-    bool trial_running_ = false;                         // guarded by mutex_
+    mutable Mutex mutex_;
+    uint32_t consecutive_failures_ GUARDED_BY(mutex_) = 0;
+    std::chrono::steady_clock::time_point open_until_ GUARDED_BY(mutex_){};
+    bool trial_running_ GUARDED_BY(mutex_) = false;
     std::atomic<bool> open_{false};                      // written under mutex_
     // Closed with no failure counted: a success changes nothing (read without the lock).
     std::atomic<bool> quiet_{true};  // written under mutex_
@@ -178,8 +179,8 @@ class CircuitBreakers {
   bool is_open(const std::string& key, std::chrono::steady_clock::time_point now) const;
 
  private:
-  mutable std::mutex mutex_;
-  std::unordered_map<std::string, std::shared_ptr<Breaker>> breakers_;  // guarded by mutex_
+  mutable Mutex mutex_;
+  std::unordered_map<std::string, std::shared_ptr<Breaker>> breakers_ GUARDED_BY(mutex_);
 };
 
 // Bounds how many calls of one module run at once (max_concurrent_instances) and of all
@@ -214,11 +215,11 @@ class ConcurrencyLimits {
       const std::string& key;
       uint32_t per_module, total;
       bool await_ready() {
-        std::lock_guard lock(limits.mutex_);
+        MutexLock lock(limits.mutex_);
         return limits.try_take(key, per_module, total);
       }
       bool await_suspend(std::coroutine_handle<> h) {
-        std::lock_guard lock(limits.mutex_);
+        MutexLock lock(limits.mutex_);
         if (limits.try_take(key, per_module, total)) return false;
         limits.waiters_.push_back(Waiter{key, per_module, total, &scheduler, h});
         return true;
@@ -240,12 +241,12 @@ class ConcurrencyLimits {
     std::coroutine_handle<> handle;
   };
   // Takes a permit when the limits allow it. Under mutex_.
-  bool try_take(const std::string& key, uint32_t per_module, uint32_t total);
+  bool try_take(const std::string& key, uint32_t per_module, uint32_t total) REQUIRES(mutex_);
   void release(const std::string& key);
-  mutable std::mutex mutex_;
-  std::unordered_map<std::string, uint32_t> running_;  // guarded by mutex_
-  uint32_t total_running_ = 0;                         // guarded by mutex_
-  std::deque<Waiter> waiters_;                         // guarded by mutex_, oldest first
+  mutable Mutex mutex_;
+  std::unordered_map<std::string, uint32_t> running_ GUARDED_BY(mutex_);
+  uint32_t total_running_ GUARDED_BY(mutex_) = 0;
+  std::deque<Waiter> waiters_ GUARDED_BY(mutex_);  // oldest first
 };
 
 // What every worker shares.

@@ -46,7 +46,7 @@ Result<std::unique_ptr<Workers>> Workers::start(size_t count, Runtime& runtime,
 
 Workers::~Workers() {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
@@ -55,7 +55,7 @@ Workers::~Workers() {
 
 void Workers::submit(Job job) {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     queue_.push_back(std::move(job));
   }
   wake_.notify_one();
@@ -71,7 +71,7 @@ void Workers::broadcast(WorkerJob job, std::function<void()> done) {
   };
   auto shared = std::make_shared<Shared>(std::move(job), std::move(done), threads_.size());
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     for (size_t i = 0; i < worker_.size(); ++i) {
       worker_[i]->own.push_back([shared, i](wasm::Sandbox& sandbox, Executor& executor) {
         shared->job(i, sandbox, executor);
@@ -132,18 +132,18 @@ void Admission::release() {
 }
 
 size_t Workers::queued() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return queue_.size();
 }
 
 void Workers::Worker::resume_at(Clock::time_point when, std::coroutine_handle<> h) {
-  std::lock_guard lock(workers->mutex_);
+  MutexLock lock(workers->mutex_);
   timers.emplace(when, h);
 }
 
 void Workers::Worker::resume_soon(std::coroutine_handle<> h) {
   {
-    std::lock_guard lock(workers->mutex_);
+    MutexLock lock(workers->mutex_);
     ready.push_back(h);
   }
   // The shared condition: wake them all, so that this worker is among them.
@@ -156,7 +156,7 @@ void Workers::run(size_t index, wasm::Sandbox& sandbox, Executor& executor) {
     Job job;
     std::coroutine_handle<> resume;
     {
-      std::unique_lock lock(mutex_);
+      MutexLock lock(mutex_);
       while (true) {
         if (!me.ready.empty()) {
           resume = me.ready.front();
@@ -178,9 +178,9 @@ void Workers::run(size_t index, wasm::Sandbox& sandbox, Executor& executor) {
         // timer or a permit another worker hands over).
         if (stopping_ && executor.live_runs() == 0) return;
         if (me.timers.empty()) {
-          wake_.wait(lock);
+          wake_.wait(mutex_);
         } else {
-          wake_.wait_until(lock, me.timers.begin()->first);
+          wake_.wait_until(mutex_, me.timers.begin()->first);
         }
       }
     }

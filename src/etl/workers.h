@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "etl/executor.h"
 #include "etl/runtime.h"
@@ -109,18 +110,18 @@ class Workers {
   // ready to continue, and those waiting for a time). The worker's Scheduler.
   struct Worker : Scheduler {
     Workers* workers = nullptr;
-    std::deque<Job> own;                                             // guarded by mutex_
-    std::deque<std::coroutine_handle<>> ready;                       // guarded by mutex_
+    std::deque<Job> own;  // guarded by mutex_
+    std::deque<std::coroutine_handle<>> ready;  // guarded by mutex_
     std::multimap<Clock::time_point, std::coroutine_handle<>> timers;  // guarded by mutex_
     void resume_at(Clock::time_point when, std::coroutine_handle<> h) override;
     void resume_soon(std::coroutine_handle<> h) override;
   };
 
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<Job> queue_;                        // guarded by mutex_
+  mutable Mutex mutex_;
+  CondVar wake_;
+  std::deque<Job> queue_ GUARDED_BY(mutex_);
   std::vector<std::unique_ptr<Worker>> worker_;  // per worker, made before any thread starts
-  bool stopping_ = false;             // guarded by mutex_
+  bool stopping_ GUARDED_BY(mutex_) = false;
   std::vector<std::thread> threads_;
   std::vector<std::shared_ptr<const wasm::PoolFigures>> figures_;  // set at start
 

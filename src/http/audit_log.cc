@@ -67,7 +67,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem::path& pa
 
 AuditLog::~AuditLog() {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     flush_windows_locked(now_ms(), true, true);
   }
   if (fd_ >= 0) ::close(fd_);
@@ -103,7 +103,7 @@ void AuditLog::record_at(int64_t now, const Principal* principal, std::string_vi
                          Verb method, std::string_view path, const Response& response) {
   const unsigned status = response.result_int();
   const bool refused = status == 401 || status == 403;
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   flush_windows_locked(now, false, false);
   if (refused) {
     auto it = windows_.find(remote);
@@ -141,7 +141,7 @@ void AuditLog::record_auto_created_topic(const Principal* principal, std::string
   o["result"] = "ok";
   std::string text = json::serialize(o);
   text += '\n';
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   write_locked(text);
 }
 

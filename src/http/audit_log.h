@@ -36,6 +36,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "http/access.h"
 #include "http/request.h"
@@ -92,18 +93,18 @@ class AuditLog {
       : path_(std::move(path)), options_(options), fd_(fd), size_(size) {}
   // Writes the summary line of every window that ended by `now_ms` (all when `all`) and forgets
   // those windows; at most once per tenth of a window unless `force`. Caller holds mutex_.
-  void flush_windows_locked(int64_t now_ms, bool all, bool force);
+  void flush_windows_locked(int64_t now_ms, bool all, bool force) REQUIRES(mutex_);
   // Appends `text` (one line, with its newline), rotating first when it would pass max_bytes.
   // Caller holds mutex_.
-  void write_locked(const std::string& text);
+  void write_locked(const std::string& text) REQUIRES(mutex_);
 
   const std::filesystem::path path_;
   const AuditLogOptions options_;
-  std::mutex mutex_;  // one line at a time, so that a short write is finished before the next
-  int fd_;            // guarded by mutex_
-  uint64_t size_;     // guarded by mutex_: bytes in the current file
-  std::map<std::string, Window, std::less<>> windows_;  // guarded by mutex_; by remote address
-  int64_t next_flush_ms_ = 0;                           // guarded by mutex_
+  Mutex mutex_;  // one line at a time, so that a short write is finished before the next
+  int fd_ GUARDED_BY(mutex_);
+  uint64_t size_ GUARDED_BY(mutex_);  // bytes in the current file
+  std::map<std::string, Window, std::less<>> windows_ GUARDED_BY(mutex_);  // by remote address
+  int64_t next_flush_ms_ GUARDED_BY(mutex_) = 0;
 };
 
 }  // namespace wasmq::http

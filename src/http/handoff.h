@@ -42,6 +42,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace wasmq::http {
@@ -144,11 +145,11 @@ class HandoffState : public std::enable_shared_from_this<HandoffState<T>> {
     });
   }
 
-  std::mutex mutex_;
-  bool settled_ = false;              // guarded by mutex_: send() or abandonment happened
-  bool delivered_ = false;            // guarded by mutex_: the outcome went to a waiter
-  std::optional<Result<T>> outcome_;  // guarded by mutex_: settled, not yet received
-  std::optional<Waiter> waiter_;      // guarded by mutex_: a parked receive
+  Mutex mutex_;
+  bool settled_ = false;  // guarded by mutex_; send() or abandonment happened
+  bool delivered_ = false;  // guarded by mutex_; the outcome went to a waiter
+  std::optional<Result<T>> outcome_;  // guarded by mutex_; settled, not yet received
+  std::optional<Waiter> waiter_;  // guarded by mutex_; a parked receive
 };
 
 // Shared by every copy of a sender; the last copy gone without a send abandons the handoff.

@@ -150,7 +150,7 @@ Server::~Server() {
 }
 
 Status Server::start() {
-  std::lock_guard lifecycle(lifecycle_mutex_);
+  MutexLock lifecycle(lifecycle_mutex_);
   if (started_) return {StatusCode::kInternal, options_.name + ": already started"};
   std::string address_text = fmt::format("{}:{}", options_.host, options_.port);
   error_code error;
@@ -206,7 +206,7 @@ void Server::run_io_thread() {
 }
 
 void Server::stop(std::chrono::milliseconds grace) {
-  std::lock_guard lifecycle(lifecycle_mutex_);
+  MutexLock lifecycle(lifecycle_mutex_);
   if (!started_ || stopped_) {
     stopped_ = true;
     return;
@@ -218,7 +218,7 @@ void Server::stop(std::chrono::milliseconds grace) {
 
   std::vector<std::shared_ptr<Connection>> open;
   {
-    std::lock_guard lock(connections_mutex_);
+    MutexLock lock(connections_mutex_);
     stopping_ = true;
     open.assign(connections_.begin(), connections_.end());
   }
@@ -235,7 +235,7 @@ void Server::stop(std::chrono::milliseconds grace) {
 
   if (!wait_for_connections(deadline)) {
     {
-      std::lock_guard lock(connections_mutex_);
+      MutexLock lock(connections_mutex_);
       open.assign(connections_.begin(), connections_.end());
     }
     logger_.warn("{}: {} connection(s) still busy at the stop deadline; cancelling them",
@@ -259,21 +259,24 @@ void Server::stop(std::chrono::milliseconds grace) {
 }
 
 bool Server::register_connection(const std::shared_ptr<Connection>& connection) {
-  std::lock_guard lock(connections_mutex_);
+  MutexLock lock(connections_mutex_);
   if (stopping_) return false;
   connections_.insert(connection);
   return true;
 }
 
 void Server::unregister_connection(const std::shared_ptr<Connection>& connection) {
-  std::lock_guard lock(connections_mutex_);
+  MutexLock lock(connections_mutex_);
   connections_.erase(connection);
   if (connections_.empty()) connections_drained_.notify_all();
 }
 
 bool Server::wait_for_connections(std::chrono::steady_clock::time_point deadline) {
-  std::unique_lock lock(connections_mutex_);
-  return connections_drained_.wait_until(lock, deadline, [this] { return connections_.empty(); });
+  MutexLock lock(connections_mutex_);
+  while (!connections_.empty()) {
+    if (!connections_drained_.wait_until(connections_mutex_, deadline)) return connections_.empty();
+  }
+  return true;
 }
 
 uint64_t raise_open_file_limit() {
@@ -288,7 +291,7 @@ uint64_t raise_open_file_limit() {
 }
 
 size_t Server::connection_count() {
-  std::lock_guard lock(connections_mutex_);
+  MutexLock lock(connections_mutex_);
   return connections_.size();
 }
 

@@ -59,6 +59,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "http/access.h"
 #include "http/audit_log.h"
@@ -156,13 +157,13 @@ class Server {
   uint16_t port_ = 0;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};
-  std::mutex lifecycle_mutex_;  // serialises start() and stop()
-  bool started_ = false;        // guarded by lifecycle_mutex_
-  bool stopped_ = false;        // guarded by lifecycle_mutex_
+  Mutex lifecycle_mutex_;  // serialises start() and stop()
+  bool started_ GUARDED_BY(lifecycle_mutex_) = false;
+  bool stopped_ GUARDED_BY(lifecycle_mutex_) = false;
 
-  std::mutex connections_mutex_;
-  std::condition_variable connections_drained_;
-  std::unordered_set<std::shared_ptr<Connection>> connections_;  // guarded by connections_mutex_
+  Mutex connections_mutex_;
+  CondVar connections_drained_;
+  std::unordered_set<std::shared_ptr<Connection>> connections_ GUARDED_BY(connections_mutex_);
 
   // Used by accept_loop only (the acceptor's strand).
   int reserve_fd_ = -1;  // /dev/null, given up to accept-and-close when descriptors run out

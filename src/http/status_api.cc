@@ -128,7 +128,7 @@ class StatusApi {
       }
       uint64_t processed = 0, failed = 0;
       if (figures) {
-        std::lock_guard lock(figures->mutex);
+        MutexLock lock(figures->mutex);
         auto it = figures->stages.find(stage.priority);
         if (it != figures->stages.end() && m < it->second->modules.size()) {
           processed = load(it->second->modules[m]->processed);
@@ -435,7 +435,7 @@ class StatusApi {
     json::object by_stage;
     uint64_t concurrent = 0, parallel_processed = 0;
     {
-      std::lock_guard lock(f->mutex);
+      MutexLock lock(f->mutex);
       for (const auto& [priority, stage] : f->stages) {
         json::object modules;
         for (const auto& m : stage->modules) {
@@ -551,7 +551,7 @@ class StatusApi {
       o["last_successful_execution"] = nullptr;
     }
     if (f) {
-      std::lock_guard lock(f->mutex);
+      MutexLock lock(f->mutex);
       if (!f->last_error.empty()) o["last_error"] = f->last_error;
     }
     co_return json_response(HttpStatus::ok, o);
@@ -828,7 +828,7 @@ class StatusApi {
     p.family("wasmq_etl_module_messages_total", "counter",
              "Messages per module of a stage, by outcome.");
     for (const auto& f : all) {
-      std::lock_guard lock(f->mutex);
+      MutexLock lock(f->mutex);
       for (const auto& [priority, stage] : f->stages) {
         for (const auto& m : stage->modules) {
           const std::string labels = "pipeline=\"" + Prometheus::label(f->pipeline_id) +

@@ -8,7 +8,7 @@ Appender::Appender() : thread_([this] { run(); }) {}
 
 Appender::~Appender() {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_one();
@@ -18,7 +18,7 @@ Appender::~Appender() {
 void Appender::append(PartitionLog& log, std::shared_ptr<const void> owner,
                       std::vector<EncodedBatch> batches, Done done) {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     queue_.push_back(Job{&log, std::move(owner), std::move(batches), std::move(done)});
     ++queued_;
   }
@@ -26,17 +26,17 @@ void Appender::append(PartitionLog& log, std::shared_ptr<const void> owner,
 }
 
 void Appender::drain() {
-  std::unique_lock lock(mutex_);
+  MutexLock lock(mutex_);
   const uint64_t target = queued_;
-  drained_.wait(lock, [&] { return finished_ >= target; });
+  while (finished_ < target) drained_.wait(mutex_);
 }
 
 void Appender::run() {
   std::vector<Job> jobs;
   for (;;) {
     {
-      std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      MutexLock lock(mutex_);
+      while (!stopping_ && queue_.empty()) wake_.wait(mutex_);
       if (queue_.empty()) return;  // stopping, and nothing left
       jobs.swap(queue_);
     }
@@ -67,7 +67,7 @@ void Appender::run() {
     const uint64_t done = jobs.size();
     jobs.clear();
     {
-      std::lock_guard lock(mutex_);
+      MutexLock lock(mutex_);
       finished_ += done;
     }
     drained_.notify_all();

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "storage/partition_log.h"
 
@@ -48,12 +49,12 @@ class Appender {
   };
   void run();
 
-  std::mutex mutex_;
-  std::condition_variable wake_, drained_;
-  std::vector<Job> queue_;  // guarded by mutex_
-  uint64_t queued_ = 0;     // jobs ever queued; guarded by mutex_
-  uint64_t finished_ = 0;   // jobs done; guarded by mutex_
-  bool stopping_ = false;   // guarded by mutex_
+  Mutex mutex_;
+  CondVar wake_, drained_;
+  std::vector<Job> queue_ GUARDED_BY(mutex_);
+  uint64_t queued_ GUARDED_BY(mutex_) = 0;  // jobs ever queued
+  uint64_t finished_ GUARDED_BY(mutex_) = 0;  // jobs done
+  bool stopping_ GUARDED_BY(mutex_) = false;
   std::thread thread_;
 };
 

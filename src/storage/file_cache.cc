@@ -20,7 +20,7 @@ uint64_t FileCache::new_keys(uint64_t count) {
 Result<std::shared_ptr<OpenFile>> FileCache::acquire(uint64_t key,
                                                      const std::filesystem::path& path, int flags) {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = entries_.find(key);
     if (it != entries_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second.position);
@@ -33,7 +33,7 @@ Result<std::shared_ptr<OpenFile>> FileCache::acquire(uint64_t key,
     // Out of descriptors (sockets or other files took them): give back half of ours, retry.
     std::vector<std::shared_ptr<OpenFile>> closing;
     {
-      std::lock_guard lock(mutex_);
+      MutexLock lock(mutex_);
       while (entries_.size() > capacity_ / 2) {
         auto victim = entries_.find(lru_.back());
         closing.push_back(std::move(victim->second.file));
@@ -53,7 +53,7 @@ Result<std::shared_ptr<OpenFile>> FileCache::acquire(uint64_t key,
   opens_.fetch_add(1, std::memory_order_relaxed);
   auto file = std::make_shared<OpenFile>(fd);
   std::shared_ptr<OpenFile> evicted_holder;
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = entries_.find(key);
   if (it != entries_.end()) {
     // Another thread opened it meanwhile: use theirs, close ours (after the lock).
@@ -82,7 +82,7 @@ void FileCache::trim_locked(size_t keep) {
 
 void FileCache::forget(uint64_t key) {
   std::shared_ptr<OpenFile> closing;
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = entries_.find(key);
   if (it == entries_.end()) return;
   closing = std::move(it->second.file);
@@ -91,7 +91,7 @@ void FileCache::forget(uint64_t key) {
 }
 
 size_t FileCache::cached() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return entries_.size();
 }
 

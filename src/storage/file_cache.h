@@ -18,6 +18,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace wasmq::storage {
@@ -57,19 +58,19 @@ class FileCache {
   uint64_t opens() const { return opens_.load(std::memory_order_relaxed); }
 
  private:
-  void insert_locked(uint64_t key, std::shared_ptr<OpenFile> file);
-  void trim_locked(size_t keep);
+  void insert_locked(uint64_t key, std::shared_ptr<OpenFile> file) REQUIRES(mutex_);
+  void trim_locked(size_t keep) REQUIRES(mutex_);
 
   const size_t capacity_;
   std::atomic<uint64_t> next_key_{1};
   std::atomic<uint64_t> opens_{0};
-  mutable std::mutex mutex_;
+  mutable Mutex mutex_;
   struct Entry {
     std::shared_ptr<OpenFile> file;
     std::list<uint64_t>::iterator position;
   };
-  std::list<uint64_t> lru_;                      // guarded by mutex_; most recent first
-  std::unordered_map<uint64_t, Entry> entries_;  // guarded by mutex_
+  std::list<uint64_t> lru_ GUARDED_BY(mutex_);  // most recent first
+  std::unordered_map<uint64_t, Entry> entries_ GUARDED_BY(mutex_);
 };
 
 }  // namespace wasmq::storage

@@ -438,7 +438,7 @@ PartitionLog::PartitionLog(fs::path dir, LogOptions options)
       label_(dir_.parent_path().filename().string() + "/" + dir_.filename().string()) {}
 
 PartitionLog::~PartitionLog() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (closed_) return;
   for (auto& s : segments_) {
     if (s->log_dirty) {
@@ -688,7 +688,7 @@ std::vector<Result<AppendResult>> PartitionLog::append_batches(std::span<Encoded
   std::vector<std::shared_ptr<OpenFile>> held;  // keep descriptors open until the sync below
   int64_t end_offset = 0;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     if (closed_) {
       fail_rest(Status(StatusCode::kNotFound, label_ + ": the topic was deleted"));
       return results;
@@ -781,7 +781,7 @@ std::vector<Result<AppendResult>> PartitionLog::append_batches(std::span<Encoded
 }
 
 Status PartitionLog::sync_through(int64_t offset) {
-  std::lock_guard sync_lock(sync_mutex_);
+  MutexLock sync_lock(sync_mutex_);
   if (durable_offset_ >= offset) return Status::ok();  // an fsync already covered it
   struct Dirty {
     std::shared_ptr<Segment> segment;
@@ -791,7 +791,7 @@ Status PartitionLog::sync_through(int64_t offset) {
   std::vector<Dirty> dirty;
   int64_t target;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     if (closed_) return Status::ok();
     target = segments_.back()->next_offset;
     for (auto& s : segments_) {
@@ -804,7 +804,7 @@ Status PartitionLog::sync_through(int64_t offset) {
     unsynced_ = false;
   }
   auto restore = [&] {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     for (const auto& d : dirty) {
       d.segment->log_dirty |= d.log;
       d.segment->index_dirty |= d.index;
@@ -823,7 +823,7 @@ Status PartitionLog::sync_through(int64_t offset) {
       auto file = is_log ? d.segment->log_file() : d.segment->index_file();
       if (!file.is_ok() || ::fdatasync((*file)->fd()) != 0) {
         {
-          std::lock_guard lock(mutex_);
+          MutexLock lock(mutex_);
           if (d.segment->removed || closed_) continue;  // deleted meanwhile: nothing to keep
         }
         const std::string cause = file.is_ok() ? errno_text() : file.status().message();
@@ -841,7 +841,7 @@ Status PartitionLog::flush() { return sync_through(next_offset()); }
 Status PartitionLog::quarantine_for_read(const std::shared_ptr<Segment>& segment,
                                          uint64_t from_position, int64_t from_offset,
                                          uint64_t end_position) const {
-  std::lock_guard repair_lock(repair_mutex_);
+  MutexLock repair_lock(repair_mutex_);
   auto file = segment->log_file();
   if (!file.is_ok())
     return io_failure("cannot open segment", segment->log_path, file.status().message());
@@ -849,7 +849,7 @@ Status PartitionLog::quarantine_for_read(const std::shared_ptr<Segment>& segment
   std::vector<Segment::Quarantined> known;
   int64_t segment_end_offset;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     known = segment->corrupt;
     segment_end_offset = segment->next_offset;
   }
@@ -893,7 +893,7 @@ Status PartitionLog::quarantine_for_read(const std::shared_ptr<Segment>& segment
   fs::create_directories(dir_ / kQuarantineDir, ec);
   const bool kept = fs::exists(copy) || copy_bytes(fd, q.position, q.end_position, copy);
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     segment->add_quarantined(q);
   }
   log::get("storage").warn(
@@ -918,7 +918,7 @@ Result<ReadResult> PartitionLog::read(int64_t offset, size_t max_messages, size_
   };
   std::vector<View> views;
   auto take_views = [&]() -> Status {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     if (closed_) return Status(StatusCode::kNotFound, label_ + ": the topic was deleted");
     result.log_start_offset = segments_.front()->base_offset;
     result.high_watermark = segments_.back()->next_offset;
@@ -952,7 +952,7 @@ Result<ReadResult> PartitionLog::read(int64_t offset, size_t max_messages, size_
     auto file = v.segment->log_file();
     if (!file.is_ok()) {
       {
-        std::lock_guard lock(mutex_);
+        MutexLock lock(mutex_);
         if (v.segment->removed) {
           if (!result.records.empty()) return result;
           // Retention removed it since the snapshot: the log starts later now.
@@ -1007,7 +1007,7 @@ Result<ReadResult> PartitionLog::read(int64_t offset, size_t max_messages, size_
           return s;
         }
         {
-          std::lock_guard lock(mutex_);
+          MutexLock lock(mutex_);
           v.corrupt = v.segment->corrupt;
         }
         position = v.start_position;
@@ -1042,29 +1042,29 @@ Result<ReadResult> PartitionLog::read(int64_t offset, size_t max_messages, size_
 }
 
 int64_t PartitionLog::start_offset() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return segments_.front()->base_offset;
 }
 
 int64_t PartitionLog::next_offset() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return segments_.back()->next_offset;
 }
 
 uint64_t PartitionLog::size_bytes() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   uint64_t total = 0;
   for (const auto& s : segments_) total += s->size;
   return total;
 }
 
 size_t PartitionLog::segment_count() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return segments_.size();
 }
 
 std::vector<CorruptRange> PartitionLog::corrupt_ranges() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<CorruptRange> out;
   for (const auto& s : segments_) {
     for (const auto& q : s->corrupt) {
@@ -1077,7 +1077,7 @@ std::vector<CorruptRange> PartitionLog::corrupt_ranges() const {
 Result<size_t> PartitionLog::enforce_retention(int64_t now_ms) {
   std::vector<std::shared_ptr<Segment>> doomed;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     if (closed_) return size_t{0};
     uint64_t total = 0;
     for (const auto& s : segments_) total += s->size;
@@ -1109,7 +1109,7 @@ Result<size_t> PartitionLog::enforce_retention(int64_t now_ms) {
 }
 
 void PartitionLog::close() {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   closed_ = true;
   for (auto& s : segments_) {
     s->removed = true;

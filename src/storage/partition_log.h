@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "common/message.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "storage/file_cache.h"
 #include "storage/record_batch.h"
@@ -92,10 +93,11 @@ struct ReadResult {
 class PartitionLog {
  public:
   // Opens (creating if needed) the log in `dir`, recovering it. Lines describing each repair
-  // are appended to `repairs`.
+  // are appended to `repairs`. (Not analysed for locks: no other thread sees the log before it
+  // returns.)
   static Result<std::unique_ptr<PartitionLog>> open(const std::filesystem::path& dir,
                                                     const LogOptions& options,
-                                                    std::vector<std::string>* repairs);
+                                                    std::vector<std::string>* repairs) NO_THREAD_SAFETY_ANALYSIS;
   // Syncs what is unsynced (unless closed).
   ~PartitionLog();
   PartitionLog(const PartitionLog&) = delete;
@@ -142,7 +144,7 @@ class PartitionLog {
   PartitionLog(std::filesystem::path dir, LogOptions options);
   // A new, empty segment at `base`, its files created and their directory entries synced.
   Result<std::shared_ptr<Segment>> create_segment(int64_t base);
-  Status roll_locked();
+  Status roll_locked() REQUIRES(mutex_);
   Status sync_through(int64_t offset);
   // A Status for a failed file operation: the caller gets the label and `cause`, the log the
   // path.
@@ -157,15 +159,15 @@ class PartitionLog {
   const LogOptions options_;
   const std::string label_;
 
-  mutable std::mutex mutex_;  // guards segments_, closed_, unsynced_ and each segment's state
-  std::vector<std::shared_ptr<Segment>> segments_;
-  bool closed_ = false;
-  bool unsynced_ = false;  // written since the last sync began
+  mutable Mutex mutex_;  // guards segments_, closed_, unsynced_ and each segment's state
+  std::vector<std::shared_ptr<Segment>> segments_ GUARDED_BY(mutex_);
+  bool closed_ GUARDED_BY(mutex_) = false;
+  bool unsynced_ GUARDED_BY(mutex_) = false;  // written since the last sync began
 
-  std::mutex sync_mutex_;       // one fsync at a time; later appenders ride along
-  int64_t durable_offset_ = 0;  // guarded by sync_mutex_: every offset below is on disk
+  Mutex sync_mutex_;       // one fsync at a time; later appenders ride along
+  int64_t durable_offset_ GUARDED_BY(sync_mutex_) = 0;  // every offset below is on disk
 
-  mutable std::mutex repair_mutex_;  // one read-time quarantine at a time
+  mutable Mutex repair_mutex_;  // one read-time quarantine at a time
 };
 
 // Kafka's default partitioner for a keyed message: murmur2 of the key bytes, made positive,

@@ -141,7 +141,7 @@ Result<std::shared_ptr<Topic>> TopicStore::open_topic(const TopicSettings& setti
   for (uint32_t p = 0; p < settings.partitions; ++p) {
     LogOptions log = log_options_for(settings);
     log.on_unsynced = [queue = flush_queue_, name = settings.name, p] {
-      std::lock_guard lock(queue->mutex);
+      MutexLock lock(queue->mutex);
       queue->due.emplace(name, p);
     };
     auto partition =
@@ -239,6 +239,7 @@ Result<std::unique_ptr<TopicStore>> TopicStore::open(const StoreOptions& options
       skip(m);
       continue;
     }
+    MutexLock lock(store->mutex_);  // no other thread has the store yet: for the analysis
     store->topics_.emplace(name, std::move(*topic));
   }
   if (ec) return Status(StatusCode::kIo, "cannot list " + store->topics_dir_.string());
@@ -248,7 +249,7 @@ Result<std::unique_ptr<TopicStore>> TopicStore::open(const StoreOptions& options
 
 TopicStore::~TopicStore() {
   {
-    std::lock_guard lock(background_mutex_);
+    MutexLock lock(background_mutex_);
     stopping_ = true;
   }
   background_wake_.notify_all();
@@ -262,7 +263,7 @@ Result<std::shared_ptr<Topic>> TopicStore::create(TopicSettings settings) {
   if (settings.partitions > options_.max_partitions) {
     return invalid_argument("partitions: at most " + std::to_string(options_.max_partitions));
   }
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (topics_.count(settings.name)) {
     return Status(StatusCode::kAlreadyExists, "topic \"" + settings.name + "\" already exists");
   }
@@ -315,7 +316,7 @@ Result<std::shared_ptr<Topic>> TopicStore::create(TopicSettings settings) {
 }
 
 std::shared_ptr<Topic> TopicStore::find(std::string_view name) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = topics_.find(name);
   return it == topics_.end() ? nullptr : it->second;
 }
@@ -332,7 +333,7 @@ Result<std::shared_ptr<Topic>> TopicStore::find_or_create(std::string_view name)
 }
 
 std::vector<std::shared_ptr<Topic>> TopicStore::list() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<std::shared_ptr<Topic>> out;
   for (const auto& [name, topic] : topics_) out.push_back(topic);
   return out;
@@ -344,7 +345,7 @@ Status TopicStore::remove(std::string_view name) {
                                         std::to_string(trash_sequence_.fetch_add(1)));
   std::error_code ec;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = topics_.find(name);
     if (it == topics_.end()) {
       return Status(StatusCode::kNotFound, "topic \"" + std::string(name) + "\" does not exist");
@@ -388,7 +389,7 @@ size_t TopicStore::flush_due() {
   // Only the partitions written since the last round: idle topics cost nothing here.
   std::set<std::pair<std::string, uint32_t>> due;
   {
-    std::lock_guard lock(flush_queue_->mutex);
+    MutexLock lock(flush_queue_->mutex);
     due.swap(flush_queue_->due);
   }
   for (const auto& [name, partition] : due) {
@@ -406,11 +407,12 @@ void TopicStore::run_background() {
   using Clock = std::chrono::steady_clock;
   auto next_retention =
       Clock::now() + std::chrono::milliseconds(options_.retention_check_interval_ms);
-  std::unique_lock lock(background_mutex_);
+  background_mutex_.lock();
   while (!stopping_) {
-    background_wake_.wait_for(lock, std::chrono::milliseconds(options_.fsync_interval_ms));
+    background_wake_.wait_for(background_mutex_,
+                              std::chrono::milliseconds(options_.fsync_interval_ms));
     if (stopping_) break;
-    lock.unlock();
+    background_mutex_.unlock();
     if (options_.log.fsync == FsyncPolicy::kInterval) flush_due();
     if (Clock::now() >= next_retention) {
       next_retention =
@@ -425,8 +427,9 @@ void TopicStore::run_background() {
         }
       }
     }
-    lock.lock();
+    background_mutex_.lock();
   }
+  background_mutex_.unlock();
 }
 
 }  // namespace wasmq::storage

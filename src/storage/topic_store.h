@@ -34,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "storage/file_cache.h"
 #include "storage/partition_log.h"
@@ -134,8 +135,8 @@ class TopicStore {
   // Partitions written since the last flush, by topic name and partition: the flush loop visits
   // only these. Shared with the partitions' on_unsynced callbacks.
   struct FlushQueue {
-    std::mutex mutex;
-    std::set<std::pair<std::string, uint32_t>> due;  // guarded by mutex
+    Mutex mutex;
+    std::set<std::pair<std::string, uint32_t>> due GUARDED_BY(mutex);
   };
 
   const StoreOptions options_;
@@ -146,12 +147,12 @@ class TopicStore {
   std::vector<UnloadedTopic> unloaded_;  // set by open, then constant
   std::atomic<uint64_t> trash_sequence_{0};
 
-  mutable std::mutex mutex_;
-  std::map<std::string, std::shared_ptr<Topic>, std::less<>> topics_;  // guarded by mutex_
+  mutable Mutex mutex_;
+  std::map<std::string, std::shared_ptr<Topic>, std::less<>> topics_ GUARDED_BY(mutex_);
 
-  std::mutex background_mutex_;
-  std::condition_variable background_wake_;
-  bool stopping_ = false;  // guarded by background_mutex_
+  Mutex background_mutex_;
+  CondVar background_wake_;
+  bool stopping_ GUARDED_BY(background_mutex_) = false;
   std::thread background_;
 };
 

@@ -118,7 +118,7 @@ struct PoolFigures::Counters {
 
 std::vector<PoolModuleStats> PoolFigures::snapshot() const {
   const int64_t now = clock_ ? ns_of(clock_->now()) : 0;
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<PoolModuleStats> out;
   out.reserve(modules_.size());
   for (const auto& [id, c] : modules_) {
@@ -148,7 +148,7 @@ std::vector<PoolModuleStats> PoolFigures::snapshot() const {
 }
 
 uint64_t PoolFigures::memory_bytes() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   uint64_t total = 0;
   for (const auto& [id, c] : modules_) total += c->memory_bytes.load(std::memory_order_relaxed);
   return total;
@@ -226,7 +226,7 @@ void InstancePool::adopt(PoolSlot& slot, PooledInstance& instance, bool for_call
   PoolSlot::ModuleState& state = *slot.state_;
   PoolFigures::Counters& c = *state.counters;
   if (!state.registered) {
-    std::lock_guard lock(figures_->mutex_);
+    MutexLock lock(figures_->mutex_);
     figures_->modules_[state.module_id] = state.counters;
     state.registered = true;
   }
@@ -498,7 +498,7 @@ PoolSweep InstancePool::set_settings(const std::string& module_id, const PoolSet
   state.overridden = true;
   state.tokens = std::min(state.tokens, bucket_capacity(settings.creation_rate_limit));
   {
-    std::lock_guard lock(figures_->mutex_);
+    MutexLock lock(figures_->mutex_);
     state.counters->settings = settings;
   }
   PoolSweep sweep;
@@ -536,7 +536,7 @@ void InstancePool::forget(std::string_view module_id) {
   }
   for (uint64_t serial : serials) remove_slot(serial, EvictionReason::kUnloaded, nullptr);
   states_.erase(std::string(module_id));
-  std::lock_guard lock(figures_->mutex_);
+  MutexLock lock(figures_->mutex_);
   auto it = figures_->modules_.find(module_id);
   if (it != figures_->modules_.end()) figures_->modules_.erase(it);
 }

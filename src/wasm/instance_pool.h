@@ -45,6 +45,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "wasm/engine.h"
 
@@ -161,8 +162,8 @@ class PoolFigures {
 
  private:
   friend class InstancePool;
-  mutable std::mutex mutex_;
-  std::map<std::string, std::shared_ptr<Counters>, std::less<>> modules_;  // guarded by mutex_
+  mutable Mutex mutex_;
+  std::map<std::string, std::shared_ptr<Counters>, std::less<>> modules_ GUARDED_BY(mutex_);
   std::shared_ptr<PoolClock> clock_;
 };
 
