@@ -14,7 +14,6 @@
 // The destructor runs the queued jobs, then joins both threads.
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>

@@ -612,36 +612,34 @@ Task<> Orchestrator::dry_run_trace(Executor& executor,
                                    std::shared_ptr<const CompiledPipeline> pipeline,
                                    std::string topic, std::vector<InputMessage> inputs,
                                    DryRunDone done) {
-  {
-    TopicPlan plan = Configuration::plan_of(*pipeline, topic);
-    Trace trace;
-    BatchResult result = co_await executor.run_task(plan, topic, std::move(inputs), &trace,
-                                                    executor.scheduler());
-    // Modules whose topic filters do not match the topic were never considered by the run: their
-    // steps are added first in their stage, and the steps kept in stage order (the run's steps
-    // already are).
-    for (auto& steps : trace.per_input) {
-      std::vector<TraceStep> all;
-      for (const auto& stage : pipeline->stages) {
-        for (const auto& use : stage.modules) {
-          if (use.topics.matches(topic)) continue;
-          TraceStep s;
-          s.pipeline_id = pipeline->spec.pipeline_id;
-          s.stage_priority = stage.spec->priority;
-          s.module_id = use.spec->module_id;
-          s.decided_by = "topic_filters: none matches topic \"" + topic + "\"";
-          all.push_back(std::move(s));
-        }
+  TopicPlan plan = Configuration::plan_of(*pipeline, topic);
+  Trace trace;
+  BatchResult result = co_await executor.run_task(plan, topic, std::move(inputs), &trace,
+                                                  executor.scheduler());
+  // Modules whose topic filters do not match the topic were never considered by the run: their
+  // steps are added first in their stage, and the steps kept in stage order (the run's steps
+  // already are).
+  for (auto& steps : trace.per_input) {
+    std::vector<TraceStep> all;
+    for (const auto& stage : pipeline->stages) {
+      for (const auto& use : stage.modules) {
+        if (use.topics.matches(topic)) continue;
+        TraceStep s;
+        s.pipeline_id = pipeline->spec.pipeline_id;
+        s.stage_priority = stage.spec->priority;
+        s.module_id = use.spec->module_id;
+        s.decided_by = "topic_filters: none matches topic \"" + topic + "\"";
+        all.push_back(std::move(s));
       }
-      all.insert(all.end(), std::make_move_iterator(steps.begin()),
-                 std::make_move_iterator(steps.end()));
-      std::stable_sort(all.begin(), all.end(), [](const TraceStep& a, const TraceStep& b) {
-        return a.stage_priority < b.stage_priority;
-      });
-      steps = std::move(all);
     }
-    done(std::make_pair(std::move(result), std::move(trace)));
+    all.insert(all.end(), std::make_move_iterator(steps.begin()),
+               std::make_move_iterator(steps.end()));
+    std::stable_sort(all.begin(), all.end(), [](const TraceStep& a, const TraceStep& b) {
+      return a.stage_priority < b.stage_priority;
+    });
+    steps = std::move(all);
   }
+  done(std::make_pair(std::move(result), std::move(trace)));
 }
 
 }  // namespace wasmq::etl

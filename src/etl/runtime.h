@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <coroutine>
 #include <deque>
 #include <cstdint>
@@ -214,10 +213,8 @@ class ConcurrencyLimits {
       Scheduler& scheduler;
       const std::string& key;
       uint32_t per_module, total;
-      bool await_ready() {
-        MutexLock lock(limits.mutex_);
-        return limits.try_take(key, per_module, total);
-      }
+      bool await_ready() const noexcept { return false; }
+      // Does not suspend (false) when a place is free.
       bool await_suspend(std::coroutine_handle<> h) {
         MutexLock lock(limits.mutex_);
         if (limits.try_take(key, per_module, total)) return false;

@@ -5,7 +5,7 @@
 //   Task<T>    a lazy coroutine returning T; `co_await task` runs it and resumes the awaiting
 //              one when it ends (symmetric transfer, so deep chains do not grow the stack).
 //   Scheduler  where a suspended run continues: its worker (Workers), or a thread that waits
-//              for it (run_blocking, for callers that are not workers).
+//              for it (BlockingScheduler, for callers that are not workers).
 //   sleep_until(scheduler, t)  suspends until t.
 //
 // Rules for coroutines here: every Task is awaited at once (its arguments live in the awaiting
@@ -13,14 +13,15 @@
 // across a co_await.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <coroutine>
 #include <exception>
-#include <mutex>
 #include <optional>
 #include <utility>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace wasmq::etl {
 
@@ -113,7 +114,7 @@ class [[nodiscard]] Task {
     return Awaiter{handle_};
   }
 
-  // For a task no coroutine awaits (run_blocking, spawn): starts it; it runs until it first
+  // For a task no coroutine awaits (BlockingScheduler::run, spawn): starts it; it runs until it first
   // suspends or ends.
   void start() { handle_.resume(); }
   bool done() const { return handle_.done(); }
@@ -142,12 +143,12 @@ inline auto sleep_until(Scheduler& scheduler, Scheduler::Clock::time_point when)
 class BlockingScheduler : public Scheduler {
  public:
   void resume_at(Clock::time_point when, std::coroutine_handle<> h) override {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     timers_.emplace_back(when, h);
   }
   void resume_soon(std::coroutine_handle<> h) override {
     {
-      std::lock_guard lock(mutex_);
+      MutexLock lock(mutex_);
       ready_.push_back(h);
     }
     wake_.notify_one();
@@ -156,42 +157,38 @@ class BlockingScheduler : public Scheduler {
   template <typename T>
   T run(Task<T> task) {
     task.start();
-    while (!task.done()) {
-      std::coroutine_handle<> next;
-      {
-        std::unique_lock lock(mutex_);
-        while (!next) {
-          if (!ready_.empty()) {
-            next = ready_.front();
-            ready_.erase(ready_.begin());
-            break;
-          }
-          if (!timers_.empty()) {
-            auto first = timers_.begin();
-            for (auto it = timers_.begin(); it != timers_.end(); ++it) {
-              if (it->first < first->first) first = it;
-            }
-            if (Clock::now() >= first->first) {
-              next = first->second;
-              timers_.erase(first);
-              break;
-            }
-            wake_.wait_until(lock, first->first);
-          } else {
-            wake_.wait(lock);
-          }
-        }
-      }
-      next.resume();
-    }
+    while (!task.done()) next().resume();
     return task.take();
   }
 
  private:
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::vector<std::pair<Clock::time_point, std::coroutine_handle<>>> timers_;
-  std::vector<std::coroutine_handle<>> ready_;
+  // Waits for the next coroutine to resume: a ready one, else the first timer once due.
+  std::coroutine_handle<> next() {
+    MutexLock lock(mutex_);
+    while (true) {
+      if (!ready_.empty()) {
+        auto h = ready_.front();
+        ready_.erase(ready_.begin());
+        return h;
+      }
+      auto first = std::min_element(timers_.begin(), timers_.end(),
+                                    [](const auto& a, const auto& b) { return a.first < b.first; });
+      if (first == timers_.end()) {
+        wake_.wait(mutex_);
+      } else if (Clock::now() >= first->first) {
+        auto h = first->second;
+        timers_.erase(first);
+        return h;
+      } else {
+        wake_.wait_until(mutex_, first->first);
+      }
+    }
+  }
+
+  Mutex mutex_;
+  CondVar wake_;
+  std::vector<std::pair<Clock::time_point, std::coroutine_handle<>>> timers_ GUARDED_BY(mutex_);
+  std::vector<std::coroutine_handle<>> ready_ GUARDED_BY(mutex_);
 };
 
 }  // namespace wasmq::etl

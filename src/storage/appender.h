@@ -9,7 +9,6 @@
 // Threads: append() from any thread; callbacks run on the appender thread and must not block.
 #pragma once
 
-#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
