@@ -28,10 +28,10 @@ Result<std::shared_ptr<storage::Topic>> Broker::check(std::string_view topic_nam
   const uint32_t partitions = topic->partition_count();
   for (size_t i = 0; i < records.size(); ++i) {
     if (records[i].partition && *records[i].partition >= partitions) {
-      return invalid_argument("messages[" + std::to_string(i) + "].partition: " +
-                              std::to_string(*records[i].partition) + " is out of range (topic \"" +
-                              topic->name() + "\" has " + std::to_string(partitions) +
-                              " partition" + (partitions == 1 ? "" : "s") + ")");
+      return field_error("messages[" + std::to_string(i) + "].partition",
+                         std::to_string(*records[i].partition) + " is out of range (topic \"" +
+                             topic->name() + "\" has " + std::to_string(partitions) +
+                             " partition" + (partitions == 1 ? "" : "s") + ")");
     }
   }
   return topic;

@@ -680,9 +680,10 @@ class Loader {
       const std::string where = std::string(kPipelinesPath) + "[" + std::to_string(i) + "]";
       const std::string origin = source_ + ":" + std::to_string(config_.etl.pipeline_lines[i]);
       etl::PipelineSpec spec;
-      if (auto error = etl::parse_pipeline(config_.etl.pipelines[i],
-                                           "pipeline-" + std::to_string(i + 1), &spec)) {
-        return Status(StatusCode::kInvalidArgument, origin + ": " + where + ": " + error->message);
+      if (Status error = etl::parse_pipeline(config_.etl.pipelines[i],
+                                             "pipeline-" + std::to_string(i + 1), &spec);
+          !error.is_ok()) {
+        return Status(StatusCode::kInvalidArgument, origin + ": " + where + ": " + error.message());
       }
       if (!ids.insert(spec.pipeline_id).second) {
         return Status(StatusCode::kInvalidArgument,

@@ -36,29 +36,29 @@ Status message_from_json(const boost::json::value& json, int64_t default_timesta
   for (const auto& [name, v] : obj) {
     if (name == "key") {
       if (v.is_null()) continue;
-      if (!v.is_string()) return invalid_argument("key: must be a string or null");
+      if (!v.is_string()) return field_error("key", "must be a string or null");
       out->key = std::string(v.get_string());
     } else if (name == "value") {
       if (!v.is_string())
-        return invalid_argument("value: must be a string (use value_base64 for binary data)");
-      if (has_value) return invalid_argument("value: give either value or value_base64, not both");
+        return field_error("value", "must be a string (use value_base64 for binary data)");
+      if (has_value) return field_error("value", "give either value or value_base64, not both");
       out->value = std::string(v.get_string());
       has_value = true;
     } else if (name == "value_base64") {
-      if (!v.is_string()) return invalid_argument("value_base64: must be a string");
+      if (!v.is_string()) return field_error("value_base64", "must be a string");
       if (has_value)
-        return invalid_argument("value_base64: give either value or value_base64, not both");
+        return field_error("value_base64", "give either value or value_base64, not both");
       auto decoded = base64_decode(v.get_string());
-      if (!decoded) return invalid_argument("value_base64: not valid base64");
+      if (!decoded) return field_error("value_base64", "not valid base64");
       out->value = std::move(*decoded);
       has_value = true;
     } else if (name == "headers") {
       if (v.is_null()) continue;
-      if (!v.is_object()) return invalid_argument("headers: must be an object of strings");
+      if (!v.is_object()) return field_error("headers", "must be an object of strings");
       const auto& headers = v.get_object();
       // Refused before anything is copied: the object's size bounds the distinct names.
       if (headers.size() > kMaxHeaders) {
-        return invalid_argument("headers: " + std::to_string(headers.size()) +
+        return field_error("headers", std::to_string(headers.size()) +
                                 " headers exceed the limit of " + std::to_string(kMaxHeaders) +
                                 " per message");
       }
@@ -66,10 +66,10 @@ Status message_from_json(const boost::json::value& json, int64_t default_timesta
       set.reserve(headers.size());
       for (const auto& [hname, hvalue] : headers) {
         if (!hvalue.is_string()) {
-          return invalid_argument("headers." + std::string(hname) + ": must be a string");
+          return field_error("headers." + std::string(hname), "must be a string");
         }
         if (Status s = set.add(std::string(hname), std::string(hvalue.get_string())); !s.is_ok()) {
-          return s.with_context("headers");
+          return field_error("headers", s.message());
         }
       }
       out->headers = set.release();
@@ -80,19 +80,19 @@ Status message_from_json(const boost::json::value& json, int64_t default_timesta
       } else if (v.is_int64() && v.get_int64() >= 0 && v.get_int64() <= kMaxTimestampMs) {
         out->timestamp = v.get_int64();
       } else if (v.is_int64() || v.is_uint64()) {
-        return invalid_argument("timestamp: must be from 0 to " + std::to_string(kMaxTimestampMs) +
+        return field_error("timestamp", "must be from 0 to " + std::to_string(kMaxTimestampMs) +
                                 " (9999-12-31T23:59:59.999Z) in milliseconds since the epoch, "
                                 "or -1 for the time of the request");
       } else {
-        return invalid_argument("timestamp: must be an integer (milliseconds since the epoch)");
+        return field_error("timestamp", "must be an integer (milliseconds since the epoch)");
       }
     } else if (name == "partition") {
-      if (!v.is_null() && !v.is_int64()) return invalid_argument("partition: must be an integer");
+      if (!v.is_null() && !v.is_int64()) return field_error("partition", "must be an integer");
     } else {
-      return invalid_argument(std::string(name) + ": unknown field");
+      return field_error(std::string_view(name.data(), name.size()), "unknown field");
     }
   }
-  if (!has_value) return invalid_argument("value: missing (give value or value_base64)");
+  if (!has_value) return field_error("value", "missing (give value or value_base64)");
   return Status::ok();
 }
 

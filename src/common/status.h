@@ -4,6 +4,7 @@
 #include <cassert>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace wasmq {
@@ -17,6 +18,7 @@ enum class StatusCode {
   kTimeout,          // a module call ran past its deadline
   kLimitExceeded,    // memory, output size or another hard limit
   kNotFound,
+  kOutOfRange,  // a position outside what exists, e.g. an offset past a partition's end
   kAlreadyExists,
   kConflict,  // the request contradicts the current state (e.g. a module still in use)
   kIo,
@@ -29,30 +31,46 @@ const char* status_code_name(StatusCode code);
 
 // The outcome of an operation that can fail. Cheap to copy when ok. [[nodiscard]]: an error
 // value may not be dropped silently (cast to void where that is meant).
+//
+// An error about one field of the caller's input also carries that field's path
+// ("timestamp", "headers.h1", "stages[1].modules[0].module_id"), so that an API can name it
+// without reading the message. The message still starts with the path, for people.
 class [[nodiscard]] Status {
  public:
   Status() = default;
-  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
+  Status(StatusCode code, std::string message, std::string field = {})
+      : code_(code), message_(std::move(message)), field_(std::move(field)) {}
 
   static Status ok() { return {}; }
 
   bool is_ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }
   const std::string& message() const { return message_; }
+  // The path of the input field at fault; empty when the error is not about one field.
+  const std::string& field() const { return field_; }
 
-  // Returns a Status with the same code and "context: message".
+  // Returns a Status with the same code and field and "context: message".
   Status with_context(const std::string& context) const {
-    return is_ok() ? *this : Status(code_, context + ": " + message_);
+    return is_ok() ? *this : Status(code_, context + ": " + message_, field_);
   }
+
+  // Returns the error as seen from an enclosing element at `path` ("messages[3]"): the field
+  // becomes "messages[3].timestamp" (or "messages[3]" when there was none) and the message
+  // "messages[3].timestamp: ..." (or "messages[3]: ..."). An empty path changes nothing.
+  Status within(std::string_view path) const;
 
  private:
   StatusCode code_ = StatusCode::kOk;
   std::string message_;
+  std::string field_;
 };
 
 inline Status invalid_argument(std::string message) {
   return {StatusCode::kInvalidArgument, std::move(message)};
 }
+
+// kInvalidArgument about one field: message "field: what", field() "field".
+Status field_error(std::string_view field, std::string_view what);
 
 // Either a value or a non-ok Status.
 template <typename T>

@@ -57,7 +57,8 @@ Status InstancePools::check_instance_bound(std::string_view field, uint64_t n) c
                     std::to_string(max_instances_per_worker_) + " live instances per worker (" +
                     std::to_string(wasm::kMaxLiveInstancesPerProcess) + " per process shared by " +
                     std::to_string(workers_.size()) +
-                    " worker(s): every instance's memory reserves 10 GiB of address space)");
+                    " worker(s): every instance's memory reserves 10 GiB of address space)",
+                std::string(field));
 }
 
 InstancePools::~InstancePools() {
@@ -299,9 +300,10 @@ void InstancePools::resize(std::string_view module_id, const PoolSettingsChange&
     }
   }
   if (next.warmup_instances > next.max_pool_size) {
-    done(invalid_argument("warmup_instances: " + std::to_string(next.warmup_instances) +
-                          " is above max_pool_size (" + std::to_string(next.max_pool_size) +
-                          ") of module " + record->id));
+    done(field_error("warmup_instances", std::to_string(next.warmup_instances) +
+                                             " is above max_pool_size (" +
+                                             std::to_string(next.max_pool_size) + ") of module " +
+                                             record->id));
     return;
   }
   overrides_[record->id] = next;

@@ -15,6 +15,7 @@
 
 #include "common/message.h"
 #include "common/status.h"
+#include "etl/json_path.h"
 #include "etl/pipeline.h"
 
 namespace wasmq::etl {
@@ -107,19 +108,5 @@ class RuleSet {
   struct Compiled;
   std::vector<std::unique_ptr<Compiled>> rules_;
 };
-
-// The JSONPath subset of PayloadField rules: "$" followed by any of ".name", "[N]",
-// "['name']" / "[\"name\"]". One step of a parsed path. "$" alone is the whole payload. A
-// dotted name is any run of characters other than . [ ] ' " \ * space and control characters;
-// a quoted name may hold anything, with \\, \' and \" as its only escapes. No wildcards,
-// slices, filters or recursive descent.
-struct PathStep {
-  bool is_index = false;
-  std::string name;  // object key, when !is_index
-  uint64_t index = 0;
-};
-
-// Parses a field path; kInvalidArgument saying where it departs from the subset.
-Result<std::vector<PathStep>> parse_json_path(std::string_view path);
 
 }  // namespace wasmq::etl

@@ -26,21 +26,10 @@
 
 #include "common/mutex.h"
 #include "common/status.h"
+#include "etl/semver.h"
 #include "wasm/binary.h"
 
 namespace wasmq::etl {
-
-// A semantic version MAJOR.MINOR.PATCH with an optional pre-release ("1.2.0-rc.1").
-struct SemVer {
-  uint64_t major = 0, minor = 0, patch = 0;
-  std::string pre_release;  // empty: a release, which sorts after its pre-releases
-
-  // kInvalidArgument naming what is wrong.
-  static Result<SemVer> parse(std::string_view text);
-  std::string to_string() const;
-  // Semver precedence (pre-release identifiers compared numerically or as text, per semver 2).
-  int compare(const SemVer& other) const;
-};
 
 struct ModuleRecord {
   std::string id;  // "<name>-v<version>"

@@ -17,10 +17,6 @@ namespace {
 namespace fs = std::filesystem;
 namespace json = boost::json;
 
-PipelineChangeError change_error(StatusCode code, std::string message, std::string field = {}) {
-  return PipelineChangeError{Status(code, std::move(message)), std::move(field)};
-}
-
 // The refusal of an API change to a pipeline of the configuration file (config.md).
 Status file_pipeline_conflict(std::string_view id) {
   return Status(StatusCode::kConflict, "pipeline \"" + std::string(id) +
@@ -45,6 +41,33 @@ std::optional<Status> cycle_refusal(
                     *cycle);
 }
 
+using ParsedPipelines =
+    std::vector<std::pair<PipelineSpec, std::shared_ptr<const CompiledPipeline>>>;
+
+// Parses and compiles the configuration file's pipelines (etl.pipelines), in order; an error
+// names the element ("etl.pipelines[2]: stages[0]...: ...").
+Result<ParsedPipelines> parse_file_pipelines(const json::array& file_pipelines) {
+  ParsedPipelines parsed;
+  std::set<std::string, std::less<>> ids;
+  for (size_t i = 0; i < file_pipelines.size(); ++i) {
+    const std::string where = "etl.pipelines[" + std::to_string(i) + "]";
+    PipelineSpec spec;
+    if (Status error =
+            parse_pipeline(file_pipelines[i], "pipeline-" + std::to_string(i + 1), &spec);
+        !error.is_ok()) {
+      return error.with_context(where);
+    }
+    if (!ids.insert(spec.pipeline_id).second) {
+      return invalid_argument(where + ": pipeline_id \"" + spec.pipeline_id +
+                              "\" is used by another pipeline of the file");
+    }
+    auto compiled = compile_pipeline(spec);
+    if (!compiled.is_ok()) return compiled.status().with_context(where);
+    parsed.emplace_back(std::move(spec), *compiled);
+  }
+  return parsed;
+}
+
 // Prefix of the ModuleUse keys of dry runs (breakers and figures apart from the live ones).
 constexpr std::string_view kDryRunKeyPrefix = "dry-run:";
 
@@ -61,23 +84,13 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
   o->runtime_.registry = o->registry_.get();
   o->runtime_.modules.set_limits(o->options_.module_cache_size, o->options_.module_cache_ttl);
 
-  for (size_t i = 0; i < file_pipelines.size(); ++i) {
-    const std::string where = "etl.pipelines[" + std::to_string(i) + "]";
-    PipelineSpec spec;
-    if (auto error =
-            parse_pipeline(file_pipelines[i], "pipeline-" + std::to_string(i + 1), &spec)) {
-      return invalid_argument(where + ": " + error->message);
-    }
-    if (o->entries_.count(spec.pipeline_id)) {
-      return invalid_argument(where + ": pipeline_id \"" + spec.pipeline_id +
-                              "\" is used by another pipeline of the file");
-    }
-    auto compiled = compile_pipeline(spec);
-    if (!compiled.is_ok()) return compiled.status().with_context(where);
+  auto parsed = parse_file_pipelines(file_pipelines);
+  if (!parsed.is_ok()) return parsed.status();
+  for (auto& [spec, compiled] : *parsed) {
     // The id is copied first: in `map[key] = value` the value is evaluated (and spec moved
     // from) before the key.
     std::string id = spec.pipeline_id;
-    o->compiled_[id] = *compiled;
+    o->compiled_[id] = compiled;
     o->entries_[id] = PipelineEntry{std::move(spec), PipelineOrigin::kFile};
   }
 
@@ -105,8 +118,8 @@ Result<std::unique_ptr<Orchestrator>> Orchestrator::open(OrchestratorOptions opt
       continue;
     }
     PipelineSpec spec;
-    if (auto error = parse_pipeline(doc, file.path().stem().string(), &spec)) {
-      skip(error->message);
+    if (Status error = parse_pipeline(doc, file.path().stem().string(), &spec); !error.is_ok()) {
+      skip(error.message());
       continue;
     }
     // delete_pipeline() removes <id>.json: a document under another name would come back.
@@ -348,50 +361,48 @@ std::string Orchestrator::new_pipeline_id_locked() const {
   }
 }
 
-PipelineResult<PipelineSpec> Orchestrator::apply_locked(const json::value& document,
+Result<PipelineSpec> Orchestrator::apply_locked(const json::value& document,
                                                         std::string_view replacing_id) {
   if (!document.is_object()) {
-    return change_error(StatusCode::kInvalidArgument, "the pipeline must be a JSON object");
+    return Status(StatusCode::kInvalidArgument, "the pipeline must be a JSON object");
   }
   const bool replacing = !replacing_id.empty();
   PipelineSpec spec;
   const std::string fallback_id = replacing ? std::string(replacing_id) : new_pipeline_id_locked();
-  if (auto error = parse_pipeline(document, fallback_id, &spec)) {
-    return change_error(StatusCode::kInvalidArgument, error->message, error->field);
-  }
+  if (Status error = parse_pipeline(document, fallback_id, &spec); !error.is_ok()) return error;
   if (replacing && spec.pipeline_id != replacing_id) {
-    return change_error(StatusCode::kInvalidArgument,
+    return Status(StatusCode::kInvalidArgument,
                         "pipeline_id: \"" + spec.pipeline_id + "\" does not match the path's \"" +
                             std::string(replacing_id) + "\"",
                         "pipeline_id");
   }
   auto existing = entries_.find(spec.pipeline_id);
   if (!replacing && existing != entries_.end()) {
-    return change_error(StatusCode::kAlreadyExists,
+    return Status(StatusCode::kAlreadyExists,
                         "pipeline \"" + spec.pipeline_id + "\" already exists", "pipeline_id");
   }
   if (replacing && existing == entries_.end()) {
-    return change_error(StatusCode::kNotFound,
+    return Status(StatusCode::kNotFound,
                         "pipeline \"" + spec.pipeline_id + "\" does not exist");
   }
   if (existing != entries_.end() && existing->second.origin == PipelineOrigin::kFile) {
-    return PipelineChangeError{file_pipeline_conflict(spec.pipeline_id), {}};
+    return file_pipeline_conflict(spec.pipeline_id);
   }
   if (!replacing && entries_.size() >= options_.max_pipelines) {
-    return change_error(StatusCode::kConflict,
+    return Status(StatusCode::kConflict,
                         "at most " + std::to_string(options_.max_pipelines) +
                             " pipelines (etl_management.max_pipelines_per_broker)");
   }
   auto compiled = compile_pipeline(spec);
   if (!compiled.is_ok()) {
-    return change_error(StatusCode::kInvalidArgument, compiled.status().message());
+    return Status(StatusCode::kInvalidArgument, compiled.status().message());
   }
   {
     auto candidate = compiled_;
     candidate[spec.pipeline_id] = *compiled;
     if (auto refused = cycle_refusal(candidate)) {
-      return PipelineChangeError{*refused,
-                                 spec.mode == PipelineMode::kStream ? "destination_topic" : ""};
+      return Status(refused->code(), refused->message(),
+                    spec.mode == PipelineMode::kStream ? "destination_topic" : "");
     }
   }
   const std::string text = json::serialize(pipeline_to_json(spec));
@@ -400,7 +411,7 @@ PipelineResult<PipelineSpec> Orchestrator::apply_locked(const json::value& docum
       !s.is_ok()) {
     log::get("etl").error("{}", s.message());
     Status safe = without_path(s, "cannot store pipeline " + spec.pipeline_id);
-    return change_error(safe.code(), safe.message());
+    return Status(safe.code(), safe.message());
   }
   compiled_[spec.pipeline_id] = *compiled;
   entries_[spec.pipeline_id] = PipelineEntry{spec, PipelineOrigin::kApi};
@@ -410,30 +421,30 @@ PipelineResult<PipelineSpec> Orchestrator::apply_locked(const json::value& docum
   return spec;
 }
 
-PipelineResult<PipelineSpec> Orchestrator::create_pipeline(const json::value& document) {
+Result<PipelineSpec> Orchestrator::create_pipeline(const json::value& document) {
   MutexLock lock(mutex_);
   return apply_locked(document, {});
 }
 
-std::optional<PipelineChangeError> Orchestrator::api_may_change_locked(
+Status Orchestrator::api_may_change_locked(
     std::string_view id,
     std::map<std::string, PipelineEntry, std::less<>>::const_iterator it) const {
   if (it == entries_.end()) {
-    return change_error(StatusCode::kNotFound,
+    return Status(StatusCode::kNotFound,
                         "pipeline \"" + std::string(id) + "\" does not exist");
   }
   // Refused whatever the request says: a file pipeline is not the API's to change.
   if (it->second.origin == PipelineOrigin::kFile) {
-    return PipelineChangeError{file_pipeline_conflict(id), {}};
+    return file_pipeline_conflict(id);
   }
-  return std::nullopt;
+  return Status::ok();
 }
 
-PipelineResult<PipelineSpec> Orchestrator::replace_pipeline(std::string_view id,
+Result<PipelineSpec> Orchestrator::replace_pipeline(std::string_view id,
                                                             const json::value& document) {
   MutexLock lock(mutex_);
   auto it = entries_.find(id);
-  if (auto refused = api_may_change_locked(id, it)) return *refused;
+  if (Status refused = api_may_change_locked(id, it); !refused.is_ok()) return refused;
   if (document.is_object() && !document.get_object().contains("pipeline_id")) {
     json::value with_id = document;
     with_id.get_object()["pipeline_id"] = id;
@@ -442,20 +453,20 @@ PipelineResult<PipelineSpec> Orchestrator::replace_pipeline(std::string_view id,
   return apply_locked(document, id);
 }
 
-PipelineResult<PipelineSpec> Orchestrator::patch_pipeline(std::string_view id,
+Result<PipelineSpec> Orchestrator::patch_pipeline(std::string_view id,
                                                           const json::value& patch) {
   MutexLock lock(mutex_);
   auto it = entries_.find(id);
-  if (auto refused = api_may_change_locked(id, it)) return *refused;
+  if (Status refused = api_may_change_locked(id, it); !refused.is_ok()) return refused;
   if (!patch.is_object()) {
-    return change_error(StatusCode::kInvalidArgument, "a merge patch must be a JSON object");
+    return Status(StatusCode::kInvalidArgument, "a merge patch must be a JSON object");
   }
   json::value document = pipeline_to_json(it->second.spec);
   merge_patch(document, patch);
   return apply_locked(document, id);
 }
 
-PipelineResult<PipelineSpec> Orchestrator::set_enabled(std::string_view id, bool enabled) {
+Result<PipelineSpec> Orchestrator::set_enabled(std::string_view id, bool enabled) {
   json::object patch{{"enabled", enabled}};
   return patch_pipeline(id, patch);
 }
@@ -482,23 +493,11 @@ Status Orchestrator::delete_pipeline(std::string_view id) {
 }
 
 Result<size_t> Orchestrator::replace_file_pipelines(const json::array& file_pipelines) {
-  std::vector<std::pair<PipelineSpec, std::shared_ptr<const CompiledPipeline>>> parsed;
+  auto read = parse_file_pipelines(file_pipelines);
+  if (!read.is_ok()) return read.status();
+  const ParsedPipelines& parsed = *read;
   std::set<std::string> ids;
-  for (size_t i = 0; i < file_pipelines.size(); ++i) {
-    const std::string where = "etl.pipelines[" + std::to_string(i) + "]";
-    PipelineSpec spec;
-    if (auto error =
-            parse_pipeline(file_pipelines[i], "pipeline-" + std::to_string(i + 1), &spec)) {
-      return invalid_argument(where + ": " + error->message);
-    }
-    if (!ids.insert(spec.pipeline_id).second) {
-      return invalid_argument(where + ": pipeline_id \"" + spec.pipeline_id +
-                              "\" is used by another pipeline of the file");
-    }
-    auto compiled = compile_pipeline(spec);
-    if (!compiled.is_ok()) return compiled.status().with_context(where);
-    parsed.emplace_back(std::move(spec), *compiled);
-  }
+  for (const auto& [spec, compiled] : parsed) ids.insert(spec.pipeline_id);
   MutexLock lock(mutex_);
   for (const auto& [spec, compiled] : parsed) {
     auto it = entries_.find(spec.pipeline_id);

@@ -67,16 +67,6 @@ struct PipelineEntry {
   PipelineOrigin origin = PipelineOrigin::kApi;
 };
 
-// A rejected pipeline change: the status (kInvalidArgument with `field`, kNotFound,
-// kAlreadyExists, kConflict, kIo) and the JSON path of the bad field, when there is one.
-struct PipelineChangeError {
-  Status status;
-  std::string field;
-};
-
-template <typename T>
-using PipelineResult = std::variant<T, PipelineChangeError>;
-
 class Orchestrator {
  public:
   // Loads the modules under options.modules_path, the pipelines of the configuration file
@@ -110,12 +100,14 @@ class Orchestrator {
   std::vector<std::string> used_by(const ModuleRecord& record) const;
 
   // --- pipelines ---
-  PipelineResult<PipelineSpec> create_pipeline(const boost::json::value& document);
-  PipelineResult<PipelineSpec> replace_pipeline(std::string_view id,
+  // A refused change is kInvalidArgument (with the bad field's path in Status::field),
+  // kNotFound, kAlreadyExists, kConflict or kIo.
+  Result<PipelineSpec> create_pipeline(const boost::json::value& document);
+  Result<PipelineSpec> replace_pipeline(std::string_view id,
                                                 const boost::json::value& document);
-  PipelineResult<PipelineSpec> patch_pipeline(std::string_view id, const boost::json::value& patch);
+  Result<PipelineSpec> patch_pipeline(std::string_view id, const boost::json::value& patch);
   Status delete_pipeline(std::string_view id);
-  PipelineResult<PipelineSpec> set_enabled(std::string_view id, bool enabled);
+  Result<PipelineSpec> set_enabled(std::string_view id, bool enabled);
   std::vector<PipelineEntry> pipelines() const;
   // Replaces the pipelines of the configuration file (a reload) in one step: every document is
   // checked first; any error (kInvalidArgument "etl.pipelines[i]: ...", or an id an API pipeline
@@ -160,7 +152,7 @@ class Orchestrator {
   void refresh_in_use_locked() REQUIRES(mutex_);
   // Checks `document` as the new version of pipeline `id` (empty: a new pipeline) and applies
   // it: persisted, published. Caller holds mutex_.
-  PipelineResult<PipelineSpec> apply_locked(const boost::json::value& document,
+  Result<PipelineSpec> apply_locked(const boost::json::value& document,
                                             std::string_view replacing_id) REQUIRES(mutex_);
   std::string new_pipeline_id_locked() const REQUIRES(mutex_);
   // At start (before anything runs): while the enabled stream pipelines form a cycle, stops the
@@ -168,8 +160,8 @@ class Orchestrator {
   // The file pipelines alone must form no cycle.
   void stop_api_pipelines_in_cycles(std::vector<std::string>* warnings) REQUIRES(mutex_);
   // Why the API may not change pipeline `id` (found at `it`): unknown (kNotFound), or defined in
-  // the configuration file (kConflict); nullopt when it may. Caller holds mutex_.
-  std::optional<PipelineChangeError> api_may_change_locked(
+  // the configuration file (kConflict); ok when it may. Caller holds mutex_.
+  Status api_may_change_locked(
       std::string_view id,
       std::map<std::string, PipelineEntry, std::less<>>::const_iterator it) const REQUIRES(mutex_);
 

@@ -15,6 +15,9 @@
 #include <type_traits>
 #include <utility>
 
+#include "etl/json_path.h"
+#include "etl/semver.h"
+
 namespace wasmq::etl {
 namespace {
 
@@ -180,70 +183,14 @@ std::string index_path(const std::string& parent, size_t index) {
   return parent + "[" + std::to_string(index) + "]";
 }
 
-// "X.Y.Z" with an optional "-prerelease" of [A-Za-z0-9.-]: the versions module ids carry.
-bool is_version(std::string_view text) {
-  size_t i = 0;
-  for (int part = 0; part < 3; ++part) {
-    size_t start = i;
-    while (i < text.size() && is_digit(text[i])) ++i;
-    if (i == start || i - start > 9) return false;
-    if (part < 2) {
-      if (i >= text.size() || text[i] != '.') return false;
-      ++i;
-    }
-  }
-  if (i == text.size()) return true;
-  if (text[i] != '-' || i + 1 == text.size()) return false;
-  return std::all_of(text.begin() + i + 1, text.end(),
-                     [](char c) { return is_id_char(c) && c != '_'; });
-}
-
 // The name part of a module id: "name" of "name-vX.Y.Z", or the whole id when it has no
 // version suffix.
 std::string_view module_name_of(std::string_view module_id) {
   for (size_t dash = module_id.rfind("-v"); dash != std::string_view::npos && dash > 0;
        dash = module_id.rfind("-v", dash - 1)) {
-    if (is_version(module_id.substr(dash + 2))) return module_id.substr(0, dash);
+    if (SemVer::parse(module_id.substr(dash + 2)).is_ok()) return module_id.substr(0, dash);
   }
   return module_id;
-}
-
-// Why `path` is outside the JSONPath subset of PayloadField rules ("$" then ".name", "[N]",
-// "['name']", "[\"name\"]"), or nullopt when it is inside. Mirrors parse_json_path (match.h),
-// which this room's parser must not depend on.
-std::optional<std::string> json_path_problem(std::string_view path) {
-  auto at = [](size_t offset) { return " at offset " + std::to_string(offset); };
-  auto is_name_char = [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) || c == '_' ||
-           c == '-' || c == '$' || static_cast<unsigned char>(c) >= 0x80;
-  };
-  if (path.empty() || path[0] != '$') return "expected a JSONPath starting with $";
-  size_t i = 1;
-  while (i < path.size()) {
-    if (path[i] == '.') {
-      size_t start = ++i;
-      while (i < path.size() && is_name_char(path[i])) ++i;
-      if (i == start) return "expected a member name after '.'" + at(start);
-    } else if (path[i] == '[') {
-      size_t start = ++i;
-      if (i < path.size() && (path[i] == '\'' || path[i] == '"')) {
-        char quote = path[i];
-        size_t close = path.find(quote, i + 1);
-        if (close == std::string_view::npos) return "unterminated quoted name" + at(start);
-        i = close + 1;
-      } else {
-        while (i < path.size() && is_digit(path[i])) ++i;
-        if (i == start) return "expected an index or a quoted name after '['" + at(start);
-        if (i - start > 19) return "index too large" + at(start);
-      }
-      if (i >= path.size() || path[i] != ']') return "expected ']'" + at(i);
-      ++i;
-    } else {
-      return "unexpected " + quoted(path.substr(i, 1)) + at(i) +
-             " (the subset: $ then .name, [N], ['name'])";
-    }
-  }
-  return std::nullopt;
 }
 
 // RE2's error text quotes the pattern: kept on one line and bounded in a message.
@@ -271,7 +218,7 @@ std::optional<std::string> regex_problem(const std::string& pattern, bool case_s
 // Reads one document, keeping the first failure. Every read_* returns false once it failed.
 class DocumentReader {
  public:
-  std::optional<PipelineError> take_error() { return std::move(error_); }
+  Status take_error() { return std::move(error_); }
 
   bool read_pipeline(const json::value& document, std::string_view generated_id,
                      PipelineSpec* out) {
@@ -321,7 +268,7 @@ class DocumentReader {
  private:
   bool fail(std::string path, std::string_view what) {
     std::string message = path.empty() ? std::string(what) : path + ": " + std::string(what);
-    error_ = PipelineError{std::move(path), std::move(message)};
+    error_ = Status(StatusCode::kInvalidArgument, std::move(message), std::move(path));
     return false;
   }
 
@@ -750,8 +697,8 @@ class DocumentReader {
     if (const json::value* version = object.if_contains("module_version")) {
       std::string text;
       if (!string_in(*version, "module_version", kMaxIdLength, &text)) return false;
-      if (!is_version(text)) {
-        return fail("module_version", "expected a version X.Y.Z, got " + quoted(text));
+      if (auto version = SemVer::parse(text); !version.is_ok()) {
+        return fail("module_version", version.status().message());
       }
       if (module_name_of(module_id) != module_id) {
         return fail("module_version",
@@ -989,8 +936,8 @@ class DocumentReader {
       return fail(field_path_path, "required");
     }
     if (rule->condition_type == ConditionType::kPayloadField) {
-      if (auto problem = json_path_problem(rule->field_path)) {
-        return fail(field_path_path, *problem);
+      if (auto steps = parse_json_path(rule->field_path); !steps.is_ok()) {
+        return fail(field_path_path, steps.status().message());
       }
     }
     const std::string value_path = path + ".value";
@@ -1026,7 +973,7 @@ class DocumentReader {
     return true;
   }
 
-  std::optional<PipelineError> error_;
+  Status error_;
 };
 
 // A double as JSON: integral values as integers ("2" rather than "2E0"), which read back equal.
@@ -1091,10 +1038,10 @@ json::object stage_to_json(const StageSpec& stage) {
 
 }  // namespace
 
-std::optional<PipelineError> parse_pipeline(const boost::json::value& document,
-                                            std::string_view generated_id, PipelineSpec* out) {
+Status parse_pipeline(const boost::json::value& document, std::string_view generated_id,
+                      PipelineSpec* out) {
   DocumentReader reader;
-  if (reader.read_pipeline(document, generated_id, out)) return std::nullopt;
+  if (reader.read_pipeline(document, generated_id, out)) return Status::ok();
   return reader.take_error();
 }
 

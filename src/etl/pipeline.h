@@ -176,14 +176,6 @@ inline constexpr uint64_t kMaxTimeoutMs = 24ull * 3600 * 1000;  // every *_timeo
 inline constexpr size_t kMaxIdLength = 128;                     // pipeline ids and module names
 inline constexpr size_t kMaxTopicLength = 249;
 
-// A parse failure: `field` is the JSON path of the bad field ("stages[1].modules[0]
-// .topic_filters[0].pattern"; empty for the document as a whole) and `message` says what is
-// wrong, starting with the path ("stages[1]...pattern: invalid regex: missing )").
-struct PipelineError {
-  std::string field;
-  std::string message;
-};
-
 // Reads and validates a pipeline document: the seeds' JSON (000 §5.2, 003) or the seed 001 form
 // (`pipeline_name`, `source_topic`, `destination_topic`, `module_name`, `module_version`,
 // `configuration`), which becomes a stream pipeline with one stage of one module.
@@ -216,9 +208,12 @@ struct PipelineError {
 //   takes no `name` or `stages`, needs `module_name`, and its `mode`, if given, must be "stream".
 //   Its pipeline_id is `pipeline_id` when present, else `generated_id`.
 //
-// On failure `*out` is left as it was.
-std::optional<PipelineError> parse_pipeline(const boost::json::value& document,
-                                            std::string_view generated_id, PipelineSpec* out);
+// On failure `*out` is left as it was, and the kInvalidArgument status's field() is the JSON path
+// of the bad field ("stages[1].modules[0].topic_filters[0].pattern"; empty for the document as a
+// whole); its message says what is wrong, starting with the path ("stages[1]...pattern: invalid
+// regex: missing )").
+Status parse_pipeline(const boost::json::value& document, std::string_view generated_id,
+                      PipelineSpec* out);
 
 // The document form of a pipeline (every field, defaults included), as GET returns it and as
 // it is persisted; parse_pipeline(pipeline_to_json(p)) gives p back. It is always the 000/003

@@ -6,6 +6,7 @@
 #include "etl/match.h"
 #include "http/handoff.h"
 #include "http/json_response.h"
+#include "http/produce_body.h"
 
 namespace wasmq::http {
 namespace {
@@ -17,15 +18,14 @@ std::string_view origin_name(etl::PipelineOrigin origin) {
   return origin == etl::PipelineOrigin::kFile ? "file" : "api";
 }
 
-Response change_error_response(const etl::PipelineChangeError& error) {
-  HttpStatus status = http_status_for(error.status.code());
+Response change_error_response(const Status& error) {
+  HttpStatus status = http_status_for(error.code());
   // A document that parses but breaks a rule of the model is 422; one that is malformed, 400.
-  std::string_view code = error.status.code() == StatusCode::kInvalidArgument
+  std::string_view code = error.code() == StatusCode::kInvalidArgument
                               ? "invalid_pipeline"
-                              : status_code_name(error.status.code());
-  if (error.status.code() == StatusCode::kInvalidArgument)
-    status = HttpStatus::unprocessable_entity;
-  return error_response(status, code, error.status.message(), error.field);
+                              : status_code_name(error.code());
+  if (error.code() == StatusCode::kInvalidArgument) status = HttpStatus::unprocessable_entity;
+  return error_response(status, code, error.message(), error.field());
 }
 
 json::object message_json(const Message& m) { return message_to_json(m); }
@@ -213,9 +213,8 @@ class AdminApi {
     json::value doc;
     if (auto error = parse_body(req, &doc)) co_return std::move(*error);
     auto result = etl_.create_pipeline(doc);
-    if (auto* e = std::get_if<etl::PipelineChangeError>(&result))
-      co_return change_error_response(*e);
-    const auto& spec = std::get<etl::PipelineSpec>(result);
+    if (!result.is_ok()) co_return change_error_response(result.status());
+    const etl::PipelineSpec& spec = *result;
     co_return json_response(HttpStatus::created,
                             json::object{{"pipeline_id", spec.pipeline_id}, {"status", "created"}});
   }
@@ -243,10 +242,9 @@ class AdminApi {
     co_return json_response(HttpStatus::ok, pipeline_entry(*entry));
   }
 
-  static Response changed(const etl::PipelineResult<etl::PipelineSpec>& result,
-                          std::string_view status) {
-    if (auto* e = std::get_if<etl::PipelineChangeError>(&result)) return change_error_response(*e);
-    const auto& spec = std::get<etl::PipelineSpec>(result);
+  static Response changed(const Result<etl::PipelineSpec>& result, std::string_view status) {
+    if (!result.is_ok()) return change_error_response(result.status());
+    const etl::PipelineSpec& spec = result.value();
     return json_response(HttpStatus::ok, json::object{{"pipeline_id", spec.pipeline_id},
                                                       {"status", status},
                                                       {"enabled", spec.enabled}});
@@ -328,48 +326,22 @@ class AdminApi {
     json::value doc;
     if (auto error = parse_body(req, &doc)) co_return std::move(*error);
     std::string topic = "test";
-    const json::array* list = nullptr;
-    json::array single;
-    std::string prefix;
-    if (doc.is_array()) {
-      list = &doc.get_array();
-    } else if (doc.is_object()) {
-      json::object& o = doc.get_object();
-      if (const json::value* t = o.if_contains("topic")) {
+    if (json::object* o = doc.if_object()) {
+      if (const json::value* t = o->if_contains("topic")) {
         if (!t->is_string()) {
           co_return error_response(HttpStatus::bad_request, "invalid_message",
                                    "topic: must be a string", "topic");
         }
         topic = std::string(t->get_string());
-        o.erase("topic");
+        o->erase("topic");
       }
-      if (const json::value* m = o.if_contains("messages")) {
-        if (!m->is_array()) {
-          co_return error_response(HttpStatus::bad_request, "invalid_message",
-                                   "messages: must be an array of message objects", "messages");
-        }
-        list = &m->get_array();
-        prefix = "messages";
-      } else {
-        single.push_back(doc);
-        list = &single;
-      }
-    } else {
-      co_return error_response(HttpStatus::bad_request, "invalid_message",
-                               "the body must be a message, an array of messages, or "
-                               "{\"topic\", \"messages\"}");
     }
-    if (list->empty()) {
-      co_return error_response(HttpStatus::bad_request, "invalid_message", "no messages to test",
-                               prefix);
-    }
-    std::vector<etl::InputMessage> inputs(list->size());
-    const int64_t now = now_ms();
-    for (size_t i = 0; i < list->size(); ++i) {
-      if (Status s = message_from_json((*list)[i], now, &inputs[i].message); !s.is_ok()) {
-        std::string path = list == &single ? "" : prefix + "[" + std::to_string(i) + "]";
-        co_return invalid_message_response(path, s);
-      }
+    auto listed = read_produce_body(doc, now_ms());
+    if (!listed.is_ok()) co_return invalid_message_response(listed.status());
+    std::vector<etl::InputMessage> inputs(listed->messages.size());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      inputs[i].message = std::move(listed->messages[i].message);
+      inputs[i].partition = listed->messages[i].partition;
     }
     using Ran = Result<std::pair<etl::BatchResult, etl::Trace>>;
     auto [sender, receiver] = make_handoff<Ran>();

@@ -9,6 +9,7 @@
 #include "common/message_json.h"
 #include "http/handoff.h"
 #include "http/json_response.h"
+#include "http/produce_body.h"
 
 namespace wasmq::http {
 namespace {
@@ -116,60 +117,34 @@ class DataApi {
     parse_options.storage = &arena;
     JsonBody body = parse_json_body(req.body(), parse_options);
     if (!body.is_ok()) co_return std::move(*body.error);
-    // One message, an array of them, or {"messages": [...]}.
-    const json::array* list = nullptr;
-    json::array single;
-    std::string prefix;
-    if (body.value.is_array()) {
-      list = &body.value.get_array();
-    } else if (body.value.is_object() && body.value.get_object().contains("messages")) {
-      const json::value& messages = body.value.get_object().at("messages");
-      if (!messages.is_array()) {
-        co_return error_response(HttpStatus::bad_request, "invalid_message",
-                                 "messages: must be an array of message objects", "messages");
+    auto listed = read_produce_body(body.value, now_ms(), options_.max_produce_messages);
+    if (!listed.is_ok()) {
+      const Status& s = listed.status();
+      if (s.code() == StatusCode::kLimitExceeded) {
+        co_return error_response(HttpStatus::payload_too_large, "too_many_messages", s.message(),
+                                 s.field());
       }
-      if (body.value.get_object().size() != 1) {
-        co_return error_response(HttpStatus::bad_request, "invalid_message",
-                                 "only \"messages\" may stand beside the message list", "");
-      }
-      list = &messages.get_array();
-      prefix = "messages";
-    } else {
-      single.push_back(body.value);
-      list = &single;
+      co_return invalid_message_response(s);
     }
-    if (list->empty()) {
-      co_return error_response(HttpStatus::bad_request, "invalid_message", "no messages to produce",
-                               prefix);
-    }
-    if (list->size() > options_.max_produce_messages) co_return too_many_messages(list->size());
     // Partitions are checked here, before the broker may auto-create the topic, so that a bad
     // request creates nothing; the broker checks again (the topic may change in between).
     const std::shared_ptr<storage::Topic> existing = broker_.store().find(topic);
     const uint32_t partitions =
         existing ? existing->partition_count() : broker_.store().options().default_partitions;
-    std::vector<broker::ProduceRecord> records(list->size());
-    const int64_t now = now_ms();
-    for (size_t i = 0; i < list->size(); ++i) {
-      // Built only for an error: this loop runs per message.
-      auto path = [&] { return list == &single ? "" : "messages[" + std::to_string(i) + "]"; };
-      const json::value& element = (*list)[i];
-      if (Status s = message_from_json(element, now, &records[i].message); !s.is_ok()) {
-        co_return invalid_message_response(path(), s);
+    std::vector<broker::ProduceRecord> records(listed->messages.size());
+    for (size_t i = 0; i < records.size(); ++i) {
+      ListedMessage& m = listed->messages[i];
+      if (m.partition && *m.partition >= partitions) {
+        co_return invalid_message_response(
+            field_error("partition", fmt::format("{} is out of range (topic \"{}\" has {} "
+                                                 "partition{}{})",
+                                                 *m.partition, topic, partitions,
+                                                 partitions == 1 ? "" : "s",
+                                                 existing ? "" : " when created"))
+                .within(listed->path(i)));
       }
-      if (const json::value* p = element.get_object().if_contains("partition"); p && !p->is_null()) {
-        if (!p->is_int64() || p->get_int64() < 0 || p->get_int64() > UINT32_MAX) {
-          co_return invalid_message_response(path(), invalid_argument("partition: must be a non-negative integer"));
-        }
-        if (p->get_int64() >= partitions) {
-          co_return invalid_message_response(
-              path(), invalid_argument(fmt::format(
-                        "partition: {} is out of range (topic \"{}\" has {} partition{}{})",
-                        p->get_int64(), topic, partitions, partitions == 1 ? "" : "s",
-                        existing ? "" : " when created")));
-        }
-        records[i].partition = static_cast<uint32_t>(p->get_int64());
-      }
+      records[i].message = std::move(m.message);
+      records[i].partition = m.partition;
     }
     auto outcomes = co_await produce_records(topic, std::move(records));
     if (!existing && options_.audit && broker_.store().find(topic)) {

@@ -34,6 +34,7 @@ HttpStatus http_status_for(StatusCode code) {
   switch (code) {
     case StatusCode::kInvalidArgument:
     case StatusCode::kInvalidModule:
+    case StatusCode::kOutOfRange:
       return HttpStatus::bad_request;
     case StatusCode::kNotFound:
       return HttpStatus::not_found;
@@ -57,24 +58,15 @@ HttpStatus http_status_for(StatusCode code) {
 
 Response status_response(const Status& status, std::string_view field) {
   Response response = error_response(http_status_for(status.code()),
-                                     status_code_name(status.code()), status.message(), field);
+                                     status_code_name(status.code()), status.message(),
+                                     field.empty() ? std::string_view(status.field()) : field);
   if (status.code() == StatusCode::kUnavailable) response.set(Field::retry_after, "1");
   return response;
 }
 
-Response invalid_message_response(const std::string& element_path, const Status& status) {
-  const std::string& text = status.message();
-  size_t colon = text.find(':');
-  const bool names_field = colon != std::string::npos && text.find(' ') > colon;
-  std::string field = element_path;
-  std::string message;
-  if (names_field) {
-    field += (field.empty() ? "" : ".") + text.substr(0, colon);
-    message = (element_path.empty() ? "" : element_path + ".") + text;
-  } else {
-    message = element_path.empty() ? text : element_path + ": " + text;
-  }
-  return error_response(HttpStatus::bad_request, "invalid_message", message, field);
+Response invalid_message_response(const Status& status) {
+  return error_response(HttpStatus::bad_request, "invalid_message", status.message(),
+                        status.field());
 }
 
 JsonBody parse_json_body(std::string_view body, const JsonParseOptions& options) {

@@ -32,16 +32,13 @@ Response error_response(HttpStatus status, std::string_view code, std::string_vi
 // `Retry-After: 1`), anything else 500.
 HttpStatus http_status_for(StatusCode code);
 
-// error_response(http_status_for(code), status_code_name(code), message, field). `status` must
-// not be ok.
+// error_response(http_status_for(code), status_code_name(code), message, field), where the
+// field is `field` or else the status's own. `status` must not be ok.
 Response status_response(const Status& status, std::string_view field = {});
 
-// 400 invalid_message for one message of a produce (or dry-run) body that message_from_json
-// refused: `element_path` is "messages[i]" for a message of a list, empty for a single message.
-// message_from_json's errors read "<field>: <what>" or, for the element as a whole, "<what>";
-// either way the text and the field start with the path ("messages[0].key: ...",
-// "messages[0]: must be a JSON object").
-Response invalid_message_response(const std::string& element_path, const Status& status);
+// 400 invalid_message for a produce (or dry-run) body that read_produce_body (or a later check
+// of one message) refused, naming the status's field ("messages[0].key").
+Response invalid_message_response(const Status& status);
 
 // Limits of parse_json_body.
 struct JsonParseOptions {

@@ -116,18 +116,12 @@ Response change_failed(const Status& s) {
   if (s.code() == StatusCode::kModuleFailed) {
     return error_response(HttpStatus::unprocessable_entity, "module_failed", s.message());
   }
-  // Above the live-instance bound ("instance_count: N is above the bound of ..."): a well-formed
-  // request the broker cannot honour.
+  // Above the live-instance bound: a well-formed request the broker cannot honour.
   if (s.code() == StatusCode::kLimitExceeded) {
     return error_response(HttpStatus::unprocessable_entity, "limit_exceeded", s.message(),
-                          s.message().substr(0, s.message().find(':')));
+                          s.field());
   }
-  // The pools' own refusals start with the field they are about ("warmup_instances: ...").
-  std::string field;
-  if (s.code() == StatusCode::kInvalidArgument) {
-    field = s.message().substr(0, s.message().find(':'));
-  }
-  return status_response(s, field);
+  return status_response(s);
 }
 
 json::array errors_json(const etl::PoolChange& change) {

@@ -25,13 +25,13 @@ constexpr const char* kBasePipeline = R"({
 
 void parse_and_round_trip(const json::value& document) {
   etl::PipelineSpec spec;
-  auto error = etl::parse_pipeline(document, "generated-id", &spec);
-  if (error) return;
+  if (!etl::parse_pipeline(document, "generated-id", &spec).is_ok()) return;
   const json::value again_json = etl::pipeline_to_json(spec);
   etl::PipelineSpec again;
-  auto again_error = etl::parse_pipeline(again_json, "other-id", &again);
-  FUZZ_CHECK(!again_error, "pipeline_to_json's document is refused: " + again_error->field + ": " +
-                               again_error->message + " in " + json::serialize(again_json));
+  const Status again_error = etl::parse_pipeline(again_json, "other-id", &again);
+  FUZZ_CHECK(again_error.is_ok(), "pipeline_to_json's document is refused: " +
+                                      again_error.field() + ": " + again_error.message() +
+                                      " in " + json::serialize(again_json));
   FUZZ_CHECK(again == spec, "round trip changed the pipeline: " + json::serialize(again_json));
 }
 

@@ -125,8 +125,8 @@ class ExecutorTest : public ::testing::Test {
   // Parses and compiles a pipeline document; fails the test when either refuses it.
   std::shared_ptr<const CompiledPipeline> compile(const std::string& text) {
     PipelineSpec spec;
-    auto error = parse_pipeline(json::parse(text), "generated", &spec);
-    EXPECT_FALSE(error.has_value()) << (error ? error->message : "") << "\n" << text;
+    Status error = parse_pipeline(json::parse(text), "generated", &spec);
+    EXPECT_TRUE(error.is_ok()) << error.message() << "\n" << text;
     auto compiled = compile_pipeline(std::move(spec));
     EXPECT_TRUE(compiled.is_ok()) << compiled.status().message();
     pipelines_.push_back(compiled.is_ok() ? *compiled : nullptr);

@@ -1,6 +1,7 @@
 // The pipeline document: the seeds' documents parse to the values they spell, invalid documents
 // are refused with the JSON path of the bad field, pipeline_to_json round-trips, and merge_patch
 // follows RFC 7386.
+#include "etl/json_path.h"
 #include "etl/pipeline.h"
 
 #include <gtest/gtest.h>
@@ -36,20 +37,21 @@ json::value load(const std::string& name) {
 
 PipelineSpec parse_ok(const json::value& document, std::string_view generated_id = "gen-1") {
   PipelineSpec spec;
-  auto error = parse_pipeline(document, generated_id, &spec);
-  EXPECT_FALSE(error.has_value()) << (error ? error->message : "");
+  Status error = parse_pipeline(document, generated_id, &spec);
+  EXPECT_TRUE(error.is_ok()) << error.message();
   return spec;
 }
 
-PipelineError parse_error(const json::value& document) {
+Status parse_error(const json::value& document) {
   PipelineSpec spec;
-  auto error = parse_pipeline(document, "gen-1", &spec);
-  EXPECT_TRUE(error.has_value()) << "accepted: " << json::serialize(document);
-  return error.value_or(PipelineError{});
+  Status error = parse_pipeline(document, "gen-1", &spec);
+  EXPECT_FALSE(error.is_ok()) << "accepted: " << json::serialize(document);
+  EXPECT_EQ(error.code(), error.is_ok() ? StatusCode::kOk : StatusCode::kInvalidArgument);
+  return error;
 }
 
 // The error for a document given as text.
-PipelineError parse_text_error(std::string_view text) { return parse_error(json::parse(text)); }
+Status parse_text_error(std::string_view text) { return parse_error(json::parse(text)); }
 
 // The JSON object at `pointer` (RFC 6901) in `document`, to change one field of a seed.
 json::object& at(json::value& document, std::string_view pointer) {
@@ -381,9 +383,9 @@ TEST(PipelineFields, GeneratedIdIsUsedWhenTheDocumentHasNone) {
 
   PipelineSpec spec;
   auto error = parse_pipeline(document, "", &spec);
-  ASSERT_TRUE(error.has_value());
-  EXPECT_EQ(error->field, "pipeline_id");
-  EXPECT_EQ(error->message, "pipeline_id: required");
+  ASSERT_FALSE(error.is_ok());
+  EXPECT_EQ(error.field(), "pipeline_id");
+  EXPECT_EQ(error.message(), "pipeline_id: required");
 }
 
 TEST(PipelineFields, StartFromTakesAnIntegerOffset) {
@@ -393,7 +395,7 @@ TEST(PipelineFields, StartFromTakesAnIntegerOffset) {
   document.as_object()["start_from"] = "earliest";
   EXPECT_EQ(parse_ok(document).start_from, "earliest");
   document.as_object()["start_from"] = "soon";
-  EXPECT_EQ(parse_error(document).field, "start_from");
+  EXPECT_EQ(parse_error(document).field(), "start_from");
 }
 
 TEST(PipelineFields, JsonPathSubsetIsAccepted) {
@@ -412,7 +414,7 @@ TEST(PipelineFields, ModuleNamesAllowTheIdCharacters) {
   at(document, "/stages/0/modules/0")["module_id"] = std::string(128, 'n') + "-v1.2.3";
   EXPECT_EQ(parse_ok(document).stages[0].modules[0].module_id, std::string(128, 'n') + "-v1.2.3");
   at(document, "/stages/0/modules/0")["module_id"] = std::string(129, 'n');
-  EXPECT_EQ(parse_error(document).field, "stages[0].modules[0].module_id");
+  EXPECT_EQ(parse_error(document).field(), "stages[0].modules[0].module_id");
 }
 
 // --- Invalid documents: refused with the JSON path of the bad field ---------------------------
@@ -422,9 +424,9 @@ TEST(PipelineErrors, PipelineIdsStartingWithADotAreRefused) {
   for (std::string id : {".", "..", ".hidden"}) {
     json::value document = minimal_pipeline();
     document.as_object()["pipeline_id"] = id;
-    PipelineError error = parse_error(document);
-    EXPECT_EQ(error.field, "pipeline_id");
-    EXPECT_EQ(error.message,
+    Status error = parse_error(document);
+    EXPECT_EQ(error.field(), "pipeline_id");
+    EXPECT_EQ(error.message(),
               "pipeline_id: expected an id not starting with '.', got \"" + id + "\"");
   }
   json::value document = minimal_pipeline();
@@ -437,9 +439,9 @@ TEST(PipelineErrors, ADeadLetterPrefixThatLeavesNoRoomForATopicIsRefused) {
   json::value document = minimal_pipeline();
   document.as_object()["dead_letter_config"] =
       json::object{{"topic_prefix", std::string(248, 'd')}};
-  PipelineError error = parse_error(document);
-  EXPECT_EQ(error.field, "dead_letter_config.topic_prefix");
-  EXPECT_EQ(error.message,
+  Status error = parse_error(document);
+  EXPECT_EQ(error.field(), "dead_letter_config.topic_prefix");
+  EXPECT_EQ(error.message(),
             "dead_letter_config.topic_prefix: a prefix of 248 characters leaves no room for "
             "\".<topic>\" in a topic name of at most 249 characters");
   document.as_object()["dead_letter_config"] =
@@ -452,9 +454,9 @@ TEST(PipelineErrors, AStreamPipelineWhoseDeadLetterTopicWouldBeTooLongIsRefused)
       "destination_topic": "out", "dead_letter_config": {"topic_prefix": "LLLL"},
       "stages": [{"priority": 0, "modules": [{"module_id": "m"}]}]})");
   document.as_object()["source_topic"] = std::string(245, 'L');
-  PipelineError error = parse_error(document);
-  EXPECT_EQ(error.field, "dead_letter_config.topic_prefix");
-  EXPECT_EQ(error.message, "dead_letter_config.topic_prefix: the dead-letter topic \"LLLL." +
+  Status error = parse_error(document);
+  EXPECT_EQ(error.field(), "dead_letter_config.topic_prefix");
+  EXPECT_EQ(error.message(), "dead_letter_config.topic_prefix: the dead-letter topic \"LLLL." +
                                std::string(245, 'L') + "\" would be 250 characters, more than 249");
   document.as_object()["source_topic"] = std::string(244, 'L');
   parse_ok(document);
@@ -463,66 +465,66 @@ TEST(PipelineErrors, AStreamPipelineWhoseDeadLetterTopicWouldBeTooLongIsRefused)
 TEST(PipelineErrors, UnknownFieldIsNamedByItsPath) {
   json::value document = load("seed-000-iot-sensor-processing.json");
   at(document, "/stages/0/modules/0")["foo"] = 1;
-  PipelineError error = parse_error(document);
-  EXPECT_EQ(error.field, "stages[0].modules[0].foo");
-  EXPECT_EQ(error.message, "stages[0].modules[0].foo: unknown field");
+  Status error = parse_error(document);
+  EXPECT_EQ(error.field(), "stages[0].modules[0].foo");
+  EXPECT_EQ(error.message(), "stages[0].modules[0].foo: unknown field");
 
   error = parse_text_error(R"({"pipeline_id": "p", "stages": [], "colour": "red"})");
-  EXPECT_EQ(error.message, "colour: unknown field");
+  EXPECT_EQ(error.message(), "colour: unknown field");
 
   error = parse_text_error(R"({"pipeline_id": "p", "stages": [], "a b": 1})");
-  EXPECT_EQ(error.message, "[\"a b\"]: unknown field");
+  EXPECT_EQ(error.message(), "[\"a b\"]: unknown field");
 }
 
 TEST(PipelineErrors, WrongTypeShowsTheValue) {
   json::value document = minimal_pipeline();
   document.as_object()["global_timeout_ms"] = "abc";
-  PipelineError error = parse_error(document);
-  EXPECT_EQ(error.field, "global_timeout_ms");
-  EXPECT_EQ(error.message,
+  Status error = parse_error(document);
+  EXPECT_EQ(error.field(), "global_timeout_ms");
+  EXPECT_EQ(error.message(),
             "global_timeout_ms: expected an integer from 1 to 86400000, got \"abc\"");
 
   document.as_object()["global_timeout_ms"] = 1.5;
-  EXPECT_EQ(parse_error(document).message,
+  EXPECT_EQ(parse_error(document).message(),
             "global_timeout_ms: expected an integer from 1 to 86400000, got 1.5");
 
   document = minimal_pipeline();
   document.as_object()["enabled"] = "yes";
-  EXPECT_EQ(parse_error(document).message, "enabled: expected true or false, got \"yes\"");
+  EXPECT_EQ(parse_error(document).message(), "enabled: expected true or false, got \"yes\"");
 
   document = minimal_pipeline();
   at(document, "/stages/0")["priority"] = -1;
-  EXPECT_EQ(parse_error(document).message,
+  EXPECT_EQ(parse_error(document).message(),
             "stages[0].priority: expected an integer from 0 to 4294967295, got -1");
 }
 
 TEST(PipelineErrors, BadEnumNameListsTheValidNames) {
-  PipelineError error =
+  Status error =
       parse_error(pipeline_with_filter(R"({"filter_type": "Glob", "pattern": "a"})"));
-  EXPECT_EQ(error.field, "stages[0].modules[0].topic_filters[0].filter_type");
-  EXPECT_EQ(error.message,
+  EXPECT_EQ(error.field(), "stages[0].modules[0].topic_filters[0].filter_type");
+  EXPECT_EQ(error.message(),
             "stages[0].modules[0].topic_filters[0].filter_type: expected one of Exact, Wildcard, "
             "Regex, Prefix, Suffix, Contains, got \"Glob\"");
 
   // Names are exact: the seeds' spelling only.
   error = parse_error(pipeline_with_filter(R"({"filter_type": "exact", "pattern": "a"})"));
-  EXPECT_EQ(error.field, "stages[0].modules[0].topic_filters[0].filter_type");
+  EXPECT_EQ(error.field(), "stages[0].modules[0].topic_filters[0].filter_type");
 
   json::value document = minimal_pipeline();
   document.as_object()["error_handling"] = "Skip";
-  EXPECT_EQ(parse_error(document).message,
+  EXPECT_EQ(parse_error(document).message(),
             "error_handling: expected one of StopPipeline, SkipModule, RetryWithBackoff, "
             "SendToDeadLetter, got \"Skip\"");
 
   error = parse_error(
       pipeline_with_rule(R"({"condition_type": "HeaderSize", "operator": "Equals", "value": 1})"));
-  EXPECT_EQ(error.message,
+  EXPECT_EQ(error.message(),
             "stages[0].modules[0].conditional_rules[0].condition_type: expected one of "
             "HeaderValue, PayloadField, MessageSize, MessageAge, got \"HeaderSize\"");
 
   error = parse_error(pipeline_with_rule(
       R"({"condition_type": "HeaderValue", "field_path": "h", "operator": "Equal", "value": 1})"));
-  EXPECT_EQ(error.message,
+  EXPECT_EQ(error.message(),
             "stages[0].modules[0].conditional_rules[0].operator: expected one of Equals, "
             "NotEquals, GreaterThan, LessThan, GreaterThanOrEqual, LessThanOrEqual, Contains, "
             "StartsWith, EndsWith, Matches, got \"Equal\"");
@@ -531,64 +533,64 @@ TEST(PipelineErrors, BadEnumNameListsTheValidNames) {
 TEST(PipelineErrors, DuplicateStagePriorityNamesTheLaterStage) {
   json::value document = load("seed-000-iot-sensor-processing.json");
   at(document, "/stages/2")["priority"] = 0;
-  PipelineError error = parse_error(document);
-  EXPECT_EQ(error.field, "stages[2].priority");
-  EXPECT_EQ(error.message, "stages[2].priority: 0 duplicates stages[0]");
+  Status error = parse_error(document);
+  EXPECT_EQ(error.field(), "stages[2].priority");
+  EXPECT_EQ(error.message(), "stages[2].priority: 0 duplicates stages[0]");
 }
 
 TEST(PipelineErrors, EmptyOrMissingStagesAreRefused) {
-  PipelineError error = parse_text_error(R"({"pipeline_id": "p", "stages": []})");
-  EXPECT_EQ(error.field, "stages");
-  EXPECT_EQ(error.message, "stages: expected at least one stage");
-  EXPECT_EQ(parse_text_error(R"({"pipeline_id": "p"})").message, "stages: required");
+  Status error = parse_text_error(R"({"pipeline_id": "p", "stages": []})");
+  EXPECT_EQ(error.field(), "stages");
+  EXPECT_EQ(error.message(), "stages: expected at least one stage");
+  EXPECT_EQ(parse_text_error(R"({"pipeline_id": "p"})").message(), "stages: required");
   EXPECT_EQ(parse_text_error(R"({"pipeline_id": "p", "stages": [{"priority": 0, "modules": []}]})")
-                .message,
+                .message(),
             "stages[0].modules: expected at least one module");
   EXPECT_EQ(
       parse_text_error(R"({"pipeline_id": "p", "stages": [{"modules": [{"module_id": "m"}]}]})")
-          .message,
+          .message(),
       "stages[0].priority: required");
 }
 
 TEST(PipelineErrors, EmptyOrMalformedModuleIdIsRefused) {
   json::value document = load("seed-000-iot-sensor-processing.json");
   at(document, "/stages/1/modules/2")["module_id"] = "";
-  PipelineError error = parse_error(document);
-  EXPECT_EQ(error.field, "stages[1].modules[2].module_id");
-  EXPECT_EQ(error.message, "stages[1].modules[2].module_id: expected a non-empty string, got \"\"");
+  Status error = parse_error(document);
+  EXPECT_EQ(error.field(), "stages[1].modules[2].module_id");
+  EXPECT_EQ(error.message(), "stages[1].modules[2].module_id: expected a non-empty string, got \"\"");
 
   at(document, "/stages/1/modules/2")["module_id"] = "../etc/passwd";
-  EXPECT_EQ(parse_error(document).field, "stages[1].modules[2].module_id");
+  EXPECT_EQ(parse_error(document).field(), "stages[1].modules[2].module_id");
 
   at(document, "/stages/1/modules/2").erase("module_id");
-  EXPECT_EQ(parse_error(document).message, "stages[1].modules[2].module_id: required");
+  EXPECT_EQ(parse_error(document).message(), "stages[1].modules[2].module_id: required");
 }
 
 TEST(PipelineErrors, InvalidRegexInAFilterNamesThePattern) {
   json::value document = load("seed-000-iot-sensor-processing.json");
   at(document, "/stages/1/modules/0/topic_filters/0")["filter_type"] = "Regex";
   at(document, "/stages/1/modules/0/topic_filters/0")["pattern"] = "(temperature";
-  PipelineError error = parse_error(document);
-  EXPECT_EQ(error.field, "stages[1].modules[0].topic_filters[0].pattern");
-  EXPECT_EQ(error.message.rfind("stages[1].modules[0].topic_filters[0].pattern: invalid regex: "
+  Status error = parse_error(document);
+  EXPECT_EQ(error.field(), "stages[1].modules[0].topic_filters[0].pattern");
+  EXPECT_EQ(error.message().rfind("stages[1].modules[0].topic_filters[0].pattern: invalid regex: "
                                 "missing )",
                                 0),
             0u)
-      << error.message;
+      << error.message();
 }
 
 TEST(PipelineErrors, InvalidRegexInAMatchesRuleNamesTheValue) {
-  PipelineError error = parse_error(pipeline_with_rule(
+  Status error = parse_error(pipeline_with_rule(
       R"({"condition_type": "HeaderValue", "field_path": "h", "operator": "Matches", "value": "[a-"})"));
-  EXPECT_EQ(error.field, "stages[0].modules[0].conditional_rules[0].value");
+  EXPECT_EQ(error.field(), "stages[0].modules[0].conditional_rules[0].value");
   EXPECT_EQ(
-      error.message.rfind("stages[0].modules[0].conditional_rules[0].value: invalid regex: ", 0),
+      error.message().rfind("stages[0].modules[0].conditional_rules[0].value: invalid regex: ", 0),
       0u)
-      << error.message;
+      << error.message();
 
   error = parse_error(pipeline_with_rule(
       R"({"condition_type": "HeaderValue", "field_path": "h", "operator": "Matches", "value": 3})"));
-  EXPECT_EQ(error.field, "stages[0].modules[0].conditional_rules[0].value");
+  EXPECT_EQ(error.field(), "stages[0].modules[0].conditional_rules[0].value");
 }
 
 TEST(PipelineErrors, FieldPathOutsideTheJsonPathSubsetIsRefused) {
@@ -596,36 +598,66 @@ TEST(PipelineErrors, FieldPathOutsideTheJsonPathSubsetIsRefused) {
     SCOPED_TRACE(path);
     json::value document = load("seed-000-iot-sensor-processing.json");
     at(document, "/stages/0/modules/0/conditional_rules/1")["field_path"] = path;
-    PipelineError error = parse_error(document);
-    EXPECT_EQ(error.field, "stages[0].modules[0].conditional_rules[1].field_path");
+    Status error = parse_error(document);
+    EXPECT_EQ(error.field(), "stages[0].modules[0].conditional_rules[1].field_path");
   }
   json::value document = load("seed-000-iot-sensor-processing.json");
   at(document, "/stages/0/modules/0/conditional_rules/1")["field_path"] = "sensor_id";
-  EXPECT_EQ(parse_error(document).message,
-            "stages[0].modules[0].conditional_rules[1].field_path: expected a JSONPath starting "
-            "with $");
+  EXPECT_EQ(parse_error(document).message(),
+            "stages[0].modules[0].conditional_rules[1].field_path: invalid JSONPath \"sensor_id\" "
+            "at offset 0: must start with '$'");
+}
+
+// The parser checks a field_path with the rule compiler's own JSONPath reader: what one accepts,
+// the other does (an escaped quote in a quoted name, a name with characters beyond [A-Za-z0-9_]).
+TEST(PipelineErrors, AFieldPathIsCheckedByTheRulesOwnJsonPathGrammar) {
+  for (const char* path : {R"($['a\'b'])", R"($["say \"hi\""])", "$.a+b", "$.caf\u00e9[0]"}) {
+    SCOPED_TRACE(path);
+    json::value document = load("seed-000-iot-sensor-processing.json");
+    at(document, "/stages/0/modules/0/conditional_rules/1")["field_path"] = path;
+    PipelineSpec spec = parse_ok(document);
+    EXPECT_TRUE(parse_json_path(spec.stages[0].modules[0].conditional_rules[1].field_path).is_ok());
+  }
+}
+
+// A pinned module id's version is read by the registry's semver parser: a version the registry
+// would refuse (leading zero, empty pre-release identifier) is no version.
+TEST(PipelineErrors, AModuleVersionIsReadByTheOneSemverParser) {
+  json::value document = json::parse(R"({"pipeline_name": "p", "source_topic": "in",
+      "destination_topic": "out", "module_name": "m", "module_version": "01.2.3"})");
+  Status error = parse_error(document);
+  EXPECT_EQ(error.field(), "module_version");
+  EXPECT_NE(error.message().find("leading zero"), std::string::npos) << error.message();
+  document.as_object()["module_version"] = "1.2.3-rc..1";
+  EXPECT_NE(parse_error(document).message().find("empty identifier"), std::string::npos);
+  document.as_object()["module_version"] = "1.2.3-rc.1";
+  EXPECT_EQ(parse_ok(document).stages[0].modules[0].module_id, "m-v1.2.3-rc.1");
+  // "m-v01.2.3" carries no version, so it is a module name of its own, not "m" pinned.
+  document.as_object().erase("module_version");
+  document.as_object()["module_name"] = "m-v01.2.3";
+  EXPECT_EQ(parse_ok(document).stages[0].modules[0].module_id, "m-v01.2.3");
 }
 
 TEST(PipelineErrors, RuleValueMustBeAStringNumberOrBoolean) {
   json::value document = load("seed-000-iot-sensor-processing.json");
   at(document, "/stages/1/modules/2/conditional_rules/0")["value"] = nullptr;
-  PipelineError error = parse_error(document);
-  EXPECT_EQ(error.field, "stages[1].modules[2].conditional_rules[0].value");
-  EXPECT_EQ(error.message,
+  Status error = parse_error(document);
+  EXPECT_EQ(error.field(), "stages[1].modules[2].conditional_rules[0].value");
+  EXPECT_EQ(error.message(),
             "stages[1].modules[2].conditional_rules[0].value: expected a string, number or "
             "boolean, got null");
   at(document, "/stages/1/modules/2/conditional_rules/0")["value"] = json::object{};
-  EXPECT_EQ(parse_error(document).field, "stages[1].modules[2].conditional_rules[0].value");
+  EXPECT_EQ(parse_error(document).field(), "stages[1].modules[2].conditional_rules[0].value");
   at(document, "/stages/1/modules/2/conditional_rules/0").erase("value");
-  EXPECT_EQ(parse_error(document).message,
+  EXPECT_EQ(parse_error(document).message(),
             "stages[1].modules[2].conditional_rules[0].value: required");
 }
 
 TEST(PipelineErrors, SizeAndAgeRulesNeedANumber) {
-  PipelineError error = parse_error(pipeline_with_rule(
+  Status error = parse_error(pipeline_with_rule(
       R"({"condition_type": "MessageSize", "operator": "GreaterThan", "value": "big"})"));
-  EXPECT_EQ(error.field, "stages[0].modules[0].conditional_rules[0].value");
-  EXPECT_EQ(error.message,
+  EXPECT_EQ(error.field(), "stages[0].modules[0].conditional_rules[0].value");
+  EXPECT_EQ(error.message(),
             "stages[0].modules[0].conditional_rules[0].value: MessageSize compares with a "
             "number, got \"big\"");
   parse_ok(pipeline_with_rule(
@@ -633,105 +665,105 @@ TEST(PipelineErrors, SizeAndAgeRulesNeedANumber) {
 }
 
 TEST(PipelineErrors, HeaderAndPayloadRulesNeedAFieldPath) {
-  PipelineError error = parse_error(pipeline_with_rule(
+  Status error = parse_error(pipeline_with_rule(
       R"({"condition_type": "HeaderValue", "operator": "Equals", "value": "x"})"));
-  EXPECT_EQ(error.message, "stages[0].modules[0].conditional_rules[0].field_path: required");
+  EXPECT_EQ(error.message(), "stages[0].modules[0].conditional_rules[0].field_path: required");
 }
 
 TEST(PipelineErrors, StreamModeNeedsTwoDistinctTopics) {
   json::value document = minimal_pipeline();
   document.as_object()["mode"] = "stream";
   document.as_object()["source_topic"] = "raw-events";
-  PipelineError error = parse_error(document);
-  EXPECT_EQ(error.field, "destination_topic");
-  EXPECT_EQ(error.message, "destination_topic: required for a stream pipeline");
+  Status error = parse_error(document);
+  EXPECT_EQ(error.field(), "destination_topic");
+  EXPECT_EQ(error.message(), "destination_topic: required for a stream pipeline");
 
   document.as_object()["destination_topic"] = "raw-events";
-  EXPECT_EQ(parse_error(document).message,
+  EXPECT_EQ(parse_error(document).message(),
             "destination_topic: must differ from source_topic (\"raw-events\")");
 
   json::value seed001 = load("seed-001-message-transformation.json");
   seed001.as_object().erase("destination_topic");
-  EXPECT_EQ(parse_error(seed001).field, "destination_topic");
+  EXPECT_EQ(parse_error(seed001).field(), "destination_topic");
 
   document.as_object()["destination_topic"] = "bad topic";
-  EXPECT_EQ(parse_error(document).message,
+  EXPECT_EQ(parse_error(document).message(),
             "destination_topic: expected a topic name of 1-249 characters [A-Za-z0-9._-], got "
             "\"bad topic\"");
 
   document.as_object()["mode"] = "inline";
   document.as_object()["destination_topic"] = "other";
-  EXPECT_EQ(parse_error(document).message,
+  EXPECT_EQ(parse_error(document).message(),
             "source_topic: only for stream pipelines (\"mode\": \"stream\")");
 }
 
 TEST(PipelineErrors, MixingTheTwoFormsIsRefused) {
   json::value seed001 = load("seed-001-message-transformation.json");
   seed001.as_object()["stages"] = minimal_pipeline().at("stages");
-  PipelineError error = parse_error(seed001);
-  EXPECT_EQ(error.field, "stages");
-  EXPECT_EQ(error.message,
+  Status error = parse_error(seed001);
+  EXPECT_EQ(error.field(), "stages");
+  EXPECT_EQ(error.message(),
             "stages: cannot be combined with pipeline_name (the single-module form of seed 001)");
 
   json::value seed000 = load("seed-000-iot-sensor-processing.json");
   seed000.as_object()["module_name"] = "message-processor";
-  EXPECT_EQ(parse_error(seed000).field, "name");
+  EXPECT_EQ(parse_error(seed000).field(), "name");
 
   seed001 = load("seed-001-message-transformation.json");
   seed001.as_object()["mode"] = "inline";
-  EXPECT_EQ(parse_error(seed001).field, "mode");
+  EXPECT_EQ(parse_error(seed001).field(), "mode");
 }
 
 TEST(PipelineErrors, ValuesOutOfRangeAreRefused) {
   json::value document = minimal_pipeline();
   at(document, "/stages/0/modules/0")["instance_config"] =
       json::parse(R"({"memory_limit_bytes": 1024})");
-  EXPECT_EQ(parse_error(document).message,
+  EXPECT_EQ(parse_error(document).message(),
             "stages[0].modules[0].instance_config.memory_limit_bytes: expected an integer from "
             "65536 to 4294967296, got 1024");
 
   document = minimal_pipeline();
   document.as_object()["retry_config"] = json::parse(R"({"backoff_multiplier": 0.5})");
-  EXPECT_EQ(parse_error(document).message,
+  EXPECT_EQ(parse_error(document).message(),
             "retry_config.backoff_multiplier: expected a number from 1 to 100, got 0.5");
 
   document = minimal_pipeline();
   document.as_object()["retry_config"] = json::parse(R"({"max_retries": 101})");
-  EXPECT_EQ(parse_error(document).field, "retry_config.max_retries");
+  EXPECT_EQ(parse_error(document).field(), "retry_config.max_retries");
 
   document = minimal_pipeline();
   document.as_object()["retry_config"] =
       json::parse(R"({"initial_delay_ms": 1000, "max_delay_ms": 10})");
-  EXPECT_EQ(parse_error(document).field, "retry_config.max_delay_ms");
+  EXPECT_EQ(parse_error(document).field(), "retry_config.max_delay_ms");
 
   document = minimal_pipeline();
   document.as_object()["circuit_breaker"] = json::parse(R"({"failure_threshold": 0})");
-  EXPECT_EQ(parse_error(document).field, "circuit_breaker.failure_threshold");
+  EXPECT_EQ(parse_error(document).field(), "circuit_breaker.failure_threshold");
 
   document = minimal_pipeline();
   at(document, "/stages/0/modules/0")["instance_config"] =
       json::parse(R"({"cache_ttl_seconds": 2592001})");
-  EXPECT_EQ(parse_error(document).field, "stages[0].modules[0].instance_config.cache_ttl_seconds");
+  EXPECT_EQ(parse_error(document).field(), "stages[0].modules[0].instance_config.cache_ttl_seconds");
 }
 
 TEST(PipelineErrors, RetryPolicyAndRetryConfigAreExclusive) {
   json::value document = load("seed-001-message-transformation.json");
   document.as_object()["retry_config"] = json::object{};
-  EXPECT_EQ(parse_error(document).message,
+  EXPECT_EQ(parse_error(document).message(),
             "configuration.retry_policy: cannot be combined with retry_config");
 }
 
 TEST(PipelineErrors, DocumentMustBeAnObject) {
-  PipelineError error = parse_text_error("[1, 2]");
-  EXPECT_EQ(error.field, "");
-  EXPECT_EQ(error.message, "expected a JSON object, got an array");
+  Status error = parse_text_error("[1, 2]");
+  EXPECT_EQ(error.field(), "");
+  EXPECT_EQ(error.message(), "expected a JSON object, got an array");
 }
 
 TEST(PipelineErrors, PathsCountStagesInDocumentOrder) {
-  PipelineError error = parse_text_error(R"({"pipeline_id": "p", "stages": [
+  Status error = parse_text_error(R"({"pipeline_id": "p", "stages": [
       {"priority": 9, "modules": [{"module_id": "ok"}]},
       {"priority": 0, "modules": [{"module_id": "bad id"}]}]})");
-  EXPECT_EQ(error.field, "stages[1].modules[0].module_id");
+  EXPECT_EQ(error.field(), "stages[1].modules[0].module_id");
 }
 
 // --- merge_patch: RFC 7386 ------------------------------------------------------------------

@@ -13,8 +13,8 @@ namespace {
 
 std::shared_ptr<const CompiledPipeline> compile(const std::string& text) {
   PipelineSpec spec;
-  auto error = parse_pipeline(boost::json::parse(text), "generated", &spec);
-  EXPECT_FALSE(error.has_value()) << (error ? error->message : "");
+  Status error = parse_pipeline(boost::json::parse(text), "generated", &spec);
+  EXPECT_TRUE(error.is_ok()) << error.message();
   auto compiled = compile_pipeline(std::move(spec));
   EXPECT_TRUE(compiled.is_ok()) << compiled.status().message();
   return compiled.is_ok() ? *compiled : nullptr;

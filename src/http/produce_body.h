@@ -1,0 +1,44 @@
+// The message list of a produce request (POST /api/v1/topics/{topic}/messages) and of a
+// pipeline dry run (POST /api/v1/etl/pipelines/{id}/test): one reader, so that both accept the
+// same shapes and name a bad field the same way.
+#pragma once
+
+#include <boost/json/fwd.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/message.h"
+#include "common/status.h"
+
+namespace wasmq::http {
+
+// One message of the list, with the partition it asked for.
+struct ListedMessage {
+  Message message;
+  std::optional<uint32_t> partition;  // "partition", when given and not null
+};
+
+struct ProduceBody {
+  std::vector<ListedMessage> messages;
+  bool single = false;  // the body was one message object, not a list
+
+  // Where message i sits, for errors: "messages[i]" in a list (a bare array or under
+  // "messages"), "" for a single message.
+  std::string path(size_t i) const;
+};
+
+// Reads `body`: one message object, an array of them, or {"messages": [...]} with nothing
+// beside the list. Messages are read by message_from_json (common/message_json.h), timestamped
+// `now` when they carry none; "partition" must be an integer from 0 to 2^32-1 or null.
+// Errors carry a field (Status::field): kInvalidArgument "messages[1].headers.a: must be a
+// string", "messages: must be an array of message objects", "the body lists no messages" (field
+// "messages" for an empty list); kLimitExceeded (field "messages") for more than
+// `max_messages`, checked before any message is read.
+Result<ProduceBody> read_produce_body(const boost::json::value& body, int64_t now,
+                                      size_t max_messages = std::numeric_limits<size_t>::max());
+
+}  // namespace wasmq::http
