@@ -1,0 +1,214 @@
+// PartitionLog's read path: a snapshot of the segments under the lock, `pread` outside it, and
+// the quarantine of corruption that a read is the first to meet.
+#include <algorithm>
+
+#include "common/log.h"
+#include "storage/partition_log.h"
+#include "storage/segment.h"
+
+namespace wasmq::storage {
+
+Status PartitionLog::quarantine_for_read(const std::shared_ptr<Segment>& segment,
+                                         uint64_t from_position, int64_t from_offset,
+                                         uint64_t end_position) const {
+  MutexLock repair_lock(repair_mutex_);
+  auto file = segment->log_file();
+  if (!file.is_ok())
+    return io_failure("cannot open segment", segment->log_path, file.status().message());
+  const int fd = (*file)->fd();
+  std::vector<Segment::Quarantined> known;
+  int64_t segment_end_offset;
+  {
+    MutexLock lock(mutex_);
+    known = segment->corrupt;
+    segment_end_offset = segment->next_offset;
+  }
+  // Walk with CRC checks from a batch start known to be right, to the first bad batch.
+  std::vector<uint8_t> buffer;
+  uint64_t position = from_position;
+  int64_t expected = from_offset;
+  while (position < end_position) {
+    auto k = std::find_if(known.begin(), known.end(),
+                          [&](const auto& q) { return q.position == position; });
+    if (k != known.end()) {
+      position = k->end_position;
+      expected = k->end_offset;
+      continue;
+    }
+    BatchHeader h;
+    if (!good_batch_at(fd, position, end_position, expected, buffer, &h, true)) break;
+    position += h.size();
+    expected = h.next_offset();
+  }
+  if (position >= end_position) {
+    return io_failure("cannot read", segment->log_path,
+                      "a batch could not be read, but is not corrupt on disk: " + errno_text());
+  }
+  Segment::Quarantined q;
+  auto header = header_at(fd, position, end_position);
+  if (header && header->base_offset == expected &&
+      good_batch_at(fd, position, end_position, expected, buffer, &*header)) {
+    // A right CRC over records that do not decode: the header is what was written, and the
+    // offsets after this batch were given from it; the stretch is this batch, no more.
+    q = {position, position + header->size(), expected, header->next_offset()};
+  } else {
+    BatchHeader next;
+    auto resume =
+        find_next_batch(fd, position, end_position, expected, segment->offset_limit(), &next);
+    q = {position, resume ? *resume : end_position, expected,
+         resume ? next.base_offset : segment_end_offset};
+  }
+  const fs::path copy = dir_ / kQuarantineDir / segment->quarantine_name(q);
+  std::error_code ec;
+  fs::create_directories(dir_ / kQuarantineDir, ec);
+  const bool kept = fs::exists(copy) || copy_bytes(fd, q.position, q.end_position, copy);
+  {
+    MutexLock lock(mutex_);
+    segment->add_quarantined(q);
+  }
+  log::get("storage").warn(
+      "{}: corrupt batch in {} at bytes {} to {}: offsets {} to {} (exclusive) are skipped; {}",
+      label_, segment->log_path.string(), q.position, q.end_position, q.first_offset, q.end_offset,
+      kept ? "its bytes are in " + copy.string() : "its bytes could not be copied aside");
+  return Status::ok();
+}
+
+Result<ReadResult> PartitionLog::read(int64_t offset, size_t max_messages, size_t max_bytes) const {
+  ReadResult result;
+  // What a read may use of a segment, taken under the lock: the segment's state changes with
+  // appends (its index grows), so nothing of it is touched outside the lock but these copies
+  // and its immutable fields.
+  struct View {
+    std::shared_ptr<Segment> segment;
+    uint64_t size;
+    int64_t next_offset;
+    uint64_t start_position;
+    int64_t start_offset;
+    std::vector<Segment::Quarantined> corrupt;
+  };
+  std::vector<View> views;
+  auto take_views = [&]() -> Status {
+    MutexLock lock(mutex_);
+    if (closed_) return Status(StatusCode::kNotFound, label_ + ": the topic was deleted");
+    result.log_start_offset = segments_.front()->base_offset;
+    result.high_watermark = segments_.back()->next_offset;
+    views.clear();
+    for (const auto& s : segments_) {
+      if (s->next_offset > offset) {
+        auto [position, at] = s->position_for(std::max(offset, s->base_offset));
+        views.push_back({s, s->size, s->next_offset, position, at, s->corrupt});
+      }
+    }
+    return Status::ok();
+  };
+  if (Status s = take_views(); !s.is_ok()) return s;
+  if (offset < result.log_start_offset || offset > result.high_watermark) {
+    return Status(StatusCode::kNotFound, "offset " + std::to_string(offset) + " is out of range [" +
+                                             std::to_string(result.log_start_offset) + ", " +
+                                             std::to_string(result.high_watermark) + "]");
+  }
+  result.next_offset = offset;
+  size_t bytes = 0;
+  std::vector<uint8_t> batch;
+  std::vector<Record> records;
+  auto skip = [&](int64_t first, int64_t end) {
+    first = std::max(first, result.next_offset);
+    if (end <= first) return;
+    result.skipped.push_back({first, end});
+    result.next_offset = end;
+  };
+  for (size_t i = 0; i < views.size() && result.records.size() < max_messages; ++i) {
+    View& v = views[i];
+    auto file = v.segment->log_file();
+    if (!file.is_ok()) {
+      {
+        MutexLock lock(mutex_);
+        if (v.segment->removed) {
+          if (!result.records.empty()) return result;
+          // Retention removed it since the snapshot: the log starts later now.
+          return Status(StatusCode::kNotFound,
+                        "offset " + std::to_string(result.next_offset) + " is out of range [" +
+                            std::to_string(segments_.front()->base_offset) + ", " +
+                            std::to_string(segments_.back()->next_offset) + "]");
+        }
+      }
+      return io_failure("cannot open segment", v.segment->log_path, file.status().message());
+    }
+    const int fd = (*file)->fd();
+    int repairs = 0;
+    uint64_t position = v.start_position;
+    int64_t expected = v.start_offset;
+    while (position < v.size && result.records.size() < max_messages) {
+      if (const auto* q = [&]() -> const Segment::Quarantined* {
+            for (const auto& c : v.corrupt) {
+              if (c.position == position) return &c;
+            }
+            return nullptr;
+          }()) {
+        skip(q->first_offset, q->end_offset);
+        position = q->end_position;
+        expected = q->end_offset;
+        continue;
+      }
+      auto header = header_at(fd, position, v.size);
+      bool bad = !header || header->base_offset != expected;
+      if (!bad && header->next_offset() <= result.next_offset) {
+        position += header->size();
+        expected = header->next_offset();
+        continue;
+      }
+      if (!bad) {
+        if (!result.records.empty() && bytes + header->size() > max_bytes) return result;
+        batch.resize(header->size());
+        if (!read_exact(fd, position, batch.data(), batch.size())) {
+          return io_failure("cannot read", v.segment->log_path, errno_text());
+        }
+        records.clear();
+        bad = !decode_batch(batch, &records).is_ok();
+      }
+      if (bad) {
+        // Corruption nobody has met yet: find it exactly, quarantine it, and read this segment
+        // again from where this read began in it (records already taken are passed over).
+        if (++repairs > 64) {
+          return io_failure("cannot read", v.segment->log_path, "corruption keeps changing");
+        }
+        if (Status s = quarantine_for_read(v.segment, v.start_position, v.start_offset, v.size);
+            !s.is_ok()) {
+          return s;
+        }
+        {
+          MutexLock lock(mutex_);
+          v.corrupt = v.segment->corrupt;
+        }
+        position = v.start_position;
+        expected = v.start_offset;
+        continue;
+      }
+      bool took_all = true;
+      for (auto& r : records) {
+        if (r.offset < result.next_offset) continue;
+        if (result.records.size() >= max_messages) {
+          took_all = false;
+          break;
+        }
+        result.next_offset = r.offset + 1;
+        result.records.push_back(std::move(r));
+      }
+      // A batch's offsets run to its lastOffsetDelta even where no record is left (Kafka's
+      // compaction leaves such batches): past it, so a reader in that hole moves on.
+      if (took_all) result.next_offset = std::max(result.next_offset, header->next_offset());
+      bytes += header->size();
+      position += header->size();
+      expected = header->next_offset();
+      if (bytes >= max_bytes) return result;
+    }
+    // A gap left by a repaired segment: continue at the next segment's first offset.
+    if (i + 1 < views.size() && result.next_offset < views[i + 1].segment->base_offset &&
+        result.records.size() < max_messages) {
+      result.next_offset = views[i + 1].segment->base_offset;
+    }
+  }
+  return result;
+}
+
+}  // namespace wasmq::storage
