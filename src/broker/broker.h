@@ -133,8 +133,8 @@ class Broker {
                                                              std::vector<ProduceRecord> records,
                                                              ProduceDone done);
 
-  // Reads from one partition; kNotFound for an unknown topic or partition or an offset out of
-  // range (the message names the valid range).
+  // Reads from one partition; kNotFound for an unknown topic or partition, kOutOfRange (field
+  // "offset") for an offset out of range (the message names the valid range).
   Result<storage::ReadResult> consume(std::string_view topic, const ConsumeRequest& request) const;
 
   // Calls `callback` once, from the thread that appends, when `topic`/`partition` receives data

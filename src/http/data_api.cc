@@ -275,8 +275,9 @@ class DataApi {
     }
     if (!read.is_ok()) {
       const Status& s = read.status();
-      if (s.code() == StatusCode::kNotFound && s.message().find("out of range") != std::string::npos) {
-        co_return error_response(HttpStatus::bad_request, "offset_out_of_range", s.message(), "offset");
+      if (s.code() == StatusCode::kOutOfRange) {
+        co_return error_response(HttpStatus::bad_request, "offset_out_of_range", s.message(),
+                                 s.field());
       }
       co_return status_response(s);
     }

@@ -117,7 +117,7 @@ class PartitionLog {
 
   // Up to `max_messages` records from `offset` on, stopping after the batch that passes
   // `max_bytes` (at least one record is returned when any exists). `offset` below the log start
-  // or above the high watermark is an error (kNotFound names the valid range). Corrupt batches
+  // or above the high watermark is an error (kOutOfRange, field "offset", names the valid range). Corrupt batches
   // are skipped and reported in `skipped`.
   Result<ReadResult> read(int64_t offset, size_t max_messages, size_t max_bytes) const;
 

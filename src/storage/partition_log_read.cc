@@ -103,9 +103,11 @@ Result<ReadResult> PartitionLog::read(int64_t offset, size_t max_messages, size_
   };
   if (Status s = take_views(); !s.is_ok()) return s;
   if (offset < result.log_start_offset || offset > result.high_watermark) {
-    return Status(StatusCode::kNotFound, "offset " + std::to_string(offset) + " is out of range [" +
-                                             std::to_string(result.log_start_offset) + ", " +
-                                             std::to_string(result.high_watermark) + "]");
+    return Status(StatusCode::kOutOfRange,
+                  "offset " + std::to_string(offset) + " is out of range [" +
+                      std::to_string(result.log_start_offset) + ", " +
+                      std::to_string(result.high_watermark) + "]",
+                  "offset");
   }
   result.next_offset = offset;
   size_t bytes = 0;
@@ -126,10 +128,11 @@ Result<ReadResult> PartitionLog::read(int64_t offset, size_t max_messages, size_
         if (v.segment->removed) {
           if (!result.records.empty()) return result;
           // Retention removed it since the snapshot: the log starts later now.
-          return Status(StatusCode::kNotFound,
+          return Status(StatusCode::kOutOfRange,
                         "offset " + std::to_string(result.next_offset) + " is out of range [" +
                             std::to_string(segments_.front()->base_offset) + ", " +
-                            std::to_string(segments_.back()->next_offset) + "]");
+                            std::to_string(segments_.back()->next_offset) + "]",
+                        "offset");
         }
       }
       return io_failure("cannot open segment", v.segment->log_path, file.status().message());

@@ -883,6 +883,16 @@ TEST_F(EtlTest, DryRunErrorsNameTheMessageLikeProduce) {
   EXPECT_EQ(refused.at("error").at("message").as_string(), "messages[1]: must be a JSON object")
       << refused;
   EXPECT_EQ(refused.at("error").at("field").as_string(), "messages[1]") << refused;
+  // A bare array names its elements as produce does ("messages[i]"), and a partition is checked
+  // as produce checks it.
+  json::value bare = admin("POST", "/api/v1/etl/pipelines/p/test",
+                           R"([{"value": "a"}, {"value": "b", "partition": -1}])", 400);
+  EXPECT_EQ(bare.at("error").at("field").as_string(), "messages[1].partition") << bare;
+  EXPECT_EQ(bare.at("error").at("code").as_string(), "invalid_message") << bare;
+  // Nothing but "topic" may stand beside the list.
+  json::value beside = admin("POST", "/api/v1/etl/pipelines/p/test",
+                             R"({"topic": "t", "messages": [{"value": "a"}], "extra": 1})", 400);
+  EXPECT_EQ(beside.at("error").at("code").as_string(), "invalid_message") << beside;
 }
 
 // L7: a stream pipeline's status showed the server's path of an unreadable positions file.

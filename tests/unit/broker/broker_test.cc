@@ -151,6 +151,7 @@ TEST_F(BrokerTest, ExplicitAndKeyedPartitions) {
   auto missing = broker_->consume("four", {9, 0, 10, 1 << 20});
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
   auto range = broker_->consume("four", {3, 5, 10, 1 << 20});
+  EXPECT_EQ(range.status().code(), StatusCode::kOutOfRange);
   EXPECT_NE(range.status().message().find("out of range [0, 1]"), std::string::npos);
 }
 

@@ -161,7 +161,8 @@ TEST_F(PartitionLogTest, ReadRespectsLimitsAndRange) {
   EXPECT_TRUE(at_end->records.empty());
   auto past = log->read(51, 10, 1 << 20);
   ASSERT_FALSE(past.is_ok());
-  EXPECT_EQ(past.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(past.status().code(), StatusCode::kOutOfRange);
+  EXPECT_EQ(past.status().field(), "offset");
   EXPECT_NE(past.status().message().find("out of range [0, 50]"), std::string::npos);
 }
 
