@@ -151,14 +151,16 @@ Status check_compiles(std::span<const uint8_t> binary, uint64_t memory_limit_byt
     }
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) {
-      return Status(StatusCode::kInvalidModule,
+      return Status(StatusCode::kLimitExceeded,
                     "compiling the module took longer than etl.module_compile_timeout_ms (" +
-                        std::to_string(bounds.timeout.count()) + " ms); it was stopped");
+                        std::to_string(bounds.timeout.count()) + " ms); it was stopped",
+                    std::string(kCompileTimeoutKey));
     }
     if (uint64_t rss = resident_bytes(child.pid); rss > bounds.max_memory_bytes) {
-      return Status(StatusCode::kInvalidModule,
+      return Status(StatusCode::kLimitExceeded,
                     "compiling the module used more than etl.module_compile_max_memory_bytes (" +
-                        std::to_string(bounds.max_memory_bytes) + " bytes); it was stopped");
+                        std::to_string(bounds.max_memory_bytes) + " bytes); it was stopped",
+                    std::string(kCompileMaxMemoryKey));
     }
     pollfd fds[2] = {{from_child.fd, POLLIN, 0}, {to_child.fd, POLLOUT, 0}};
     nfds_t count = sent < binary.size() ? 2 : 1;

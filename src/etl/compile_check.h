@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <string_view>
 
 #include "common/status.h"
 
@@ -30,15 +31,20 @@ struct CompileBounds {
   std::filesystem::path executable;
 };
 
+// The configuration keys a refused compile check names as its Status::field.
+inline constexpr std::string_view kCompileTimeoutKey = "etl.module_compile_timeout_ms";
+inline constexpr std::string_view kCompileMaxMemoryKey = "etl.module_compile_max_memory_bytes";
+
 // The hidden subcommand that runs the child.
 inline constexpr const char* kCompileCheckCommand = "__compile-check";
 
 // Compiles `binary` (capped at `memory_limit_bytes` of linear memory, as the pipelines that may
 // run it) in a child process within `bounds`. OK when V8 compiled it; kInvalidModule with V8's
-// message when it refused it; kInvalidModule naming the limit when the child was killed
-// ("compiling the module took longer than etl.module_compile_timeout_ms (N ms)" / "... used
-// more than etl.module_compile_max_memory_bytes (N bytes) ..."); kInternal when the child could
-// not be run or died otherwise.
+// message when it refused it; kLimitExceeded when the child was killed, its field the key of the
+// limit (kCompileTimeoutKey: "compiling the module took longer than
+// etl.module_compile_timeout_ms (N ms) ..."; kCompileMaxMemoryKey: "... used more than
+// etl.module_compile_max_memory_bytes (N bytes) ..."); kInternal when the child could not be run
+// or died otherwise.
 Status check_compiles(std::span<const uint8_t> binary, uint64_t memory_limit_bytes,
                       const CompileBounds& bounds);
 

@@ -148,12 +148,16 @@ Status validate_module_name(std::string_view name) {
   return Status::ok();
 }
 
+// Errors carry the field they are about: "name" or "version".
 Status validate_name_and_version(std::string_view name, std::string_view version) {
-  if (Status s = validate_module_name(name); !s.is_ok()) return s;
+  if (Status s = validate_module_name(name); !s.is_ok()) {
+    return Status(s.code(), s.message(), "name");
+  }
   if (version.size() > kMaxModuleVersionLength) {
-    return invalid_argument("version is " + std::to_string(version.size()) +
-                            " characters long; at most " + std::to_string(kMaxModuleVersionLength) +
-                            " are allowed");
+    return Status(StatusCode::kInvalidArgument,
+                  "version is " + std::to_string(version.size()) + " characters long; at most " +
+                      std::to_string(kMaxModuleVersionLength) + " are allowed",
+                  "version");
   }
   auto semver = SemVer::parse(version);
   return semver.is_ok() ? Status::ok() : semver.status();

@@ -285,7 +285,8 @@ void Orchestrator::upload_module(std::string name, std::string version, std::vec
           // A bare name may follow the new version now.
           MutexLock lock(mutex_);
           refresh_in_use_locked();
-        } else if (added.status().code() == StatusCode::kInvalidModule) {
+        } else if (added.status().code() == StatusCode::kInvalidModule ||
+                   added.status().code() == StatusCode::kLimitExceeded) {
           log::get("etl").warn("module {}-v{} refused: {}", name, version,
                                added.status().message());
         }
@@ -295,7 +296,7 @@ void Orchestrator::upload_module(std::string name, std::string version, std::vec
   if (queued) {
     log::get("etl").info("module {}: upload queued for its compile check", id);
   } else {
-    (*refuse)(Status(StatusCode::kLimitExceeded,
+    (*refuse)(Status(StatusCode::kUnavailable,
                      "too many uploads in progress: " + std::to_string(kMaxWaitingUploads) +
                          " wait for their compile check already; try again later"));
   }

@@ -44,8 +44,10 @@ int compare_pre_release(std::string_view a, std::string_view b) {
 
 Result<SemVer> SemVer::parse(std::string_view text) {
   auto bad = [&](const std::string& why) {
-    return invalid_argument("version \"" + std::string(text) + "\" is not a semantic version " +
-                            "MAJOR.MINOR.PATCH: " + why);
+    return Status(StatusCode::kInvalidArgument,
+                  "version \"" + std::string(text) + "\" is not a semantic version " +
+                      "MAJOR.MINOR.PATCH: " + why,
+                  "version");
   };
   SemVer v;
   std::string_view core = text;

@@ -15,7 +15,7 @@ struct SemVer {
   uint64_t major = 0, minor = 0, patch = 0;
   std::string pre_release;  // empty: a release, which sorts after its pre-releases
 
-  // kInvalidArgument naming what is wrong.
+  // kInvalidArgument (field "version") naming what is wrong.
   static Result<SemVer> parse(std::string_view text);
   std::string to_string() const;
   // Semver precedence (pre-release identifiers compared numerically or as text, per semver 2).

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include "common/message_json.h"
+#include "etl/compile_check.h"
 #include "etl/match.h"
 #include "http/handoff.h"
 #include "http/json_response.h"
@@ -130,21 +131,21 @@ class AdminApi {
       const Status& s = uploaded.status();
       // A valid module refused for what compiling it costs (etl.module_compile_timeout_ms,
       // etl.module_compile_max_memory_bytes): 422, not the 400 of a malformed one.
-      if (s.code() == StatusCode::kInvalidModule &&
-          s.message().rfind("compiling the module", 0) == 0) {
+      if (s.code() == StatusCode::kLimitExceeded &&
+          (s.field() == etl::kCompileTimeoutKey || s.field() == etl::kCompileMaxMemoryKey)) {
         co_return error_response(HttpStatus::unprocessable_entity, "compile_limit_exceeded",
                                  s.message());
       }
-      if (s.code() == StatusCode::kLimitExceeded &&
-          s.message().rfind("too many uploads in progress", 0) == 0) {
+      if (s.code() == StatusCode::kUnavailable) {
         Response busy =
             error_response(HttpStatus::service_unavailable, "uploads_busy", s.message());
         busy.set(boost::beast::http::field::retry_after, "1");
         co_return busy;
       }
-      std::string_view field = s.message().rfind("version", 0) == 0       ? "X-Module-Version"
-                               : s.message().rfind("module name", 0) == 0 ? "X-Module-Name"
-                                                                          : "";
+      // The name and version arrive as headers: the field names the header.
+      std::string_view field = s.field() == "version" ? "X-Module-Version"
+                               : s.field() == "name"  ? "X-Module-Name"
+                                                      : "";
       co_return status_response(s, field);
     }
     const etl::ModuleRecord& record = **uploaded;
