@@ -1,7 +1,8 @@
 // Invalid configuration files that reached undefined behaviour or a failed assertion in Debian's
 // toml++ 3.3.0 (found by tests/fuzz/config_fuzz.cc; the workarounds are at the top of
-// src/cli/config.cc): each is refused with its line like any syntax error, and valid text with
-// the same characters is read as written. Under `make asan` these abort without the workarounds.
+// src/cli/config_loader.cc): each is refused with its line like any syntax error, and valid text
+// with the same characters is read as written. Under `make asan` these abort without the
+// workarounds.
 #include <gtest/gtest.h>
 
 #include <string>
