@@ -56,15 +56,16 @@ uint64_t Counter::load(std::memory_order) const {
   return total;
 }
 
-void LatencyHistogram::record(double ms) {
+void LatencyHistogram::record(double ms, uint64_t n) {
+  if (n == 0) return;
   if (!(ms >= 0)) ms = 0;
   const auto& bounds = bucket_bounds_ms();
   size_t i = std::lower_bound(bounds.begin(), bounds.end(), ms) - bounds.begin();
   if (i >= kBuckets) i = kBuckets - 1;
   Lane& lane = lanes_[figure_lanes::current()];
-  lane.buckets[i].fetch_add(1, std::memory_order_relaxed);
-  lane.count.fetch_add(1, std::memory_order_relaxed);
-  lane.sum_us.fetch_add(static_cast<uint64_t>(ms * 1000.0), std::memory_order_relaxed);
+  lane.buckets[i].fetch_add(n, std::memory_order_relaxed);
+  lane.count.fetch_add(n, std::memory_order_relaxed);
+  lane.sum_us.fetch_add(static_cast<uint64_t>(ms * 1000.0) * n, std::memory_order_relaxed);
 }
 
 uint64_t LatencyHistogram::count() const {

@@ -60,7 +60,9 @@ class Counter {
 class LatencyHistogram {
  public:
   LatencyHistogram() : lanes_(std::make_unique<Lane[]>(figure_lanes::count())) {}
-  void record(double ms);
+  // Records `n` calls (or messages) of `ms` each: a batch whose messages shared one time is
+  // counted at once.
+  void record(double ms, uint64_t n = 1);
   uint64_t count() const;
   double sum_ms() const;
   double average_ms() const;

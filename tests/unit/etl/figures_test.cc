@@ -48,6 +48,19 @@ TEST(Figures, AHistogramSumsEveryWorkersRecords) {
   EXPECT_GE(histogram.quantile_ms(0.99), 40.0);
 }
 
+// A batch whose messages shared one time is recorded at once, as if one by one.
+TEST(Figures, AHistogramRecordsManyOfOneTimeAsOneByOne) {
+  LatencyHistogram at_once, one_by_one;
+  at_once.record(3.0, 250);
+  at_once.record(0.2, 0);  // nothing
+  for (int k = 0; k < 250; ++k) one_by_one.record(3.0);
+  EXPECT_EQ(at_once.count(), 250u);
+  EXPECT_NEAR(at_once.sum_ms(), one_by_one.sum_ms(), 1e-9);
+  for (size_t b = 0; b < LatencyHistogram::kBuckets; ++b) {
+    EXPECT_EQ(at_once.bucket_count(b), one_by_one.bucket_count(b)) << "bucket " << b;
+  }
+}
+
 TEST(Figures, ALaneIsAThreadsOwn) {
   Counter counter;
   std::thread([&] {
