@@ -4,7 +4,9 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 #include <map>
-#include <mutex>
+#include <vector>
+
+#include "common/mutex.h"
 
 namespace wasmq::log {
 namespace {
@@ -38,12 +40,13 @@ class JsonMessageFlag : public spdlog::custom_flag_formatter {
 };
 
 struct Registry {
-  std::mutex mutex;
-  std::map<std::string, std::shared_ptr<spdlog::logger>, std::less<>> loggers;
-  std::vector<spdlog::sink_ptr> sinks{std::make_shared<spdlog::sinks::stderr_color_sink_mt>()};
-  spdlog::level::level_enum level = spdlog::level::info;
-  std::vector<std::string> targets;
-  Format format = Format::kText;
+  Mutex mutex;
+  std::map<std::string, std::shared_ptr<spdlog::logger>, std::less<>> loggers GUARDED_BY(mutex);
+  std::vector<spdlog::sink_ptr> sinks GUARDED_BY(mutex){
+      std::make_shared<spdlog::sinks::stderr_color_sink_mt>()};
+  spdlog::level::level_enum level GUARDED_BY(mutex) = spdlog::level::info;
+  std::vector<std::string> targets GUARDED_BY(mutex);
+  Format format GUARDED_BY(mutex) = Format::kText;
 };
 
 Registry& registry() {
@@ -59,7 +62,8 @@ std::string normalize_target(std::string target) {
   return target;
 }
 
-spdlog::level::level_enum level_locked(const Registry& r, std::string_view target) {
+spdlog::level::level_enum level_locked(const Registry& r, std::string_view target)
+    REQUIRES(r.mutex) {
   if (r.targets.empty()) return r.level;
   for (const auto& t : r.targets) {
     if (target == t || (target.size() > t.size() && target.rfind(t, 0) == 0 && target[t.size()] == '.')) {
@@ -69,7 +73,7 @@ spdlog::level::level_enum level_locked(const Registry& r, std::string_view targe
   return spdlog::level::info;
 }
 
-void apply_locked(const Registry& r, spdlog::logger& logger) {
+void apply_locked(const Registry& r, spdlog::logger& logger) REQUIRES(r.mutex) {
   logger.sinks() = r.sinks;
   logger.set_level(level_locked(r, logger.name()));
   if (r.format == Format::kJson) {
@@ -87,7 +91,7 @@ void apply_locked(const Registry& r, spdlog::logger& logger) {
 
 spdlog::logger& get(std::string_view target) {
   Registry& r = registry();
-  std::lock_guard lock(r.mutex);
+  MutexLock lock(r.mutex);
   auto it = r.loggers.find(target);
   if (it != r.loggers.end()) return *it->second;
   auto logger = std::make_shared<spdlog::logger>(std::string(target));
@@ -98,7 +102,7 @@ spdlog::logger& get(std::string_view target) {
 void configure(spdlog::level::level_enum level, std::vector<std::string> targets,
                std::vector<spdlog::sink_ptr> sinks, Format format) {
   Registry& r = registry();
-  std::lock_guard lock(r.mutex);
+  MutexLock lock(r.mutex);
   r.level = level;
   r.targets.clear();
   for (auto& t : targets) r.targets.push_back(normalize_target(std::move(t)));
@@ -109,7 +113,7 @@ void configure(spdlog::level::level_enum level, std::vector<std::string> targets
 
 spdlog::level::level_enum level_for(std::string_view target) {
   Registry& r = registry();
-  std::lock_guard lock(r.mutex);
+  MutexLock lock(r.mutex);
   return level_locked(r, target);
 }
 

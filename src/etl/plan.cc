@@ -105,7 +105,7 @@ TopicPlan Configuration::plan_of(const CompiledPipeline& pipeline, std::string_v
 
 std::shared_ptr<const TopicPlan> Configuration::plan_for(std::string_view topic) const {
   {
-    std::shared_lock lock(cache_mutex_);
+    ReaderLock lock(cache_mutex_);
     auto it = cache_.find(topic);
     if (it != cache_.end()) {
       if (filter_figures_) filter_figures_->plan_hits.fetch_add(1, std::memory_order_relaxed);
@@ -119,7 +119,7 @@ std::shared_ptr<const TopicPlan> Configuration::plan_for(std::string_view topic)
     TopicPlan one = plan_of(*pipeline, topic, filter_figures_);
     for (auto& p : one.pipelines) plan->pipelines.push_back(std::move(p));
   }
-  std::unique_lock lock(cache_mutex_);
+  WriterLock lock(cache_mutex_);
   auto [it, inserted] = cache_.emplace(std::string(topic), std::move(plan));
   return it->second;
 }

@@ -15,14 +15,13 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "etl/figures.h"
 #include "etl/match.h"
@@ -121,14 +120,14 @@ class Configuration {
  private:
   std::vector<std::shared_ptr<const CompiledPipeline>> pipelines_;
   FilterFigures* const filter_figures_;
-  mutable std::shared_mutex cache_mutex_;
+  mutable SharedMutex cache_mutex_;
   struct TopicHash {
     using is_transparent = void;
     size_t operator()(std::string_view topic) const { return std::hash<std::string_view>()(topic); }
   };
   mutable std::unordered_map<std::string, std::shared_ptr<const TopicPlan>, TopicHash,
                              std::equal_to<>>
-      cache_;
+      cache_ GUARDED_BY(cache_mutex_);
 };
 
 }  // namespace wasmq::etl

@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <list>
-#include <mutex>
 #include <thread>
+
+#include "common/mutex.h"
 
 namespace wasmq::wasm {
 namespace {
@@ -28,9 +28,9 @@ int64_t now_ns() {
 }  // namespace
 
 struct Watchdog::State {
-  std::mutex mutex;
-  std::condition_variable wake;
-  std::list<Slot> slots;                 // guarded by mutex; stable addresses
+  Mutex mutex;
+  CondVar wake;
+  std::list<Slot> slots GUARDED_BY(mutex);  // stable addresses
   std::atomic<int64_t> next_wake_ns{0};  // when the thread will look next
 };
 
@@ -45,14 +45,14 @@ Watchdog::Watchdog() : state_(new State()) {
 }
 
 Watchdog::Slot* Watchdog::register_isolate(v8::Isolate* isolate) {
-  std::lock_guard lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   Slot& slot = state_->slots.emplace_back();
   slot.isolate = isolate;
   return &slot;
 }
 
 void Watchdog::unregister_isolate(Slot* slot) {
-  std::lock_guard lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   state_->slots.remove_if([slot](const Slot& s) { return &s == slot; });
 }
 
@@ -74,7 +74,7 @@ void Watchdog::arm_steps(Slot* slot, uint32_t timeout_ms, uint32_t step_timeout_
   // The thread publishes when it will look next before it scans; a deadline earlier than that
   // must wake it, or the call could overrun by up to a full sleep.
   if (deadline < state_->next_wake_ns.load(std::memory_order_seq_cst)) {
-    std::lock_guard lock(state_->mutex);
+    MutexLock lock(state_->mutex);
     state_->wake.notify_one();
   }
 }
@@ -90,7 +90,7 @@ bool Watchdog::disarm(Slot* slot) {
 }
 
 void Watchdog::run() {
-  std::unique_lock lock(state_->mutex);
+  MutexLock lock(state_->mutex);
   for (;;) {
     int64_t now = now_ns();
     int64_t next = now + kMaxSleepNs;
@@ -125,7 +125,8 @@ void Watchdog::run() {
       }
     }
     state_->next_wake_ns.store(next, std::memory_order_seq_cst);
-    state_->wake.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(next - now_ns(), 0)));
+    (void)state_->wake.wait_for(state_->mutex,
+                                std::chrono::nanoseconds(std::max<int64_t>(next - now_ns(), 0)));
   }
 }
 
