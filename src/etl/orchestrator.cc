@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/file.h"
+#include "common/json_merge_patch.h"
 #include "common/log.h"
 
 namespace wasmq::etl {

@@ -1,6 +1,7 @@
 // The pipeline document (pipelines.md; the seeds' JSON of 000 §5.2 and 003 "Data Model"): the
-// data model, its parsing from JSON with validation that names the bad field by its path, its
-// JSON form (for the API and for persistence), and RFC 7386 merge-patch.
+// data model, its parsing from JSON with validation that names the bad field by its path, and its
+// JSON form (for the API and for persistence). A PATCH merges onto that form with
+// common/json_merge_patch.h.
 //
 // TOML `[[etl.pipelines]]` tables reach this room already turned into JSON (cli/config.h), so
 // there is one parser for both.
@@ -220,10 +221,6 @@ Status parse_pipeline(const boost::json::value& document, std::string_view gener
 // form (`name`, `stages`); stream fields appear only in stream mode, unset optional fields
 // (description, stage_timeout_ms, retry_config, ...) are left out.
 boost::json::object pipeline_to_json(const PipelineSpec& pipeline);
-
-// RFC 7386 JSON merge-patch of `patch` onto `target` (objects merge, null removes, anything
-// else replaces).
-void merge_patch(boost::json::value& target, const boost::json::value& patch);
 
 // Enum names as the documents spell them.
 std::string_view filter_type_name(FilterType type);

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/json_merge_patch.h"
 #include "etl/pipeline.h"
 #include "fuzz_check.h"
 #include "json_input.h"
@@ -44,7 +45,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   static const json::value base = json::parse(kBasePipeline);
   json::value patched = base;
-  etl::merge_patch(patched, *document);
+  merge_patch(patched, *document);
   parse_and_round_trip(patched);
   return 0;
 }

@@ -1,6 +1,7 @@
 // The pipeline document: the seeds' documents parse to the values they spell, invalid documents
 // are refused with the JSON path of the bad field, pipeline_to_json round-trips, and merge_patch
 // follows RFC 7386.
+#include "common/json_merge_patch.h"
 #include "etl/json_path.h"
 #include "etl/pipeline.h"
 
