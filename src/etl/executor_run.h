@@ -224,6 +224,13 @@ struct Executor::Run {
 
   std::string topic_decision(const ModuleUse& use);
 
+  // Takes one call's outcome for `item`, in both stage runners: routes its outputs (into
+  // `routes`) and traces the call; when the call or its routing failed, applies the pipeline's
+  // error strategy to `item` and returns false.
+  bool take_outcome(const CompiledPipeline& pipeline, const CompiledStage& stage,
+                    const ModuleUse& use, Item& item, CallOutcome& o,
+                    std::vector<std::optional<std::string>>* routes);
+
   Task<> run_sequential(const CompiledPipeline& pipeline, const TopicPlan::Stage& stage,
                         Clock::time_point stage_deadline, Clock::time_point global_deadline);
 

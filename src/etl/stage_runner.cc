@@ -36,6 +36,25 @@ TraceStep Executor::Run::ran_step(const CompiledPipeline& pipeline, const Compil
   return s;
 }
 
+bool Executor::Run::take_outcome(const CompiledPipeline& pipeline, const CompiledStage& stage,
+                                 const ModuleUse& use, Item& item, CallOutcome& o,
+                                 std::vector<std::optional<std::string>>* routes) {
+  TraceStep s = trace ? ran_step(pipeline, stage, use, o) : TraceStep{};
+  if (o.ok && !route(pipeline, o.result.transformed_messages, routes, &o.error)) o.ok = false;
+  if (!o.ok) {
+    s.error = o.error;
+    s.action = fail(pipeline, stage, use, item, o.error, false);
+    step(item.input, std::move(s));
+    return false;
+  }
+  if (trace) {
+    s.output = o.result.transformed_messages;
+    s.should_continue = o.result.should_continue;
+    step(item.input, std::move(s));
+  }
+  return true;
+}
+
 std::string Executor::Run::topic_decision(const ModuleUse& use) {
   int f = use.topics.matching_filter(topic);
   if (f == TopicMatcher::kEveryTopic) return "no topic_filters (every topic)";
@@ -71,21 +90,10 @@ Task<> Executor::Run::run_sequential(const CompiledPipeline& pipeline,
       }
       CallOutcome& o = outcomes[t++];
       Item& item = items[i];
-      TraceStep s = trace ? ran_step(pipeline, *stage.stage, *use, o) : TraceStep{};
       std::vector<std::optional<std::string>> routes;
-      if (o.ok && !route(pipeline, o.result.transformed_messages, &routes, &o.error))
-        o.ok = false;
-      if (!o.ok) {
-        s.error = o.error;
-        s.action = fail(pipeline, *stage.stage, *use, item, o.error, false);
-        step(item.input, std::move(s));
+      if (!take_outcome(pipeline, *stage.stage, *use, item, o, &routes)) {
         next.push_back(std::move(item));
         continue;
-      }
-      if (trace) {
-        s.output = o.result.transformed_messages;
-        s.should_continue = o.result.should_continue;
-        step(item.input, std::move(s));
       }
       if (o.result.transformed_messages.empty()) {
         filtered_by[item.input] = {pipeline.spec.pipeline_id, use->spec->module_id};
@@ -144,26 +152,13 @@ Task<> Executor::Run::run_parallel(const CompiledPipeline& pipeline, const Topic
       CallOutcome& o = outcomes[m][cursor[m]++];
       touched = true;
       const ModuleUse* use = stage.modules[m];
-      TraceStep s = trace ? ran_step(pipeline, *stage.stage, *use, o) : TraceStep{};
-      std::vector<std::optional<std::string>> routes;
       if (o.ok && o.result.transformed_messages.size() > 1) {
         o.ok = false;
         o.error = "module returned " + std::to_string(o.result.transformed_messages.size()) +
                   " messages in a parallel stage (at most one is allowed)";
       }
-      if (o.ok && !route(pipeline, o.result.transformed_messages, &routes, &o.error))
-        o.ok = false;
-      if (!o.ok) {
-        s.error = o.error;
-        s.action = fail(pipeline, *stage.stage, *use, item, o.error, false);
-        step(item.input, std::move(s));
-        continue;
-      }
-      if (trace) {
-        s.output = o.result.transformed_messages;
-        s.should_continue = o.result.should_continue;
-        step(item.input, std::move(s));
-      }
+      std::vector<std::optional<std::string>> routes;
+      if (!take_outcome(pipeline, *stage.stage, *use, item, o, &routes)) continue;
       if (!o.result.should_continue) finished = true;
       if (o.result.transformed_messages.empty()) {
         filtered = true;

@@ -109,7 +109,8 @@ class DataApi {
     const std::string topic(req.path_param("topic"));
     if (Status s = storage::validate_topic_name(topic); !s.is_ok()) co_return status_response(s);
     if (size_t listed = listed_messages(req.body()); listed > options_.max_produce_messages) {
-      co_return too_many_messages(listed);
+      co_return too_many_messages_response(
+          too_many_messages(listed, options_.max_produce_messages));
     }
     // The request's document lives in one arena, freed at once when the handler returns.
     json::monotonic_resource arena(req.body().size() * 2 + 1024);
@@ -121,8 +122,7 @@ class DataApi {
     if (!listed.is_ok()) {
       const Status& s = listed.status();
       if (s.code() == StatusCode::kLimitExceeded) {
-        co_return error_response(HttpStatus::payload_too_large, "too_many_messages", s.message(),
-                                 s.field());
+        co_return too_many_messages_response(s);
       }
       co_return invalid_message_response(s);
     }
@@ -154,13 +154,9 @@ class DataApi {
     co_return text_response(HttpStatus::ok, produce_reply(topic, *outcomes), "application/json");
   }
 
-  Response too_many_messages(size_t count) const {
-    return error_response(
-        HttpStatus::payload_too_large, "too_many_messages",
-        fmt::format("{} messages exceed the limit of {} per produce request; send them in "
-                    "several requests",
-                    count, options_.max_produce_messages),
-        "messages");
+  static Response too_many_messages_response(const Status& s) {
+    return error_response(HttpStatus::payload_too_large, "too_many_messages", s.message(),
+                          s.field());
   }
 
   // Stores through the broker; a request that goes through ETL pipelines is awaited without

@@ -14,6 +14,14 @@ std::string ProduceBody::path(size_t i) const {
   return single ? std::string() : fmt::format("messages[{}]", i);
 }
 
+Status too_many_messages(size_t count, size_t max_messages) {
+  return Status(StatusCode::kLimitExceeded,
+                fmt::format("{} messages exceed the limit of {} per produce request; send them in "
+                            "several requests",
+                            count, max_messages),
+                "messages");
+}
+
 Result<ProduceBody> read_produce_body(const json::value& body, int64_t now, size_t max_messages) {
   ProduceBody out;
   std::span<const json::value> list;
@@ -32,13 +40,7 @@ Result<ProduceBody> read_produce_body(const json::value& body, int64_t now, size
     out.single = true;
   }
   if (list.empty()) return Status(StatusCode::kInvalidArgument, "the body lists no messages", "messages");
-  if (list.size() > max_messages) {
-    return Status(StatusCode::kLimitExceeded,
-                  fmt::format("{} messages exceed the limit of {} per produce request; send them in "
-                              "several requests",
-                              list.size(), max_messages),
-                  "messages");
-  }
+  if (list.size() > max_messages) return too_many_messages(list.size(), max_messages);
   out.messages.resize(list.size());
   for (size_t i = 0; i < list.size(); ++i) {
     ListedMessage& listed = out.messages[i];

@@ -31,6 +31,9 @@ struct ProduceBody {
   std::string path(size_t i) const;
 };
 
+// kLimitExceeded (field "messages") for a body of `count` messages, above `max_messages`.
+Status too_many_messages(size_t count, size_t max_messages);
+
 // Reads `body`: one message object, an array of them, or {"messages": [...]} with nothing
 // beside the list. Messages are read by message_from_json (common/message_json.h), timestamped
 // `now` when they carry none; "partition" must be an integer from 0 to 2^32-1 or null.
