@@ -1,7 +1,10 @@
 #include "broker/broker.h"
 
 #include <algorithm>
+#include <deque>
 #include <future>
+#include <set>
+#include <tuple>
 
 #include "common/bincode.h"
 #include "common/log.h"
@@ -11,44 +14,109 @@ namespace wasmq::broker {
 Broker::Broker(storage::TopicStore& store, BrokerOptions options, etl::Orchestrator* etl)
     : store_(store), options_(options), etl_(etl) {}
 
-Result<std::shared_ptr<storage::Topic>> Broker::check(std::string_view topic_name,
-                                                      const std::vector<ProduceRecord>& records) {
-  if (Status s = storage::validate_topic_name(topic_name); !s.is_ok()) return s;
-  if (records.empty()) return invalid_argument("no messages to produce");
-  std::shared_ptr<storage::Topic> topic = store_.find(topic_name);
-  if (!topic) {
-    if (!options_.auto_create_topics) {
-      return Status(StatusCode::kNotFound, "topic \"" + std::string(topic_name) +
-                                               "\" does not exist (auto_create_topics is off)");
-    }
-    auto created = store_.find_or_create(topic_name);
-    if (!created.is_ok()) return created.status();
-    topic = *created;
-  }
-  const uint32_t partitions = topic->partition_count();
+Status Broker::check_partitions(const storage::Topic& topic,
+                                const std::vector<ProduceRecord>& records) {
+  const uint32_t partitions = topic.partition_count();
   for (size_t i = 0; i < records.size(); ++i) {
     if (records[i].partition && *records[i].partition >= partitions) {
       return field_error("messages[" + std::to_string(i) + "].partition",
                          std::to_string(*records[i].partition) + " is out of range (topic \"" +
-                             topic->name() + "\" has " + std::to_string(partitions) +
+                             topic.name() + "\" has " + std::to_string(partitions) +
                              " partition" + (partitions == 1 ? "" : "s") + ")");
     }
   }
-  return topic;
+  return Status::ok();
 }
 
-Result<std::shared_ptr<storage::Topic>> Broker::target_topic(const std::string& name,
-                                                             bool always_create) {
-  if (auto topic = store_.find(name)) return topic;
-  if (!always_create && !options_.auto_create_topics) {
-    return Status(StatusCode::kNotFound,
-                  "topic \"" + name + "\" does not exist (auto_create_topics is off)");
+Status Broker::not_created(std::string_view topic) {
+  return Status(StatusCode::kNotFound, "topic \"" + std::string(topic) +
+                                           "\" does not exist (auto_create_topics is off)");
+}
+
+bool Broker::creates_topics(const std::vector<StoreJob>& jobs) const {
+  std::set<std::string_view> seen;
+  std::string_view last;
+  for (const StoreJob& job : jobs) {
+    for (const Placement& p : job.placements) {
+      // Mostly one name, the same view, over and over.
+      if (p.topic.data() == last.data() && p.topic.size() == last.size()) continue;
+      last = p.topic;
+      if (!seen.insert(p.topic).second) continue;
+      if ((p.dead_letter || options_.auto_create_topics) && !store_.find(p.topic)) return true;
+    }
   }
-  return store_.find_or_create(name);
+  return false;
 }
 
-void Broker::store(std::vector<Placement> placements, std::vector<ProduceOutcome> outcomes,
-                   StoreDone done) {
+void Broker::store(std::vector<StoreJob> jobs) {
+  if (!creates_topics(jobs)) {
+    for (StoreJob& job : jobs) store_one(std::move(job));
+    return;
+  }
+  // A topic to create first: its disk work (directories, files, fsync) is not for this thread.
+  // The jobs go on, in order, from a disk thread, with names it owns (the placements view names
+  // owned by the caller).
+  auto names = std::make_shared<std::deque<std::string>>();
+  std::map<std::string_view, std::string_view> owned;
+  for (StoreJob& job : jobs) {
+    for (Placement& p : job.placements) {
+      auto it = owned.find(p.topic);
+      if (it == owned.end()) {
+        names->emplace_back(p.topic);
+        it = owned.emplace(p.topic, names->back()).first;
+      }
+      p.topic = it->second;
+    }
+  }
+  auto moved = std::make_shared<std::vector<StoreJob>>(std::move(jobs));
+  disk_tasks_.post([this, names, moved] {
+    for (StoreJob& job : *moved) store_one(std::move(job));
+  });
+}
+
+void Broker::store_one(StoreJob job) {
+  std::vector<Placement>& placements = job.placements;
+  std::vector<ProduceOutcome>& outcomes = job.outcomes;
+  StoreDone& done = job.done;
+  // Group by topic and partition, keeping order within each.
+  struct Target {
+    std::shared_ptr<storage::Topic> topic;
+    std::vector<std::vector<size_t>> by_partition;
+    std::string refused;  // why the topic could not be had (then `topic` is null)
+  };
+  std::map<std::string_view, Target> targets;
+  auto fail = [](ProduceOutcome& out, const std::string& error) {
+    out.kind = ProduceOutcome::Kind::kFailed;
+    if (out.error.empty()) out.error = error;
+  };
+  for (size_t i = 0; i < placements.size(); ++i) {
+    Placement& p = placements[i];
+    auto [target, first] = targets.try_emplace(p.topic);
+    Target& t = target->second;
+    if (first) {
+      t.topic = store_.find(p.topic);
+      if (!t.topic && !p.dead_letter && !options_.auto_create_topics) {
+        t.refused = not_created(p.topic).message();
+      } else if (!t.topic) {
+        // On a disk thread (store() saw to it), or a topic removed since store() looked.
+        auto created = store_.find_or_create(p.topic);
+        if (created.is_ok()) {
+          t.topic = *created;
+        } else {
+          t.refused = created.status().message();
+        }
+      }
+    }
+    if (!t.topic) {
+      fail(outcomes[p.input], t.refused);
+      continue;
+    }
+    if (t.by_partition.empty()) t.by_partition.resize(t.topic->partition_count());
+    uint32_t partition = p.partition && *p.partition < t.topic->partition_count()
+                             ? *p.partition
+                             : t.topic->choose_partition(p.message.key);
+    t.by_partition[partition].push_back(i);
+  }
   // What the partitions' appends share: the outcomes, filled as each partition's batches are
   // written, and how many partitions are still to come.
   struct Pending {
@@ -58,36 +126,6 @@ void Broker::store(std::vector<Placement> placements, std::vector<ProduceOutcome
     StoreDone done;
   };
   auto pending = std::make_shared<Pending>();
-  auto fail = [](ProduceOutcome& out, const std::string& error) {
-    out.kind = ProduceOutcome::Kind::kFailed;
-    if (out.error.empty()) out.error = error;
-  };
-  // Group by topic and partition, keeping order within each.
-  struct Target {
-    std::shared_ptr<storage::Topic> topic;
-    std::vector<std::vector<size_t>> by_partition;
-  };
-  std::map<std::string, Target, std::less<>> targets;
-  for (size_t i = 0; i < placements.size(); ++i) {
-    Placement& p = placements[i];
-    auto it = targets.find(p.topic);
-    if (it == targets.end()) {
-      auto topic = target_topic(std::string(p.topic), p.dead_letter);
-      if (!topic.is_ok()) {
-        fail(outcomes[p.input], topic.status().message());
-        continue;
-      }
-      Target t;
-      t.topic = *topic;
-      t.by_partition.resize(t.topic->partition_count());
-      it = targets.emplace(p.topic, std::move(t)).first;
-    }
-    Target& t = it->second;
-    uint32_t partition = p.partition && *p.partition < t.topic->partition_count()
-                             ? *p.partition
-                             : t.topic->choose_partition(p.message.key);
-    t.by_partition[partition].push_back(i);
-  }
   // One append job per partition: its records in bounded batches (a read at any offset decodes
   // at most one batch's worth of records), encoded here, outside any lock.
   struct Job {
@@ -171,57 +209,95 @@ Result<std::vector<ProduceOutcome>> Broker::produce(std::string_view topic_name,
                                                     std::vector<ProduceRecord> records) {
   std::promise<Result<std::vector<ProduceOutcome>>> stored;
   auto future = stored.get_future();
-  auto immediate = produce_without_etl(topic_name, std::move(records),
-                                       [&stored](Result<std::vector<ProduceOutcome>> outcomes) {
-                                         stored.set_value(std::move(outcomes));
-                                       });
+  auto immediate = admit(std::string(topic_name), std::move(records),
+                         [&stored](Result<std::vector<ProduceOutcome>> outcomes) {
+                           stored.set_value(std::move(outcomes));
+                         },
+                         false);
   if (immediate) return std::move(*immediate);
   return future.get();
 }
 
-std::optional<Result<std::vector<ProduceOutcome>>> Broker::produce_without_etl(
-    std::string_view topic_name, std::vector<ProduceRecord> records, ProduceDone done) {
-  auto topic = check(topic_name, records);
-  if (!topic.is_ok()) return Result<std::vector<ProduceOutcome>>(topic.status());
-  std::vector<ProduceOutcome> outcomes(records.size());
-  std::vector<Placement> placements(records.size());
-  for (size_t i = 0; i < records.size(); ++i) {
-    placements[i].input = i;
-    placements[i].topic = (*topic)->name();
-    placements[i].partition = records[i].partition;
-    placements[i].message = std::move(records[i].message);
+std::optional<Result<std::vector<ProduceOutcome>>> Broker::produce(
+    std::string topic_name, std::vector<ProduceRecord> records, ProduceDone done) {
+  return admit(std::move(topic_name), std::move(records), std::move(done), true);
+}
+
+std::optional<Result<std::vector<ProduceOutcome>>> Broker::admit(std::string topic_name,
+                                                                 std::vector<ProduceRecord> records,
+                                                                 ProduceDone done, bool with_etl) {
+  using Refusal = Result<std::vector<ProduceOutcome>>;
+  // The name is checked before any plan is looked up: plans are cached per topic name.
+  if (Status s = storage::validate_topic_name(topic_name); !s.is_ok()) return Refusal(s);
+  if (records.empty()) return Refusal(invalid_argument("no messages to produce"));
+  Request request{std::move(topic_name), std::move(records), std::move(done), {}, {}, {}};
+  if (with_etl && etl_) {
+    request.configuration = etl_->configuration();
+    request.plan = request.configuration->plan_for(request.topic);
+    if (request.plan->empty()) {
+      request.plan.reset();
+    } else {
+      // Admitted before anything is created or queued: a refusal (503) changes nothing.
+      uint64_t bytes = 0;
+      for (const auto& r : request.records) bytes += bincode::encoded_size(r.message);
+      auto admission = etl_->workers().admit(bytes);
+      if (!admission.is_ok()) return Refusal(admission.status());
+      // Held until the outputs are stored and reported.
+      request.admission = std::make_shared<etl::Admission>(std::move(*admission));
+    }
   }
-  store(std::move(placements), std::move(outcomes),
-        [done = std::move(done)](std::vector<ProduceOutcome> stored) { done(std::move(stored)); });
+  std::shared_ptr<storage::Topic> topic = store_.find(request.topic);
+  if (topic) return dispatch(*topic, std::move(request));
+  if (!options_.auto_create_topics) return Refusal(not_created(request.topic));
+  // Creating the topic is disk work (directories, files, fsync): the request goes on from a
+  // disk thread, and its refusals, if any, are answered through `done`.
+  auto waiting = std::make_shared<Request>(std::move(request));
+  disk_tasks_.post([this, waiting] {
+    auto created = store_.find_or_create(waiting->topic);
+    if (!created.is_ok()) {
+      waiting->done(created.status());
+      return;
+    }
+    ProduceDone done = waiting->done;
+    if (auto refused = dispatch(**created, std::move(*waiting))) done(std::move(*refused));
+  });
   return std::nullopt;
 }
 
-std::optional<Result<std::vector<ProduceOutcome>>> Broker::produce(
-    std::string topic_name, std::vector<ProduceRecord> records, ProduceDone done) {
-  // The name is checked before any plan is looked up: plans are cached per topic name.
-  if (Status s = storage::validate_topic_name(topic_name); !s.is_ok()) {
+std::optional<Result<std::vector<ProduceOutcome>>> Broker::dispatch(const storage::Topic& topic,
+                                                                    Request request) {
+  if (Status s = check_partitions(topic, request.records); !s.is_ok()) {
     return Result<std::vector<ProduceOutcome>>(s);
   }
-  if (!etl_) return produce_without_etl(topic_name, std::move(records), std::move(done));
-  auto configuration = etl_->configuration();
-  auto plan = configuration->plan_for(topic_name);
-  if (plan->empty()) return produce_without_etl(topic_name, std::move(records), std::move(done));
-  // Admitted before anything is created or queued: a refusal (503) changes nothing.
-  uint64_t bytes = 0;
-  for (const auto& r : records) bytes += bincode::encoded_size(r.message);
-  auto admission = etl_->workers().admit(bytes);
-  if (!admission.is_ok()) return Result<std::vector<ProduceOutcome>>(admission.status());
-  auto topic = check(topic_name, records);
-  if (!topic.is_ok()) return Result<std::vector<ProduceOutcome>>(topic.status());
+  std::vector<ProduceRecord>& records = request.records;
+  if (!request.plan) {
+    std::vector<ProduceOutcome> outcomes(records.size());
+    std::vector<Placement> placements(records.size());
+    for (size_t i = 0; i < records.size(); ++i) {
+      placements[i].input = i;
+      placements[i].topic = topic.name();
+      placements[i].partition = records[i].partition;
+      placements[i].message = std::move(records[i].message);
+    }
+    std::vector<StoreJob> jobs(1);
+    jobs[0].placements = std::move(placements);
+    jobs[0].outcomes = std::move(outcomes);
+    jobs[0].done = [done = std::move(request.done)](std::vector<ProduceOutcome> stored) {
+      done(std::move(stored));
+    };
+    store(std::move(jobs));
+    return std::nullopt;
+  }
   std::vector<etl::InputMessage> inputs(records.size());
   for (size_t i = 0; i < records.size(); ++i) {
     inputs[i].message = std::move(records[i].message);
     inputs[i].partition = records[i].partition;
   }
-  // Held until the outputs are stored and reported.
-  auto held = std::make_shared<etl::Admission>(std::move(*admission));
-  etl_->process(std::move(configuration), std::move(plan), topic_name, std::move(inputs),
-                [this, topic_name, done = std::move(done), held](etl::BatchResult result) {
+  std::string topic_name = request.topic;
+  etl_->process(std::move(request.configuration), std::move(request.plan), std::move(topic_name),
+                std::move(inputs),
+                [this, topic_name = request.topic, done = std::move(request.done),
+                 held = std::move(request.admission)](etl::BatchResult result) {
                   // The worker queues the writes and goes on; the appender answers.
                   store_etl_result(topic_name, std::move(result), "",
                                    [done, held](std::vector<ProduceOutcome> outcomes) {
@@ -277,21 +353,25 @@ void Broker::store_etl_result(const std::string& topic, etl::BatchResult result,
       placements.push_back({i, routed.topic, std::nullopt, std::move(routed.message), true});
     }
   }
-  // Error records answer for no input: a failure to write them is logged, not reported.
+  std::vector<StoreJob> jobs;
+  // Error records answer for no input: a failure to write them is logged, not reported. They
+  // are queued first, so that they are written when the request is answered.
   if (!result.error_records.empty()) {
-    std::vector<Placement> records;
+    StoreJob errors;
     for (auto& r : result.error_records) {
-      records.push_back({0, r.topic, std::nullopt, std::move(r.message), true});
+      errors.placements.push_back({0, r.topic, std::nullopt, std::move(r.message), true});
     }
-    store(std::move(records), std::vector<ProduceOutcome>(1),
-          [topic](std::vector<ProduceOutcome> written) {
-            if (written[0].kind == ProduceOutcome::Kind::kFailed) {
-              log::get("broker").warn("error records of topic {} not written: {}", topic,
-                                      written[0].error);
-            }
-          });
+    errors.outcomes.resize(1);
+    errors.done = [topic](std::vector<ProduceOutcome> written) {
+      if (written[0].kind == ProduceOutcome::Kind::kFailed) {
+        log::get("broker").warn("error records of topic {} not written: {}", topic,
+                                written[0].error);
+      }
+    };
+    jobs.push_back(std::move(errors));
   }
-  store(std::move(placements), std::move(outcomes), std::move(done));
+  jobs.push_back(StoreJob{std::move(placements), std::move(outcomes), std::move(done)});
+  store(std::move(jobs));
 }
 
 Result<storage::ReadResult> Broker::consume(std::string_view topic_name,
@@ -308,6 +388,12 @@ Result<storage::ReadResult> Broker::consume(std::string_view topic_name,
   }
   return topic->partition(request.partition)
       .read(request.offset, request.max_messages, request.max_bytes);
+}
+
+void Broker::consume(std::string topic, ConsumeRequest request, ConsumeDone done) const {
+  disk_tasks_.post([this, topic = std::move(topic), request, done = std::move(done)] {
+    done(consume(topic, request));
+  });
 }
 
 uint64_t Broker::wait_for_data(const std::string& topic_name, uint32_t partition, int64_t offset,

@@ -7,8 +7,9 @@
 // admits; the ETL workers only transform; the thread that has the records last encodes their
 // batches and queues them for the appender (storage/appender.h), which alone writes the logs
 // (and syncs them with fsync "always") and calls back; the answer goes back to the I/O thread
-// through the caller's callback. Neither I/O threads nor ETL workers wait for the disk (topic
-// creation aside, once per topic; reads of consumers are page-cache reads on the I/O threads).
+// through the caller's callback. Neither I/O threads nor ETL workers wait for the disk: topic
+// creation and consumers' reads run on the disk threads (storage/disk_tasks.h), and a request
+// that needs a topic created goes on from there.
 //
 // Threads: every method may be called from any thread.
 #pragma once
@@ -30,6 +31,7 @@
 #include "common/status.h"
 #include "etl/orchestrator.h"
 #include "storage/appender.h"
+#include "storage/disk_tasks.h"
 #include "storage/topic_store.h"
 
 namespace wasmq::broker {
@@ -134,8 +136,12 @@ class Broker {
                                                              ProduceDone done);
 
   // Reads from one partition; kNotFound for an unknown topic or partition, kOutOfRange (field
-  // "offset") for an offset out of range (the message names the valid range).
+  // "offset") for an offset out of range (the message names the valid range). Reads the disk on
+  // the calling thread.
   Result<storage::ReadResult> consume(std::string_view topic, const ConsumeRequest& request) const;
+  using ConsumeDone = std::function<void(Result<storage::ReadResult>)>;
+  // The same on a disk thread, which calls `done` (I/O threads read this way).
+  void consume(std::string topic, ConsumeRequest request, ConsumeDone done) const;
 
   // Calls `callback` once, from the thread that appends, when `topic`/`partition` receives data
   // (or immediately, on this thread, when its high watermark is already above `offset`).
@@ -161,6 +167,9 @@ class Broker {
   void drain_appends();
 
   storage::TopicStore& store() { return store_; }
+  // The threads for storage work other than appending (storage/disk_tasks.h): topic creation
+  // and removal, consumers' reads.
+  storage::DiskTasks& disk_tasks() { return disk_tasks_; }
   etl::Orchestrator* etl() { return etl_; }
 
  private:
@@ -175,20 +184,43 @@ class Broker {
     bool dead_letter = false;
   };
 
-  // The checks of a request: the topic (created when allowed) and the partitions.
-  Result<std::shared_ptr<storage::Topic>> check(std::string_view topic,
-                                                const std::vector<ProduceRecord>& records);
-  // A topic for outputs, dead letters or error records; created when absent (outputs only when
-  // auto_create_topics is on).
-  Result<std::shared_ptr<storage::Topic>> target_topic(const std::string& name, bool always_create);
+  // A produce request admitted so far: with a plan (and its admission) when it goes through
+  // the ETL workers.
+  struct Request {
+    std::string topic;
+    std::vector<ProduceRecord> records;
+    ProduceDone done;
+    std::shared_ptr<const etl::Configuration> configuration;
+    std::shared_ptr<const etl::TopicPlan> plan;
+    std::shared_ptr<etl::Admission> admission;
+  };
+  // Both produce()s: checks and admits the request, then dispatches it at once when its topic
+  // exists, or from a disk thread once it is created. A refusal before that is returned.
+  std::optional<Result<std::vector<ProduceOutcome>>> admit(std::string topic,
+                                                           std::vector<ProduceRecord> records,
+                                                           ProduceDone done, bool with_etl);
+  // Checks the partitions, then sends the records to the ETL workers or to store().
+  std::optional<Result<std::vector<ProduceOutcome>>> dispatch(const storage::Topic& topic,
+                                                              Request request);
+  static Status check_partitions(const storage::Topic& topic,
+                                 const std::vector<ProduceRecord>& records);
+  static Status not_created(std::string_view topic);
+  // Placements to store together, and whom to tell.
+  struct StoreJob {
+    std::vector<Placement> placements;
+    std::vector<ProduceOutcome> outcomes;
+    StoreDone done;
+  };
+  // Stores each job in order (store_one). When a topic must be created first (outputs when
+  // auto_create_topics is on, dead letters and error records always), all of them go on from a
+  // disk thread, in the same order.
+  void store(std::vector<StoreJob> jobs);
+  // Whether a job's placements name a topic that store_one would create.
+  bool creates_topics(const std::vector<StoreJob>& jobs) const;
   // Encodes every placement, in bounded batches per partition in order, queues them for the
   // appender, adds each stored record (or the failure) to the outcome of its input, and calls
   // `done` with the outcomes when every partition is written (at once when nothing is queued).
-  void store(std::vector<Placement> placements, std::vector<ProduceOutcome> outcomes,
-             StoreDone done);
-  // produce() without pipelines.
-  std::optional<Result<std::vector<ProduceOutcome>>> produce_without_etl(
-      std::string_view topic, std::vector<ProduceRecord> records, ProduceDone done);
+  void store_one(StoreJob job);
   void notify(const std::string& topic, uint32_t partition);
 
   storage::TopicStore& store_;
@@ -205,8 +237,10 @@ class Broker {
   std::map<uint64_t, WaitKey> waiter_keys_ GUARDED_BY(waiters_mutex_);  // id -> partition
   uint64_t next_waiter_id_ GUARDED_BY(waiters_mutex_) = 1;
 
-  // Last: destroyed first, after writing what is queued (its callbacks use the members above).
+  // Destroyed first, after writing what is queued (its callbacks use the members above).
   storage::Appender appender_;
+  // Destroyed before the appender, after running what is queued (its tasks may append).
+  mutable storage::DiskTasks disk_tasks_;
 };
 
 }  // namespace wasmq::broker

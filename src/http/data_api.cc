@@ -257,7 +257,7 @@ class DataApi {
     request.max_bytes = static_cast<size_t>(*max_bytes);
     request.partition = static_cast<uint32_t>(*partition);
 
-    auto read = broker_.consume(topic, request);
+    auto read = co_await this->read(topic, request);
     if (read.is_ok() && read->records.empty() && *wait_ms > 0) {
       // Long poll: wait for an append to this partition, or the time limit.
       auto [sender, receiver] = make_handoff<bool>();
@@ -267,7 +267,7 @@ class DataApi {
         (void)co_await receiver.receive_for(std::chrono::milliseconds(*wait_ms));
         broker_.cancel_wait(id);
       }
-      read = broker_.consume(topic, request);
+      read = co_await this->read(topic, request);
     }
     if (!read.is_ok()) {
       const Status& s = read.status();
@@ -340,7 +340,15 @@ class DataApi {
       }
     }
     if (!has_name) co_return error_response(HttpStatus::bad_request, "invalid_topic", "name: missing", "name");
-    auto topic = broker_.store().create(settings);
+    using Created = Result<std::shared_ptr<storage::Topic>>;
+    // A named std::function, not a temporary in the co_await expression: GCC destroys such
+    // temporaries twice.
+    std::function<Created()> create = [store = &broker_.store(), settings] {
+      return store->create(settings);
+    };
+    auto created = co_await on_disk(std::move(create));
+    if (!created.is_ok()) co_return status_response(created.status());
+    Created& topic = *created;
     if (!topic.is_ok()) co_return status_response(topic.status(), "name");
     co_return json_response(HttpStatus::created, topic_summary(**topic));
   }
@@ -376,11 +384,38 @@ class DataApi {
 
   awaitable<Response> delete_topic(Request& req) {
     const std::string name(req.path_param("topic"));
-    if (Status s = broker_.store().remove(name); !s.is_ok()) co_return status_response(s);
+    using Removed = Result<bool>;
+    std::function<Removed()> remove = [store = &broker_.store(), name]() -> Removed {
+      if (Status s = store->remove(name); !s.is_ok()) return s;
+      return true;
+    };
+    auto removed = co_await on_disk(std::move(remove));
+    if (!removed.is_ok()) co_return status_response(removed.status());
+    if (!removed->is_ok()) co_return status_response(removed->status());
     co_return json_response(HttpStatus::ok, json::object{{"deleted", name}});
   }
 
  private:
+  // Runs `work` on a disk thread (storage/disk_tasks.h) and awaits its value without holding
+  // this I/O thread. `work` owns what it uses: this handler may be gone when it runs.
+  template <typename T>
+  awaitable<Result<T>> on_disk(std::function<T()> work) {
+    auto [sender, receiver] = make_handoff<T>();
+    broker_.disk_tasks().post([sender = sender, work = std::move(work)] { sender.send(work()); });
+    co_return co_await receiver.receive();
+  }
+
+  // Reads for a consumer on a disk thread.
+  awaitable<Result<storage::ReadResult>> read(const std::string& topic,
+                                              const broker::ConsumeRequest& request) {
+    using Read = Result<storage::ReadResult>;
+    auto [sender, receiver] = make_handoff<Read>();
+    broker_.consume(topic, request, [sender = sender](Read read) { sender.send(std::move(read)); });
+    auto received = co_await receiver.receive();
+    if (!received.is_ok()) co_return received.status();
+    co_return std::move(*received);
+  }
+
   broker::Broker& broker_;
   const DataApiOptions options_;
 };

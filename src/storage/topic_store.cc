@@ -263,16 +263,37 @@ Result<std::shared_ptr<Topic>> TopicStore::create(TopicSettings settings) {
   if (settings.partitions > options_.max_partitions) {
     return invalid_argument("partitions: at most " + std::to_string(options_.max_partitions));
   }
-  MutexLock lock(mutex_);
-  if (topics_.count(settings.name)) {
-    return Status(StatusCode::kAlreadyExists, "topic \"" + settings.name + "\" already exists");
+  {
+    MutexLock lock(mutex_);
+    // Another thread creating or removing this name: its outcome decides ours.
+    while (busy_.count(settings.name)) busy_done_.wait(mutex_);
+    if (topics_.count(settings.name)) {
+      return Status(StatusCode::kAlreadyExists, "topic \"" + settings.name + "\" already exists");
+    }
+    const size_t held = topics_.size() + creating_;
+    if (held >= options_.max_topics) {
+      return Status(StatusCode::kConflict,
+                    "topic \"" + settings.name + "\" not created: the broker holds " +
+                        std::to_string(held) + " topics, its limit (broker.max_topics = " +
+                        std::to_string(options_.max_topics) + ")");
+    }
+    busy_.insert(settings.name);
+    ++creating_;
   }
-  if (topics_.size() >= options_.max_topics) {
-    return Status(StatusCode::kConflict,
-                  "topic \"" + settings.name + "\" not created: the broker holds " +
-                      std::to_string(topics_.size()) + " topics, its limit (broker.max_topics = " +
-                      std::to_string(options_.max_topics) + ")");
+  // The disk work outside the lock: other topics are found, used, created and removed
+  // meanwhile; the name is held in busy_ until it is done.
+  Result<std::shared_ptr<Topic>> created = create_on_disk(settings);
+  {
+    MutexLock lock(mutex_);
+    busy_.erase(settings.name);
+    --creating_;
+    if (created.is_ok()) topics_.emplace(settings.name, *created);
   }
+  busy_done_.notify_all();
+  return created;
+}
+
+Result<std::shared_ptr<Topic>> TopicStore::create_on_disk(const TopicSettings& settings) {
   const fs::path dir = topics_dir_ / settings.name;
   std::error_code ec;
   const bool unloaded =
@@ -311,7 +332,6 @@ Result<std::shared_ptr<Topic>> TopicStore::create(TopicSettings settings) {
     fs::remove_all(dir, ec);  // all or nothing
     return written;
   }
-  topics_.emplace(settings.name, *topic);
   return *topic;
 }
 
@@ -322,14 +342,14 @@ std::shared_ptr<Topic> TopicStore::find(std::string_view name) const {
 }
 
 Result<std::shared_ptr<Topic>> TopicStore::find_or_create(std::string_view name) {
-  if (auto topic = find(name)) return topic;
-  TopicSettings settings;
-  settings.name = std::string(name);
-  auto created = create(settings);
-  if (!created.is_ok() && created.status().code() == StatusCode::kAlreadyExists) {
-    if (auto topic = find(name)) return topic;  // created concurrently
+  for (;;) {
+    if (auto topic = find(name)) return topic;
+    TopicSettings settings;
+    settings.name = std::string(name);
+    auto created = create(settings);
+    if (created.is_ok() || created.status().code() != StatusCode::kAlreadyExists) return created;
+    // Created concurrently: found next round (or, removed again meanwhile, created by it).
   }
-  return created;
 }
 
 std::vector<std::shared_ptr<Topic>> TopicStore::list() const {
@@ -340,33 +360,42 @@ std::vector<std::shared_ptr<Topic>> TopicStore::list() const {
 }
 
 Status TopicStore::remove(std::string_view name) {
+  const std::string key(name);
   std::shared_ptr<Topic> topic;
-  const fs::path doomed = trash_dir_ / (std::string(name) + "-" + std::to_string(now_ms()) + "-" +
-                                        std::to_string(trash_sequence_.fetch_add(1)));
-  std::error_code ec;
   {
     MutexLock lock(mutex_);
+    while (busy_.count(key)) busy_done_.wait(mutex_);
     auto it = topics_.find(name);
     if (it == topics_.end()) {
-      return Status(StatusCode::kNotFound, "topic \"" + std::string(name) + "\" does not exist");
+      return Status(StatusCode::kNotFound, "topic \"" + key + "\" does not exist");
     }
     topic = it->second;
-    // Holders of the topic get kNotFound from now on; its descriptors are closed.
-    for (uint32_t p = 0; p < topic->partition_count(); ++p) topic->partition(p).close();
-    // Moved out of topics/ first (under the lock, so that the name cannot be created again in
-    // between), so that a crash mid-removal never leaves a half topic behind.
-    const fs::path dir = topics_dir_ / std::string(name);
-    fs::create_directories(trash_dir_, ec);
-    fs::rename(dir, doomed, ec);
+    // Found by no one from now on; the name stays held until its directory is gone from
+    // topics/, so that it cannot be created again over it.
     topics_.erase(it);
-    if (ec) {
-      log::get("storage").error("cannot move {} to {}: {}", dir.string(), doomed.string(),
-                                ec.message());
-      return Status(StatusCode::kIo,
-                    "topic \"" + std::string(name) + "\": cannot remove its data: " + ec.message());
-    }
+    busy_.insert(key);
   }
-  // Deleting may take long for a large topic: outside the lock.
+  // Holders of the topic get kNotFound from now on; its descriptors are closed.
+  for (uint32_t p = 0; p < topic->partition_count(); ++p) topic->partition(p).close();
+  // Moved out of topics/ first, so that a crash mid-removal never leaves a half topic behind.
+  const fs::path dir = topics_dir_ / key;
+  const fs::path doomed = trash_dir_ / (key + "-" + std::to_string(now_ms()) + "-" +
+                                        std::to_string(trash_sequence_.fetch_add(1)));
+  std::error_code ec;
+  fs::create_directories(trash_dir_, ec);
+  fs::rename(dir, doomed, ec);
+  {
+    MutexLock lock(mutex_);
+    busy_.erase(key);
+  }
+  busy_done_.notify_all();
+  if (ec) {
+    log::get("storage").error("cannot move {} to {}: {}", dir.string(), doomed.string(),
+                              ec.message());
+    return Status(StatusCode::kIo,
+                  "topic \"" + key + "\": cannot remove its data: " + ec.message());
+  }
+  // Deleting may take long for a large topic: after the name is free again.
   fs::remove_all(doomed, ec);
   if (ec)
     log::get("storage").warn("cannot delete {}: {} (deleted at next start)", doomed.string(),

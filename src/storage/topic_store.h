@@ -16,7 +16,8 @@
 // that cannot be loaded (unreadable topic.json, a name that does not match, a reserved name) is
 // left untouched, reported in `unloaded()` and by a warning, and the other topics are served.
 //
-// Threads: every method may be called from any thread. Topics are shared_ptrs: a holder of a
+// Threads: every method may be called from any thread. Creating and removing a topic do their
+// disk work outside the store's lock: find() and list() never wait for the disk. Topics are shared_ptrs: a holder of a
 // topic that is removed meanwhile gets kNotFound from its reads and appends, never data of a
 // deleted topic.
 #pragma once
@@ -127,6 +128,8 @@ class TopicStore {
 
  private:
   explicit TopicStore(StoreOptions options);
+  // create()'s disk work: the directory, the partitions, topic.json; all or nothing.
+  Result<std::shared_ptr<Topic>> create_on_disk(const TopicSettings& settings);
   Result<std::shared_ptr<Topic>> open_topic(const TopicSettings& settings,
                                             std::vector<std::string>* repairs);
   LogOptions log_options_for(const TopicSettings& settings) const;
@@ -148,6 +151,11 @@ class TopicStore {
 
   mutable Mutex mutex_;
   std::map<std::string, std::shared_ptr<Topic>, std::less<>> topics_ GUARDED_BY(mutex_);
+  // Names being created or removed: their disk work runs outside mutex_, so that finding and
+  // using other topics never waits for it; another create or remove of the same name waits.
+  std::set<std::string, std::less<>> busy_ GUARDED_BY(mutex_);
+  size_t creating_ GUARDED_BY(mutex_) = 0;  // creations under way (they count against max_topics)
+  CondVar busy_done_;
 
   Mutex background_mutex_;
   CondVar background_wake_;

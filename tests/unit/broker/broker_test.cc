@@ -67,6 +67,84 @@ TEST_F(BrokerTest, TheProducingThreadDoesNotWriteAndTheAppenderAnswers) {
   EXPECT_FALSE(refused->is_ok());
 }
 
+// Holds every disk thread of `broker` until release() (or destruction), so that a test can see
+// what the calling thread does without them.
+class DiskThreadsHeld {
+ public:
+  explicit DiskThreadsHeld(Broker& broker) {
+    for (int i = 0; i < 8; ++i) {  // more than the pool has: all of them are taken
+      broker.disk_tasks().post([this] { opened_.wait(); });
+    }
+  }
+  ~DiskThreadsHeld() { release(); }
+  void release() {
+    if (!released_) gate_.set_value();
+    released_ = true;
+  }
+
+ private:
+  std::promise<void> gate_;
+  std::shared_future<void> opened_ = gate_.get_future().share();
+  bool released_ = false;
+};
+
+// Creating a topic is disk work (directories, files, fsync): a produce request for a new topic
+// does not create it on the calling thread (an I/O thread), but on a disk thread, and is
+// answered from there on.
+TEST_F(BrokerTest, ANewTopicIsCreatedOnADiskThreadNotTheCallingOne) {
+  std::promise<Result<std::vector<ProduceOutcome>>> answered;
+  auto answer = answered.get_future();
+  {
+    DiskThreadsHeld held(*broker_);
+    auto immediate = broker_->produce("fresh", {record("k", "a")},
+                                      [&](Result<std::vector<ProduceOutcome>> outcomes) {
+                                        answered.set_value(std::move(outcomes));
+                                      });
+    EXPECT_FALSE(immediate.has_value());
+    // The calling thread is back and the topic is not there yet: its creation waits for a
+    // disk thread.
+    EXPECT_EQ(store_->find("fresh"), nullptr);
+    EXPECT_EQ(answer.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
+    held.release();
+  }
+  auto outcomes = answer.get();
+  ASSERT_TRUE(outcomes.is_ok()) << outcomes.status().message();
+  EXPECT_EQ((*outcomes)[0].kind, ProduceOutcome::Kind::kStored);
+  ASSERT_NE(store_->find("fresh"), nullptr);
+  EXPECT_EQ(store_->find("fresh")->partition(0).next_offset(), 1);
+  // A bad partition for the topic created meanwhile is answered through the callback.
+  std::promise<Result<std::vector<ProduceOutcome>>> refused;
+  auto refusal = refused.get_future();
+  auto immediate = broker_->produce("fresh2", {record("k", "a", 7)},
+                                    [&](Result<std::vector<ProduceOutcome>> outcomes) {
+                                      refused.set_value(std::move(outcomes));
+                                    });
+  EXPECT_FALSE(immediate.has_value());
+  auto refusal_outcome = refusal.get();
+  ASSERT_FALSE(refusal_outcome.is_ok());
+  EXPECT_EQ(refusal_outcome.status().field(), "messages[0].partition");
+}
+
+// A consumer's read runs on a disk thread too, and is answered from there.
+TEST_F(BrokerTest, AConsumersReadRunsOnADiskThread) {
+  ASSERT_TRUE(broker_->produce("read", {record("k", "a"), record("k", "b")}).is_ok());
+  std::promise<std::pair<std::thread::id, Result<storage::ReadResult>>> read;
+  auto result = read.get_future();
+  {
+    DiskThreadsHeld held(*broker_);
+    ConsumeRequest request;
+    broker_->consume("read", request, [&](Result<storage::ReadResult> r) {
+      read.set_value({std::this_thread::get_id(), std::move(r)});
+    });
+    EXPECT_EQ(result.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
+  }
+  auto [thread, records] = result.get();
+  EXPECT_NE(thread, std::this_thread::get_id());
+  ASSERT_TRUE(records.is_ok()) << records.status().message();
+  ASSERT_EQ(records->records.size(), 2u);
+  EXPECT_EQ(records->records[1].message.value, "b");
+}
+
 // Many threads producing to a few partitions: every record stored once, each partition's
 // offsets contiguous and each producer's records in its order.
 TEST_F(BrokerTest, ConcurrentProducersKeepEachPartitionInOrder) {

@@ -341,5 +341,64 @@ TEST_F(TopicStoreTest, ConcurrentAutoCreateMakesOneTopic) {
   EXPECT_EQ(store->find("racy")->partition(0).next_offset(), 8);
 }
 
+// Creations under way count against the cap: many threads creating distinct topics at once
+// get exactly max_topics of them, and the refused leave no directory behind.
+TEST_F(TopicStoreTest, ConcurrentCreationsStayWithinMaxTopics) {
+  options_.max_topics = 5;
+  auto store = open();
+  constexpr int kThreads = 16;
+  std::atomic<int> created{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto topic = store->find_or_create("t" + std::to_string(t));
+      if (topic.is_ok()) {
+        ++created;
+      } else if (topic.status().code() == StatusCode::kConflict) {
+        ++refused;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(created.load(), 5);
+  EXPECT_EQ(refused.load(), kThreads - 5);
+  EXPECT_EQ(store->list().size(), 5u);
+  size_t directories = 0;
+  for (const auto& entry : fs::directory_iterator(options_.data_dir / "topics")) {
+    (void)entry;
+    ++directories;
+  }
+  EXPECT_EQ(directories, 5u);
+}
+
+// Creating and removing one name from many threads at once: each call sees a whole topic or
+// none, and at the end the store and the directory agree.
+TEST_F(TopicStoreTest, ConcurrentCreateAndRemoveOfOneNameAgreeWithTheDisk) {
+  auto store = open();
+  std::vector<std::thread> threads;
+  std::atomic<int> unexpected{0};
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        if ((t + i) % 2 == 0) {
+          auto topic = store->find_or_create("flip");
+          if (!topic.is_ok() || (*topic)->partition_count() != 1) ++unexpected;
+        } else {
+          Status s = store->remove("flip");
+          if (!s.is_ok() && s.code() != StatusCode::kNotFound) ++unexpected;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  const bool listed = store->find("flip") != nullptr;
+  EXPECT_EQ(fs::exists(options_.data_dir / "topics" / "flip" / "topic.json"), listed);
+  // And the store reopens to the same state.
+  store.reset();
+  store = open();
+  EXPECT_EQ(store->find("flip") != nullptr, listed);
+}
+
 }  // namespace
 }  // namespace wasmq::storage
