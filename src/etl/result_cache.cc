@@ -9,16 +9,6 @@ namespace {
 // Doorkeeper slots: a power of two. 8 bytes each, so 512 KiB per worker.
 constexpr size_t kSeenSlots = size_t{1} << 16;
 
-void append_u32(std::string& out, size_t n) {
-  const auto v = static_cast<uint32_t>(n);
-  out.append(reinterpret_cast<const char*>(&v), 4);
-}
-
-void append_bytes(std::string& out, std::string_view bytes) {
-  append_u32(out, bytes.size());
-  out.append(bytes);
-}
-
 }  // namespace
 
 ResultCache::ResultCache(size_t max_bytes) : max_bytes_(max_bytes) {}
@@ -35,32 +25,32 @@ uint64_t ResultCache::salt_for(const ModuleRecord& module, std::string_view conf
 }
 
 void ResultCache::make_keys(uint64_t salt, std::span<const Message* const> inputs, Keys* keys) {
-  keys->bytes.clear();
+  keys->salt = salt;
   keys->keys.clear();
   keys->keys.reserve(inputs.size());
+  const uint64_t seed = hash_seed() ^ salt;
   for (const Message* m : inputs) {
-    const size_t offset = keys->bytes.size();
-    std::string& b = keys->bytes;
-    b.append(reinterpret_cast<const char*>(&salt), sizeof salt);
-    b += m->key ? '\1' : '\0';
-    if (m->key) append_bytes(b, *m->key);
-    append_bytes(b, m->value);
-    append_u32(b, m->headers.size());
+    // Each part's hash seeds the next; hash_bytes mixes in every part's length, so that parts
+    // cannot run into each other ("ab" + "c" is not "a" + "bc").
+    uint64_t h = hash_bytes(m->value, seed ^ (m->key ? 1 : 0) ^ (m->headers.size() << 1));
+    if (m->key) h = hash_bytes(*m->key, h);
     for (const auto& [name, value] : m->headers) {
-      append_bytes(b, name);
-      append_bytes(b, value);
+      h = hash_bytes(name, h);
+      h = hash_bytes(value, h);
     }
-    const size_t size = b.size() - offset;
-    keys->keys.push_back({hash_bytes(b.data() + offset, size, hash_seed()), offset, size});
+    keys->keys.push_back({h, m});
   }
+}
+
+bool ResultCache::same_input(const Entry& e, uint64_t salt, const Message& m) {
+  return e.salt == salt && e.key == m.key && e.value == m.value && e.headers == m.headers;
 }
 
 bool ResultCache::find(const Keys& keys, size_t i, int64_t timestamp, Clock::time_point now,
                        ProcessResult* out) {
   const Keys::Key& k = keys.keys[i];
   auto it = index_.find(k.hash);
-  if (it == index_.end() ||
-      std::string_view(it->second->key) != std::string_view(keys.bytes).substr(k.offset, k.size)) {
+  if (it == index_.end() || !same_input(*it->second, keys.salt, *k.input)) {
     misses_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
@@ -88,12 +78,18 @@ void ResultCache::offer(const Keys& keys, size_t i, int64_t timestamp, const Pro
     seen = k.hash;  // the first time: remembered, nothing kept
     return;
   }
-  const size_t bytes = k.size + bincode::encoded_size(result) + kEntryOverhead;
+  const Message& in = *k.input;
+  size_t input_bytes = in.value.size() + (in.key ? in.key->size() : 0);
+  for (const auto& [name, value] : in.headers) input_bytes += name.size() + value.size() + 64;
+  const size_t bytes = input_bytes + bincode::encoded_size(result) + kEntryOverhead;
   if (bytes > max_bytes_) return;
   if (auto it = index_.find(k.hash); it != index_.end()) erase(it->second);
   Entry e;
   e.hash = k.hash;
-  e.key.assign(keys.bytes, k.offset, k.size);
+  e.salt = keys.salt;
+  e.key = in.key;
+  e.value = in.value;
+  e.headers = in.headers;
   e.result = result;
   e.timestamp_from_input.reserve(result.transformed_messages.size());
   for (const Message& m : result.transformed_messages) {

@@ -2,8 +2,8 @@
 // used by that worker's thread only, so a lookup takes no lock and allocates nothing.
 //
 // Key: the module use's salt (module id, checksum and init configuration: salt_for()) and the
-// input's key, value and headers, hashed with a fast seeded hash and compared in full on a
-// match. The input's timestamp is not part of it: the broker stamps every produced message, so
+// input's key, value and headers, hashed in place with a fast seeded hash (no copy of the
+// input: a miss costs the hash and a probe) and compared in full on a match. The input's timestamp is not part of it: the broker stamps every produced message, so
 // with it no repeated message would ever hit. An output whose timestamp was its input's gets
 // the new input's timestamp on a hit; any other timestamp is returned as the module set it.
 // (A module whose output depends on the timestamp otherwise should not cache.)
@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <span>
 #include <string>
@@ -38,13 +39,14 @@ class ResultCache {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // The keys of one batch of inputs, made once for find() and offer().
+  // The keys of one batch of inputs, made once for find() and offer(): the hash of each, and
+  // the input itself (which must outlive the Keys).
   struct Keys {
     struct Key {
       uint64_t hash;
-      size_t offset, size;  // in `bytes`
+      const Message* input;
     };
-    std::string bytes;
+    uint64_t salt = 0;
     std::vector<Key> keys;
   };
 
@@ -80,12 +82,18 @@ class ResultCache {
  private:
   struct Entry {
     uint64_t hash;
-    std::string key;
+    uint64_t salt;
+    // The input's key, value and headers (its timestamp is no part of the key).
+    std::optional<std::string> key;
+    std::string value;
+    std::vector<Header> headers;
     ProcessResult result;
     std::vector<bool> timestamp_from_input;  // per output
     Clock::time_point expires;
     size_t bytes;
   };
+  // Whether `e` was made for input `m` of a use with `salt`.
+  static bool same_input(const Entry& e, uint64_t salt, const Message& m);
   void erase(std::list<Entry>::iterator it);
   void evict();
 
