@@ -10,22 +10,60 @@
 #include "common/log.h"
 
 namespace wasmq::broker {
+namespace {
+
+void fail(ProduceOutcome& out, const std::string& error) {
+  out.kind = ProduceOutcome::Kind::kFailed;
+  if (out.error.empty()) out.error = error;
+}
+
+// Splits one partition's `members` (in order) into batches of at most kMaxAppendRecords records
+// and kMaxAppendBytes bytes (a single larger message is a batch of its own), so that a read at
+// any offset decodes a bounded amount, and encodes them here, outside any lock. `message_of(k)`
+// gives member k's message (a Message&, moved into the batch, or a view), `input_of(k)` the
+// input it answers for.
+template <typename M, typename MessageOf, typename InputOf, typename Job>
+void encode_batches(const std::vector<size_t>& members, MessageOf message_of, InputOf input_of,
+                    Job* job) {
+  std::vector<M> batch;
+  batch.reserve(std::min(members.size(), kMaxAppendRecords));
+  for (size_t first = 0; first < members.size();) {
+    size_t end = first;
+    size_t bytes = 0;
+    batch.clear();
+    std::vector<size_t> inputs;
+    inputs.reserve(std::min(members.size() - first, kMaxAppendRecords));
+    while (end < members.size() && batch.size() < kMaxAppendRecords) {
+      auto&& m = message_of(members[end]);
+      const size_t size = bincode::encoded_size(m);
+      if (!batch.empty() && bytes + size > kMaxAppendBytes) break;
+      bytes += size;
+      batch.push_back(std::move(m));  // a Message moves; a view is copied
+      inputs.push_back(input_of(members[end]));
+      ++end;
+    }
+    storage::EncodedBatch encoded;
+    storage::encode_batch(0, std::span<const M>(batch), &encoded.bytes);
+    encoded.records = static_cast<uint32_t>(batch.size());
+    job->batches.push_back(std::move(encoded));
+    job->inputs.push_back(std::move(inputs));
+    first = end;
+  }
+}
+
+}  // namespace
 
 Broker::Broker(storage::TopicStore& store, BrokerOptions options, etl::Orchestrator* etl)
     : store_(store), options_(options), etl_(etl) {}
 
-Status Broker::check_partitions(const storage::Topic& topic,
-                                const std::vector<ProduceRecord>& records) {
+Status Broker::check_partition(const storage::Topic& topic, size_t i,
+                               std::optional<uint32_t> partition) {
   const uint32_t partitions = topic.partition_count();
-  for (size_t i = 0; i < records.size(); ++i) {
-    if (records[i].partition && *records[i].partition >= partitions) {
-      return field_error("messages[" + std::to_string(i) + "].partition",
-                         std::to_string(*records[i].partition) + " is out of range (topic \"" +
-                             topic.name() + "\" has " + std::to_string(partitions) +
-                             " partition" + (partitions == 1 ? "" : "s") + ")");
-    }
-  }
-  return Status::ok();
+  if (!partition || *partition < partitions) return Status::ok();
+  return field_error("messages[" + std::to_string(i) + "].partition",
+                     std::to_string(*partition) + " is out of range (topic \"" + topic.name() +
+                         "\" has " + std::to_string(partitions) + " partition" +
+                         (partitions == 1 ? "" : "s") + ")");
 }
 
 Status Broker::not_created(std::string_view topic) {
@@ -85,10 +123,6 @@ void Broker::store_one(StoreJob job) {
     std::string refused;  // why the topic could not be had (then `topic` is null)
   };
   std::map<std::string_view, Target> targets;
-  auto fail = [](ProduceOutcome& out, const std::string& error) {
-    out.kind = ProduceOutcome::Kind::kFailed;
-    if (out.error.empty()) out.error = error;
-  };
   for (size_t i = 0; i < placements.size(); ++i) {
     Placement& p = placements[i];
     auto [target, first] = targets.try_emplace(p.topic);
@@ -117,6 +151,26 @@ void Broker::store_one(StoreJob job) {
                              : t.topic->choose_partition(p.message.key);
     t.by_partition[partition].push_back(i);
   }
+  std::vector<AppendJob> jobs;
+  for (auto& [name, t] : targets) {
+    for (uint32_t partition = 0; partition < t.by_partition.size(); ++partition) {
+      const auto& members = t.by_partition[partition];
+      if (members.empty()) continue;
+      AppendJob& job = jobs.emplace_back(AppendJob{t.topic, partition, {}, {}});
+      encode_batches<Message>(
+          members, [&](size_t k) -> Message& { return placements[k].message; },
+          [&](size_t k) { return placements[k].input; }, &job);
+    }
+  }
+  queue_appends(std::move(jobs), std::move(outcomes), std::move(done));
+}
+
+void Broker::queue_appends(std::vector<AppendJob> jobs, std::vector<ProduceOutcome> outcomes,
+                           StoreDone done) {
+  if (jobs.empty()) {
+    done(std::move(outcomes));
+    return;
+  }
   // What the partitions' appends share: the outcomes, filled as each partition's batches are
   // written, and how many partitions are still to come.
   struct Pending {
@@ -126,58 +180,16 @@ void Broker::store_one(StoreJob job) {
     StoreDone done;
   };
   auto pending = std::make_shared<Pending>();
-  // One append job per partition: its records in bounded batches (a read at any offset decodes
-  // at most one batch's worth of records), encoded here, outside any lock.
-  struct Job {
-    std::shared_ptr<storage::Topic> topic;
-    uint32_t partition;
-    std::vector<storage::EncodedBatch> batches;
-    std::vector<std::vector<size_t>> inputs;  // per batch, the input of each record
-  };
-  std::vector<Job> jobs;
-  std::vector<Message> batch;
-  for (auto& [name, t] : targets) {
-    for (uint32_t partition = 0; partition < t.by_partition.size(); ++partition) {
-      const auto& members = t.by_partition[partition];
-      if (members.empty()) continue;
-      Job job{t.topic, partition, {}, {}};
-      for (size_t first = 0; first < members.size();) {
-        size_t end = first;
-        size_t bytes = 0;
-        batch.clear();
-        std::vector<size_t> inputs;
-        while (end < members.size() && batch.size() < kMaxAppendRecords) {
-          const size_t size = bincode::encoded_size(placements[members[end]].message);
-          if (!batch.empty() && bytes + size > kMaxAppendBytes) break;
-          bytes += size;
-          batch.push_back(std::move(placements[members[end]].message));
-          inputs.push_back(placements[members[end]].input);
-          ++end;
-        }
-        storage::EncodedBatch encoded;
-        storage::encode_batch(0, batch, &encoded.bytes);
-        encoded.records = static_cast<uint32_t>(batch.size());
-        job.batches.push_back(std::move(encoded));
-        job.inputs.push_back(std::move(inputs));
-        first = end;
-      }
-      jobs.push_back(std::move(job));
-    }
-  }
   pending->outcomes = std::move(outcomes);
   pending->done = std::move(done);
   pending->partitions_left = jobs.size();
-  if (jobs.empty()) {
-    pending->done(std::move(pending->outcomes));
-    return;
-  }
-  for (Job& job : jobs) {
+  for (AppendJob& job : jobs) {
     storage::PartitionLog& log = job.topic->partition(job.partition);
     auto topic = job.topic;
     const uint32_t partition = job.partition;
     appender_.append(
         log, topic, std::move(job.batches),
-        [this, pending, topic, partition, fail, inputs = std::move(job.inputs)](
+        [this, pending, topic, partition, inputs = std::move(job.inputs)](
             std::vector<Result<storage::AppendResult>> results) {
           bool appended_any = false;
           bool last = false;
@@ -213,38 +225,92 @@ Result<std::vector<ProduceOutcome>> Broker::produce(std::string_view topic_name,
                          [&stored](Result<std::vector<ProduceOutcome>> outcomes) {
                            stored.set_value(std::move(outcomes));
                          },
-                         false);
+                         Route{});
   if (immediate) return std::move(*immediate);
   return future.get();
 }
 
 std::optional<Result<std::vector<ProduceOutcome>>> Broker::produce(
     std::string topic_name, std::vector<ProduceRecord> records, ProduceDone done) {
-  return admit(std::move(topic_name), std::move(records), std::move(done), true);
+  // The name is checked before any plan is looked up: plans are cached per topic name.
+  if (Status s = storage::validate_topic_name(topic_name); !s.is_ok()) {
+    return Result<std::vector<ProduceOutcome>>(s);
+  }
+  Route route = route_for(topic_name);
+  return admit(std::move(topic_name), std::move(records), std::move(done), std::move(route));
+}
+
+std::optional<Result<std::vector<ProduceOutcome>>> Broker::produce(
+    std::string topic_name, std::span<const MessageView> messages,
+    std::span<const std::optional<uint32_t>> partitions, ProduceDone done) {
+  using Refusal = Result<std::vector<ProduceOutcome>>;
+  // The name is checked before any plan is looked up: plans are cached per topic name.
+  if (Status s = storage::validate_topic_name(topic_name); !s.is_ok()) return Refusal(s);
+  if (messages.empty()) return Refusal(invalid_argument("no messages to produce"));
+  Route route = route_for(topic_name);
+  std::shared_ptr<storage::Topic> topic = route.plan ? nullptr : store_.find(topic_name);
+  if (!topic) {
+    // Pipelines to run or a topic to create: the messages are copied and go the common way.
+    std::vector<ProduceRecord> records(messages.size());
+    for (size_t i = 0; i < records.size(); ++i) {
+      records[i].message = messages[i].to_message();
+      records[i].partition = partitions[i];
+    }
+    return admit(std::move(topic_name), std::move(records), std::move(done), std::move(route));
+  }
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (Status s = check_partition(*topic, i, partitions[i]); !s.is_ok()) {
+      return Refusal(s);
+    }
+  }
+  // By partition, in order, and encoded now from the views: nothing is copied but into the
+  // batches.
+  std::vector<std::vector<size_t>> by_partition(topic->partition_count());
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const uint32_t partition = partitions[i] ? *partitions[i] : topic->choose_partition(messages[i].key);
+    if (by_partition[partition].empty()) by_partition[partition].reserve(messages.size());
+    by_partition[partition].push_back(i);
+  }
+  std::vector<AppendJob> jobs;
+  for (uint32_t partition = 0; partition < by_partition.size(); ++partition) {
+    if (by_partition[partition].empty()) continue;
+    AppendJob& job = jobs.emplace_back(AppendJob{topic, partition, {}, {}});
+    encode_batches<MessageView>(
+        by_partition[partition], [&](size_t k) -> const MessageView& { return messages[k]; },
+        [](size_t k) { return k; }, &job);
+  }
+  queue_appends(std::move(jobs), std::vector<ProduceOutcome>(messages.size()),
+                [done = std::move(done)](std::vector<ProduceOutcome> stored) {
+                  done(std::move(stored));
+                });
+  return std::nullopt;
+}
+
+Broker::Route Broker::route_for(const std::string& topic) const {
+  Route route;
+  if (!etl_) return route;
+  route.configuration = etl_->configuration();
+  route.plan = route.configuration->plan_for(topic);
+  if (route.plan->empty()) route = Route{};
+  return route;
 }
 
 std::optional<Result<std::vector<ProduceOutcome>>> Broker::admit(std::string topic_name,
                                                                  std::vector<ProduceRecord> records,
-                                                                 ProduceDone done, bool with_etl) {
+                                                                 ProduceDone done, Route route) {
   using Refusal = Result<std::vector<ProduceOutcome>>;
-  // The name is checked before any plan is looked up: plans are cached per topic name.
   if (Status s = storage::validate_topic_name(topic_name); !s.is_ok()) return Refusal(s);
   if (records.empty()) return Refusal(invalid_argument("no messages to produce"));
-  Request request{std::move(topic_name), std::move(records), std::move(done), {}, {}, {}};
-  if (with_etl && etl_) {
-    request.configuration = etl_->configuration();
-    request.plan = request.configuration->plan_for(request.topic);
-    if (request.plan->empty()) {
-      request.plan.reset();
-    } else {
-      // Admitted before anything is created or queued: a refusal (503) changes nothing.
-      uint64_t bytes = 0;
-      for (const auto& r : request.records) bytes += bincode::encoded_size(r.message);
-      auto admission = etl_->workers().admit(bytes);
-      if (!admission.is_ok()) return Refusal(admission.status());
-      // Held until the outputs are stored and reported.
-      request.admission = std::make_shared<etl::Admission>(std::move(*admission));
-    }
+  Request request{std::move(topic_name), std::move(records), std::move(done),
+                  std::move(route.configuration), std::move(route.plan), {}};
+  if (request.plan) {
+    // Admitted before anything is created or queued: a refusal (503) changes nothing.
+    uint64_t bytes = 0;
+    for (const auto& r : request.records) bytes += bincode::encoded_size(r.message);
+    auto admission = etl_->workers().admit(bytes);
+    if (!admission.is_ok()) return Refusal(admission.status());
+    // Held until the outputs are stored and reported.
+    request.admission = std::make_shared<etl::Admission>(std::move(*admission));
   }
   std::shared_ptr<storage::Topic> topic = store_.find(request.topic);
   if (topic) return dispatch(*topic, std::move(request));
@@ -266,8 +332,10 @@ std::optional<Result<std::vector<ProduceOutcome>>> Broker::admit(std::string top
 
 std::optional<Result<std::vector<ProduceOutcome>>> Broker::dispatch(const storage::Topic& topic,
                                                                     Request request) {
-  if (Status s = check_partitions(topic, request.records); !s.is_ok()) {
-    return Result<std::vector<ProduceOutcome>>(s);
+  for (size_t i = 0; i < request.records.size(); ++i) {
+    if (Status s = check_partition(topic, i, request.records[i].partition); !s.is_ok()) {
+      return Result<std::vector<ProduceOutcome>>(s);
+    }
   }
   std::vector<ProduceRecord>& records = request.records;
   if (!request.plan) {

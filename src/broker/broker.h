@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -135,6 +136,14 @@ class Broker {
                                                              std::vector<ProduceRecord> records,
                                                              ProduceDone done);
 
+  // The same for messages read as views (a request's JSON document), which need to live only
+  // during the call: when the topic exists and no pipeline applies to it, they are checked and
+  // encoded into their batches before this returns, with no copy; otherwise they are copied
+  // into Messages and go the way of the produce() above. `partitions` has one entry per message.
+  std::optional<Result<std::vector<ProduceOutcome>>> produce(
+      std::string topic, std::span<const MessageView> messages,
+      std::span<const std::optional<uint32_t>> partitions, ProduceDone done);
+
   // Reads from one partition; kNotFound for an unknown topic or partition, kOutOfRange (field
   // "offset") for an offset out of range (the message names the valid range). Reads the disk on
   // the calling thread.
@@ -194,16 +203,25 @@ class Broker {
     std::shared_ptr<const etl::TopicPlan> plan;
     std::shared_ptr<etl::Admission> admission;
   };
-  // Both produce()s: checks and admits the request, then dispatches it at once when its topic
+  // The pipelines a produce request for a topic runs: none (null) without ETL or when no
+  // pipeline applies.
+  struct Route {
+    std::shared_ptr<const etl::Configuration> configuration;
+    std::shared_ptr<const etl::TopicPlan> plan;
+  };
+  // Looks the plan up (after the name is checked: plans are cached per topic name).
+  Route route_for(const std::string& topic) const;
+  // Every produce(): checks and admits the request, then dispatches it at once when its topic
   // exists, or from a disk thread once it is created. A refusal before that is returned.
   std::optional<Result<std::vector<ProduceOutcome>>> admit(std::string topic,
                                                            std::vector<ProduceRecord> records,
-                                                           ProduceDone done, bool with_etl);
+                                                           ProduceDone done, Route route);
   // Checks the partitions, then sends the records to the ETL workers or to store().
   std::optional<Result<std::vector<ProduceOutcome>>> dispatch(const storage::Topic& topic,
                                                               Request request);
-  static Status check_partitions(const storage::Topic& topic,
-                                 const std::vector<ProduceRecord>& records);
+  // Whether message `i` of a request may ask for `partition` of `topic`.
+  static Status check_partition(const storage::Topic& topic, size_t i,
+                                std::optional<uint32_t> partition);
   static Status not_created(std::string_view topic);
   // Placements to store together, and whom to tell.
   struct StoreJob {
@@ -217,10 +235,21 @@ class Broker {
   void store(std::vector<StoreJob> jobs);
   // Whether a job's placements name a topic that store_one would create.
   bool creates_topics(const std::vector<StoreJob>& jobs) const;
-  // Encodes every placement, in bounded batches per partition in order, queues them for the
-  // appender, adds each stored record (or the failure) to the outcome of its input, and calls
-  // `done` with the outcomes when every partition is written (at once when nothing is queued).
+  // Encodes every placement, in bounded batches per partition in order, and queues them
+  // (queue_appends).
   void store_one(StoreJob job);
+  // One partition's encoded batches, and per batch the input each record answers for.
+  struct AppendJob {
+    std::shared_ptr<storage::Topic> topic;
+    uint32_t partition;
+    std::vector<storage::EncodedBatch> batches;
+    std::vector<std::vector<size_t>> inputs;
+  };
+  // Queues the jobs for the appender, adds each stored record (or the failure) to the outcome of
+  // its input, and calls `done` with the outcomes when every partition is written (at once when
+  // nothing is queued).
+  void queue_appends(std::vector<AppendJob> jobs, std::vector<ProduceOutcome> outcomes,
+                     StoreDone done);
   void notify(const std::string& topic, uint32_t partition);
 
   storage::TopicStore& store_;

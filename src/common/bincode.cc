@@ -166,12 +166,18 @@ bool read_result(Reader& r, ProcessResult* out) {
 
 }  // namespace
 
-size_t encoded_size(const Message& m) {
+namespace {
+template <typename M>
+size_t message_size(const M& m) {
   size_t size = 1 + (m.key ? string_size(m.key->size()) : 0) + string_size(m.value.size()) + 8 + 8;
   for (const auto& [name, value] : m.headers)
     size += string_size(name.size()) + string_size(value.size());
   return size;
 }
+}  // namespace
+
+size_t encoded_size(const Message& m) { return message_size(m); }
+size_t encoded_size(const MessageView& m) { return message_size(m); }
 
 size_t encoded_size(const ProcessResult& r) {
   size_t size = 8 + 1 + 1 + (r.error ? string_size(r.error->size()) : 0);

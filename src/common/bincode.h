@@ -20,6 +20,7 @@
 namespace wasmq::bincode {
 
 size_t encoded_size(const Message& message);
+size_t encoded_size(const MessageView& message);
 size_t encoded_size(const ProcessResult& result);
 // Size of a Vec<Message>: of the messages, or of the messages pointed to.
 size_t encoded_size(std::span<const Message> messages);

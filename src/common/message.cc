@@ -40,11 +40,7 @@ Status HeaderSet::add(std::string name, std::string value) {
   if (const size_t at = find(name); at < headers_.size()) {
     std::string& old = headers_[at].second;
     const size_t bytes = bytes_ - old.size() + value.size();
-    if (bytes > max_bytes_) {
-      return invalid_argument("headers of " + std::to_string(bytes) +
-                              " bytes exceed the limit of " + std::to_string(max_bytes_) +
-                              " per message");
-    }
+    if (bytes > max_bytes_) return headers_too_large(bytes, max_bytes_);
     bytes_ = bytes;
     old = std::move(value);
     return Status::ok();
@@ -54,10 +50,7 @@ Status HeaderSet::add(std::string name, std::string value) {
                             std::to_string(max_count_) + " per message");
   }
   const size_t bytes = bytes_ + name.size() + value.size();
-  if (bytes > max_bytes_) {
-    return invalid_argument("headers of " + std::to_string(bytes) + " bytes exceed the limit of " +
-                            std::to_string(max_bytes_) + " per message");
-  }
+  if (bytes > max_bytes_) return headers_too_large(bytes, max_bytes_);
   bytes_ = bytes;
   // Past the scan's few, an index. Its keys view the names inside headers_: grow the list
   // before indexing, so that they never move (std::string's small-buffer names would move with
@@ -81,6 +74,21 @@ std::vector<Header> HeaderSet::release() {
   index_.clear();
   bytes_ = 0;
   return std::move(headers_);
+}
+
+Status headers_too_large(size_t bytes, size_t max_bytes) {
+  return invalid_argument("headers of " + std::to_string(bytes) + " bytes exceed the limit of " +
+                          std::to_string(max_bytes) + " per message");
+}
+
+Message MessageView::to_message() const {
+  Message m;
+  if (key) m.key.emplace(*key);
+  m.value.assign(value);
+  m.headers.reserve(headers.size());
+  for (const auto& [name, v] : headers) m.headers.emplace_back(std::string(name), std::string(v));
+  m.timestamp = timestamp;
+  return m;
 }
 
 bool Message::operator==(const Message& other) const {

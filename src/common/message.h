@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -40,6 +41,21 @@ struct Message {
 
   bool operator==(const Message& other) const;
 };
+
+// A message whose bytes live elsewhere (a parsed request): encoded into a batch without a copy.
+// Whoever holds one keeps what it views alive.
+using HeaderView = std::pair<std::string_view, std::string_view>;
+struct MessageView {
+  std::optional<std::string_view> key;
+  std::string_view value;
+  std::span<const HeaderView> headers;
+  int64_t timestamp = 0;
+
+  Message to_message() const;
+};
+
+// "headers of <bytes> bytes exceed the limit of <max_bytes> per message" (kInvalidArgument).
+Status headers_too_large(size_t bytes, size_t max_bytes);
 
 // Builds a message's headers from (name, value) pairs in linear time: a repeated name keeps its
 // first position and its last value (as a HashMap does), and the limits are checked as pairs

@@ -27,72 +27,100 @@ std::string rfc3339_ms(int64_t ms) {
   return text;
 }
 
-Status message_from_json(const boost::json::value& json, int64_t default_timestamp, Message* out) {
+Status MessageViews::add(const boost::json::value& json, int64_t default_timestamp) {
   if (!json.is_object()) return invalid_argument("must be a JSON object");
   const auto& obj = json.get_object();
-  *out = Message{};
-  out->timestamp = default_timestamp;
+  MessageView out;
+  out.timestamp = default_timestamp;
+  const size_t first_header = headers.size();
+  auto fail = [&](Status s) {
+    headers.resize(first_header);  // nothing of a refused message stays
+    return s;
+  };
   bool has_value = false;
+  std::string* decoded_value = nullptr;
   for (const auto& [name, v] : obj) {
     if (name == "key") {
       if (v.is_null()) continue;
-      if (!v.is_string()) return field_error("key", "must be a string or null");
-      out->key = std::string(v.get_string());
+      if (!v.is_string()) return fail(field_error("key", "must be a string or null"));
+      out.key = std::string_view(v.get_string());
     } else if (name == "value") {
       if (!v.is_string())
-        return field_error("value", "must be a string (use value_base64 for binary data)");
-      if (has_value) return field_error("value", "give either value or value_base64, not both");
-      out->value = std::string(v.get_string());
+        return fail(field_error("value", "must be a string (use value_base64 for binary data)"));
+      if (has_value) return fail(field_error("value", "give either value or value_base64, not both"));
+      out.value = std::string_view(v.get_string());
       has_value = true;
     } else if (name == "value_base64") {
-      if (!v.is_string()) return field_error("value_base64", "must be a string");
+      if (!v.is_string()) return fail(field_error("value_base64", "must be a string"));
       if (has_value)
-        return field_error("value_base64", "give either value or value_base64, not both");
-      auto decoded = base64_decode(v.get_string());
-      if (!decoded) return field_error("value_base64", "not valid base64");
-      out->value = std::move(*decoded);
+        return fail(field_error("value_base64", "give either value or value_base64, not both"));
+      auto bytes = base64_decode(v.get_string());
+      if (!bytes) return fail(field_error("value_base64", "not valid base64"));
+      decoded_value = &decoded.emplace_back(std::move(*bytes));
+      out.value = *decoded_value;
       has_value = true;
     } else if (name == "headers") {
       if (v.is_null()) continue;
-      if (!v.is_object()) return field_error("headers", "must be an object of strings");
-      const auto& headers = v.get_object();
-      // Refused before anything is copied: the object's size bounds the distinct names.
-      if (headers.size() > kMaxHeaders) {
-        return field_error("headers", std::to_string(headers.size()) +
-                                " headers exceed the limit of " + std::to_string(kMaxHeaders) +
-                                " per message");
+      if (!v.is_object()) return fail(field_error("headers", "must be an object of strings"));
+      const auto& list = v.get_object();
+      // Refused before anything is read: the object's size bounds the distinct names (a JSON
+      // object's names are unique: a repeated one keeps its last value).
+      if (list.size() > kMaxHeaders) {
+        return fail(field_error("headers", std::to_string(list.size()) +
+                                               " headers exceed the limit of " +
+                                               std::to_string(kMaxHeaders) + " per message"));
       }
-      HeaderSet set;
-      set.reserve(headers.size());
-      for (const auto& [hname, hvalue] : headers) {
+      headers.resize(first_header);  // a second "headers" replaces the first
+      size_t bytes = 0;
+      for (const auto& [hname, hvalue] : list) {
         if (!hvalue.is_string()) {
-          return field_error("headers." + std::string(hname), "must be a string");
+          return fail(field_error("headers." + std::string(hname), "must be a string"));
         }
-        if (Status s = set.add(std::string(hname), std::string(hvalue.get_string())); !s.is_ok()) {
-          return field_error("headers", s.message());
+        bytes += hname.size() + hvalue.get_string().size();
+        if (bytes > kMaxHeaderBytes) {
+          // The size so far, as HeaderSet counts it.
+          return fail(field_error("headers", headers_too_large(bytes, kMaxHeaderBytes).message()));
         }
+        headers.emplace_back(std::string_view(hname), std::string_view(hvalue.get_string()));
       }
-      out->headers = set.release();
     } else if (name == "timestamp") {
       if (v.is_null()) continue;
       if (v.is_int64() && v.get_int64() == kTimestampNow) {
-        out->timestamp = default_timestamp;
+        out.timestamp = default_timestamp;
       } else if (v.is_int64() && v.get_int64() >= 0 && v.get_int64() <= kMaxTimestampMs) {
-        out->timestamp = v.get_int64();
+        out.timestamp = v.get_int64();
       } else if (v.is_int64() || v.is_uint64()) {
-        return field_error("timestamp", "must be from 0 to " + std::to_string(kMaxTimestampMs) +
-                                " (9999-12-31T23:59:59.999Z) in milliseconds since the epoch, "
-                                "or -1 for the time of the request");
+        return fail(field_error("timestamp", "must be from 0 to " + std::to_string(kMaxTimestampMs) +
+                                                 " (9999-12-31T23:59:59.999Z) in milliseconds "
+                                                 "since the epoch, or -1 for the time of the "
+                                                 "request"));
       } else {
-        return field_error("timestamp", "must be an integer (milliseconds since the epoch)");
+        return fail(field_error("timestamp", "must be an integer (milliseconds since the epoch)"));
       }
     } else if (name == "partition") {
-      if (!v.is_null() && !v.is_int64()) return field_error("partition", "must be an integer");
+      if (!v.is_null() && !v.is_int64()) return fail(field_error("partition", "must be an integer"));
     } else {
-      return field_error(std::string_view(name.data(), name.size()), "unknown field");
+      return fail(field_error(std::string_view(name.data(), name.size()), "unknown field"));
     }
   }
-  if (!has_value) return field_error("value", "missing (give value or value_base64)");
+  if (!has_value) return fail(field_error("value", "missing (give value or value_base64)"));
+  messages.push_back(out);
+  ranges_.emplace_back(first_header, headers.size() - first_header);
+  return Status::ok();
+}
+
+void MessageViews::finish() {
+  for (size_t i = 0; i < messages.size(); ++i) {
+    messages[i].headers = std::span<const HeaderView>(headers.data() + ranges_[i].first,
+                                                      ranges_[i].second);
+  }
+}
+
+Status message_from_json(const boost::json::value& json, int64_t default_timestamp, Message* out) {
+  MessageViews views;
+  if (Status s = views.add(json, default_timestamp); !s.is_ok()) return s;
+  views.finish();
+  *out = views.messages[0].to_message();
   return Status::ok();
 }
 

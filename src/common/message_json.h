@@ -4,7 +4,9 @@
 
 #include <boost/json/fwd.hpp>
 #include <cstdint>
+#include <deque>
 #include <string>
+#include <vector>
 
 #include "common/message.h"
 #include "common/status.h"
@@ -24,6 +26,22 @@ inline constexpr int64_t kTimestampNow = -1;
 // ("timestamp: ...", "headers.h1: ...", "headers: ..."); a JSON value that is not an object gives
 // "must be a JSON object".
 Status message_from_json(const boost::json::value& json, int64_t default_timestamp, Message* out);
+
+// The messages of one request read as views into its JSON document: nothing is copied but a
+// `value_base64`, decoded into `decoded`. Valid while the document and this object live.
+struct MessageViews {
+  std::vector<MessageView> messages;
+  std::vector<HeaderView> headers;  // every message's, in order
+  std::deque<std::string> decoded;  // decoded value_base64 values
+
+  // Reads one more message object, as message_from_json does (same rules, same errors).
+  Status add(const boost::json::value& json, int64_t default_timestamp);
+  // Points every message's headers into `headers`; call once all are added.
+  void finish();
+
+ private:
+  std::vector<std::pair<size_t, size_t>> ranges_;  // per message: first header, count
+};
 
 // Writes a message object; a value that is not valid UTF-8 is written as `value_base64`.
 boost::json::object message_to_json(const Message& message);

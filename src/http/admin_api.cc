@@ -339,10 +339,10 @@ class AdminApi {
     }
     auto listed = read_produce_body(doc, now_ms());
     if (!listed.is_ok()) co_return invalid_message_response(listed.status());
-    std::vector<etl::InputMessage> inputs(listed->messages.size());
+    std::vector<etl::InputMessage> inputs(listed->size());
     for (size_t i = 0; i < inputs.size(); ++i) {
-      inputs[i].message = std::move(listed->messages[i].message);
-      inputs[i].partition = listed->messages[i].partition;
+      inputs[i].message = listed->views.messages[i].to_message();
+      inputs[i].partition = listed->partitions[i];
     }
     using Ran = Result<std::pair<etl::BatchResult, etl::Trace>>;
     auto [sender, receiver] = make_handoff<Ran>();

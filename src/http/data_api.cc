@@ -131,22 +131,19 @@ class DataApi {
     const std::shared_ptr<storage::Topic> existing = broker_.store().find(topic);
     const uint32_t partitions =
         existing ? existing->partition_count() : broker_.store().options().default_partitions;
-    std::vector<broker::ProduceRecord> records(listed->messages.size());
-    for (size_t i = 0; i < records.size(); ++i) {
-      ListedMessage& m = listed->messages[i];
-      if (m.partition && *m.partition >= partitions) {
+    for (size_t i = 0; i < listed->size(); ++i) {
+      const std::optional<uint32_t>& partition = listed->partitions[i];
+      if (partition && *partition >= partitions) {
         co_return invalid_message_response(
             field_error("partition", fmt::format("{} is out of range (topic \"{}\" has {} "
                                                  "partition{}{})",
-                                                 *m.partition, topic, partitions,
+                                                 *partition, topic, partitions,
                                                  partitions == 1 ? "" : "s",
                                                  existing ? "" : " when created"))
                 .within(listed->path(i)));
       }
-      records[i].message = std::move(m.message);
-      records[i].partition = m.partition;
     }
-    auto outcomes = co_await produce_records(topic, std::move(records));
+    auto outcomes = co_await produce_records(topic, *listed);
     if (!existing && options_.audit && broker_.store().find(topic)) {
       options_.audit->record_auto_created_topic(req.principal(), req.remote_address(), topic);
     }
@@ -161,11 +158,14 @@ class DataApi {
 
   // Stores through the broker; a request that goes through ETL pipelines is awaited without
   // holding the I/O thread.
-  awaitable<Result<std::vector<broker::ProduceOutcome>>> produce_records(
-      const std::string& topic, std::vector<broker::ProduceRecord> records) {
+  // Stores through the broker (from the views into the request's document: the broker encodes
+  // them before it returns, or copies them); the answer is awaited without holding the I/O
+  // thread.
+  awaitable<Result<std::vector<broker::ProduceOutcome>>> produce_records(const std::string& topic,
+                                                                         const ProduceBody& body) {
     using Outcomes = Result<std::vector<broker::ProduceOutcome>>;
     auto [sender, receiver] = make_handoff<Outcomes>();
-    auto immediate = broker_.produce(topic, std::move(records),
+    auto immediate = broker_.produce(topic, body.views.messages, body.partitions,
                                      [sender = sender](Outcomes outcomes) {
                                        sender.send(std::move(outcomes));
                                      });

@@ -41,20 +41,19 @@ Result<ProduceBody> read_produce_body(const json::value& body, int64_t now, size
   }
   if (list.empty()) return Status(StatusCode::kInvalidArgument, "the body lists no messages", "messages");
   if (list.size() > max_messages) return too_many_messages(list.size(), max_messages);
-  out.messages.resize(list.size());
+  out.views.messages.reserve(list.size());
+  out.partitions.resize(list.size());
   for (size_t i = 0; i < list.size(); ++i) {
-    ListedMessage& listed = out.messages[i];
-    if (Status s = message_from_json(list[i], now, &listed.message); !s.is_ok()) {
-      return s.within(out.path(i));
-    }
+    if (Status s = out.views.add(list[i], now); !s.is_ok()) return s.within(out.path(i));
     const json::value* p = list[i].get_object().if_contains("partition");
     if (p && !p->is_null()) {
       if (!p->is_int64() || p->get_int64() < 0 || p->get_int64() > UINT32_MAX) {
         return field_error("partition", "must be a non-negative integer").within(out.path(i));
       }
-      listed.partition = static_cast<uint32_t>(p->get_int64());
+      out.partitions[i] = static_cast<uint32_t>(p->get_int64());
     }
   }
+  out.views.finish();
   return out;
 }
 

@@ -12,19 +12,18 @@
 #include <vector>
 
 #include "common/message.h"
+#include "common/message_json.h"
 #include "common/status.h"
 
 namespace wasmq::http {
 
-// One message of the list, with the partition it asked for.
-struct ListedMessage {
-  Message message;
-  std::optional<uint32_t> partition;  // "partition", when given and not null
-};
-
 struct ProduceBody {
-  std::vector<ListedMessage> messages;
+  // The messages, as views into the body's JSON document (which must outlive them).
+  MessageViews views;
+  std::vector<std::optional<uint32_t>> partitions;  // per message: "partition", when given
   bool single = false;  // the body was one message object, not a list
+
+  size_t size() const { return views.messages.size(); }
 
   // Where message i sits, for errors: "messages[i]" in a list (a bare array or under
   // "messages"), "" for a single message.
@@ -35,7 +34,7 @@ struct ProduceBody {
 Status too_many_messages(size_t count, size_t max_messages);
 
 // Reads `body`: one message object, an array of them, or {"messages": [...]} with nothing
-// beside the list. Messages are read by message_from_json (common/message_json.h), timestamped
+// beside the list. Messages are read by MessageViews::add (common/message_json.h), timestamped
 // `now` when they carry none; "partition" must be an integer from 0 to 2^32-1 or null.
 // Errors carry a field (Status::field): kInvalidArgument "messages[1].headers.a: must be a
 // string", "messages: must be an array of message objects", "the body lists no messages" (field

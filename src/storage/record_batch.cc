@@ -45,12 +45,12 @@ size_t varlong_size(int64_t v) {
   return n;
 }
 
-void put_bytes(std::string* out, const std::string& s) {
+void put_bytes(std::string* out, std::string_view s) {
   put_varlong(out, static_cast<int64_t>(s.size()));
   out->append(s);
 }
 
-size_t bytes_size(const std::string& s) {
+size_t bytes_size(std::string_view s) {
   return varlong_size(static_cast<int64_t>(s.size())) + s.size();
 }
 
@@ -132,7 +132,11 @@ int64_t wrapping_add(int64_t a, int64_t b) {
 
 }  // namespace
 
-size_t encode_batch(int64_t base_offset, std::span<const Message> messages, std::string* out) {
+namespace {
+
+// Both message shapes (Message, MessageView) spell key, value, headers and timestamp alike.
+template <typename M>
+size_t encode_messages(int64_t base_offset, std::span<const M> messages, std::string* out) {
   const size_t start = out->size();
   const int64_t base_timestamp = messages.empty() ? 0 : messages[0].timestamp;
   int64_t max_timestamp = base_timestamp;
@@ -156,7 +160,7 @@ size_t encode_batch(int64_t base_offset, std::span<const Message> messages, std:
   std::vector<size_t> bodies(messages.size());
   size_t total = 0;
   for (size_t i = 0; i < messages.size(); ++i) {
-    const Message& m = messages[i];
+    const M& m = messages[i];
     size_t body = 1 + varlong_size(wrapping_sub(m.timestamp, base_timestamp)) +
                   varlong_size(static_cast<int64_t>(i)) +
                   (m.key ? bytes_size(*m.key) : varlong_size(-1)) + bytes_size(m.value) +
@@ -167,7 +171,7 @@ size_t encode_batch(int64_t base_offset, std::span<const Message> messages, std:
   }
   out->reserve(out->size() + total);
   for (size_t i = 0; i < messages.size(); ++i) {
-    const Message& m = messages[i];
+    const M& m = messages[i];
     put_varlong(out, static_cast<int64_t>(bodies[i]));
     out->push_back(0);  // record attributes
     put_varlong(out, wrapping_sub(m.timestamp, base_timestamp));
@@ -189,6 +193,16 @@ size_t encode_batch(int64_t base_offset, std::span<const Message> messages, std:
   const uint32_t crc = crc32c(0, out->data() + start + kAttributesOffset, size - kAttributesOffset);
   patch_be(out, start + kCrcOffset, crc, 4);
   return size;
+}
+
+}  // namespace
+
+size_t encode_batch(int64_t base_offset, std::span<const Message> messages, std::string* out) {
+  return encode_messages(base_offset, messages, out);
+}
+
+size_t encode_batch(int64_t base_offset, std::span<const MessageView> messages, std::string* out) {
+  return encode_messages(base_offset, messages, out);
 }
 
 Result<BatchHeader> parse_batch_header(std::span<const uint8_t> bytes) {

@@ -46,6 +46,8 @@ struct BatchHeader {
 // Appends one batch holding `messages` (at least one) with offsets base_offset, base_offset+1,
 // ... to `out`. Returns the batch's size.
 size_t encode_batch(int64_t base_offset, std::span<const Message> messages, std::string* out);
+// The same from views (a parsed request's bytes, encoded without a copy).
+size_t encode_batch(int64_t base_offset, std::span<const MessageView> messages, std::string* out);
 
 // Reads the fixed header at the start of `bytes` and checks what it can without the body: at
 // least kBatchHeaderSize bytes, magic 2, a batch length that covers the header, offsets and

@@ -117,7 +117,7 @@ Topic::Topic(TopicSettings settings, std::vector<std::unique_ptr<PartitionLog>> 
       shared_name_(std::make_shared<const std::string>(settings_.name)),
       partitions_(std::move(partitions)) {}
 
-uint32_t Topic::choose_partition(const std::optional<std::string>& key) {
+uint32_t Topic::choose_partition(std::optional<std::string_view> key) {
   if (key) return partition_for_key(*key, partition_count());
   return next_unkeyed_.fetch_add(1, std::memory_order_relaxed) % partition_count();
 }

@@ -65,7 +65,7 @@ class Topic {
   const PartitionLog& partition(uint32_t index) const { return *partitions_.at(index); }
 
   // Kafka's rule: murmur2 of the key when there is one; otherwise spread round-robin.
-  uint32_t choose_partition(const std::optional<std::string>& key);
+  uint32_t choose_partition(std::optional<std::string_view> key);
 
  private:
   TopicSettings settings_;

@@ -282,5 +282,86 @@ TEST_F(BrokerTest, SplitsLargeProducesIntoBoundedBatches) {
   EXPECT_EQ(alone->records.size(), 1u);
 }
 
+// Views into a request's bytes (the data API's produce): for an existing topic without
+// pipelines they are encoded before produce() returns, so the bytes may go at once; keys choose
+// partitions as for Messages, explicit partitions are checked, and batches keep their bounds.
+TEST_F(BrokerTest, ViewsAreEncodedBeforeProduceReturns) {
+  storage::TopicSettings settings;
+  settings.name = "views";
+  settings.partitions = 3;
+  ASSERT_TRUE(store_->create(settings).is_ok());
+  auto produce_views = [&](const std::string& topic, std::vector<std::string>* bytes,
+                           std::vector<std::optional<uint32_t>> partitions, bool keyed) {
+    std::vector<HeaderView> headers{{"h", "header-value-longer-than-sso"}};
+    std::vector<MessageView> views;
+    for (const std::string& b : *bytes) {
+      MessageView v;
+      if (keyed) v.key = std::string_view(b).substr(0, 2);
+      v.value = b;
+      v.headers = headers;
+      v.timestamp = 1763800000000;
+      views.push_back(v);
+    }
+    std::promise<Result<std::vector<ProduceOutcome>>> answered;
+    auto answer = answered.get_future();
+    auto immediate = broker_->produce(topic, views, partitions,
+                                      [&](Result<std::vector<ProduceOutcome>> outcomes) {
+                                        answered.set_value(std::move(outcomes));
+                                      });
+    // The bytes are gone as soon as the call is back.
+    for (std::string& b : *bytes) std::fill(b.begin(), b.end(), 'X');
+    headers[0] = {"gone", "gone"};
+    if (immediate) return std::move(*immediate);
+    return answer.get();
+  };
+  std::vector<std::string> bytes;
+  for (int i = 0; i < 30; ++i) bytes.push_back("k" + std::to_string(i % 3) + "-value-" + std::to_string(i));
+  auto keyed = produce_views("views", &bytes, std::vector<std::optional<uint32_t>>(30), true);
+  ASSERT_TRUE(keyed.is_ok()) << keyed.status().message();
+  ASSERT_EQ(keyed->size(), 30u);
+  std::map<uint32_t, int64_t> next;  // per partition, the next offset expected
+  for (int i = 0; i < 30; ++i) {
+    const StoredRecord& r = (*keyed)[static_cast<size_t>(i)].records.at(0);
+    const std::string key = "k" + std::to_string(i % 3);
+    EXPECT_EQ(r.partition, store_->find("views")->choose_partition(key));
+    EXPECT_EQ(r.offset, next[r.partition]++);
+    auto read = broker_->consume("views", {r.partition, r.offset, 1, 1 << 20});
+    ASSERT_TRUE(read.is_ok());
+    const Message& m = read->records.at(0).message;
+    EXPECT_EQ(m.value, key + "-value-" + std::to_string(i));
+    EXPECT_EQ(m.key, key);
+    ASSERT_EQ(m.headers.size(), 1u);
+    EXPECT_EQ(m.headers[0], Header("h", "header-value-longer-than-sso"));
+  }
+  // An explicit partition beyond the topic's is refused, and nothing is stored.
+  std::vector<std::string> two{"a", "b"};
+  auto refused = produce_views("views", &two, {std::nullopt, 3}, false);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_EQ(refused.status().field(), "messages[1].partition");
+  EXPECT_EQ(store_->find("views")->partition(0).next_offset() +
+                store_->find("views")->partition(1).next_offset() +
+                store_->find("views")->partition(2).next_offset(),
+            30);
+  // By bytes: 5 views of 300 KB make batches of 3 and 2, as Messages do.
+  std::vector<std::string> large;
+  for (int i = 0; i < 5; ++i) large.push_back(std::string(300'000, static_cast<char>('a' + i)));
+  ASSERT_TRUE(produce_views("views", &large, std::vector<std::optional<uint32_t>>(5, 1u), false)
+                  .is_ok());
+  const int64_t at = next[1];  // after partition 1's keyed messages
+  auto batch = broker_->consume("views", {1, at, 100, 1});
+  ASSERT_TRUE(batch.is_ok());
+  ASSERT_EQ(batch->records.size(), 3u);
+  EXPECT_EQ(batch->records[2].message.value, std::string(300'000, 'c'));
+  // A topic to create: the views are copied before the call is back, and stored from a disk
+  // thread.
+  std::vector<std::string> fresh{"one", "two"};
+  auto created = produce_views("views-new", &fresh, {std::nullopt, std::nullopt}, false);
+  ASSERT_TRUE(created.is_ok()) << created.status().message();
+  auto read = broker_->consume("views-new", {0, 0, 10, 1 << 20});
+  ASSERT_TRUE(read.is_ok());
+  ASSERT_EQ(read->records.size(), 2u);
+  EXPECT_EQ(read->records[1].message.value, "two");
+}
+
 }  // namespace
 }  // namespace wasmq::broker

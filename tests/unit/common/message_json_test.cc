@@ -11,6 +11,58 @@ Status parse(std::string_view text, Message* m) {
   return message_from_json(boost::json::parse(text), 42, m);
 }
 
+// A request's messages as views into its document: values, keys and headers point into it;
+// a decoded value_base64 lives in the views; each message's headers are its own; a refused
+// message leaves nothing behind.
+TEST(MessageViews, ViewTheDocumentAndKeepWhatTheyDecode) {
+  boost::json::value doc = boost::json::parse(R"([
+    {"key": "a", "value": "first", "headers": {"h1": "x", "h2": "y"}},
+    {"value_base64": "AAEC", "timestamp": 5},
+    {"value": "bad", "headers": {"h3": 1}},
+    {"value": "third", "headers": {"h4": "z"}}])");
+  const auto& list = doc.as_array();
+  MessageViews views;
+  ASSERT_TRUE(views.add(list[0], 99).is_ok());
+  ASSERT_TRUE(views.add(list[1], 99).is_ok());
+  Status bad = views.add(list[2], 99);
+  EXPECT_EQ(bad.field(), "headers.h3");
+  ASSERT_TRUE(views.add(list[3], 99).is_ok());
+  views.finish();
+  ASSERT_EQ(views.messages.size(), 3u);
+  const MessageView& first = views.messages[0];
+  EXPECT_EQ(first.key, std::optional<std::string_view>("a"));
+  EXPECT_EQ(first.value.data(), list[0].at("value").as_string().data());  // a view, not a copy
+  ASSERT_EQ(first.headers.size(), 2u);
+  EXPECT_EQ(first.headers[1], HeaderView("h2", "y"));
+  EXPECT_EQ(first.timestamp, 99);
+  EXPECT_EQ(views.messages[1].value, std::string_view("\x00\x01\x02", 3));
+  EXPECT_EQ(views.messages[1].timestamp, 5);
+  EXPECT_TRUE(views.messages[1].headers.empty());
+  ASSERT_EQ(views.messages[2].headers.size(), 1u);
+  EXPECT_EQ(views.messages[2].headers[0], HeaderView("h4", "z"));
+  EXPECT_EQ(views.headers.size(), 3u);  // h3 of the refused message is not among them
+  // Copied out, a view is the message message_from_json reads.
+  Message read;
+  ASSERT_TRUE(message_from_json(list[0], 99, &read).is_ok());
+  EXPECT_EQ(first.to_message(), read);
+}
+
+// Headers past kMaxHeaderBytes are refused with the size, as HeaderSet refuses them.
+TEST(MessageViews, RefuseHeadersPastTheirByteBound) {
+  boost::json::object headers;
+  headers["a"] = std::string(kMaxHeaderBytes / 2, 'a');
+  headers["b"] = std::string(kMaxHeaderBytes / 2, 'b');
+  boost::json::value doc = boost::json::object{{"value", "v"}, {"headers", headers}};
+  MessageViews views;
+  Status s = views.add(doc, 0);
+  EXPECT_EQ(s.field(), "headers");
+  EXPECT_NE(s.message().find("exceed the limit of " + std::to_string(kMaxHeaderBytes)),
+            std::string::npos)
+      << s.message();
+  EXPECT_TRUE(views.messages.empty());
+  EXPECT_TRUE(views.headers.empty());
+}
+
 TEST(MessageJson, ReadsTheProduceShape) {
   Message m;
   ASSERT_TRUE(parse(R"({"key":"k","value":"v","headers":{"a":"b"},"timestamp":7,"partition":0})", &m).is_ok());
