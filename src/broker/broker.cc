@@ -174,15 +174,14 @@ void Broker::queue_appends(std::vector<AppendJob> jobs, std::vector<ProduceOutco
   // What the partitions' appends share: the outcomes, filled as each partition's batches are
   // written, and how many partitions are still to come.
   struct Pending {
+    Pending(std::vector<ProduceOutcome> all, size_t partitions, StoreDone d)
+        : outcomes(std::move(all)), partitions_left(partitions), done(std::move(d)) {}
     Mutex mutex;
-    std::vector<ProduceOutcome> outcomes;  // guarded by mutex
-    size_t partitions_left = 0;  // guarded by mutex
-    StoreDone done;
+    std::vector<ProduceOutcome> outcomes GUARDED_BY(mutex);
+    size_t partitions_left GUARDED_BY(mutex);
+    const StoreDone done;  // called by the last partition's append, outside the lock
   };
-  auto pending = std::make_shared<Pending>();
-  pending->outcomes = std::move(outcomes);
-  pending->done = std::move(done);
-  pending->partitions_left = jobs.size();
+  auto pending = std::make_shared<Pending>(std::move(outcomes), jobs.size(), std::move(done));
   for (AppendJob& job : jobs) {
     storage::PartitionLog& log = job.topic->partition(job.partition);
     auto topic = job.topic;
@@ -193,6 +192,7 @@ void Broker::queue_appends(std::vector<AppendJob> jobs, std::vector<ProduceOutco
             std::vector<Result<storage::AppendResult>> results) {
           bool appended_any = false;
           bool last = false;
+          std::vector<ProduceOutcome> outcomes;  // every input's, taken by the last partition
           {
             MutexLock lock(pending->mutex);
             for (size_t k = 0; k < results.size(); ++k) {
@@ -208,9 +208,10 @@ void Broker::queue_appends(std::vector<AppendJob> jobs, std::vector<ProduceOutco
               appended_any |= results[k].is_ok();
             }
             last = --pending->partitions_left == 0;
+            if (last) outcomes = std::move(pending->outcomes);
           }
           if (appended_any) notify(topic->name(), partition);
-          if (last) pending->done(std::move(pending->outcomes));
+          if (last) pending->done(std::move(outcomes));
         });
   }
 }

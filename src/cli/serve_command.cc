@@ -8,12 +8,12 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
-#include <mutex>
 
 #include "broker/broker.h"
 #include "broker/stream_pipelines.h"
 #include "cli/config.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "etl/module_signature.h"
 #include "etl/orchestrator.h"
 #include "http/access.h"
@@ -169,18 +169,18 @@ http::StatusContext status_context(const std::string& config_path, const Config&
                                    etl::Orchestrator& etl, broker::Broker& broker,
                                    const broker::StreamPipelines* streams) {
   struct Live {
-    std::mutex mutex;
-    Config config;  // guarded by mutex: the configuration in force
+    explicit Live(Config c) : config(std::move(c)) {}
+    Mutex mutex;
+    Config config GUARDED_BY(mutex);  // the configuration in force
   };
-  auto live = std::make_shared<Live>();
-  live->config = config;
+  auto live = std::make_shared<Live>(config);
   http::StatusContext c;
   c.etl = &etl;
   c.broker = &broker;
   c.streams = streams;
   c.version = WASMQ_VERSION;
   c.effective_config = [live] {
-    std::lock_guard lock(live->mutex);
+    MutexLock lock(live->mutex);
     return effective_config_json(live->config);
   };
   c.reload = [live, config_path, &etl]() {
@@ -190,7 +190,7 @@ http::StatusContext status_context(const std::string& config_path, const Config&
       out.status = loaded.status().with_context("reload refused, nothing changed");
       return out;
     }
-    std::lock_guard lock(live->mutex);
+    MutexLock lock(live->mutex);
     const Config& next = loaded->config;
     if (next.etl.pipelines != live->config.etl.pipelines) {
       auto changed = etl.replace_file_pipelines(next.etl.pipelines);

@@ -111,6 +111,29 @@ class SCOPED_CAPABILITY MutexLock {
   Mutex& mutex_;
 };
 
+// Holds `mutex` from its construction until unlock() or the end of its scope, whichever comes
+// first (std::unique_lock released early): for code that must let go of the lock before it
+// does something else, such as running a callback.
+class SCOPED_CAPABILITY ReleasableMutexLock {
+ public:
+  explicit ReleasableMutexLock(Mutex& mutex) ACQUIRE(mutex) : mutex_(&mutex) { mutex_->lock(); }
+  ~ReleasableMutexLock() RELEASE() {
+    if (mutex_ != nullptr) mutex_->unlock();
+  }
+  ReleasableMutexLock(const ReleasableMutexLock&) = delete;
+  ReleasableMutexLock& operator=(const ReleasableMutexLock&) = delete;
+
+  // Lets go of the lock now; the destructor then does nothing. At most once.
+  void unlock() RELEASE() {
+    Mutex* mutex = mutex_;
+    mutex_ = nullptr;
+    mutex->unlock();
+  }
+
+ private:
+  Mutex* mutex_;
+};
+
 // A condition variable waited on with a Mutex held (released while waiting, held again after).
 class CondVar {
  public:

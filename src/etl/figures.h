@@ -176,7 +176,8 @@ class Figures {
 
  private:
   mutable Mutex mutex_;
-  std::map<std::string, std::shared_ptr<PipelineFigures>, std::less<>> pipelines_;  // guarded
+  std::map<std::string, std::shared_ptr<PipelineFigures>, std::less<>> pipelines_
+      GUARDED_BY(mutex_);
   FilterFigures filters_;
 };
 

@@ -9,20 +9,30 @@ namespace wasmq::etl {
 namespace {
 
 // What the workers of one broadcast add up, under a lock (they finish in any order).
-struct Tally {
-  Mutex mutex;
-  PoolChange change;  // guarded by mutex
+class Tally {
+ public:
+  // Starts from `start` (the module id and settings the change is about).
+  explicit Tally(PoolChange start = {}) : change_(std::move(start)) {}
 
   void add(const wasm::PoolSweep& sweep) {
-    MutexLock lock(mutex);
-    change.created += sweep.created;
-    change.evicted += sweep.evicted;
-    change.bytes_freed += sweep.bytes_freed;
+    MutexLock lock(mutex_);
+    change_.created += sweep.created;
+    change_.evicted += sweep.evicted;
+    change_.bytes_freed += sweep.bytes_freed;
   }
   void error(size_t worker, const std::string& what) {
-    MutexLock lock(mutex);
-    change.errors.push_back("worker " + std::to_string(worker) + ": " + what);
+    MutexLock lock(mutex_);
+    change_.errors.push_back("worker " + std::to_string(worker) + ": " + what);
   }
+  // The sum, moved out: by the broadcast's `done`, once every worker has added its part.
+  PoolChange take() {
+    MutexLock lock(mutex_);
+    return std::move(change_);
+  }
+
+ private:
+  Mutex mutex_;
+  PoolChange change_ GUARDED_BY(mutex_);
 };
 
 std::string settings_key(const wasm::InstanceSettings& s) {
@@ -99,11 +109,12 @@ void InstancePools::collect(std::function<void(PoolChange)> done) {
       [tally](size_t, wasm::Sandbox& sandbox, Executor&) { tally->add(sandbox.collect_idle()); },
       [tally, flag = collecting_, done = std::move(done)] {
         flag->store(false);
-        if (tally->change.evicted > 0) {
+        PoolChange change = tally->take();
+        if (change.evicted > 0) {
           log::get("etl").debug("instance pools: {} idle instance(s) evicted, {} bytes freed",
-                                tally->change.evicted, tally->change.bytes_freed);
+                                change.evicted, change.bytes_freed);
         }
-        if (done) done(std::move(tally->change));
+        if (done) done(std::move(change));
       });
 }
 
@@ -218,10 +229,11 @@ void InstancePools::warm_up(std::string_view module_id, uint32_t instance_count,
     return;
   }
   auto variants = std::make_shared<std::vector<wasm::InstanceSettings>>(variants_of(*record));
-  auto tally = std::make_shared<Tally>();
-  tally->change.module_id = record->id;
-  tally->change.settings = settings(record->id);
-  tally->change.module_objects = variants->size();
+  PoolChange start;
+  start.module_id = record->id;
+  start.settings = settings(record->id);
+  start.module_objects = variants->size();
+  auto tally = std::make_shared<Tally>(std::move(start));
   Runtime& runtime = runtime_;
   workers_.broadcast(
       [record, variants, tally, instance_count, &runtime](size_t worker, wasm::Sandbox& sandbox,
@@ -242,7 +254,7 @@ void InstancePools::warm_up(std::string_view module_id, uint32_t instance_count,
         }
       },
       [tally, done = std::move(done)] {
-        PoolChange& change = tally->change;
+        PoolChange change = tally->take();
         if (!change.errors.empty() && change.created == 0) {
           done(Status(StatusCode::kModuleFailed, change.errors.front()));
           return;
@@ -252,7 +264,7 @@ void InstancePools::warm_up(std::string_view module_id, uint32_t instance_count,
 }
 
 void InstancePools::clean_up(std::string_view module_id, Done done) {
-  auto tally = std::make_shared<Tally>();
+  PoolChange start;
   if (!module_id.empty()) {
     Status error;
     auto record = resolve(module_id, &error);
@@ -260,16 +272,16 @@ void InstancePools::clean_up(std::string_view module_id, Done done) {
       done(error);
       return;
     }
-    tally->change.module_id = record->id;
-    tally->change.settings = settings(record->id);
+    start.module_id = record->id;
+    start.settings = settings(record->id);
   } else {
-    tally->change.settings = options_.pool.defaults;
+    start.settings = options_.pool.defaults;
   }
-  workers_.broadcast(
-      [tally, id = tally->change.module_id](size_t, wasm::Sandbox& sandbox, Executor&) {
-        tally->add(sandbox.evict_idle(id));
-      },
-      [tally, done = std::move(done)] { done(std::move(tally->change)); });
+  std::string id = start.module_id;
+  auto tally = std::make_shared<Tally>(std::move(start));
+  workers_.broadcast([tally, id = std::move(id)](size_t, wasm::Sandbox& sandbox,
+                                                 Executor&) { tally->add(sandbox.evict_idle(id)); },
+                     [tally, done = std::move(done)] { done(tally->take()); });
 }
 
 void InstancePools::resize(std::string_view module_id, const PoolSettingsChange& change,
@@ -307,9 +319,10 @@ void InstancePools::resize(std::string_view module_id, const PoolSettingsChange&
     return;
   }
   overrides_[record->id] = next;
-  auto tally = std::make_shared<Tally>();
-  tally->change.module_id = record->id;
-  tally->change.settings = next;
+  PoolChange start;
+  start.module_id = record->id;
+  start.settings = next;
+  auto tally = std::make_shared<Tally>(std::move(start));
   log::get("etl").info(
       "instance pool of {}: max_pool_size {}, warmup_instances {}, creation_rate_limit {}/s, "
       "idle_timeout_seconds {}",
@@ -322,7 +335,7 @@ void InstancePools::resize(std::string_view module_id, const PoolSettingsChange&
         tally->add(sweep);
         if (!sweep.status.is_ok()) tally->error(worker, sweep.status.message());
       },
-      [tally, done = std::move(done)] { done(std::move(tally->change)); });
+      [tally, done = std::move(done)] { done(tally->take()); });
 }
 
 void InstancePools::forget(const std::string& module_id) {

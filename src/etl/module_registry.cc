@@ -194,6 +194,8 @@ Result<std::unique_ptr<ModuleRegistry>> ModuleRegistry::open(const fs::path& dir
       }
       continue;
     }
+    // No other thread sees the registry yet; the lock costs nothing and keeps the analysis.
+    MutexLock lock(registry->mutex_);
     registry->modules_.emplace((*record)->id, *record);
   }
   if (ec) return Status(StatusCode::kIo, "cannot list " + dir.string() + ": " + ec.message());

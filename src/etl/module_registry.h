@@ -109,7 +109,8 @@ class ModuleRegistry {
 
   const std::filesystem::path dir_;
   mutable Mutex mutex_;
-  std::map<std::string, std::shared_ptr<const ModuleRecord>, std::less<>> modules_;  // guarded
+  std::map<std::string, std::shared_ptr<const ModuleRecord>, std::less<>> modules_
+      GUARDED_BY(mutex_);
   std::atomic<uint64_t> generation_{1};  // changed under mutex_; read without it
 };
 

@@ -174,7 +174,8 @@ class Orchestrator {
 
   mutable Mutex mutex_;                                   // serialises changes to pipelines
   std::map<std::string, PipelineEntry, std::less<>> entries_ GUARDED_BY(mutex_);
-  std::map<std::string, std::shared_ptr<const CompiledPipeline>, std::less<>> compiled_;  // guarded
+  std::map<std::string, std::shared_ptr<const CompiledPipeline>, std::less<>> compiled_
+      GUARDED_BY(mutex_);
   std::map<std::string, std::string, std::less<>> stop_reasons_ GUARDED_BY(mutex_);
   std::atomic<std::shared_ptr<const Configuration>> configuration_;
 };

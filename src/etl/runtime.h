@@ -125,7 +125,10 @@ class ModuleCache {
   std::chrono::seconds ttl_ GUARDED_BY(mutex_);
   ModuleCompiler* compiler_ GUARDED_BY(mutex_) = nullptr;
   std::set<std::string, std::less<>> in_use_ GUARDED_BY(mutex_);
-  uint64_t hits_ = 0, compilations_ = 0, evicted_lru_ = 0, evicted_ttl_ = 0;  // guarded
+  uint64_t hits_ GUARDED_BY(mutex_) = 0;
+  uint64_t compilations_ GUARDED_BY(mutex_) = 0;
+  uint64_t evicted_lru_ GUARDED_BY(mutex_) = 0;
+  uint64_t evicted_ttl_ GUARDED_BY(mutex_) = 0;
 };
 
 // Per-module circuit breakers (pipelines.md, "Circuit breaker"). The executor keys them by

@@ -12,9 +12,14 @@ Result<std::unique_ptr<Workers>> Workers::start(size_t count, Runtime& runtime,
   std::unique_ptr<Workers> workers(new Workers());
   count = std::max<size_t>(count, 1);
   // Every queue exists before any thread reads them.
+  {
+    MutexLock lock(workers->mutex_);
+    workers->own_.resize(count);
+  }
   for (size_t i = 0; i < count; ++i) {
     workers->worker_.push_back(std::make_unique<Worker>());
     workers->worker_.back()->workers = workers.get();
+    workers->worker_.back()->index = i;
   }
   for (size_t i = 0; i < count; ++i) {
     std::promise<Status> started;
@@ -72,8 +77,8 @@ void Workers::broadcast(WorkerJob job, std::function<void()> done) {
   auto shared = std::make_shared<Shared>(std::move(job), std::move(done), threads_.size());
   {
     MutexLock lock(mutex_);
-    for (size_t i = 0; i < worker_.size(); ++i) {
-      worker_[i]->own.push_back([shared, i](wasm::Sandbox& sandbox, Executor& executor) {
+    for (size_t i = 0; i < own_.size(); ++i) {
+      own_[i].jobs.push_back([shared, i](wasm::Sandbox& sandbox, Executor& executor) {
         shared->job(i, sandbox, executor);
         if (shared->left.fetch_sub(1) == 1 && shared->done) shared->done();
       });
@@ -138,25 +143,26 @@ size_t Workers::queued() const {
 
 void Workers::Worker::resume_at(Clock::time_point when, std::coroutine_handle<> h) {
   MutexLock lock(workers->mutex_);
-  timers.emplace(when, h);
+  workers->own_[index].timers.emplace(when, h);
 }
 
 void Workers::Worker::resume_soon(std::coroutine_handle<> h) {
   {
     MutexLock lock(workers->mutex_);
-    ready.push_back(h);
+    workers->own_[index].ready.push_back(h);
   }
   // The shared condition: wake them all, so that this worker is among them.
   workers->wake_.notify_all();
 }
 
 void Workers::run(size_t index, wasm::Sandbox& sandbox, Executor& executor) {
-  Worker& me = *worker_[index];
   while (true) {
     Job job;
     std::coroutine_handle<> resume;
     {
       MutexLock lock(mutex_);
+      // own_ is not resized once the threads run: the reference stays valid (used under the lock).
+      Own& me = own_[index];
       while (true) {
         if (!me.ready.empty()) {
           resume = me.ready.front();
@@ -168,7 +174,7 @@ void Workers::run(size_t index, wasm::Sandbox& sandbox, Executor& executor) {
           me.timers.erase(me.timers.begin());
           break;
         }
-        std::deque<Job>& from = !me.own.empty() ? me.own : queue_;
+        std::deque<Job>& from = !me.jobs.empty() ? me.jobs : queue_;
         if (!from.empty()) {
           job = std::move(from.front());
           from.pop_front();

@@ -106,12 +106,16 @@ class Workers {
   void run(size_t index, wasm::Sandbox& sandbox, Executor& executor);
 
   // What one worker has of its own: the jobs broadcast to it, and its suspended runs (those
-  // ready to continue, and those waiting for a time). The worker's Scheduler.
+  // ready to continue, and those waiting for a time). Kept in Workers (own_), under its mutex_.
+  struct Own {
+    std::deque<Job> jobs;
+    std::deque<std::coroutine_handle<>> ready;
+    std::multimap<Scheduler::Clock::time_point, std::coroutine_handle<>> timers;
+  };
+  // The Scheduler of worker `index`: puts its runs back in own_[index].
   struct Worker : Scheduler {
     Workers* workers = nullptr;
-    std::deque<Job> own;  // guarded by mutex_
-    std::deque<std::coroutine_handle<>> ready;  // guarded by mutex_
-    std::multimap<Clock::time_point, std::coroutine_handle<>> timers;  // guarded by mutex_
+    size_t index = 0;
     void resume_at(Clock::time_point when, std::coroutine_handle<> h) override;
     void resume_soon(std::coroutine_handle<> h) override;
   };
@@ -119,6 +123,7 @@ class Workers {
   mutable Mutex mutex_;
   CondVar wake_;
   std::deque<Job> queue_ GUARDED_BY(mutex_);
+  std::vector<Own> own_ GUARDED_BY(mutex_);      // per worker, sized before any thread starts
   std::vector<std::unique_ptr<Worker>> worker_;  // per worker, made before any thread starts
   bool stopping_ GUARDED_BY(mutex_) = false;
   std::vector<std::thread> threads_;

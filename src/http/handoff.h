@@ -23,7 +23,6 @@
 
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <utility>
 
@@ -62,7 +61,7 @@ class HandoffState : public std::enable_shared_from_this<HandoffState<T>> {
   // Settles the handoff with `outcome` (a value, or the abandoned status) unless already
   // settled. Any thread.
   bool settle(Result<T> outcome) {
-    std::unique_lock lock(mutex_);
+    ReleasableMutexLock lock(mutex_);
     if (settled_) return false;
     settled_ = true;
     if (!waiter_) {
@@ -80,7 +79,7 @@ class HandoffState : public std::enable_shared_from_this<HandoffState<T>> {
   // Wakes the current waiter, if any, with `status` (timeout, cancellation); the handoff stays
   // open. Called on the waiter's executor.
   void wake(Status status) {
-    std::unique_lock lock(mutex_);
+    ReleasableMutexLock lock(mutex_);
     if (!waiter_) return;
     Waiter waiter = std::move(*waiter_);
     waiter_.reset();
@@ -111,7 +110,7 @@ class HandoffState : public std::enable_shared_from_this<HandoffState<T>> {
   };
 
   void start_wait(Waiter waiter) {
-    std::unique_lock lock(mutex_);
+    ReleasableMutexLock lock(mutex_);
     if (delivered_ || waiter_) {
       bool delivered = delivered_;
       lock.unlock();
@@ -146,10 +145,10 @@ class HandoffState : public std::enable_shared_from_this<HandoffState<T>> {
   }
 
   Mutex mutex_;
-  bool settled_ = false;  // guarded by mutex_; send() or abandonment happened
-  bool delivered_ = false;  // guarded by mutex_; the outcome went to a waiter
-  std::optional<Result<T>> outcome_;  // guarded by mutex_; settled, not yet received
-  std::optional<Waiter> waiter_;  // guarded by mutex_; a parked receive
+  bool settled_ GUARDED_BY(mutex_) = false;              // send() or abandonment happened
+  bool delivered_ GUARDED_BY(mutex_) = false;            // the outcome went to a waiter
+  std::optional<Result<T>> outcome_ GUARDED_BY(mutex_);  // settled, not yet received
+  std::optional<Waiter> waiter_ GUARDED_BY(mutex_);      // a parked receive
 };
 
 // Shared by every copy of a sender; the last copy gone without a send abandons the handoff.

@@ -103,7 +103,6 @@ struct PoolFigures::Counters {
   std::atomic<uint64_t> creation_waits{0}, creation_wait_ns{0}, busy_ns{0}, live_ns{0};
   std::atomic<int64_t> live_since_ns{0};  // clock time up to which live_ns is counted
   std::array<std::atomic<uint64_t>, kEvictionReasons> evicted{};
-  PoolSettings settings;  // guarded by PoolFigures::mutex_
 
   // Counts the instance time since the last change, before `size` changes. Owner thread.
   void advance(PoolTime now) {
@@ -121,7 +120,8 @@ std::vector<PoolModuleStats> PoolFigures::snapshot() const {
   MutexLock lock(mutex_);
   std::vector<PoolModuleStats> out;
   out.reserve(modules_.size());
-  for (const auto& [id, c] : modules_) {
+  for (const auto& [id, entry] : modules_) {
+    const Counters* c = entry.counters.get();
     constexpr auto r = std::memory_order_relaxed;
     PoolModuleStats s;
     s.module_id = id;
@@ -141,7 +141,7 @@ std::vector<PoolModuleStats> PoolFigures::snapshot() const {
     s.live_ns = c->live_ns.load(r);
     const int64_t since = c->live_since_ns.load(r);
     if (since != 0 && now > since) s.live_ns += s.size * static_cast<uint64_t>(now - since);
-    s.settings = c->settings;
+    s.settings = entry.settings;
     out.push_back(std::move(s));
   }
   return out;
@@ -150,7 +150,9 @@ std::vector<PoolModuleStats> PoolFigures::snapshot() const {
 uint64_t PoolFigures::memory_bytes() const {
   MutexLock lock(mutex_);
   uint64_t total = 0;
-  for (const auto& [id, c] : modules_) total += c->memory_bytes.load(std::memory_order_relaxed);
+  for (const auto& [id, entry] : modules_) {
+    total += entry.counters->memory_bytes.load(std::memory_order_relaxed);
+  }
   return total;
 }
 
@@ -198,7 +200,6 @@ PoolSlot::ModuleState& InstancePool::state_for(const std::string& module_id) {
     state->settings = options_.defaults;
     state->tokens = bucket_capacity(state->settings.creation_rate_limit);
     state->refilled = clock().now();
-    state->counters->settings = state->settings;
   }
   return *state;
 }
@@ -227,7 +228,7 @@ void InstancePool::adopt(PoolSlot& slot, PooledInstance& instance, bool for_call
   PoolFigures::Counters& c = *state.counters;
   if (!state.registered) {
     MutexLock lock(figures_->mutex_);
-    figures_->modules_[state.module_id] = state.counters;
+    figures_->modules_[state.module_id] = PoolFigures::Entry{state.counters, state.settings};
     state.registered = true;
   }
   c.advance(now);
@@ -499,7 +500,9 @@ PoolSweep InstancePool::set_settings(const std::string& module_id, const PoolSet
   state.tokens = std::min(state.tokens, bucket_capacity(settings.creation_rate_limit));
   {
     MutexLock lock(figures_->mutex_);
-    state.counters->settings = settings;
+    // The figures show the module once an instance existed (adopt copies the settings then).
+    auto it = figures_->modules_.find(module_id);
+    if (it != figures_->modules_.end()) it->second.settings = settings;
   }
   PoolSweep sweep;
   for (auto& [serial, slot] : slots_) {

@@ -162,8 +162,14 @@ class PoolFigures {
 
  private:
   friend class InstancePool;
+  // A module's counters and the settings in force for it (copied from the owner's on each
+  // change).
+  struct Entry {
+    std::shared_ptr<Counters> counters;
+    PoolSettings settings;
+  };
   mutable Mutex mutex_;
-  std::map<std::string, std::shared_ptr<Counters>, std::less<>> modules_ GUARDED_BY(mutex_);
+  std::map<std::string, Entry, std::less<>> modules_ GUARDED_BY(mutex_);
   std::shared_ptr<PoolClock> clock_;
 };
 
