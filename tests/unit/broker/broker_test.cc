@@ -73,7 +73,7 @@ class DiskThreadsHeld {
  public:
   explicit DiskThreadsHeld(Broker& broker) {
     for (int i = 0; i < 8; ++i) {  // more than the pool has: all of them are taken
-      broker.disk_tasks().post([this] { opened_.wait(); });
+      broker.disk_tasks().post([opened = opened_] { opened.wait(); });
     }
   }
   ~DiskThreadsHeld() { release(); }

@@ -197,7 +197,8 @@ TEST(ResultCaches, ShareTheBoundBetweenWorkersAndSumTheirFigures) {
   EXPECT_EQ(a->max_bytes(), 4u << 20);
   EXPECT_EQ(b->max_bytes(), 4u << 20);
   Fixture f;
-  const auto keys = f.keys_of({input("x")});
+  const std::vector<Message> inputs{input("x")};  // the keys view them
+  const auto keys = f.keys_of(inputs);
   ProcessResult out;
   const auto t0 = Clock::now();
   a->offer(keys, 0, 1000, result_with("v"), seconds(60), t0);
