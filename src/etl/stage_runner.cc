@@ -82,6 +82,7 @@ Task<> Executor::Run::run_sequential(const CompiledPipeline& pipeline,
                                          stage_deadline, global_deadline, retry);
     std::vector<Item> next;
     next.reserve(items.size());
+    std::vector<std::optional<std::string>> routes;  // per item, reused
     size_t t = 0;
     for (size_t i = 0; i < items.size(); ++i) {
       if (t >= targets.size() || targets[t] != i) {
@@ -90,7 +91,6 @@ Task<> Executor::Run::run_sequential(const CompiledPipeline& pipeline,
       }
       CallOutcome& o = outcomes[t++];
       Item& item = items[i];
-      std::vector<std::optional<std::string>> routes;
       if (!take_outcome(pipeline, *stage.stage, *use, item, o, &routes)) {
         next.push_back(std::move(item));
         continue;
@@ -141,6 +141,7 @@ Task<> Executor::Run::run_parallel(const CompiledPipeline& pipeline, const Topic
   std::vector<size_t> cursor(n_modules, 0);
   std::vector<Item> next;
   next.reserve(items.size());
+  std::vector<std::optional<std::string>> routes;  // per module outcome, reused
   for (size_t i = 0; i < items.size(); ++i) {
     Item& item = items[i];
     Message merged = item.message;
@@ -157,7 +158,6 @@ Task<> Executor::Run::run_parallel(const CompiledPipeline& pipeline, const Topic
         o.error = "module returned " + std::to_string(o.result.transformed_messages.size()) +
                   " messages in a parallel stage (at most one is allowed)";
       }
-      std::vector<std::optional<std::string>> routes;
       if (!take_outcome(pipeline, *stage.stage, *use, item, o, &routes)) continue;
       if (!o.result.should_continue) finished = true;
       if (o.result.transformed_messages.empty()) {

@@ -1,5 +1,7 @@
 #include "http/data_api.h"
 
+#include <cstring>
+
 #include <boost/asio/this_coro.hpp>
 #include <boost/json.hpp>
 #include <fmt/format.h>
@@ -58,11 +60,19 @@ size_t listed_messages(std::string_view body) {
   for (size_t i = 0; i < body.size(); ++i) {
     const char c = body[i];
     if (in_string) {
-      if (c == '\\') {
+      // To the closing quote at once (memchr), skipping quotes that an odd run of backslashes
+      // escapes: strings are most of a body's bytes.
+      for (;;) {
+        const void* q = std::memchr(body.data() + i, '"', body.size() - i);
+        if (!q) return count;  // an unterminated string: the parser refuses it
+        size_t at = static_cast<size_t>(static_cast<const char*>(q) - body.data());
+        size_t backslashes = 0;
+        while (at - backslashes > i && body[at - backslashes - 1] == '\\') ++backslashes;
+        i = at;
+        if (backslashes % 2 == 0) break;
         ++i;
-      } else if (c == '"') {
-        in_string = false;
       }
+      in_string = false;
       continue;
     }
     switch (c) {
