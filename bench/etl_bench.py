@@ -15,7 +15,8 @@ One broker (fsync = "interval"), cases measured side by side in interleaved roun
                enable_caching false), applied with PUT between the two halves of each round
 Each case runs our load generator (build/bench/wasmq-load) for --seconds: keep-alive
 connections, batches of 100 messages with ~100-byte JSON sensor readings. The best round per
-case counts. Then the seed pipeline's latency at half its peak rate (wasmq-load --rate), and
+case counts. Then the seed pipeline's latency at half its peak rate (wasmq-load --rate: first the
+3 s right after the pipeline is applied, reported apart, then the steady state), and
 build/bench/wasmq-bench-etl for ns per filter evaluation by type and per plan lookup.
 """
 import argparse
@@ -165,8 +166,15 @@ def main():
             if not caching_now:
                 apply_seed(admin, True)
             rate = best["iot"]["messages_per_second"] / 2
+            # The first seconds after a pipeline is applied include its instances' creation:
+            # measured apart (reported as after_apply), then the steady state.
+            after_apply = run_load(SEED_TOPIC, 0, ("--rate", str(rate)))
             latency = run_load(SEED_TOPIC, 0, ("--rate", str(rate)))
             latency["offered_messages_per_second"] = rate
+            latency["after_apply"] = {k: after_apply[k] for k in ("p50_ms", "p99_ms", "max_ms")}
+            print(f"iot at {rate:,.0f} messages/s right after the pipeline is applied: p99 "
+                  f"{after_apply['p99_ms']:.2f} ms, max {after_apply['max_ms']:.1f} ms",
+                  file=sys.stderr)
             print(f"iot at {rate:,.0f} messages/s: p50 {latency['p50_ms']:.2f} ms, "
                   f"p99 {latency['p99_ms']:.2f} ms", file=sys.stderr)
     finally:
@@ -226,7 +234,8 @@ def main():
           f"repeating {c['repeating_on_vs_off']:.2f}x (target > 1)")
     if latency:
         print(f"  iot at half its peak ({latency['offered_messages_per_second']:,.0f}/s): "
-              f"p99 {latency['p99_ms']:.2f} ms (target < 5)")
+              f"p99 {latency['p99_ms']:.2f} ms (target < 5); in the 3 s right after the "
+              f"pipeline is applied p99 {latency['after_apply']['p99_ms']:.2f} ms")
     print(f"  targets: iot >= 130,000 messages/s, single >= 0.85x")
     print(f"  plan lookup {report['plan_lookup_ns']:.1f} ns (target <= 50)")
     for k, v in report["filter_ns_per_evaluation"].items():
