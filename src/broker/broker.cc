@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <deque>
 #include <future>
-#include <set>
 #include <tuple>
 
 #include "common/bincode.h"
@@ -71,24 +70,27 @@ Status Broker::not_created(std::string_view topic) {
                                            "\" does not exist (auto_create_topics is off)");
 }
 
-bool Broker::creates_topics(const std::vector<StoreJob>& jobs) const {
-  std::set<std::string_view> seen;
+bool Broker::find_topics(const std::vector<StoreJob>& jobs, Topics* found) const {
+  bool creates = false;
   std::string_view last;
   for (const StoreJob& job : jobs) {
     for (const Placement& p : job.placements) {
       // Mostly one name, the same view, over and over.
       if (p.topic.data() == last.data() && p.topic.size() == last.size()) continue;
       last = p.topic;
-      if (!seen.insert(p.topic).second) continue;
-      if ((p.dead_letter || options_.auto_create_topics) && !store_.find(p.topic)) return true;
+      auto [it, first] = found->try_emplace(p.topic);
+      if (!first) continue;
+      it->second = store_.find(p.topic);
+      if (!it->second && (p.dead_letter || options_.auto_create_topics)) creates = true;
     }
   }
-  return false;
+  return creates;
 }
 
 void Broker::store(std::vector<StoreJob> jobs) {
-  if (!creates_topics(jobs)) {
-    for (StoreJob& job : jobs) store_one(std::move(job));
+  Topics found;
+  if (!find_topics(jobs, &found)) {
+    for (StoreJob& job : jobs) store_one(std::move(job), found);
     return;
   }
   // A topic to create first: its disk work (directories, files, fsync) is not for this thread.
@@ -108,11 +110,11 @@ void Broker::store(std::vector<StoreJob> jobs) {
   }
   auto moved = std::make_shared<std::vector<StoreJob>>(std::move(jobs));
   disk_tasks_.post([this, names, moved] {
-    for (StoreJob& job : *moved) store_one(std::move(job));
+    for (StoreJob& job : *moved) store_one(std::move(job), Topics{});
   });
 }
 
-void Broker::store_one(StoreJob job) {
+void Broker::store_one(StoreJob job, const Topics& found) {
   std::vector<Placement>& placements = job.placements;
   std::vector<ProduceOutcome>& outcomes = job.outcomes;
   StoreDone& done = job.done;
@@ -128,7 +130,8 @@ void Broker::store_one(StoreJob job) {
     auto [target, first] = targets.try_emplace(p.topic);
     Target& t = target->second;
     if (first) {
-      t.topic = store_.find(p.topic);
+      auto known = found.find(p.topic);
+      t.topic = known != found.end() ? known->second : store_.find(p.topic);
       if (!t.topic && !p.dead_letter && !options_.auto_create_topics) {
         t.refused = not_created(p.topic).message();
       } else if (!t.topic) {
@@ -266,12 +269,15 @@ std::optional<Result<std::vector<ProduceOutcome>>> Broker::produce(
   }
   // By partition, in order, and encoded now from the views: nothing is copied but into the
   // batches.
-  std::vector<std::vector<size_t>> by_partition(topic->partition_count());
+  std::vector<uint32_t> chosen(messages.size());
+  std::vector<size_t> counts(topic->partition_count(), 0);
   for (size_t i = 0; i < messages.size(); ++i) {
-    const uint32_t partition = partitions[i] ? *partitions[i] : topic->choose_partition(messages[i].key);
-    if (by_partition[partition].empty()) by_partition[partition].reserve(messages.size());
-    by_partition[partition].push_back(i);
+    chosen[i] = partitions[i] ? *partitions[i] : topic->choose_partition(messages[i].key);
+    ++counts[chosen[i]];
   }
+  std::vector<std::vector<size_t>> by_partition(counts.size());
+  for (uint32_t p = 0; p < counts.size(); ++p) by_partition[p].reserve(counts[p]);
+  for (size_t i = 0; i < messages.size(); ++i) by_partition[chosen[i]].push_back(i);
   std::vector<AppendJob> jobs;
   for (uint32_t partition = 0; partition < by_partition.size(); ++partition) {
     if (by_partition[partition].empty()) continue;

@@ -233,11 +233,13 @@ class Broker {
   // auto_create_topics is on, dead letters and error records always), all of them go on from a
   // disk thread, in the same order.
   void store(std::vector<StoreJob> jobs);
-  // Whether a job's placements name a topic that store_one would create.
-  bool creates_topics(const std::vector<StoreJob>& jobs) const;
+  // The topics the jobs' placements name, by name (null when absent), into `found`; true when
+  // one of them is absent and store_one would create it.
+  using Topics = std::map<std::string_view, std::shared_ptr<storage::Topic>>;
+  bool find_topics(const std::vector<StoreJob>& jobs, Topics* found) const;
   // Encodes every placement, in bounded batches per partition in order, and queues them
-  // (queue_appends).
-  void store_one(StoreJob job);
+  // (queue_appends). `found`: topics already looked up (others are looked up here).
+  void store_one(StoreJob job, const Topics& found);
   // One partition's encoded batches, and per batch the input each record answers for.
   struct AppendJob {
     std::shared_ptr<storage::Topic> topic;

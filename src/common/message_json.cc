@@ -38,7 +38,6 @@ Status MessageViews::add(const boost::json::value& json, int64_t default_timesta
     return s;
   };
   bool has_value = false;
-  std::string* decoded_value = nullptr;
   for (const auto& [name, v] : obj) {
     if (name == "key") {
       if (v.is_null()) continue;
@@ -56,8 +55,7 @@ Status MessageViews::add(const boost::json::value& json, int64_t default_timesta
         return fail(field_error("value_base64", "give either value or value_base64, not both"));
       auto bytes = base64_decode(v.get_string());
       if (!bytes) return fail(field_error("value_base64", "not valid base64"));
-      decoded_value = &decoded.emplace_back(std::move(*bytes));
-      out.value = *decoded_value;
+      out.value = decoded.emplace_back(std::move(*bytes));
       has_value = true;
     } else if (name == "headers") {
       if (v.is_null()) continue;
@@ -70,7 +68,6 @@ Status MessageViews::add(const boost::json::value& json, int64_t default_timesta
                                                " headers exceed the limit of " +
                                                std::to_string(kMaxHeaders) + " per message"));
       }
-      headers.resize(first_header);  // a second "headers" replaces the first
       size_t bytes = 0;
       for (const auto& [hname, hvalue] : list) {
         if (!hvalue.is_string()) {

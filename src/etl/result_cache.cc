@@ -80,7 +80,9 @@ void ResultCache::offer(const Keys& keys, size_t i, int64_t timestamp, const Pro
   }
   const Message& in = *k.input;
   size_t input_bytes = in.value.size() + (in.key ? in.key->size() : 0);
-  for (const auto& [name, value] : in.headers) input_bytes += name.size() + value.size() + 64;
+  for (const auto& [name, value] : in.headers) {
+    input_bytes += name.size() + value.size() + kHeaderOverhead;
+  }
   const size_t bytes = input_bytes + bincode::encoded_size(result) + kEntryOverhead;
   if (bytes > max_bytes_) return;
   if (auto it = index_.find(k.hash); it != index_.end()) erase(it->second);

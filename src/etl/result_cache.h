@@ -78,6 +78,8 @@ class ResultCache {
 
   // What an entry costs besides its key and result bytes (list and map nodes, the entry).
   static constexpr size_t kEntryOverhead = 160;
+  // What each header of a kept input costs besides its bytes (the pair of strings).
+  static constexpr size_t kHeaderOverhead = 64;
 
  private:
   struct Entry {
