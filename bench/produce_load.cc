@@ -8,7 +8,9 @@
 //
 // --json-values 1 sends JSON sensor readings (with a content-type header); --distinct N makes
 // them vary: 0 (with --json-values) gives every message its own sensor id and reading, N > 0
-// cycles through N different messages. --rate R paces the requests to R messages/s in total
+// cycles through N different messages. Every run numbers its messages from its own random start
+// (or --first N), so that "every message different" holds across runs too: a broker that ran the
+// same load before (a result cache) has not seen them. --rate R paces the requests to R messages/s in total
 // (latency then counts from when a request was due, so that a stalled broker is not hidden).
 #include <algorithm>
 #include <boost/asio.hpp>
@@ -18,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,6 +47,8 @@ struct Options {
   // messages, in turn.
   long distinct = -1;
   double rate = 0;  // messages/s over all connections; 0: as fast as replies come
+  // The number of the first message; each connection numbers from first + index * 2^40.
+  uint64_t first = 0;
 };
 
 struct Stats {
@@ -102,7 +107,7 @@ asio::awaitable<void> run_connection(const Options& o, const std::string& body, 
   req.prepare_payload();
   beast::flat_buffer buffer;
   // Each connection numbers its messages apart from the others'.
-  uint64_t next_message = static_cast<uint64_t>(index) << 40;
+  uint64_t next_message = o.first + (static_cast<uint64_t>(index) << 40);
   // With a rate: one request every `interval`, each due at its time.
   const auto interval =
       o.rate > 0 ? std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
@@ -146,6 +151,7 @@ asio::awaitable<void> run_connection(const Options& o, const std::string& body, 
 
 int main(int argc, char** argv) {
   Options o;
+  bool first_given = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--host")
@@ -168,6 +174,8 @@ int main(int argc, char** argv) {
       o.json_values = value == "1" || value == "true";
     else if (flag == "--distinct")
       o.distinct = std::stol(value);
+    else if (flag == "--first")
+      o.first = std::stoull(value), first_given = true;
     else if (flag == "--rate")
       o.rate = std::stod(value);
     else {
@@ -175,7 +183,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  const std::string body = make_body(o, 0);
+  if (!first_given) o.first = static_cast<uint64_t>(std::random_device{}() % 4096) << 52;
+  const std::string body = make_body(o, o.first);
   asio::io_context io;
   std::vector<Stats> stats(static_cast<size_t>(o.connections));
   const auto start = Clock::now();
