@@ -74,9 +74,9 @@ tsan: bootstrap
 	  -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
 	  -DCMAKE_C_FLAGS="-fsanitize=thread" -DCMAKE_CXX_FLAGS="-fsanitize=thread -Wthread-safety -Werror=thread-safety" \
 	  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null
-	@cmake --build $(TSAN_BUILD_DIR) --target storage_test broker_test etl_test http_test
+	@cmake --build $(TSAN_BUILD_DIR) --target storage_test broker_test etl_test http_test kafka_test
 	@rm -rf $(TSAN_LOGS) && mkdir -p $(TSAN_LOGS)
-	@cd $(TSAN_BUILD_DIR) && failed=0; for t in storage_test broker_test etl_test http_test; do \
+	@cd $(TSAN_BUILD_DIR) && failed=0; for t in storage_test broker_test etl_test http_test kafka_test; do \
 	  TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp:log_path=$(TSAN_LOGS)/tsan:log_exe_name=1" \
 	    ./$$t --gtest_brief=1 || failed=1; done; exit $$failed
 	@if [ -n "$$(ls -A $(TSAN_LOGS))" ]; then \

@@ -25,6 +25,9 @@ packages=(
   librust-serde-dev librust-serde-derive-dev librust-serde-json-dev librust-bincode-dev
   # inspection of modules, tests
   binaryen wabt curl jq python3 openssl
+  # Kafka clients for the Kafka protocol's tests (none of them is ours), and librdkafka's mock
+  # cluster for its benchmark
+  kcat python3-confluent-kafka python3-kafka librdkafka-dev
 )
 
 missing=()

@@ -221,6 +221,19 @@ void Broker::queue_appends(std::vector<AppendJob> jobs, std::vector<ProduceOutco
 
 void Broker::drain_appends() { appender_.drain(); }
 
+void Broker::append_batch(std::shared_ptr<storage::Topic> topic, uint32_t partition,
+                          storage::EncodedBatch batch, BatchDone done) {
+  storage::PartitionLog& log = topic->partition(partition);
+  std::vector<storage::EncodedBatch> batches;
+  batches.push_back(std::move(batch));
+  appender_.append(log, topic, std::move(batches),
+                   [this, topic, partition, done = std::move(done)](
+                       std::vector<Result<storage::AppendResult>> results) {
+                     if (results.front().is_ok()) notify(topic->name(), partition);
+                     done(std::move(results.front()));
+                   });
+}
+
 Result<std::vector<ProduceOutcome>> Broker::produce(std::string_view topic_name,
                                                     std::vector<ProduceRecord> records) {
   std::promise<Result<std::vector<ProduceOutcome>>> stored;

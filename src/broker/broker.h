@@ -144,6 +144,17 @@ class Broker {
       std::string topic, std::span<const MessageView> messages,
       std::span<const std::optional<uint32_t>> partitions, ProduceDone done);
 
+  // Whether inline pipelines apply to `topic` now. The Kafka front end stores a client's batch
+  // as it came when none does, and otherwise produces its records through produce().
+  bool has_pipelines(const std::string& topic) const { return route_for(topic).plan != nullptr; }
+
+  // Appends a client's RecordBatch (checked by the caller: whole, CRC right, records that
+  // decode) to `topic`/`partition` as it is; the appender writes its base offset in. `done` is
+  // called on the appender thread; consumers waiting on the partition are woken.
+  using BatchDone = std::function<void(Result<storage::AppendResult>)>;
+  void append_batch(std::shared_ptr<storage::Topic> topic, uint32_t partition,
+                    storage::EncodedBatch batch, BatchDone done);
+
   // Reads from one partition; kNotFound for an unknown topic or partition, kOutOfRange (field
   // "offset") for an offset out of range (the message names the valid range). Reads the disk on
   // the calling thread.

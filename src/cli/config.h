@@ -39,6 +39,13 @@ struct AdminSection {
   uint32_t max_connections = 256;  // admin API connections served at once
 };
 
+// [kafka]: the Kafka protocol listener (docs/kafka.md).
+struct KafkaSection {
+  std::string listen;               // host:port; empty: no Kafka listener
+  std::string advertised_listener;  // host:port put in Metadata; empty: listen's
+  uint64_t max_request_bytes = 100ull * 1024 * 1024;  // larger frames close the connection
+};
+
 // [http]: limits shared by both HTTP listeners.
 struct HttpSection {
   uint64_t max_body_bytes = 64ull * 1024 * 1024;
@@ -145,6 +152,7 @@ struct SecuritySection {
 struct Config {
   BrokerSection broker;
   AdminSection admin;
+  KafkaSection kafka;
   HttpSection http;
   StorageSection storage;
   EtlSection etl;

@@ -86,6 +86,28 @@ Status check_together(const Config& config, const std::string& source, const Key
                 "expected an address other than broker.listen (" + config.broker.listen +
                     "), got " + json_quoted(config.admin.listen));
   }
+  if (!config.kafka.listen.empty()) {
+    auto kafka = parse_listen_address(config.kafka.listen);
+    for (const auto& [other, address] : {std::pair{"broker.listen", &*data}, {"admin.listen", &*admin}}) {
+      if (kafka->port == address->port && kafka->port != 0 &&
+          (kafka->host == address->host || is_any_address(kafka->host) ||
+           is_any_address(address->host))) {
+        return fail(origin_of("kafka.listen"), "kafka.listen",
+                    std::string("expected an address other than ") + other + ", got " +
+                        json_quoted(config.kafka.listen));
+      }
+    }
+  }
+  if (!config.kafka.listen.empty() && !security.tokens_file.empty()) {
+    return fail(origin_of("kafka.listen"), "kafka.listen",
+                "the Kafka listener cannot check security.tokens_file yet (SASL/PLAIN is not "
+                "built): set kafka.listen = \"\" while tokens are required");
+  }
+  if (!config.kafka.listen.empty() && !security.tls_cert.empty()) {
+    return fail(origin_of("kafka.listen"), "kafka.listen",
+                "the Kafka listener does not speak TLS yet: set kafka.listen = \"\" while "
+                "security.tls_cert is set");
+  }
   return Status::ok();
 }
 

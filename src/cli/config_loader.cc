@@ -382,6 +382,7 @@ class Loader {
     };
     warn("broker.listen", config_.broker.listen, "data API");
     warn("admin.listen", config_.admin.listen, "admin API");
+    warn("kafka.listen", config_.kafka.listen, "Kafka API");
   }
 
   const std::string source_;

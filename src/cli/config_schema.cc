@@ -74,6 +74,16 @@ const StringRule kOptionalPath{"a path (empty: the default)",
 const StringRule kPath{"a non-empty path", [](const std::string& s) { return !s.empty(); }};
 const StringRule kListen{"host:port with a port between 0 and 65535 (0: any free port)",
                          [](const std::string& s) { return parse_listen_address(s).is_ok(); }};
+const StringRule kOptionalListen{
+    "host:port with a port between 0 and 65535, or \"\" (off)",
+    [](const std::string& s) { return s.empty() || parse_listen_address(s).is_ok(); }};
+const StringRule kOptionalAdvertised{
+    "host:port with a port between 1 and 65535, or \"\" (the listen address)",
+    [](const std::string& s) {
+      if (s.empty()) return true;
+      auto a = parse_listen_address(s);
+      return a.is_ok() && a->port != 0 && !a->host.empty();
+    }};
 const StringRule kTopicName{
     "a topic name: 1 to 249 letters, digits, '.', '_' or '-'",
     [](const std::string& s) { return storage::validate_topic_name(s).is_ok(); }};
@@ -207,6 +217,10 @@ const std::vector<KeySpec>& key_specs() {
 
       text(WASMQ_KEY(admin.listen), kListen),
       integer(WASMQ_KEY(admin.max_connections), 1, 1'000'000),
+
+      text(WASMQ_KEY(kafka.listen), kOptionalListen),
+      text(WASMQ_KEY(kafka.advertised_listener), kOptionalAdvertised),
+      integer(WASMQ_KEY(kafka.max_request_bytes), kKiB, kGiB, Unit::kBytes),
 
       integer(WASMQ_KEY(http.max_body_bytes), kKiB, kGiB, Unit::kBytes),
 

@@ -24,6 +24,8 @@
 #include "http/server.h"
 #include "http/status_api.h"
 #include "http/tls.h"
+#include "kafka/server.h"
+#include "kafka/service.h"
 #include "storage/topic_store.h"
 #include "wasm/engine.h"
 
@@ -323,6 +325,40 @@ int serve(const std::string& config_path) {
     admin_api.stop(std::chrono::seconds(0));
     return fail(s.message());
   }
+  // The Kafka listener (kafka.listen; "" leaves it off), started before the ready lines.
+  std::unique_ptr<kafka::Service> kafka_service;
+  std::unique_ptr<kafka::Server> kafka_api;
+  std::string kafka_line;
+  if (!config.kafka.listen.empty()) {
+    auto listen = parse_listen_address(config.kafka.listen);
+    if (!listen.is_ok()) return fail("kafka.listen: " + listen.status().message());
+    kafka::ServerOptions o;
+    o.host = listen->host;
+    o.port = listen->port;
+    o.io_threads = config.broker.io_threads == 0 ? 1 : config.broker.io_threads;
+    o.max_request_bytes = config.kafka.max_request_bytes;
+    kafka::ServiceOptions so;
+    so.auto_create_topics = config.broker.auto_create_topics;
+    kafka_service = std::make_unique<kafka::Service>(broker, so);
+    kafka_api = std::make_unique<kafka::Server>(o, *kafka_service);
+    auto advertise = [&](uint16_t port) {
+      ListenAddress advertised = *listen;
+      if (!config.kafka.advertised_listener.empty()) {
+        advertised = *parse_listen_address(config.kafka.advertised_listener);
+      } else {
+        advertised.port = port;
+        // A wildcard is no address to connect to: clients on this machine use loopback.
+        if (advertised.host == "0.0.0.0" || advertised.host == "::") advertised.host = "127.0.0.1";
+      }
+      kafka_service->set_advertised(advertised.host, advertised.port);
+    };
+    if (Status s = kafka_api->start(advertise); !s.is_ok()) {
+      data_api.stop(std::chrono::seconds(0));
+      admin_api.stop(std::chrono::seconds(0));
+      return fail(s.message());
+    }
+    kafka_line = "wasmq: Kafka API on " + listen->host + ":" + std::to_string(kafka_api->port());
+  }
   auto url = [&](const ListenAddress& listen, uint16_t port) {
     const std::string host =
         listen.host.find(':') != std::string::npos ? "[" + listen.host + "]" : listen.host;
@@ -330,6 +366,7 @@ int serve(const std::string& config_path) {
   };
   // The ready lines (stdout): scripts and tests wait for the data API's, which comes last.
   std::cout << "wasmq: admin API on " << url(*admin_listen, admin_api.port()) << std::endl;
+  if (!kafka_line.empty()) std::cout << kafka_line << std::endl;
   std::cout << "wasmq: data API on " << url(*data_listen, data_api.port()) << " (data in "
             << std::filesystem::absolute(config.broker.data_dir).lexically_normal().string() << ")"
             << std::endl;
@@ -338,6 +375,7 @@ int serve(const std::string& config_path) {
   int received = 0;
   sigwait(&signals, &received);
   logger.info("{}: stopping", received == SIGINT ? "SIGINT" : "SIGTERM");
+  if (kafka_api) kafka_api->stop(std::chrono::seconds(10));
   data_api.stop(std::chrono::seconds(10));
   admin_api.stop(std::chrono::seconds(10));
   // Stream pipelines commit their batch in flight; the ETL workers finish the batches they hold

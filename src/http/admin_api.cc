@@ -5,7 +5,7 @@
 #include "common/message_json.h"
 #include "etl/compile_check.h"
 #include "etl/match.h"
-#include "http/handoff.h"
+#include "common/handoff.h"
 #include "http/json_response.h"
 #include "http/produce_body.h"
 

@@ -9,7 +9,7 @@
 #include <iterator>
 
 #include "common/message_json.h"
-#include "http/handoff.h"
+#include "common/handoff.h"
 #include "http/json_response.h"
 #include "http/produce_body.h"
 
@@ -410,9 +410,7 @@ class DataApi {
   // this I/O thread. `work` owns what it uses: this handler may be gone when it runs.
   template <typename T>
   awaitable<Result<T>> on_disk(std::function<T()> work) {
-    auto [sender, receiver] = make_handoff<T>();
-    broker_.disk_tasks().post([sender = sender, work = std::move(work)] { sender.send(work()); });
-    co_return co_await receiver.receive();
+    return run_on(broker_.disk_tasks(), std::move(work));
   }
 
   // Reads for a consumer on a disk thread.

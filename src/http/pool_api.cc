@@ -4,7 +4,7 @@
 #include <boost/json.hpp>
 
 #include "http/admin_api.h"
-#include "http/handoff.h"
+#include "common/handoff.h"
 #include "http/json_response.h"
 
 namespace wasmq::http {

@@ -1,5 +1,7 @@
 #include "http/server.h"
 
+#include "common/listen.h"
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/resource.h>
@@ -152,31 +154,10 @@ Server::~Server() {
 Status Server::start() {
   MutexLock lifecycle(lifecycle_mutex_);
   if (started_) return {StatusCode::kInternal, options_.name + ": already started"};
-  std::string address_text = fmt::format("{}:{}", options_.host, options_.port);
-  error_code error;
-  tcp::endpoint endpoint;
-  auto address = asio::ip::make_address(options_.host, error);
-  if (!error) {
-    endpoint = tcp::endpoint(address, options_.port);
-  } else {
-    tcp::resolver resolver(io_context_);
-    auto results = resolver.resolve(options_.host, std::to_string(options_.port), error);
-    if (error || results.empty()) {
-      return {StatusCode::kIo, fmt::format("{}: cannot resolve \"{}\": {}", options_.name,
-                                           options_.host, error.message())};
-    }
-    endpoint = *results.begin();
+  if (Status s = listen_on(acceptor_, options_.host, options_.port, options_.name); !s.is_ok()) {
+    return s;
   }
-  auto fail = [&](std::string_view step) {
-    error_code ignored;
-    acceptor_.close(ignored);
-    return Status(StatusCode::kIo, fmt::format("{}: cannot {} {}: {}", options_.name, step,
-                                               address_text, error.message()));
-  };
-  if (acceptor_.open(endpoint.protocol(), error)) return fail("open a socket for");
-  if (acceptor_.set_option(tcp::acceptor::reuse_address(true), error)) return fail("configure");
-  if (acceptor_.bind(endpoint, error)) return fail("listen on");
-  if (acceptor_.listen(asio::socket_base::max_listen_connections, error)) return fail("listen on");
+  error_code error;
   port_ = acceptor_.local_endpoint(error).port();
   // Accepts that fail must not block (on_accept_failure accepts synchronously).
   acceptor_.non_blocking(true, error);
@@ -188,8 +169,9 @@ Status Server::start() {
   unsigned threads = options_.io_threads;
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { run_io_thread(); });
-  logger_.info("{}: listening on {}:{} ({} I/O threads)", options_.name,
-               endpoint.address().to_string(), port_, threads);
+  logger_.info("{}: listening on {} ({} I/O threads)", options_.name,
+               fmt::format("{}:{}", acceptor_.local_endpoint(error).address().to_string(), port_),
+               threads);
   return Status::ok();
 }
 

@@ -31,6 +31,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <span>
 #include <string>
@@ -90,6 +91,19 @@ struct ReadResult {
   std::vector<CorruptRange> skipped;
 };
 
+// Whole stored batches as they are on disk (for the Kafka front end's Fetch).
+struct BatchRead {
+  std::string bytes;           // whole batches, in offset order
+  int64_t high_watermark = 0;  // one past the last stored offset
+  int64_t log_start_offset = 0;
+};
+
+// The first record at or after a time (ListOffsets by timestamp).
+struct TimeOffset {
+  int64_t offset = 0;
+  int64_t timestamp = 0;
+};
+
 class PartitionLog {
  public:
   // Opens (creating if needed) the log in `dir`, recovering it. Lines describing each repair
@@ -121,6 +135,15 @@ class PartitionLog {
   // are skipped and reported in `skipped`.
   Result<ReadResult> read(int64_t offset, size_t max_messages, size_t max_bytes) const;
 
+  // Whole batches from the one holding `offset` on, as stored (CRC checked), stopping before the
+  // batch that would pass `max_bytes` (the first batch is returned whatever its size). Corrupt
+  // stretches are stepped over (and quarantined when met first) as read() does; errors as read().
+  Result<BatchRead> read_batches(int64_t offset, size_t max_bytes) const;
+
+  // The first record whose timestamp is at or after `timestamp` (nullopt when none is). Reads
+  // every batch header from the log start on: a time index is not kept yet.
+  Result<std::optional<TimeOffset>> offset_for_time(int64_t timestamp) const;
+
   int64_t start_offset() const;
   int64_t next_offset() const;  // the high watermark
   uint64_t size_bytes() const;
@@ -145,6 +168,16 @@ class PartitionLog {
   // A new, empty segment at `base`, its files created and their directory entries synced.
   Result<std::shared_ptr<Segment>> create_segment(int64_t base);
   Status roll_locked() REQUIRES(mutex_);
+  // What read() and read_batches() share: from the batch holding `offset` on, every whole batch
+  // in order. `visit(header, bytes)` says whether to go on (kNext), to stop (kStop), or that the
+  // batch is bad (kBad: it is quarantined and the walk goes on past it, never visiting a batch
+  // twice). `on_skip(first, end, corrupt)` is told of offsets that hold nothing: a corrupt
+  // stretch, or a gap before the next segment. Sets the log start and high watermark.
+  enum class Visit { kNext, kStop, kBad };
+  using SkipFn = std::function<void(int64_t first, int64_t end, bool corrupt)>;
+  using VisitFn = std::function<Visit(const BatchHeader& header, std::vector<uint8_t>& bytes)>;
+  Status walk(int64_t offset, const SkipFn& on_skip, const VisitFn& visit, int64_t* log_start,
+              int64_t* high_watermark) const;
   Status sync_through(int64_t offset);
   // A Status for a failed file operation: the caller gets the label and `cause`, the log the
   // path.

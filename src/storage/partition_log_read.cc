@@ -73,9 +73,9 @@ Status PartitionLog::quarantine_for_read(const std::shared_ptr<Segment>& segment
   return Status::ok();
 }
 
-Result<ReadResult> PartitionLog::read(int64_t offset, size_t max_messages, size_t max_bytes) const {
-  ReadResult result;
-  // What a read may use of a segment, taken under the lock: the segment's state changes with
+Status PartitionLog::walk(int64_t offset, const SkipFn& on_skip, const VisitFn& visit,
+                          int64_t* log_start, int64_t* high_watermark) const {
+  // What a walk may use of a segment, taken under the lock: the segment's state changes with
   // appends (its index grows), so nothing of it is touched outside the lock but these copies
   // and its immutable fields.
   struct View {
@@ -87,49 +87,37 @@ Result<ReadResult> PartitionLog::read(int64_t offset, size_t max_messages, size_
     std::vector<Segment::Quarantined> corrupt;
   };
   std::vector<View> views;
-  auto take_views = [&]() -> Status {
+  {
     MutexLock lock(mutex_);
     if (closed_) return Status(StatusCode::kNotFound, label_ + ": the topic was deleted");
-    result.log_start_offset = segments_.front()->base_offset;
-    result.high_watermark = segments_.back()->next_offset;
-    views.clear();
+    *log_start = segments_.front()->base_offset;
+    *high_watermark = segments_.back()->next_offset;
     for (const auto& s : segments_) {
       if (s->next_offset > offset) {
         auto [position, at] = s->position_for(std::max(offset, s->base_offset));
         views.push_back({s, s->size, s->next_offset, position, at, s->corrupt});
       }
     }
-    return Status::ok();
-  };
-  if (Status s = take_views(); !s.is_ok()) return s;
-  if (offset < result.log_start_offset || offset > result.high_watermark) {
+  }
+  if (offset < *log_start || offset > *high_watermark) {
     return Status(StatusCode::kOutOfRange,
                   "offset " + std::to_string(offset) + " is out of range [" +
-                      std::to_string(result.log_start_offset) + ", " +
-                      std::to_string(result.high_watermark) + "]",
+                      std::to_string(*log_start) + ", " + std::to_string(*high_watermark) + "]",
                   "offset");
   }
-  result.next_offset = offset;
-  size_t bytes = 0;
+  bool visited = false;
   std::vector<uint8_t> batch;
-  std::vector<Record> records;
-  auto skip = [&](int64_t first, int64_t end) {
-    first = std::max(first, result.next_offset);
-    if (end <= first) return;
-    result.skipped.push_back({first, end});
-    result.next_offset = end;
-  };
-  for (size_t i = 0; i < views.size() && result.records.size() < max_messages; ++i) {
+  for (size_t i = 0; i < views.size(); ++i) {
     View& v = views[i];
     auto file = v.segment->log_file();
     if (!file.is_ok()) {
       {
         MutexLock lock(mutex_);
         if (v.segment->removed) {
-          if (!result.records.empty()) return result;
+          if (visited) return Status::ok();
           // Retention removed it since the snapshot: the log starts later now.
           return Status(StatusCode::kOutOfRange,
-                        "offset " + std::to_string(result.next_offset) + " is out of range [" +
+                        "offset " + std::to_string(offset) + " is out of range [" +
                             std::to_string(segments_.front()->base_offset) + ", " +
                             std::to_string(segments_.back()->next_offset) + "]",
                         "offset");
@@ -141,37 +129,40 @@ Result<ReadResult> PartitionLog::read(int64_t offset, size_t max_messages, size_
     int repairs = 0;
     uint64_t position = v.start_position;
     int64_t expected = v.start_offset;
-    while (position < v.size && result.records.size() < max_messages) {
+    // Batches before `resume` were visited already (a walk that met corruption starts the
+    // segment again after quarantining it).
+    int64_t resume = v.start_offset;
+    while (position < v.size) {
       if (const auto* q = [&]() -> const Segment::Quarantined* {
             for (const auto& c : v.corrupt) {
               if (c.position == position) return &c;
             }
             return nullptr;
           }()) {
-        skip(q->first_offset, q->end_offset);
+        on_skip(q->first_offset, q->end_offset, true);
         position = q->end_position;
         expected = q->end_offset;
         continue;
       }
       auto header = header_at(fd, position, v.size);
       bool bad = !header || header->base_offset != expected;
-      if (!bad && header->next_offset() <= result.next_offset) {
+      if (!bad && (header->next_offset() <= offset || header->next_offset() <= resume)) {
         position += header->size();
         expected = header->next_offset();
         continue;
       }
+      Visit step = Visit::kNext;
       if (!bad) {
-        if (!result.records.empty() && bytes + header->size() > max_bytes) return result;
         batch.resize(header->size());
         if (!read_exact(fd, position, batch.data(), batch.size())) {
           return io_failure("cannot read", v.segment->log_path, errno_text());
         }
-        records.clear();
-        bad = !decode_batch(batch, &records).is_ok();
+        step = visit(*header, batch);
+        bad = step == Visit::kBad;
       }
       if (bad) {
-        // Corruption nobody has met yet: find it exactly, quarantine it, and read this segment
-        // again from where this read began in it (records already taken are passed over).
+        // Corruption nobody has met yet: find it exactly, quarantine it, and walk this segment
+        // again from where this walk began in it (batches already visited are passed over).
         if (++repairs > 64) {
           return io_failure("cannot read", v.segment->log_path, "corruption keeps changing");
         }
@@ -183,35 +174,101 @@ Result<ReadResult> PartitionLog::read(int64_t offset, size_t max_messages, size_
           MutexLock lock(mutex_);
           v.corrupt = v.segment->corrupt;
         }
+        resume = std::max(resume, expected);
         position = v.start_position;
         expected = v.start_offset;
         continue;
       }
-      bool took_all = true;
-      for (auto& r : records) {
-        if (r.offset < result.next_offset) continue;
-        if (result.records.size() >= max_messages) {
-          took_all = false;
-          break;
-        }
-        result.next_offset = r.offset + 1;
-        result.records.push_back(std::move(r));
-      }
-      // A batch's offsets run to its lastOffsetDelta even where no record is left (Kafka's
-      // compaction leaves such batches): past it, so a reader in that hole moves on.
-      if (took_all) result.next_offset = std::max(result.next_offset, header->next_offset());
-      bytes += header->size();
+      if (step == Visit::kStop) return Status::ok();
+      visited = true;
+      resume = header->next_offset();
       position += header->size();
       expected = header->next_offset();
-      if (bytes >= max_bytes) return result;
     }
-    // A gap left by a repaired segment: continue at the next segment's first offset.
-    if (i + 1 < views.size() && result.next_offset < views[i + 1].segment->base_offset &&
-        result.records.size() < max_messages) {
-      result.next_offset = views[i + 1].segment->base_offset;
+    // A gap left by a repaired segment: the next segment's first offset follows.
+    if (i + 1 < views.size()) on_skip(expected, views[i + 1].segment->base_offset, false);
+  }
+  return Status::ok();
+}
+
+Result<ReadResult> PartitionLog::read(int64_t offset, size_t max_messages, size_t max_bytes) const {
+  ReadResult result;
+  result.next_offset = offset;
+  size_t bytes = 0;
+  std::vector<Record> records;
+  auto skip = [&](int64_t first, int64_t end, bool corrupt) {
+    first = std::max(first, result.next_offset);
+    if (end <= first || result.records.size() >= max_messages) return;
+    if (corrupt) result.skipped.push_back({first, end});
+    result.next_offset = end;
+  };
+  auto visit = [&](const BatchHeader& header, std::vector<uint8_t>& batch) {
+    if (result.records.size() >= max_messages) return Visit::kStop;
+    if (!result.records.empty() && bytes + header.size() > max_bytes) return Visit::kStop;
+    records.clear();
+    if (!decode_batch(batch, &records).is_ok()) return Visit::kBad;
+    bool took_all = true;
+    for (auto& r : records) {
+      if (r.offset < result.next_offset) continue;
+      if (result.records.size() >= max_messages) {
+        took_all = false;
+        break;
+      }
+      result.next_offset = r.offset + 1;
+      result.records.push_back(std::move(r));
     }
+    // A batch's offsets run to its lastOffsetDelta even where no record is left (Kafka's
+    // compaction leaves such batches): past it, so a reader in that hole moves on.
+    if (took_all) result.next_offset = std::max(result.next_offset, header.next_offset());
+    bytes += header.size();
+    return bytes >= max_bytes || result.records.size() >= max_messages ? Visit::kStop : Visit::kNext;
+  };
+  if (Status s = walk(offset, skip, visit, &result.log_start_offset, &result.high_watermark);
+      !s.is_ok()) {
+    return s;
   }
   return result;
+}
+
+Result<BatchRead> PartitionLog::read_batches(int64_t offset, size_t max_bytes) const {
+  BatchRead result;
+  auto skip = [](int64_t, int64_t, bool) {};
+  auto visit = [&](const BatchHeader& header, std::vector<uint8_t>& batch) {
+    if (!result.bytes.empty() && result.bytes.size() + header.size() > max_bytes) return Visit::kStop;
+    if (!batch_crc_ok(batch)) return Visit::kBad;
+    result.bytes.append(reinterpret_cast<const char*>(batch.data()), batch.size());
+    return Visit::kNext;
+  };
+  if (Status s = walk(offset, skip, visit, &result.log_start_offset, &result.high_watermark);
+      !s.is_ok()) {
+    return s;
+  }
+  return result;
+}
+
+Result<std::optional<TimeOffset>> PartitionLog::offset_for_time(int64_t timestamp) const {
+  std::optional<TimeOffset> found;
+  std::vector<Record> records;
+  auto skip = [](int64_t, int64_t, bool) {};
+  auto visit = [&](const BatchHeader& header, std::vector<uint8_t>& batch) {
+    if (header.max_timestamp < timestamp) return Visit::kNext;
+    records.clear();
+    if (!decode_batch(batch, &records).is_ok()) return Visit::kBad;
+    for (const auto& r : records) {
+      if (r.message.timestamp >= timestamp) {
+        found = TimeOffset{r.offset, r.message.timestamp};
+        return Visit::kStop;
+      }
+    }
+    return Visit::kNext;
+  };
+  int64_t start = 0, end = 0;
+  if (Status s = walk(this->start_offset(), skip, visit, &start, &end); !s.is_ok()) {
+    // Retention may move the start between the two calls: once more from the new start.
+    if (s.code() != StatusCode::kOutOfRange) return s;
+    if (Status again = walk(this->start_offset(), skip, visit, &start, &end); !again.is_ok()) return again;
+  }
+  return found;
 }
 
 }  // namespace wasmq::storage

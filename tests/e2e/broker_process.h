@@ -48,6 +48,8 @@ class BrokerProcess {
   std::filesystem::path log_path() const { return dir_ / "broker.log"; }
   const std::string& data_url() const { return data_url_; }
   const std::string& admin_url() const { return admin_url_; }
+  // host:port of the Kafka listener; empty when kafka.listen is not set.
+  const std::string& kafka_address() const { return kafka_address_; }
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
 
@@ -88,6 +90,11 @@ class BrokerProcess {
       // The ready lines: "wasmq: admin API on http(s)://HOST:PORT", then "... data API on ...".
       admin_url_ = url_after(seen, "admin API on ");
       data_url_ = url_after(seen, "data API on ");
+      // "wasmq: Kafka API on HOST:PORT" comes before the data API's line, when kafka.listen is set.
+      if (size_t at = seen.find("Kafka API on "); at != std::string::npos && !data_url_.empty()) {
+        at += 13;
+        kafka_address_ = seen.substr(at, seen.find('\n', at) - at);
+      }
     }
   }
 
@@ -126,6 +133,7 @@ class BrokerProcess {
     pid_ = -1;
     data_url_.clear();
     admin_url_.clear();
+    kafka_address_.clear();
     if (stdout_fd_ >= 0) ::close(stdout_fd_);
     stdout_fd_ = -1;
     if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -137,6 +145,7 @@ class BrokerProcess {
   int stdout_fd_ = -1;
   std::string data_url_;
   std::string admin_url_;
+  std::string kafka_address_;
 };
 
 }  // namespace wasmq::testing

@@ -34,16 +34,14 @@ inline std::string quote(const std::string& s) {
   return q + "'";
 }
 
-// Runs wasmq with `args` and `input` on stdin.
-inline CommandRun wasmq(const std::vector<std::string>& args, const std::string& input) {
+// Runs `command` (a shell command line) with `input` on stdin.
+inline CommandRun shell(const std::string& command, const std::string& input = "") {
   namespace fs = std::filesystem;
   fs::path dir = fs::temp_directory_path() / ("wasmq-cmd-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::ofstream(dir / "in") << input;
-  std::string cmd = quote(WASMQ_BINARY);
-  for (const auto& a : args) cmd += " " + quote(a);
-  cmd += " <" + quote((dir / "in").string()) + " >" + quote((dir / "out").string()) + " 2>" +
-         quote((dir / "err").string());
+  std::string cmd = "(" + command + ") <" + quote((dir / "in").string()) + " >" +
+                    quote((dir / "out").string()) + " 2>" + quote((dir / "err").string());
   CommandRun r;
   int status = std::system(cmd.c_str());
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -57,6 +55,13 @@ inline CommandRun wasmq(const std::vector<std::string>& args, const std::string&
   }
   fs::remove_all(dir);
   return r;
+}
+
+// Runs wasmq with `args` and `input` on stdin.
+inline CommandRun wasmq(const std::vector<std::string>& args, const std::string& input) {
+  std::string cmd = quote(WASMQ_BINARY);
+  for (const auto& a : args) cmd += " " + quote(a);
+  return shell(cmd, input);
 }
 
 }  // namespace wasmq::testing

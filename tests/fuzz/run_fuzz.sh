@@ -17,7 +17,7 @@ set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-all=(bincode record_batch partition_log module pipeline config produce)
+all=(bincode record_batch partition_log module pipeline config produce kafka_request)
 
 build="" runs=0 seconds=0 seed=0 keep=0 names=()
 while [ $# -gt 0 ]; do

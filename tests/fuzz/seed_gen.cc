@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/bincode.h"
+#include "kafka/wire.h"
 #include "storage/record_batch.h"
 
 using namespace wasmq;
@@ -76,5 +77,52 @@ int main(int argc, char** argv) {
   results[1].should_continue = false;
   results[1].error = "module said no";
   write(dir / "bincode" / "vec-result", bincode::to_bytes(std::span<const ProcessResult>(results)));
+
+  // Kafka request frames (without the size prefix): a Produce v7 of one good batch, a Fetch v11
+  // and a Metadata v4, as a client sends them.
+  auto frame = [](int16_t key, int16_t version, auto body) {
+    std::string out;
+    kafka::Writer w(&out);
+    w.i16(key);
+    w.i16(version);
+    w.i32(7);
+    w.nullable_string("fuzz");
+    body(w);
+    return out;
+  };
+  write(dir / "kafka_request" / "produce-v7", frame(0, 7, [&](kafka::Writer& w) {
+          w.nullable_string(std::nullopt);
+          w.i16(-1);
+          w.i32(30000);
+          w.array_length(1);
+          w.string("topic-a");
+          w.array_length(1);
+          w.i32(0);
+          w.bytes(one);
+        }));
+  write(dir / "kafka_request" / "fetch-v11", frame(1, 11, [](kafka::Writer& w) {
+          w.i32(-1);
+          w.i32(500);
+          w.i32(1);
+          w.i32(52428800);
+          w.i8(0);
+          w.i32(0);
+          w.i32(-1);
+          w.array_length(1);
+          w.string("topic-a");
+          w.array_length(1);
+          w.i32(0);
+          w.i32(-1);
+          w.i64(0);
+          w.i64(-1);
+          w.i32(1048576);
+          w.array_length(0);
+          w.string("");
+        }));
+  write(dir / "kafka_request" / "metadata-v4", frame(3, 4, [](kafka::Writer& w) {
+          w.array_length(1);
+          w.string("topic-a");
+          w.boolean(true);
+        }));
   return 0;
 }

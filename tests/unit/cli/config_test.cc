@@ -534,13 +534,37 @@ TEST(Config, ReadsModuleSigningKeysAndNeedsThemForSignatureVerification) {
             "non-empty path, got [\"\"]");
 }
 
+TEST(Config, TheKafkaListenerIsCheckedAgainstTheOthersAndTheSecuritySettings) {
+  EXPECT_TRUE(parse_ok("[kafka]\nlisten = \"\"\n").config.kafka.listen.empty());
+  EXPECT_EQ(parse_ok("[kafka]\nlisten = \"0.0.0.0:19093\"\nadvertised_listener = \"kafka.example:9093\"\n")
+                .config.kafka.advertised_listener,
+            "kafka.example:9093");
+  EXPECT_EQ(parse_error("[kafka]\nlisten = \"127.0.0.1:9092\"\n"),
+            "broker.toml:2: kafka.listen: expected an address other than broker.listen, got "
+            "\"127.0.0.1:9092\"");
+  EXPECT_EQ(parse_error("[kafka]\nlisten = \"nine\"\n"),
+            "broker.toml:2: kafka.listen: expected host:port with a port between 0 and 65535, or "
+            "\"\" (off), got \"nine\"");
+  EXPECT_EQ(parse_error("[kafka]\nlisten = \"127.0.0.1:9093\"\nadvertised_listener = \"h:0\"\n"),
+            "broker.toml:3: kafka.advertised_listener: expected host:port with a port between 1 and "
+            "65535, or \"\" (the listen address), got \"h:0\"");
+  EXPECT_NE(parse_error("[kafka]\nlisten = \"127.0.0.1:9093\"\n[security]\ntokens_file = \"t.json\"\n")
+                .find("kafka.listen: the Kafka listener cannot check security.tokens_file yet"),
+            std::string::npos);
+}
+
 TEST(Config, ShippedDefaultFilePassesAndHoldsTheDefaults) {
   auto loaded = load_config(kSourceDir / "config" / "broker.toml", {});
   ASSERT_TRUE(loaded.is_ok()) << loaded.status().message();
   EXPECT_TRUE(loaded->warnings.empty());
   EXPECT_TRUE(loaded->config.etl.enabled);
   EXPECT_TRUE(loaded->config.etl.pipelines.empty());
-  EXPECT_EQ(json::serialize(effective_config_json(loaded->config)),
+  // One difference, on purpose: the shipped file turns the Kafka listener on (`make run` serves
+  // it); built in it is off, so that a configuration without [kafka] starts as before.
+  EXPECT_EQ(loaded->config.kafka.listen, "127.0.0.1:9093");
+  Config shipped = loaded->config;
+  shipped.kafka.listen = "";
+  EXPECT_EQ(json::serialize(effective_config_json(shipped)),
             json::serialize(effective_config_json(parse_ok("").config)));
 }
 

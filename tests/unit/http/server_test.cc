@@ -15,7 +15,7 @@
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
-#include "http/handoff.h"
+#include "common/handoff.h"
 #include "http/json_response.h"
 #include "http/server.h"
 #include "http_test_client.h"

@@ -522,6 +522,72 @@ TEST_F(PartitionLogTest, QuarantinesCorruptionThatAReadMeetsInAnOlderSegment) {
   EXPECT_EQ(read_all(*log).size(), 99u);
 }
 
+// The Kafka front end's read: whole batches as stored, across segments, bounded by bytes, always
+// at least one batch; corruption met on the way is quarantined and stepped over, and no batch is
+// handed out twice when the walk starts a segment again.
+TEST_F(PartitionLogTest, ReadsWholeBatchesAsStoredAndStepsOverCorruption) {
+  LogOptions options;
+  options.segment_bytes = 4096;
+  options.index_interval_bytes = 256;
+  {
+    auto log = open(options);
+    append_n(*log, 0, 100, 100);
+  }
+  const fs::path first = files(".log").front();
+  const auto positions = batch_positions(first);
+  ASSERT_GT(positions.size(), 10u);
+  std::string stored;
+  {
+    std::ifstream in(first, std::ios::binary);
+    stored.assign((std::istreambuf_iterator<char>(in)), {});
+  }
+  flip_byte(first, positions[5] + 70);  // offset 5's record bytes: a wrong CRC
+  auto log = open(options);
+  auto all = log->read_batches(0, 1 << 20);
+  ASSERT_TRUE(all.is_ok()) << all.status().message();
+  EXPECT_EQ(all->high_watermark, 100);
+  // Batches 0-4 are byte for byte what the segment holds; batch 5 is left out; 6 follows.
+  EXPECT_EQ(all->bytes.substr(0, positions[5]), stored.substr(0, positions[5]));
+  std::vector<int64_t> bases;
+  for (size_t at = 0; at < all->bytes.size();) {
+    auto h = parse_batch_header(std::span<const uint8_t>(
+        reinterpret_cast<const uint8_t*>(all->bytes.data()) + at, all->bytes.size() - at));
+    ASSERT_TRUE(h.is_ok());
+    bases.push_back(h->base_offset);
+    at += h->size();
+  }
+  std::vector<int64_t> expected;
+  for (int64_t i = 0; i < 100; ++i) {
+    if (i != 5) expected.push_back(i);
+  }
+  EXPECT_EQ(bases, expected);
+  ASSERT_EQ(log->corrupt_ranges().size(), 1u);
+  EXPECT_EQ(log->corrupt_ranges()[0].first_offset, 5);
+
+  // Bounded by bytes, but never empty: a limit below one batch still returns that batch.
+  auto one = log->read_batches(7, 1);
+  ASSERT_TRUE(one.is_ok());
+  auto h = parse_batch_header(std::span<const uint8_t>(
+      reinterpret_cast<const uint8_t*>(one->bytes.data()), one->bytes.size()));
+  ASSERT_TRUE(h.is_ok());
+  EXPECT_EQ(h->base_offset, 7);
+  EXPECT_EQ(h->size(), one->bytes.size());
+  EXPECT_EQ(log->read_batches(100, 1 << 20)->bytes, "");
+  EXPECT_EQ(log->read_batches(101, 1 << 20).status().code(), StatusCode::kOutOfRange);
+}
+
+TEST_F(PartitionLogTest, FindsTheFirstOffsetAtOrAfterATime) {
+  auto log = open();
+  append_n(*log, 0, 10);  // timestamps 1'700'000'000'000 + i
+  auto at = log->offset_for_time(1'700'000'000'004);
+  ASSERT_TRUE(at.is_ok());
+  ASSERT_TRUE(at->has_value());
+  EXPECT_EQ(at->value().offset, 4);
+  EXPECT_EQ(at->value().timestamp, 1'700'000'000'004);
+  EXPECT_EQ(log->offset_for_time(0)->value().offset, 0);
+  EXPECT_FALSE(log->offset_for_time(1'800'000'000'000)->has_value());
+}
+
 // Damage that a read finds at the end of the active segment: the read reports the offsets
 // skipped, so a restart must not cut them and give them to new records.
 TEST_F(PartitionLogTest, NeverReusesOffsetsAReadReportedSkipped) {

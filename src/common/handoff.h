@@ -22,6 +22,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -44,7 +45,7 @@
 #include "common/mutex.h"
 #include "common/status.h"
 
-namespace wasmq::http {
+namespace wasmq {
 
 namespace detail {
 
@@ -217,4 +218,15 @@ std::pair<HandoffSender<T>, HandoffReceiver<T>> make_handoff() {
   return {HandoffSender<T>(state), HandoffReceiver<T>(state)};
 }
 
-}  // namespace wasmq::http
+// Runs `work` on `tasks` (anything with post(std::function<void()>), such as the broker's disk
+// threads) and awaits its value without holding the calling I/O thread. `work` owns what it
+// uses: the awaiting coroutine may be gone when it runs. Pass a named std::function: GCC 12
+// destroys a temporary built inside a co_await expression twice.
+template <typename T, typename Tasks>
+boost::asio::awaitable<Result<T>> run_on(Tasks& tasks, std::function<T()> work) {
+  auto [sender, receiver] = make_handoff<T>();
+  tasks.post([sender = sender, work = std::move(work)] { sender.send(work()); });
+  co_return co_await receiver.receive();
+}
+
+}  // namespace wasmq

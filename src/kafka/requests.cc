@@ -1,0 +1,161 @@
+#include "kafka/requests.h"
+
+namespace wasmq::kafka {
+namespace {
+
+// The body must be read to its end: bytes left over mean the version's layout was not the
+// client's, and answering would guess.
+void expect_end(Reader& r) {
+  if (r.ok() && r.remaining() != 0) r.fail("bytes left after the request");
+}
+
+// Smallest encodings, so that counts are checked against what is left (Reader::array_length).
+constexpr size_t kMinString = 2;
+constexpr size_t kMinPartitionOfProduce = 4 + 4;
+
+}  // namespace
+
+MetadataRequest read_metadata(Reader& r, int16_t version) {
+  MetadataRequest m;
+  int32_t n = r.i32();
+  if (n >= 0 && static_cast<size_t>(n) > r.remaining() / kMinString) r.fail("array length larger than the request");
+  if (n < -1) r.fail("negative array length");
+  if (r.ok() && (n > 0 || (n == 0 && version >= 1))) {
+    m.topics.emplace();
+    m.topics->reserve(static_cast<size_t>(n));
+    for (int32_t i = 0; i < n && r.ok(); ++i) m.topics->push_back(r.string());
+  }
+  if (n == -1 && version == 0) r.fail("null topic list in Metadata v0");
+  if (version >= 4) m.allow_auto_topic_creation = r.boolean();
+  expect_end(r);
+  return m;
+}
+
+ProduceRequest read_produce(Reader& r, int16_t version) {
+  (void)version;  // v3-v7 share one layout
+  ProduceRequest p;
+  p.transactional_id = r.nullable_string();
+  p.acks = r.i16();
+  p.timeout_ms = r.i32();
+  int32_t topics = r.array_length(kMinString + 4);
+  p.topics.reserve(static_cast<size_t>(topics));
+  for (int32_t t = 0; t < topics && r.ok(); ++t) {
+    auto& topic = p.topics.emplace_back();
+    topic.name = r.string();
+    int32_t partitions = r.array_length(kMinPartitionOfProduce);
+    topic.partitions.reserve(static_cast<size_t>(partitions));
+    for (int32_t i = 0; i < partitions && r.ok(); ++i) {
+      auto& part = topic.partitions.emplace_back();
+      part.index = r.i32();
+      part.records = r.nullable_bytes();
+    }
+  }
+  expect_end(r);
+  return p;
+}
+
+FetchRequest read_fetch(Reader& r, int16_t version) {
+  FetchRequest f;
+  r.i32();  // replica_id: -1 for consumers
+  f.max_wait_ms = r.i32();
+  f.min_bytes = r.i32();
+  f.max_bytes = r.i32();
+  f.isolation_level = r.i8();
+  if (version >= 7) {
+    f.session_id = r.i32();
+    f.session_epoch = r.i32();
+  }
+  const size_t min_partition = 4 + (version >= 9 ? 4 : 0) + 8 + (version >= 5 ? 8 : 0) + 4;
+  int32_t topics = r.array_length(kMinString + 4);
+  f.topics.reserve(static_cast<size_t>(topics));
+  for (int32_t t = 0; t < topics && r.ok(); ++t) {
+    auto& topic = f.topics.emplace_back();
+    topic.name = r.string();
+    int32_t partitions = r.array_length(min_partition);
+    topic.partitions.reserve(static_cast<size_t>(partitions));
+    for (int32_t i = 0; i < partitions && r.ok(); ++i) {
+      auto& part = topic.partitions.emplace_back();
+      part.index = r.i32();
+      if (version >= 9) r.i32();  // current_leader_epoch
+      part.fetch_offset = r.i64();
+      if (version >= 5) r.i64();  // log_start_offset (of a follower)
+      part.max_bytes = r.i32();
+    }
+  }
+  if (version >= 7) {
+    int32_t forgotten = r.array_length(kMinString + 4);
+    for (int32_t t = 0; t < forgotten && r.ok(); ++t) {
+      r.string();
+      int32_t partitions = r.array_length(4);
+      for (int32_t i = 0; i < partitions && r.ok(); ++i) r.i32();
+    }
+  }
+  if (version >= 11) r.string();  // rack_id
+  expect_end(r);
+  return f;
+}
+
+ListOffsetsRequest read_list_offsets(Reader& r, int16_t version) {
+  ListOffsetsRequest l;
+  r.i32();                    // replica_id
+  if (version >= 2) r.i8();   // isolation_level
+  const size_t min_partition = 4 + 8 + (version == 0 ? 4 : 0);
+  int32_t topics = r.array_length(kMinString + 4);
+  l.topics.reserve(static_cast<size_t>(topics));
+  for (int32_t t = 0; t < topics && r.ok(); ++t) {
+    auto& topic = l.topics.emplace_back();
+    topic.name = r.string();
+    int32_t partitions = r.array_length(min_partition);
+    topic.partitions.reserve(static_cast<size_t>(partitions));
+    for (int32_t i = 0; i < partitions && r.ok(); ++i) {
+      auto& part = topic.partitions.emplace_back();
+      part.index = r.i32();
+      part.timestamp = r.i64();
+      if (version == 0) r.i32();  // max_num_offsets
+    }
+  }
+  expect_end(r);
+  return l;
+}
+
+CreateTopicsRequest read_create_topics(Reader& r, int16_t version) {
+  CreateTopicsRequest c;
+  int32_t topics = r.array_length(kMinString + 4 + 2 + 4 + 4);
+  c.topics.reserve(static_cast<size_t>(topics));
+  for (int32_t t = 0; t < topics && r.ok(); ++t) {
+    auto& topic = c.topics.emplace_back();
+    topic.name = r.string();
+    topic.num_partitions = r.i32();
+    topic.replication_factor = r.i16();
+    int32_t assignments = r.array_length(4 + 4);
+    topic.has_assignments = assignments > 0;
+    for (int32_t a = 0; a < assignments && r.ok(); ++a) {
+      r.i32();
+      int32_t brokers = r.array_length(4);
+      for (int32_t b = 0; b < brokers && r.ok(); ++b) r.i32();
+    }
+    int32_t configs = r.array_length(kMinString + 2);
+    topic.configs.reserve(static_cast<size_t>(configs));
+    for (int32_t k = 0; k < configs && r.ok(); ++k) {
+      std::string_view name = r.string();
+      topic.configs.emplace_back(name, r.nullable_string());
+    }
+  }
+  c.timeout_ms = r.i32();
+  if (version >= 1) c.validate_only = r.boolean();
+  expect_end(r);
+  return c;
+}
+
+DeleteTopicsRequest read_delete_topics(Reader& r, int16_t version) {
+  (void)version;  // v0-v3 share one layout
+  DeleteTopicsRequest d;
+  int32_t n = r.array_length(kMinString);
+  d.names.reserve(static_cast<size_t>(n));
+  for (int32_t i = 0; i < n && r.ok(); ++i) d.names.push_back(r.string());
+  d.timeout_ms = r.i32();
+  expect_end(r);
+  return d;
+}
+
+}  // namespace wasmq::kafka

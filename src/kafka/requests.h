@@ -1,0 +1,95 @@
+// The requests wasmq serves, decoded from a frame's body into plain structs (strings and record
+// bytes are views into the frame, which must outlive them). One function per API, for the
+// versions served (protocol.h); each reads the whole body and fails the Reader on malformed
+// bytes or bytes left over. Kafka's message schemas (clients/src/main/resources/common/message)
+// are the reference for the field order per version.
+// Pure functions; any thread. The fuzz target `kafka_request` runs them on arbitrary bytes.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "kafka/wire.h"
+
+namespace wasmq::kafka {
+
+struct MetadataRequest {
+  // nullopt: every topic (v0: an empty list means every topic too).
+  std::optional<std::vector<std::string_view>> topics;
+  bool allow_auto_topic_creation = true;  // v4+; before v4 the broker's setting decides
+};
+MetadataRequest read_metadata(Reader& r, int16_t version);
+
+struct ProduceRequest {
+  std::optional<std::string_view> transactional_id;
+  int16_t acks = -1;
+  int32_t timeout_ms = 0;
+  struct Partition {
+    int32_t index = 0;
+    std::optional<std::span<const uint8_t>> records;  // null: no records
+  };
+  struct Topic {
+    std::string_view name;
+    std::vector<Partition> partitions;
+  };
+  std::vector<Topic> topics;
+};
+ProduceRequest read_produce(Reader& r, int16_t version);
+
+struct FetchRequest {
+  int32_t max_wait_ms = 0;
+  int32_t min_bytes = 0;
+  int32_t max_bytes = 0x7fffffff;
+  int8_t isolation_level = 0;
+  int32_t session_id = 0;
+  int32_t session_epoch = -1;
+  struct Partition {
+    int32_t index = 0;
+    int64_t fetch_offset = 0;
+    int32_t max_bytes = 0;
+  };
+  struct Topic {
+    std::string_view name;
+    std::vector<Partition> partitions;
+  };
+  std::vector<Topic> topics;
+};
+FetchRequest read_fetch(Reader& r, int16_t version);
+
+struct ListOffsetsRequest {
+  struct Partition {
+    int32_t index = 0;
+    int64_t timestamp = 0;  // -1 latest, -2 earliest, else the first offset at or after it
+  };
+  struct Topic {
+    std::string_view name;
+    std::vector<Partition> partitions;
+  };
+  std::vector<Topic> topics;
+};
+ListOffsetsRequest read_list_offsets(Reader& r, int16_t version);
+
+struct CreateTopicsRequest {
+  struct Topic {
+    std::string_view name;
+    int32_t num_partitions = -1;      // -1: the broker's default
+    int16_t replication_factor = -1;  // -1: the broker's default
+    bool has_assignments = false;     // manual replica assignments (not supported)
+    std::vector<std::pair<std::string_view, std::optional<std::string_view>>> configs;
+  };
+  std::vector<Topic> topics;
+  int32_t timeout_ms = 0;
+  bool validate_only = false;
+};
+CreateTopicsRequest read_create_topics(Reader& r, int16_t version);
+
+struct DeleteTopicsRequest {
+  std::vector<std::string_view> names;
+  int32_t timeout_ms = 0;
+};
+DeleteTopicsRequest read_delete_topics(Reader& r, int16_t version);
+
+}  // namespace wasmq::kafka

@@ -1,0 +1,270 @@
+// The Kafka protocol as Kafka's own clients speak it (docs/kafka.md): kcat, librdkafka through
+// python3-confluent-kafka, and kafka-python, against the real binary on loopback ports. None of
+// these clients is ours; `scripts/bootstrap.sh` installs them from Debian.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "broker_api_test.h"
+#include "command.h"
+
+namespace wasmq {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using testing::quote;
+using testing::shell;
+
+// Debian's Python, which sees Debian's Kafka client modules.
+constexpr char kPython[] = "/usr/bin/python3";
+
+class KafkaTest : public testing::BrokerApiTest {
+ protected:
+  void start_with_kafka(const std::string& extra = "") {
+    start("[kafka]\nlisten = \"127.0.0.1:0\"\n" + extra);
+    kafka_ = broker_->kafka_address();
+    ASSERT_FALSE(kafka_.empty()) << "no \"Kafka API on\" line";
+  }
+  testing::CommandRun kcat(const std::string& args, const std::string& input = "") {
+    return shell("timeout 60 kcat -b " + kafka_ + " " + args, input);
+  }
+  // Runs a Python script (with the broker's Kafka address as BOOTSTRAP).
+  testing::CommandRun python(const std::string& script) {
+    const fs::path file = dir() / "client.py";
+    fs::create_directories(dir());
+    std::ofstream(file) << "BOOTSTRAP = '" << kafka_ << "'\n" << script;
+    return shell(std::string("timeout 120 ") + kPython + " " + quote(file.string()));
+  }
+  std::string kafka_;
+};
+
+TEST_F(KafkaTest, KcatReadsMetadataProducesWithKeysAndHeadersAndConsumesFromTheBeginning) {
+  start_with_kafka();
+  auto metadata = kcat("-L");
+  ASSERT_EQ(metadata.exit_code, 0) << metadata.err;
+  EXPECT_NE(metadata.out.find("broker 0 at " + kafka_), std::string::npos) << metadata.out;
+
+  auto produced = kcat("-P -t events -K: -H source=kcat -H trace=t-1", "k1:first\nk2:second value\n:no key\n");
+  ASSERT_EQ(produced.exit_code, 0) << produced.err;
+  auto consumed = kcat("-C -t events -o beginning -e -f '%k|%s|%h|%p|%o\\n'");
+  ASSERT_EQ(consumed.exit_code, 0) << consumed.err;
+  EXPECT_EQ(consumed.out,
+            "k1|first|source=kcat,trace=t-1|0|0\n"
+            "k2|second value|source=kcat,trace=t-1|0|1\n"
+            "|no key|source=kcat,trace=t-1|0|2\n");
+  // The topic was created through Metadata, with the broker's default partitions.
+  json::value topic = data("GET", "/api/v1/topics/events");
+  EXPECT_EQ(topic.at("partitions").as_int64(), 1);
+}
+
+TEST_F(KafkaTest, HttpAndKafkaClientsSeeTheSameMessagesByteForByte) {
+  start_with_kafka();
+  // HTTP → Kafka: a JSON value, a key, headers.
+  data("POST", "/api/v1/topics/cross/messages",
+       R"({"messages":[{"key":"h-1","value":"{\"a\": [1, 2, \"x y\"]}","headers":{"content-type":"application/json"}},
+                       {"key":"h-2","value":"tab\there ünïcödé"}]})");
+  auto consumed = kcat("-C -t cross -o beginning -e -f '%k|%s|%h\\n'");
+  ASSERT_EQ(consumed.exit_code, 0) << consumed.err;
+  EXPECT_EQ(consumed.out,
+            "h-1|{\"a\": [1, 2, \"x y\"]}|content-type=application/json\n"
+            "h-2|tab\there ünïcödé|\n");
+  // Kafka → HTTP.
+  ASSERT_EQ(kcat("-P -t cross -K: -H from=kafka", "k-3:value from kcat ü\n").exit_code, 0);
+  json::array messages = consume("cross");
+  ASSERT_EQ(messages.size(), 3u);
+  EXPECT_EQ(messages[2].at("key").as_string(), "k-3");
+  EXPECT_EQ(messages[2].at("value").as_string(), "value from kcat ü");
+  EXPECT_EQ(messages[2].at("headers").at("from").as_string(), "kafka");
+  EXPECT_EQ(messages[2].at("offset").as_int64(), 2);
+}
+
+TEST_F(KafkaTest, LibrdkafkaCreatesATopicProducesAndConsumesEveryPartition) {
+  start_with_kafka();
+  auto run = python(R"(
+from confluent_kafka import Producer, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+admin = AdminClient({'bootstrap.servers': BOOTSTRAP})
+for topic, future in admin.create_topics([NewTopic('four', 4, 1)]).items():
+    future.result()
+try:
+    admin.create_topics([NewTopic('bad', 1, 3)])['bad'].result()
+    print('replication 3 accepted')
+except Exception as e:
+    print('replication 3 refused:', 'INVALID_REPLICATION_FACTOR' in str(e))
+p = Producer({'bootstrap.servers': BOOTSTRAP, 'linger.ms': 5, 'acks': 'all'})
+delivered = []
+def report(err, msg):
+    delivered.append((err, msg.partition(), msg.offset()))
+for i in range(400):
+    p.produce('four', key='key-%d' % i, value='value-%d' % i, headers={'n': str(i)}, on_delivery=report)
+p.flush(30)
+errors = [d for d in delivered if d[0] is not None]
+print('delivered', len(delivered), 'errors', len(errors))
+c = Consumer({'bootstrap.servers': BOOTSTRAP, 'group.id': 'unused', 'enable.auto.commit': False})
+c.assign([TopicPartition('four', i, 0) for i in range(4)])
+seen = {}
+while len(seen) < 400:
+    m = c.poll(10)
+    if m is None:
+        break
+    if m.error():
+        print('error', m.error())
+        break
+    seen[m.key().decode()] = (m.value().decode(), dict(m.headers())['n'].decode(), m.partition(), m.offset())
+ok = all(seen['key-%d' % i][0] == 'value-%d' % i and seen['key-%d' % i][1] == str(i) for i in range(400))
+print('consumed', len(seen), 'match', ok)
+print('partitions', len({v[2] for v in seen.values()}))
+# Each message's delivery report names the partition and offset it was consumed from.
+reports = sorted((d[1], d[2]) for d in delivered)
+print('reports match', reports == sorted((v[2], v[3]) for v in seen.values()))
+low, high = c.get_watermark_offsets(TopicPartition('four', 0), timeout=10)
+print('watermarks', low, high == sum(1 for v in seen.values() if v[2] == 0))
+c.close()
+)");
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("replication 3 refused: True"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("delivered 400 errors 0"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("consumed 400 match True"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("partitions 4"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("reports match True"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("watermarks 0 True"), std::string::npos) << run.out;
+  json::value topic = data("GET", "/api/v1/topics/four");
+  EXPECT_EQ(topic.at("partitions").as_int64(), 4);
+}
+
+TEST_F(KafkaTest, KafkaPythonProducesAndConsumes) {
+  start_with_kafka();
+  auto run = python(R"(
+from kafka import KafkaProducer, KafkaConsumer, TopicPartition
+p = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks='all', api_version_auto_timeout_ms=10000)
+futures = [p.send('py', key=b'k%d' % i, value=b'v%d' % i, headers=[('h', b'%d' % i)]) for i in range(50)]
+offsets = [f.get(timeout=30).offset for f in futures]
+print('offsets', offsets == list(range(50)))
+p.close()
+c = KafkaConsumer(bootstrap_servers=BOOTSTRAP, consumer_timeout_ms=5000, enable_auto_commit=False)
+c.assign([TopicPartition('py', 0)])
+c.seek_to_beginning()
+got = [(m.key, m.value, m.headers, m.offset) for m in c]
+print('consumed', len(got), got[7] == (b'k7', b'v7', [('h', b'7')], 7))
+print('end', c.end_offsets([TopicPartition('py', 0)])[TopicPartition('py', 0)])
+c.close()
+)");
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("offsets True"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("consumed 50 True"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("end 50"), std::string::npos) << run.out;
+}
+
+// Bytes that are not Kafka close their own connection and nothing else.
+TEST_F(KafkaTest, HostileBytesCloseOneConnectionAndTheBrokerServesTheOthers) {
+  start_with_kafka();
+  ASSERT_EQ(kcat("-P -t steady", "before\n").exit_code, 0);
+  auto run = python(R"(
+import socket, struct
+host, port = BOOTSTRAP.split(':')
+def closed_after(payload, wait=5):
+    s = socket.create_connection((host, int(port)))
+    s.settimeout(wait)
+    s.sendall(payload)
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return 'closed'
+    except socket.timeout:
+        return 'open'
+    except ConnectionResetError:
+        return 'closed'
+    finally:
+        s.close()
+# A client that stays connected meanwhile, then asks for ApiVersions.
+quiet = socket.create_connection((host, int(port)))
+cases = {
+  'garbage': b'GET / HTTP/1.1\r\nHost: x\r\n\r\n',
+  'huge length': struct.pack('>i', 2000000000) + b'x' * 100,
+  'negative length': struct.pack('>i', -5) + b'xxxx',
+  'tiny length': struct.pack('>i', 3) + b'abc',
+  'unknown api key': struct.pack('>ihhih', 10, 999, 0, 1, -1),
+  'truncated body': struct.pack('>ihhih', 40, 3, 4, 1, -1) + struct.pack('>i', 5),
+  # Metadata v1 asking for every topic, and two bytes more inside the frame.
+  'bytes left over': struct.pack('>ihhihi', 16, 3, 1, 1, -1, -1) + b'\x00\x00',
+}
+for name, payload in cases.items():
+    # A truncated frame is closed only when the client gives up; the rest at once.
+    if name == 'truncated body':
+        s = socket.create_connection((host, int(port)))
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(5)
+        print(name, 'closed' if s.recv(10) == b'' else 'answered')
+        s.close()
+    else:
+        print(name, closed_after(payload))
+quiet.sendall(struct.pack('>ihhih', 10, 18, 0, 9, -1))
+size = struct.unpack('>i', quiet.recv(4))[0]
+body = b''
+while len(body) < size:
+    body += quiet.recv(size - len(body))
+print('quiet client answered', struct.unpack('>ih', body[:6]) == (9, 0))
+)");
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  for (const char* name : {"garbage", "huge length", "negative length", "tiny length",
+                           "unknown api key", "truncated body", "bytes left over"}) {
+    EXPECT_NE(run.out.find(std::string(name) + " closed"), std::string::npos) << name << "\n" << run.out;
+  }
+  EXPECT_NE(run.out.find("quiet client answered True"), std::string::npos) << run.out;
+  // The broker is up and serves both protocols.
+  ASSERT_EQ(kcat("-P -t steady", "after\n").exit_code, 0);
+  auto consumed = kcat("-C -t steady -o beginning -e -f '%s\\n'");
+  EXPECT_EQ(consumed.out, "before\nafter\n") << consumed.err;
+  data("GET", "/health");
+}
+
+// Pipelines apply to what Kafka clients produce exactly as to HTTP producers: transformed,
+// filtered, dead-lettered.
+TEST_F(KafkaTest, PipelinesApplyToWhatKafkaClientsProduce) {
+  start_with_kafka();
+  upload("etl_tagger", "tagger");
+  upload("etl_faulty", "faulty");
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "kafka-in", "error_handling": "SendToDeadLetter",
+    "stages": [
+      {"priority": 0, "modules": [{"module_id": "tagger",
+        "topic_filters": [{"filter_type": "Exact", "pattern": "kin"}],
+        "instance_config": {"custom_config": {"filter_word": "drop", "header": "tagged", "append": "!"}}}]},
+      {"priority": 1, "modules": [{"module_id": "faulty",
+        "topic_filters": [{"filter_type": "Exact", "pattern": "kin"}],
+        "instance_config": {"custom_config": {"error_word": "boom"}}}]}]})",
+        201);
+  ASSERT_EQ(kcat("-P -t kin -K:", "a:keep one\nb:drop this\nc:boom\nd:keep two\n").exit_code, 0);
+  auto consumed = kcat("-C -t kin -o beginning -e -f '%k|%s\\n'");
+  ASSERT_EQ(consumed.exit_code, 0) << consumed.err;
+  EXPECT_EQ(consumed.out, "a|keep one!\nd|keep two!\n");
+  auto headers = kcat("-C -t kin -o beginning -e -f '%h\\n'");
+  EXPECT_EQ(std::count(headers.out.begin(), headers.out.end(), '\n'), 2) << headers.out;
+  EXPECT_EQ(headers.out.find("tagged=1"), 0u) << headers.out;
+  auto dead = kcat("-C -t dlq.etl.kin -o beginning -e -f '%k|%s\\n'");
+  ASSERT_EQ(dead.exit_code, 0) << dead.err;
+  EXPECT_NE(dead.out.find("c|boom"), std::string::npos) << dead.out;
+  EXPECT_EQ(std::count(dead.out.begin(), dead.out.end(), '\n'), 1) << dead.out;
+  // The same over HTTP gives the same outcome.
+  json::value produced = data("POST", "/api/v1/topics/kin/messages", R"({"key":"e","value":"keep three"})");
+  EXPECT_EQ(produced.at("results").at(0).at("status").as_string(), "stored");
+  EXPECT_EQ(consume("kin").back().at("value").as_string(), "keep three!");
+}
+
+TEST_F(KafkaTest, TheListenerIsOffUnlessConfiguredAndRefusesToRunWithoutSasl) {
+  start();
+  EXPECT_TRUE(broker_->kafka_address().empty());
+  // With tokens required, a Kafka listener without SASL would let anyone in: refused at start.
+  const fs::path config = dir() / "with-tokens.toml";
+  std::ofstream(config) << "[kafka]\nlisten = \"127.0.0.1:0\"\n[security]\ntokens_file = \"tokens.json\"\n";
+  auto checked = testing::wasmq({"config", "check", config.string()}, "");
+  EXPECT_NE(checked.exit_code, 0);
+  EXPECT_NE((checked.out + checked.err).find("kafka.listen"), std::string::npos) << checked.out << checked.err;
+}
+
+}  // namespace
+}  // namespace wasmq
