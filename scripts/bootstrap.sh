@@ -13,7 +13,7 @@ packages=(
   # C++ build
   cmake g++ make pkg-config ninja-build
   libboost1.81-dev libsimdjson-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
-  libre2-dev libssl-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
+  libre2-dev libssl-dev zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
   # V8's runtime libraries (libnode108 itself is unpacked below)
   libicu72 libuv1 libuv1-dev libc-ares2 libnghttp2-14 libbrotli1 libssl3 zlib1g
   # C/C++ modules -> wasm32-wasi

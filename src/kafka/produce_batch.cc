@@ -37,9 +37,9 @@ CheckedBatch check_produce_batch(std::optional<std::span<const uint8_t>> records
   }
   if (!storage::batch_crc_ok(bytes)) return refuse(error::kCorruptMessage, "the batch's CRC does not match");
   const int16_t attributes = batch_attributes(bytes);
-  if (attributes & 0x7) {
+  if ((attributes & 0x7) > 4) {
     return refuse(error::kUnsupportedCompressionType,
-                  "compressed batches (codec " + std::to_string(attributes & 0x7) + ") are not accepted yet");
+                  "compression codec " + std::to_string(attributes & 0x7) + " is not one of Kafka's");
   }
   if (attributes & 0x30) {
     return refuse(error::kInvalidRecord, "transactional and control batches are not supported");

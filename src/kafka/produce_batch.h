@@ -1,6 +1,7 @@
 // What a producer sent for one partition, checked before anything is stored (Kafka's
 // LogValidator, for what wasmq accepts): exactly one RecordBatch v2, whole, its CRC-32C right,
-// uncompressed, neither transactional nor a control batch, no larger than kMaxBatchBytes, with
+// uncompressed or with one of Kafka's codecs (records that decompress within
+// storage::kMaxDecompressedBytes), neither transactional nor a control batch, no larger than kMaxBatchBytes, with
 // records that decode and agree with its header. A batch that fails is refused with the error
 // code a Kafka client expects, and nothing of it is stored.
 // Pure function; any thread.

@@ -578,7 +578,10 @@ awaitable<Result<Response>> Service::create_topics(const RequestHeader& h, Reade
       continue;
     }
     if (t.num_partitions > 0) settings.partitions = static_cast<uint32_t>(t.num_partitions);
-    for (const auto& [key, value] : t.configs) {
+    for (const auto& config : t.configs) {
+      // Named, not a structured binding: clang 14 cannot capture one in the lambda below.
+      const std::string_view key = config.first;
+      const std::optional<std::string_view> value = config.second;
       auto number = [&](std::optional<int64_t>* into) {
         try {
           size_t used = 0;

@@ -1,5 +1,7 @@
 #include "storage/record_batch.h"
 
+#include "storage/compression.h"
+
 #include <cstring>
 #include <limits>
 
@@ -217,6 +219,7 @@ Result<BatchHeader> parse_batch_header(std::span<const uint8_t> bytes) {
   h.base_timestamp = static_cast<int64_t>(get_be(p + 27, 8));
   h.max_timestamp = static_cast<int64_t>(get_be(p + 35, 8));
   h.record_count = static_cast<int32_t>(get_be(p + 57, 4));
+  h.attributes = static_cast<int16_t>(get_be(p + kAttributesOffset, 2));
   if (h.base_offset < 0) return corrupt("negative base offset");
   if (h.batch_length < static_cast<int32_t>(kBatchHeaderSize - kBatchLogOverhead)) {
     return corrupt("batch length " + std::to_string(h.batch_length) + " shorter than its header");
@@ -243,7 +246,16 @@ Status decode_batch(std::span<const uint8_t> batch, std::vector<Record>* out) {
   if (!header.is_ok()) return header.status();
   if (header->size() != batch.size()) return corrupt("batch length disagrees with its size");
   if (!batch_crc_ok(batch)) return corrupt("CRC mismatch");
-  Reader r(batch.data() + kBatchHeaderSize, batch.data() + batch.size());
+  std::span<const uint8_t> records = batch.subspan(kBatchHeaderSize);
+  std::string decompressed;
+  if (batch_codec(*header) != 0) {
+    auto plain = decompress(batch_codec(*header), records, kMaxDecompressedBytes);
+    if (!plain.is_ok()) return corrupt(plain.status().message());
+    decompressed = std::move(*plain);
+    records = {reinterpret_cast<const uint8_t*>(decompressed.data()), decompressed.size()};
+  }
+  const uint8_t* const records_end = records.data() + records.size();
+  Reader r(records.data(), records_end);
   for (int32_t i = 0; i < header->record_count; ++i) {
     int64_t length;
     if (!r.varlong(&length)) break;
@@ -285,7 +297,7 @@ Status decode_batch(std::span<const uint8_t> batch, std::vector<Record>* out) {
     record.offset = header->base_offset + offset_delta;
     record.message.timestamp = wrapping_add(header->base_timestamp, timestamp_delta);
     out->push_back(std::move(record));
-    r = Reader(record_end, batch.data() + batch.size());
+    r = Reader(record_end, records_end);
   }
   if (!r.ok()) return corrupt(r.error());
   if (r.remaining() != 0) return corrupt("trailing bytes after the last record");

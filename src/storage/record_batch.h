@@ -36,6 +36,7 @@ struct BatchHeader {
   int64_t base_timestamp = 0;
   int64_t max_timestamp = 0;
   int32_t record_count = 0;
+  int16_t attributes = 0;  // bits 0-2 codec, 3 timestamp type, 4 transactional, 5 control
 
   int64_t last_offset() const { return base_offset + last_offset_delta; }
   int64_t next_offset() const { return last_offset() + 1; }
@@ -63,7 +64,11 @@ struct Record {
   Message message;
 };
 
-// Decodes every record of one whole batch (CRC checked), appending to `out`. Strict: counts,
+// The batch's compression codec (attributes bits 0-2; 0: none; see compression.h).
+inline int batch_codec(const BatchHeader& h) { return h.attributes & 0x7; }
+
+// Decodes every record of one whole batch (CRC checked; a compressed batch's records are
+// decompressed first, up to kMaxDecompressedBytes), appending to `out`. Strict: counts,
 // lengths and offsets must agree with the header; malformed input is an error, never a crash.
 Status decode_batch(std::span<const uint8_t> batch, std::vector<Record>* out);
 

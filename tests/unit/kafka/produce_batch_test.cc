@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/crc32c.h"
+#include "storage/compression.h"
 #include "kafka/protocol.h"
 
 namespace wasmq::kafka {
@@ -58,12 +59,60 @@ TEST(ProduceBatch, BadBytesGetTheErrorsAKafkaClientExpects) {
   EXPECT_EQ(check_produce_batch(std::nullopt, false).error, error::kInvalidRecord);
   EXPECT_EQ(check_produce_batch(span_of(std::string("garbage")), false).error,
             error::kCorruptMessage);
-  std::string gzip = good;
-  set_attributes(gzip, 1);
-  EXPECT_EQ(check_produce_batch(span_of(gzip), false).error, error::kUnsupportedCompressionType);
+  std::string not_gzip = good;
+  set_attributes(not_gzip, 1);  // says gzip, holds plain records
+  EXPECT_EQ(check_produce_batch(span_of(not_gzip), false).error, error::kCorruptMessage);
+  std::string codec5 = good;
+  set_attributes(codec5, 5);
+  EXPECT_EQ(check_produce_batch(span_of(codec5), false).error, error::kUnsupportedCompressionType);
   std::string transactional = good;
   set_attributes(transactional, 0x10);
   EXPECT_EQ(check_produce_batch(span_of(transactional), false).error, error::kInvalidRecord);
+}
+
+// A batch as a client compresses it: the records section compressed, the length and CRC
+// made right.
+std::string compressed(const std::string& plain, storage::Codec codec) {
+  auto records = storage::compress(codec, std::string_view(plain).substr(storage::kBatchHeaderSize));
+  EXPECT_TRUE(records.is_ok());
+  std::string b = plain.substr(0, storage::kBatchHeaderSize) + *records;
+  const uint32_t length = static_cast<uint32_t>(b.size() - storage::kBatchLogOverhead);
+  for (int i = 0; i < 4; ++i) b[8 + i] = static_cast<char>(length >> (24 - 8 * i));
+  set_attributes(b, static_cast<int16_t>(codec));
+  return b;
+}
+
+TEST(ProduceBatch, BatchesCompressedWithEachOfKafkasCodecsAreAcceptedAndDecode) {
+  const std::string plain = batch_of(50);
+  for (auto codec : {storage::Codec::kGzip, storage::Codec::kSnappy, storage::Codec::kLz4,
+                     storage::Codec::kZstd}) {
+    const std::string b = compressed(plain, codec);
+    CheckedBatch c = check_produce_batch(span_of(b), true);
+    ASSERT_EQ(c.error, error::kNone) << storage::codec_name(static_cast<int>(codec)) << ": " << c.why;
+    EXPECT_EQ(c.batch.bytes, b);  // stored compressed, as it came
+    ASSERT_EQ(c.records.size(), 50u);
+    EXPECT_EQ(c.records[49].message.value, "value 49");
+    EXPECT_EQ(c.records[49].message.headers, (std::vector<Header>{{"h", "x"}}));
+    // Damage inside the compressed stream (CRC made right again) is a corrupt message.
+    std::string damaged = b;
+    damaged[damaged.size() - 2] ^= 0x55;
+    set_attributes(damaged, static_cast<int16_t>(codec));
+    EXPECT_NE(check_produce_batch(span_of(damaged), false).error, error::kNone)
+        << storage::codec_name(static_cast<int>(codec));
+  }
+}
+
+TEST(ProduceBatch, ABatchThatExpandsPastTheBoundIsRefused) {
+  // 1 MiB of zeros per record compresses to almost nothing; 70 of them expand past 64 MiB.
+  std::vector<Message> messages(70);
+  for (auto& m : messages) m.value = std::string(1 << 20, '\0');
+  std::string plain;
+  storage::encode_batch(0, messages, &plain);
+  const std::string bomb = compressed(plain, storage::Codec::kZstd);
+  ASSERT_LT(bomb.size(), kMaxBatchBytes);
+  CheckedBatch c = check_produce_batch(span_of(bomb), false);
+  EXPECT_EQ(c.error, error::kCorruptMessage);
+  EXPECT_NE(c.why.find("expand past"), std::string::npos) << c.why;
 }
 
 TEST(ProduceBatch, ABatchLargerThanMessageMaxBytesIsTooLarge) {
