@@ -340,6 +340,9 @@ int serve(const std::string& config_path) {
     kafka::ServiceOptions so;
     so.auto_create_topics = config.broker.auto_create_topics;
     kafka_service = std::make_unique<kafka::Service>(broker, so);
+    const size_t producer_batches = kafka_service->recover_producers();
+    log::get("kafka").info("idempotent producers: {} batch(es) found at the ends of the logs",
+                           producer_batches);
     kafka_api = std::make_unique<kafka::Server>(o, *kafka_service);
     auto advertise = [&](uint16_t port) {
       ListenAddress advertised = *listen;

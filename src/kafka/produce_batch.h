@@ -26,6 +26,10 @@ struct CheckedBatch {
   std::string why;     // what was wrong (for the log)
   storage::EncodedBatch batch;          // the bytes to append as they came (when good)
   std::vector<storage::Record> records;  // decoded, when `decode` was asked
+
+  std::span<const uint8_t> batch_bytes() const {
+    return {reinterpret_cast<const uint8_t*>(batch.bytes.data()), batch.bytes.size()};
+  }
 };
 
 // `decode`: also hand the records back (a pipeline will run on them).

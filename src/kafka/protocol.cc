@@ -15,6 +15,7 @@ constexpr std::array kSupported = {
     VersionRange{ApiKey::kApiVersions, 0, 3},
     VersionRange{ApiKey::kCreateTopics, 0, 4},
     VersionRange{ApiKey::kDeleteTopics, 0, 3},
+    VersionRange{ApiKey::kInitProducerId, 0, 1},
 };
 
 }  // namespace

@@ -158,4 +158,13 @@ DeleteTopicsRequest read_delete_topics(Reader& r, int16_t version) {
   return d;
 }
 
+InitProducerIdRequest read_init_producer_id(Reader& r, int16_t version) {
+  (void)version;  // v0-v1 share one layout
+  InitProducerIdRequest i;
+  i.transactional_id = r.nullable_string();
+  i.transaction_timeout_ms = r.i32();
+  expect_end(r);
+  return i;
+}
+
 }  // namespace wasmq::kafka

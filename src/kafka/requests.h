@@ -92,4 +92,10 @@ struct DeleteTopicsRequest {
 };
 DeleteTopicsRequest read_delete_topics(Reader& r, int16_t version);
 
+struct InitProducerIdRequest {
+  std::optional<std::string_view> transactional_id;
+  int32_t transaction_timeout_ms = 0;
+};
+InitProducerIdRequest read_init_producer_id(Reader& r, int16_t version);
+
 }  // namespace wasmq::kafka

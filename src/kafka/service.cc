@@ -70,6 +70,7 @@ awaitable<Result<Response>> Service::handle(std::span<const uint8_t> frame) {
     case ApiKey::kListOffsets: co_return co_await list_offsets(h, r);
     case ApiKey::kCreateTopics: co_return co_await create_topics(h, r);
     case ApiKey::kDeleteTopics: co_return co_await delete_topics(h, r);
+    case ApiKey::kInitProducerId: co_return co_await init_producer_id(h, r);
     default: break;
   }
   co_return invalid_argument("API key " + std::to_string(h.api_key) + " is not served");
@@ -245,18 +246,36 @@ awaitable<Result<Response>> Service::produce(const RequestHeader& h, Reader& r) 
         log::get("kafka").debug("Produce to {}/{} refused: {}", topic->name(), partition, checked.why);
         continue;
       }
+      // An idempotent producer's batch: a retry of one stored is answered with its offset.
+      const ProducerBatch producer = producer_batch(checked.batch_bytes());
+      if (producer.producer_id >= 0) {
+        auto seen = producers_.check(topic->name(), partition, producer);
+        if (seen.verdict == ProducerStates::Verdict::kDuplicate) {
+          res.base_offset = seen.base_offset;
+          res.log_start_offset = topic->partition(partition).start_offset();
+          continue;
+        }
+        if (seen.verdict != ProducerStates::Verdict::kNew) {
+          res.error = seen.verdict == ProducerStates::Verdict::kStaleEpoch
+                          ? error::kInvalidProducerEpoch
+                          : error::kOutOfOrderSequenceNumber;
+          continue;
+        }
+      }
       auto [sender, receiver] = make_handoff<PartitionResult>();
       pending.push_back({t, results[t].size() - 1, std::move(receiver)});
       const PartitionResult base = res;
+      ProducerStates* producers = producer.producer_id >= 0 ? &producers_ : nullptr;
       if (!pipelines) {
         // No pipeline: stored as it came, its base offset written in by the appender.
         broker_.append_batch(
             topic, partition, std::move(checked.batch),
-            [sender = sender, base, log = &topic->partition(partition)](
-                Result<storage::AppendResult> appended) {
+            [sender = sender, base, log = &topic->partition(partition), producers, producer,
+             name = topic->shared_name(), partition](Result<storage::AppendResult> appended) {
               PartitionResult out = base;
               if (appended.is_ok()) {
                 out.base_offset = appended->base_offset;
+                if (producers) producers->record(*name, partition, producer, out.base_offset);
               } else {
                 out.error = error_for(appended.status());
               }
@@ -270,7 +289,7 @@ awaitable<Result<Response>> Service::produce(const RequestHeader& h, Reader& r) 
       records.reserve(checked.records.size());
       for (auto& rec : checked.records) records.push_back({std::move(rec.message), partition});
       std::shared_ptr<const std::string> name = topic->shared_name();
-      auto done = [sender = sender, base, name, partition,
+      auto done = [sender = sender, base, name, partition, producers, producer,
                    log = &topic->partition(partition)](
                       Result<std::vector<broker::ProduceOutcome>> outcomes) {
         PartitionResult out = base;
@@ -292,6 +311,9 @@ awaitable<Result<Response>> Service::produce(const RequestHeader& h, Reader& r) 
           }
         }
         out.base_offset = first >= 0 ? first : log->next_offset();
+        if (producers && out.error == error::kNone) {
+          producers->record(*name, partition, producer, out.base_offset);
+        }
         sender.send(out);
       };
       auto refused = broker_.produce(topic->name(), std::move(records), done);
@@ -676,6 +698,26 @@ awaitable<Result<Response>> Service::delete_topics(const RequestHeader& h, Reade
     w.i16(s.is_ok() ? error::kNone
           : s.code() == StatusCode::kNotFound ? error::kUnknownTopicOrPartition
                                               : error_for(s));
+  }
+  co_return Response(std::move(out));
+}
+
+awaitable<Result<Response>> Service::init_producer_id(const RequestHeader& h, Reader& r) {
+  InitProducerIdRequest req = read_init_producer_id(r, h.api_version);
+  if (!r.ok()) co_return malformed(h, r);
+  std::string out;
+  Writer w(&out);
+  w.i32(h.correlation_id);
+  w.i32(0);  // throttle_time_ms
+  if (req.transactional_id) {
+    // Transactions are not offered: a non-retriable error, so that the client fails at once.
+    w.i16(error::kTransactionalIdAuthorizationFailed);
+    w.i64(-1);
+    w.i16(-1);
+  } else {
+    w.i16(error::kNone);
+    w.i64(producers_.next_producer_id());
+    w.i16(0);
   }
   co_return Response(std::move(out));
 }

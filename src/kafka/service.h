@@ -16,6 +16,7 @@
 
 #include "broker/broker.h"
 #include "common/status.h"
+#include "kafka/producer_state.h"
 #include "kafka/protocol.h"
 
 namespace wasmq::kafka {
@@ -41,6 +42,10 @@ class Service {
   // or has bytes left over: the connection must close.
   boost::asio::awaitable<Result<Response>> handle(std::span<const uint8_t> frame);
 
+  // Rebuilds the idempotent producers' state from the tails of the logs (ProducerStates::rebuild);
+  // returns how many producer batches it found. Reads the disk: at start, before serving.
+  size_t recover_producers() { return producers_.rebuild(broker_.store()); }
+
   // Sets the address Metadata advertises. Before the listener serves its first connection only
   // (Server::start's `bound` callback).
   void set_advertised(std::string host, int32_t port) {
@@ -57,9 +62,11 @@ class Service {
   awaitable_response list_offsets(const RequestHeader& h, Reader& r);
   awaitable_response create_topics(const RequestHeader& h, Reader& r);
   awaitable_response delete_topics(const RequestHeader& h, Reader& r);
+  awaitable_response init_producer_id(const RequestHeader& h, Reader& r);
 
   broker::Broker& broker_;
   ServiceOptions options_;
+  ProducerStates producers_;
 };
 
 }  // namespace wasmq::kafka

@@ -135,7 +135,7 @@ c.close()
   EXPECT_EQ(topic.at("partitions").as_int64(), 4);
 }
 
-// Batches compressed by the producer are stored as they came and read back by Kafka and HTTP
+// Idempotent producers with every codec: batches compressed by the producer are stored as they came and read back by Kafka and HTTP
 // consumers alike; one through a pipeline is decompressed and run.
 TEST_F(KafkaTest, EveryCodecOfLibrdkafkaIsStoredAndReadBack) {
   start_with_kafka();
@@ -149,7 +149,8 @@ TEST_F(KafkaTest, EveryCodecOfLibrdkafkaIsStoredAndReadBack) {
 from confluent_kafka import Producer, Consumer, TopicPartition
 for codec, topic in [('none', 'c-none'), ('gzip', 'c-gzip'), ('snappy', 'c-snappy'), ('lz4', 'c-lz4'),
                      ('zstd', 'c-zstd'), ('lz4', 'through-lz4')]:
-    p = Producer({'bootstrap.servers': BOOTSTRAP, 'compression.type': codec, 'linger.ms': 20})
+    p = Producer({'bootstrap.servers': BOOTSTRAP, 'compression.type': codec, 'linger.ms': 20,
+                  'enable.idempotence': True})
     errors = []
     for i in range(300):
         p.produce(topic, key='k%d' % i, value=('{"reading": %d, "pad": "%s"}' % (i, 'x' * 50)),
@@ -181,6 +182,24 @@ for codec, topic in [('none', 'c-none'), ('gzip', 'c-gzip'), ('snappy', 'c-snapp
   const int64_t plain = data("GET", "/api/v1/topics/c-none").at("partition_details").at(0).at("size_bytes").as_int64();
   const int64_t zstd = data("GET", "/api/v1/topics/c-zstd").at("partition_details").at(0).at("size_bytes").as_int64();
   EXPECT_LT(zstd * 2, plain) << zstd << " vs " << plain;
+}
+
+// Transactions are not offered: a transactional producer fails at once with a fatal error,
+// never retrying forever.
+TEST_F(KafkaTest, ATransactionalProducerFailsAtOnce) {
+  start_with_kafka();
+  auto run = python(R"(
+import time
+from confluent_kafka import Producer, KafkaException
+start = time.time()
+try:
+    Producer({'bootstrap.servers': BOOTSTRAP, 'transactional.id': 'tx-1'}).init_transactions(30)
+    print('transactions started')
+except KafkaException as e:
+    print('failed fatal', e.args[0].fatal(), 'in time', time.time() - start < 20)
+)");
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("failed fatal True in time True"), std::string::npos) << run.out << run.err;
 }
 
 TEST_F(KafkaTest, KafkaPythonProducesAndConsumes) {

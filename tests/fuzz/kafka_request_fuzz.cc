@@ -32,6 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case ApiKey::kListOffsets: (void)read_list_offsets(r, v); break;
     case ApiKey::kCreateTopics: (void)read_create_topics(r, v); break;
     case ApiKey::kDeleteTopics: (void)read_delete_topics(r, v); break;
+    case ApiKey::kInitProducerId: (void)read_init_producer_id(r, v); break;
     case ApiKey::kProduce: {
       ProduceRequest p = read_produce(r, v);
       if (!r.ok()) break;

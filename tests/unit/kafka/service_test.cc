@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <map>
 
+#include "common/crc32c.h"
 #include "storage/record_batch.h"
 #include "temp_dir.h"
 
@@ -33,6 +34,19 @@ std::string batch_of(int records, int64_t first_timestamp, int64_t base = 0) {
   std::string out;
   storage::encode_batch(base, messages, &out);
   return out;
+}
+
+// A batch of an idempotent producer: producer id, epoch and first sequence in its header.
+std::string idempotent_batch(int records, int64_t producer_id, int16_t epoch, int32_t sequence) {
+  std::string b = batch_of(records, 1'700'000'000'000);
+  auto put = [&](size_t at, uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) b[at + static_cast<size_t>(i)] = static_cast<char>(v >> (8 * (n - 1 - i)));
+  };
+  put(43, static_cast<uint64_t>(producer_id), 8);
+  put(51, static_cast<uint16_t>(epoch), 2);
+  put(53, static_cast<uint32_t>(sequence), 4);
+  put(17, crc32c(0, b.data() + 21, b.size() - 21), 4);
+  return b;
 }
 
 // A request frame (without its size prefix): header v1, then the body `write` writes.
@@ -305,6 +319,70 @@ TEST_F(KafkaServiceTest, AFetchWaitsForAnAppendAndIsAnsweredWhenItComes) {
   Fetched f = parse_fetch(***fetched);
   EXPECT_EQ(f.high_watermark, 2);
   EXPECT_FALSE(f.records.empty());
+}
+
+// Produce v7's answer for one partition: error and base offset.
+std::pair<int16_t, int64_t> produced(const std::string& response) {
+  Reader r(response);
+  r.i32();
+  r.array_length();
+  r.string();
+  r.array_length();
+  r.i32();
+  int16_t code = r.i16();
+  return {code, r.i64()};
+}
+
+TEST_F(KafkaServiceTest, AnIdempotentProducersRetryIsAnsweredWithItsOffsetAndNotStoredTwice) {
+  create_topic("t", 1);
+  std::string init = ok(frame(ApiKey::kInitProducerId, 1, [](Writer& w) {
+    w.nullable_string(std::nullopt);
+    w.i32(60000);
+  }));
+  Reader r(init);
+  r.i32();
+  r.i32();
+  ASSERT_EQ(r.i16(), error::kNone);
+  const int64_t pid = r.i64();
+  EXPECT_EQ(r.i16(), 0);  // epoch
+  using Answer = std::pair<int16_t, int64_t>;
+  EXPECT_EQ(produced(ok(produce_frame("t", 0, idempotent_batch(3, pid, 0, 0)))), Answer(0, 0));
+  EXPECT_EQ(produced(ok(produce_frame("t", 0, idempotent_batch(2, pid, 0, 3)))), Answer(0, 3));
+  // The first batch again (a retry after a lost answer): its offset, nothing stored.
+  EXPECT_EQ(produced(ok(produce_frame("t", 0, idempotent_batch(3, pid, 0, 0)))), Answer(0, 0));
+  EXPECT_EQ(store_->find("t")->partition(0).next_offset(), 5);
+  // A gap in the sequences, and an older epoch, are refused; nothing is stored.
+  EXPECT_EQ(produced(ok(produce_frame("t", 0, idempotent_batch(1, pid, 0, 9)))).first,
+            error::kOutOfOrderSequenceNumber);
+  EXPECT_EQ(produced(ok(produce_frame("t", 0, idempotent_batch(1, pid, 1, 0)))), Answer(0, 5));
+  EXPECT_EQ(produced(ok(produce_frame("t", 0, idempotent_batch(1, pid, 0, 5)))).first,
+            error::kInvalidProducerEpoch);
+  EXPECT_EQ(store_->find("t")->partition(0).next_offset(), 6);
+
+  // After a restart (a new service over the same logs), the retry is still recognised.
+  service_ = std::make_unique<Service>(*broker_, ServiceOptions{});
+  EXPECT_EQ(service_->recover_producers(), 3u);
+  EXPECT_EQ(produced(ok(produce_frame("t", 0, idempotent_batch(1, pid, 1, 0)))), Answer(0, 5));
+  EXPECT_EQ(produced(ok(produce_frame("t", 0, idempotent_batch(1, pid, 1, 1)))), Answer(0, 6));
+  EXPECT_EQ(store_->find("t")->partition(0).next_offset(), 7);
+}
+
+TEST_F(KafkaServiceTest, ProducerIdsDifferAndATransactionalIdIsRefusedForGood) {
+  auto init = [&](std::optional<std::string_view> transactional) {
+    std::string response = ok(frame(ApiKey::kInitProducerId, 0, [&](Writer& w) {
+      w.nullable_string(transactional);
+      w.i32(60000);
+    }));
+    Reader r(response);
+    r.i32();
+    r.i32();
+    int16_t code = r.i16();
+    return std::make_pair(code, r.i64());
+  };
+  auto a = init(std::nullopt), b = init(std::nullopt);
+  EXPECT_EQ(a.first, error::kNone);
+  EXPECT_NE(a.second, b.second);
+  EXPECT_EQ(init("tx-1").first, error::kTransactionalIdAuthorizationFailed);
 }
 
 TEST_F(KafkaServiceTest, ListOffsetsFindsTheEarliestTheLatestAndByTime) {
