@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "broker/broker.h"
+#include "broker/groups.h"
 #include "broker/stream_pipelines.h"
 #include "cli/config.h"
 #include "common/log.h"
@@ -326,6 +327,7 @@ int serve(const std::string& config_path) {
     return fail(s.message());
   }
   // The Kafka listener (kafka.listen; "" leaves it off), started before the ready lines.
+  std::unique_ptr<broker::GroupCoordinator> groups;
   std::unique_ptr<kafka::Service> kafka_service;
   std::unique_ptr<kafka::Server> kafka_api;
   std::string kafka_line;
@@ -339,7 +341,16 @@ int serve(const std::string& config_path) {
     o.max_request_bytes = config.kafka.max_request_bytes;
     kafka::ServiceOptions so;
     so.auto_create_topics = config.broker.auto_create_topics;
-    kafka_service = std::make_unique<kafka::Service>(broker, so);
+    broker::GroupOptions group_options;
+    group_options.dir = std::filesystem::path(config.broker.data_dir) / "groups";
+    auto opened = broker::GroupCoordinator::open(group_options);
+    if (!opened.is_ok()) {
+      data_api.stop(std::chrono::seconds(0));
+      admin_api.stop(std::chrono::seconds(0));
+      return fail("cannot open consumer groups: " + opened.status().message());
+    }
+    groups = std::move(*opened);
+    kafka_service = std::make_unique<kafka::Service>(broker, so, groups.get());
     const size_t producer_batches = kafka_service->recover_producers();
     log::get("kafka").info("idempotent producers: {} batch(es) found at the ends of the logs",
                            producer_batches);

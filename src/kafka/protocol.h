@@ -64,9 +64,16 @@ inline constexpr int16_t kUnknownTopicOrPartition = 3;
 inline constexpr int16_t kLeaderNotAvailable = 5;
 inline constexpr int16_t kRequestTimedOut = 7;
 inline constexpr int16_t kMessageTooLarge = 10;
+inline constexpr int16_t kCoordinatorNotAvailable = 15;
 inline constexpr int16_t kInvalidTopic = 17;
 inline constexpr int16_t kRecordListTooLarge = 18;
 inline constexpr int16_t kInvalidRequiredAcks = 21;
+inline constexpr int16_t kIllegalGeneration = 22;
+inline constexpr int16_t kInconsistentGroupProtocol = 23;
+inline constexpr int16_t kInvalidGroupId = 24;
+inline constexpr int16_t kUnknownMemberId = 25;
+inline constexpr int16_t kInvalidSessionTimeout = 26;
+inline constexpr int16_t kRebalanceInProgress = 27;
 inline constexpr int16_t kTopicAuthorizationFailed = 29;
 inline constexpr int16_t kUnsupportedVersion = 35;
 inline constexpr int16_t kTopicAlreadyExists = 36;
@@ -79,6 +86,7 @@ inline constexpr int16_t kInvalidProducerEpoch = 47;
 inline constexpr int16_t kTransactionalIdAuthorizationFailed = 53;
 inline constexpr int16_t kKafkaStorageError = 56;
 inline constexpr int16_t kUnsupportedCompressionType = 76;
+inline constexpr int16_t kMemberIdRequired = 79;
 inline constexpr int16_t kInvalidRecord = 87;
 }  // namespace error
 

@@ -13,6 +13,16 @@ void expect_end(Reader& r) {
 constexpr size_t kMinString = 2;
 constexpr size_t kMinPartitionOfProduce = 4 + 4;
 
+// An array of (STRING, BYTES): JoinGroup's protocols, SyncGroup's assignments.
+void read_named_bytes(Reader& r, std::vector<std::pair<std::string_view, std::span<const uint8_t>>>* out) {
+  int32_t n = r.array_length(kMinString + 4);
+  out->reserve(static_cast<size_t>(n));
+  for (int32_t i = 0; i < n && r.ok(); ++i) {
+    std::string_view name = r.string();
+    out->emplace_back(name, r.bytes());
+  }
+}
+
 }  // namespace
 
 MetadataRequest read_metadata(Reader& r, int16_t version) {
@@ -165,6 +175,127 @@ InitProducerIdRequest read_init_producer_id(Reader& r, int16_t version) {
   i.transaction_timeout_ms = r.i32();
   expect_end(r);
   return i;
+}
+
+FindCoordinatorRequest read_find_coordinator(Reader& r, int16_t version) {
+  FindCoordinatorRequest f;
+  f.key = r.string();
+  if (version >= 1) f.key_type = r.i8();
+  expect_end(r);
+  return f;
+}
+
+JoinGroupRequest read_join_group(Reader& r, int16_t version) {
+  JoinGroupRequest j;
+  j.group_id = r.string();
+  j.session_timeout_ms = r.i32();
+  j.rebalance_timeout_ms = version >= 1 ? r.i32() : j.session_timeout_ms;
+  j.member_id = r.string();
+  if (version >= 5) j.group_instance_id = r.nullable_string();
+  j.protocol_type = r.string();
+  read_named_bytes(r, &j.protocols);
+  expect_end(r);
+  return j;
+}
+
+SyncGroupRequest read_sync_group(Reader& r, int16_t version) {
+  SyncGroupRequest s;
+  s.group_id = r.string();
+  s.generation_id = r.i32();
+  s.member_id = r.string();
+  if (version >= 3) r.nullable_string();  // group_instance_id
+  read_named_bytes(r, &s.assignments);
+  expect_end(r);
+  return s;
+}
+
+HeartbeatRequest read_heartbeat(Reader& r, int16_t version) {
+  HeartbeatRequest h;
+  h.group_id = r.string();
+  h.generation_id = r.i32();
+  h.member_id = r.string();
+  if (version >= 3) r.nullable_string();  // group_instance_id
+  expect_end(r);
+  return h;
+}
+
+LeaveGroupRequest read_leave_group(Reader& r, int16_t version) {
+  (void)version;  // v0-v1 share one layout
+  LeaveGroupRequest l;
+  l.group_id = r.string();
+  l.member_id = r.string();
+  expect_end(r);
+  return l;
+}
+
+OffsetCommitRequest read_offset_commit(Reader& r, int16_t version) {
+  OffsetCommitRequest c;
+  c.group_id = r.string();
+  if (version >= 1) {
+    c.generation_id = r.i32();
+    c.member_id = r.string();
+  }
+  if (version >= 7) r.nullable_string();           // group_instance_id
+  if (version >= 2 && version <= 4) r.i64();       // retention_time_ms
+  const size_t min_partition = 4 + 8 + (version == 1 ? 8 : 0) + (version >= 6 ? 4 : 0) + 2;
+  int32_t topics = r.array_length(kMinString + 4);
+  c.topics.reserve(static_cast<size_t>(topics));
+  for (int32_t t = 0; t < topics && r.ok(); ++t) {
+    auto& topic = c.topics.emplace_back();
+    topic.name = r.string();
+    int32_t partitions = r.array_length(min_partition);
+    topic.partitions.reserve(static_cast<size_t>(partitions));
+    for (int32_t i = 0; i < partitions && r.ok(); ++i) {
+      auto& part = topic.partitions.emplace_back();
+      part.index = r.i32();
+      part.offset = r.i64();
+      if (version >= 6) r.i32();  // committed_leader_epoch
+      if (version == 1) r.i64();  // commit_timestamp
+      part.metadata = r.nullable_string();
+    }
+  }
+  expect_end(r);
+  return c;
+}
+
+OffsetFetchRequest read_offset_fetch(Reader& r, int16_t version) {
+  OffsetFetchRequest f;
+  f.group_id = r.string();
+  int32_t n = r.i32();
+  if (n == -1 && version >= 2) {
+    expect_end(r);
+    return f;
+  }
+  if (n < 0 || static_cast<size_t>(n) > r.remaining() / (kMinString + 4)) {
+    r.fail("array length larger than the request");
+    return f;
+  }
+  f.topics.emplace();
+  f.topics->reserve(static_cast<size_t>(n));
+  for (int32_t t = 0; t < n && r.ok(); ++t) {
+    auto& topic = f.topics->emplace_back();
+    topic.name = r.string();
+    int32_t partitions = r.array_length(4);
+    topic.partitions.reserve(static_cast<size_t>(partitions));
+    for (int32_t i = 0; i < partitions && r.ok(); ++i) topic.partitions.push_back(r.i32());
+  }
+  expect_end(r);
+  return f;
+}
+
+DescribeGroupsRequest read_describe_groups(Reader& r, int16_t version) {
+  DescribeGroupsRequest d;
+  int32_t n = r.array_length(kMinString);
+  d.groups.reserve(static_cast<size_t>(n));
+  for (int32_t i = 0; i < n && r.ok(); ++i) d.groups.push_back(r.string());
+  if (version >= 3) r.boolean();  // include_authorized_operations
+  expect_end(r);
+  return d;
+}
+
+void read_list_groups(Reader& r, int16_t version) {
+  (void)version;
+  expect_end(r);
 }
 
 }  // namespace wasmq::kafka

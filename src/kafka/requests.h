@@ -98,4 +98,76 @@ struct InitProducerIdRequest {
 };
 InitProducerIdRequest read_init_producer_id(Reader& r, int16_t version);
 
+struct FindCoordinatorRequest {
+  std::string_view key;
+  int8_t key_type = 0;  // 0 group, 1 transaction
+};
+FindCoordinatorRequest read_find_coordinator(Reader& r, int16_t version);
+
+struct JoinGroupRequest {
+  std::string_view group_id;
+  int32_t session_timeout_ms = 0;
+  int32_t rebalance_timeout_ms = -1;  // v1+; before v1 the session timeout
+  std::string_view member_id;
+  std::optional<std::string_view> group_instance_id;  // v5+ (static membership: not supported)
+  std::string_view protocol_type;
+  std::vector<std::pair<std::string_view, std::span<const uint8_t>>> protocols;
+};
+JoinGroupRequest read_join_group(Reader& r, int16_t version);
+
+struct SyncGroupRequest {
+  std::string_view group_id;
+  int32_t generation_id = -1;
+  std::string_view member_id;
+  std::vector<std::pair<std::string_view, std::span<const uint8_t>>> assignments;
+};
+SyncGroupRequest read_sync_group(Reader& r, int16_t version);
+
+struct HeartbeatRequest {
+  std::string_view group_id;
+  int32_t generation_id = -1;
+  std::string_view member_id;
+};
+HeartbeatRequest read_heartbeat(Reader& r, int16_t version);
+
+struct LeaveGroupRequest {
+  std::string_view group_id;
+  std::string_view member_id;
+};
+LeaveGroupRequest read_leave_group(Reader& r, int16_t version);
+
+struct OffsetCommitRequest {
+  std::string_view group_id;
+  int32_t generation_id = -1;
+  std::string_view member_id;
+  struct Partition {
+    int32_t index = 0;
+    int64_t offset = 0;
+    std::optional<std::string_view> metadata;
+  };
+  struct Topic {
+    std::string_view name;
+    std::vector<Partition> partitions;
+  };
+  std::vector<Topic> topics;
+};
+OffsetCommitRequest read_offset_commit(Reader& r, int16_t version);
+
+struct OffsetFetchRequest {
+  std::string_view group_id;
+  struct Topic {
+    std::string_view name;
+    std::vector<int32_t> partitions;
+  };
+  std::optional<std::vector<Topic>> topics;  // nullopt (v2+): every committed offset
+};
+OffsetFetchRequest read_offset_fetch(Reader& r, int16_t version);
+
+struct DescribeGroupsRequest {
+  std::vector<std::string_view> groups;
+};
+DescribeGroupsRequest read_describe_groups(Reader& r, int16_t version);
+
+void read_list_groups(Reader& r, int16_t version);
+
 }  // namespace wasmq::kafka

@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "kafka/produce_batch.h"
 #include "kafka/requests.h"
+#include "kafka/service_internal.h"
 #include "storage/record_batch.h"
 
 namespace wasmq::kafka {
@@ -17,39 +18,15 @@ namespace {
 
 using boost::asio::awaitable;
 using Clock = std::chrono::steady_clock;
+using namespace service_internal;
 
-// The frame was not a request this service can answer: the connection closes.
-Status malformed(const RequestHeader& h, const Reader& r) {
-  return invalid_argument(std::string(api_name(h.api_key)) + " v" + std::to_string(h.api_version) +
-                          ": " + std::string(r.error()));
-}
-
-// The one broker of this cluster.
-constexpr int32_t kNodeId = 0;
 // Fetch waits at most this long, whatever the client asks (its request timeout is longer).
 constexpr int32_t kMaxFetchWaitMs = 60'000;
 
-// Partition `index` of `topic`, or null when either does not exist.
-const storage::PartitionLog* partition_of(const std::shared_ptr<storage::Topic>& topic, int32_t index) {
-  if (!topic || index < 0 || static_cast<uint32_t>(index) >= topic->partition_count()) return nullptr;
-  return &topic->partition(static_cast<uint32_t>(index));
-}
-
-int16_t error_for(const Status& s) {
-  switch (s.code()) {
-    case StatusCode::kNotFound: return error::kUnknownTopicOrPartition;
-    case StatusCode::kOutOfRange: return error::kOffsetOutOfRange;
-    case StatusCode::kInvalidArgument: return error::kInvalidRequest;
-    case StatusCode::kUnavailable: return error::kRequestTimedOut;
-    case StatusCode::kIo: return error::kKafkaStorageError;
-    default: return error::kUnknownServerError;
-  }
-}
-
 }  // namespace
 
-Service::Service(broker::Broker& broker, ServiceOptions options)
-    : broker_(broker), options_(std::move(options)) {}
+Service::Service(broker::Broker& broker, ServiceOptions options, broker::GroupCoordinator* groups)
+    : broker_(broker), options_(std::move(options)), groups_(groups) {}
 
 awaitable<Result<Response>> Service::handle(std::span<const uint8_t> frame) {
   Reader r(frame);
@@ -71,6 +48,15 @@ awaitable<Result<Response>> Service::handle(std::span<const uint8_t> frame) {
     case ApiKey::kCreateTopics: co_return co_await create_topics(h, r);
     case ApiKey::kDeleteTopics: co_return co_await delete_topics(h, r);
     case ApiKey::kInitProducerId: co_return co_await init_producer_id(h, r);
+    case ApiKey::kFindCoordinator: co_return co_await find_coordinator(h, r);
+    case ApiKey::kJoinGroup: co_return co_await join_group(h, r);
+    case ApiKey::kSyncGroup: co_return co_await sync_group(h, r);
+    case ApiKey::kHeartbeat: co_return co_await heartbeat(h, r);
+    case ApiKey::kLeaveGroup: co_return co_await leave_group(h, r);
+    case ApiKey::kOffsetCommit: co_return co_await offset_commit(h, r);
+    case ApiKey::kOffsetFetch: co_return co_await offset_fetch(h, r);
+    case ApiKey::kDescribeGroups: co_return co_await describe_groups(h, r);
+    case ApiKey::kListGroups: co_return co_await list_groups(h, r);
     default: break;
   }
   co_return invalid_argument("API key " + std::to_string(h.api_key) + " is not served");

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "broker/broker.h"
+#include "broker/groups.h"
 #include "common/status.h"
 #include "kafka/producer_state.h"
 #include "kafka/protocol.h"
@@ -33,8 +34,10 @@ using Response = std::optional<std::string>;
 
 class Service {
  public:
-  // `broker` must outlive the service.
-  Service(broker::Broker& broker, ServiceOptions options);
+  // `broker` and `groups` (null: no group APIs; they answer COORDINATOR_NOT_AVAILABLE) must
+  // outlive the service.
+  Service(broker::Broker& broker, ServiceOptions options,
+          broker::GroupCoordinator* groups = nullptr);
 
   // Answers one frame (request header and body, without the size prefix): the response with its
   // header, ready for a size prefix. kInvalidArgument when the frame is malformed, names an API
@@ -63,9 +66,20 @@ class Service {
   awaitable_response create_topics(const RequestHeader& h, Reader& r);
   awaitable_response delete_topics(const RequestHeader& h, Reader& r);
   awaitable_response init_producer_id(const RequestHeader& h, Reader& r);
+  // Consumer groups (service_groups.cc).
+  awaitable_response find_coordinator(const RequestHeader& h, Reader& r);
+  awaitable_response join_group(const RequestHeader& h, Reader& r);
+  awaitable_response sync_group(const RequestHeader& h, Reader& r);
+  awaitable_response heartbeat(const RequestHeader& h, Reader& r);
+  awaitable_response leave_group(const RequestHeader& h, Reader& r);
+  awaitable_response offset_commit(const RequestHeader& h, Reader& r);
+  awaitable_response offset_fetch(const RequestHeader& h, Reader& r);
+  awaitable_response describe_groups(const RequestHeader& h, Reader& r);
+  awaitable_response list_groups(const RequestHeader& h, Reader& r);
 
   broker::Broker& broker_;
   ServiceOptions options_;
+  broker::GroupCoordinator* const groups_;
   ProducerStates producers_;
 };
 

@@ -184,6 +184,69 @@ for codec, topic in [('none', 'c-none'), ('gzip', 'c-gzip'), ('snappy', 'c-snapp
   EXPECT_LT(zstd * 2, plain) << zstd << " vs " << plain;
 }
 
+// A consumer group of two splits the partitions, commits, and after a restart of the broker
+// resumes at its committed offsets.
+TEST_F(KafkaTest, AConsumerGroupOfTwoSplitsThePartitionsAndResumesAfterARestart) {
+  start_with_kafka();
+  const std::string consume_script = R"(
+import sys, threading, time
+from confluent_kafka import Producer, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+first, count = int(sys.argv[1]), int(sys.argv[2])
+if first == 0:
+    admin = AdminClient({'bootstrap.servers': BOOTSTRAP})
+    admin.create_topics([NewTopic('grouped', 4, 1)])['grouped'].result()
+p = Producer({'bootstrap.servers': BOOTSTRAP, 'enable.idempotence': True})
+for i in range(first, first + count):
+    p.produce('grouped', key='k%d' % i, value='v%d' % i)
+p.flush(30)
+seen, lock = {}, threading.Lock()
+assigned = {}
+def member(name):
+    c = Consumer({'bootstrap.servers': BOOTSTRAP, 'group.id': 'pair', 'auto.offset.reset': 'earliest',
+                  'enable.auto.commit': False, 'session.timeout.ms': 6000})
+    c.subscribe(['grouped'])
+    deadline = time.time() + 40
+    while time.time() < deadline:
+        with lock:
+            if len(seen) >= count and len(assigned) == 2 and all(len(v) == 2 for v in assigned.values()):
+                break
+        m = c.poll(0.2)
+        assignment = sorted(tp.partition for tp in c.assignment())
+        with lock:
+            assigned[name] = assignment
+        if m is None or m.error():
+            continue
+        with lock:
+            seen[m.value().decode()] = seen.get(m.value().decode(), 0) + 1
+        c.commit(message=m, asynchronous=False)
+    c.close()
+threads = [threading.Thread(target=member, args=(n,)) for n in ('a', 'b')]
+[t.start() for t in threads]
+[t.join() for t in threads]
+expected = {'v%d' % i for i in range(first, first + count)}
+print('consumed', len(seen), 'expected', set(seen) == expected, 'once', all(v == 1 for v in seen.values()))
+print('split', sorted(assigned.get('a', [])) , sorted(assigned.get('b', [])))
+)";
+  auto run = python("import sys\nsys.argv = ['x', '0', '400']\n" + consume_script);
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("consumed 400 expected True once True"), std::string::npos) << run.out;
+  // Two members, two partitions each, none shared.
+  EXPECT_TRUE(run.out.find("split [0, 1] [2, 3]") != std::string::npos ||
+              run.out.find("split [2, 3] [0, 1]") != std::string::npos ||
+              run.out.find("split [0, 2] [1, 3]") != std::string::npos ||
+              run.out.find("split [1, 3] [0, 2]") != std::string::npos ||
+              run.out.find("split [0, 3] [1, 2]") != std::string::npos ||
+              run.out.find("split [1, 2] [0, 3]") != std::string::npos)
+      << run.out;
+  ASSERT_NO_FATAL_FAILURE(restart());
+  kafka_ = broker_->kafka_address();
+  // After the restart: only the new messages, exactly once.
+  auto again = python("import sys\nsys.argv = ['x', '400', '100']\n" + consume_script);
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_NE(again.out.find("consumed 100 expected True once True"), std::string::npos) << again.out;
+}
+
 // Transactions are not offered: a transactional producer fails at once with a fatal error,
 // never retrying forever.
 TEST_F(KafkaTest, ATransactionalProducerFailsAtOnce) {

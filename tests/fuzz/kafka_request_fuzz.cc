@@ -33,6 +33,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case ApiKey::kCreateTopics: (void)read_create_topics(r, v); break;
     case ApiKey::kDeleteTopics: (void)read_delete_topics(r, v); break;
     case ApiKey::kInitProducerId: (void)read_init_producer_id(r, v); break;
+    case ApiKey::kFindCoordinator: (void)read_find_coordinator(r, v); break;
+    case ApiKey::kJoinGroup: (void)read_join_group(r, v); break;
+    case ApiKey::kSyncGroup: (void)read_sync_group(r, v); break;
+    case ApiKey::kHeartbeat: (void)read_heartbeat(r, v); break;
+    case ApiKey::kLeaveGroup: (void)read_leave_group(r, v); break;
+    case ApiKey::kOffsetCommit: (void)read_offset_commit(r, v); break;
+    case ApiKey::kOffsetFetch: (void)read_offset_fetch(r, v); break;
+    case ApiKey::kDescribeGroups: (void)read_describe_groups(r, v); break;
+    case ApiKey::kListGroups: read_list_groups(r, v); break;
     case ApiKey::kProduce: {
       ProduceRequest p = read_produce(r, v);
       if (!r.ok()) break;
