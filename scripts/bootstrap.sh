@@ -39,7 +39,15 @@ done
 need_v8=0
 [ -f "$prefix/usr/lib/x86_64-linux-gnu/libnode.so.108" ] && [ -f "$prefix/usr/include/node/v8.h" ] || need_v8=1
 
-if [ ${#missing[@]} -eq 0 ] && [ $need_v8 -eq 0 ]; then
+# KafkaJS (a Kafka client the tests use, from the npm registry) in a git-ignored folder; npm
+# from Debian when the machine has none.
+kafkajs="$root/.deps/kafkajs"
+kafkajs_version="2.2.4"
+need_kafkajs=0
+grep -qs "\"version\": \"$kafkajs_version\"" "$kafkajs/node_modules/kafkajs/package.json" || need_kafkajs=1
+if [ $need_kafkajs -eq 1 ] && ! command -v npm >/dev/null; then missing+=(npm); fi
+
+if [ ${#missing[@]} -eq 0 ] && [ $need_v8 -eq 0 ] && [ $need_kafkajs -eq 0 ]; then
   exit 0
 fi
 
@@ -49,8 +57,10 @@ export DEBIAN_FRONTEND=noninteractive
 
 what="${missing[*]}"
 [ $need_v8 -eq 1 ] && what="${what:+$what, }V8 (libnode108)"
-echo "bootstrap: installing $what" >&2
-"${as_root[@]}" apt-get update -qq
+if [ -n "$what" ]; then
+  echo "bootstrap: installing $what" >&2
+  "${as_root[@]}" apt-get update -qq
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
@@ -64,5 +74,12 @@ if [ $need_v8 -eq 1 ]; then
   mkdir -p "$prefix"
   for deb in "$work"/*.deb; do dpkg -x "$deb" "$prefix"; done
   [ -f "$prefix/usr/lib/x86_64-linux-gnu/libnode.so.108" ] || { echo "bootstrap: libnode.so.108 missing after unpack" >&2; exit 1; }
+fi
+if [ $need_kafkajs -eq 1 ]; then
+  echo "bootstrap: installing KafkaJS $kafkajs_version into .deps/kafkajs" >&2
+  mkdir -p "$kafkajs"
+  npm install --no-audit --no-fund --silent --prefix "$kafkajs" "kafkajs@$kafkajs_version" >/dev/null
+  grep -qs "\"version\": \"$kafkajs_version\"" "$kafkajs/node_modules/kafkajs/package.json" ||
+    { echo "bootstrap: KafkaJS missing after npm install" >&2; exit 1; }
 fi
 echo "bootstrap: done" >&2

@@ -38,6 +38,16 @@ class KafkaTest : public testing::BrokerApiTest {
     std::ofstream(file) << "BOOTSTRAP = '" << kafka_ << "'\n" << script;
     return shell(std::string("timeout 120 ") + kPython + " " + quote(file.string()));
   }
+  // Runs a Node.js script with KafkaJS (installed by scripts/bootstrap.sh into .deps/kafkajs).
+  testing::CommandRun node(const std::string& script) {
+    const fs::path file = dir() / "client.js";
+    fs::create_directories(dir());
+    std::ofstream(file) << "const BOOTSTRAP = '" << kafka_ << "';\n"
+                        << "const { Kafka, logLevel } = require('" << WASMQ_SOURCE_DIR
+                        << "/.deps/kafkajs/node_modules/kafkajs');\n"
+                        << script;
+    return shell("timeout 120 node " + quote(file.string()));
+  }
   std::string kafka_;
 };
 
@@ -286,6 +296,48 @@ c.close()
   EXPECT_NE(run.out.find("offsets True"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("consumed 50 True"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("end 50"), std::string::npos) << run.out;
+}
+
+// KafkaJS: an independent implementation in JavaScript (admin, producer, a consumer group).
+TEST_F(KafkaTest, KafkaJsAdminProducerAndConsumerGroup) {
+  start_with_kafka();
+  auto run = node(R"(
+const kafka = new Kafka({ clientId: 'wasmq-test', brokers: [BOOTSTRAP], logLevel: logLevel.ERROR });
+(async () => {
+  const admin = kafka.admin();
+  await admin.connect();
+  console.log('created', await admin.createTopics({ topics: [{ topic: 'js', numPartitions: 3 }] }));
+  console.log('topics', (await admin.listTopics()).includes('js'));
+  const producer = kafka.producer();
+  await producer.connect();
+  const sent = await producer.send({ topic: 'js', messages: Array.from({ length: 90 }, (_, i) => (
+    { key: 'k' + i, value: 'v' + i, headers: { n: String(i) } })) });
+  console.log('acks', sent.length > 0 && sent.every(r => r.errorCode === 0));
+  await producer.disconnect();
+  const consumer = kafka.consumer({ groupId: 'js-group' });
+  await consumer.connect();
+  await consumer.subscribe({ topic: 'js', fromBeginning: true });
+  const seen = new Map();
+  await new Promise((resolve) => {
+    const timer = setTimeout(resolve, 30000);
+    consumer.run({ eachMessage: async ({ partition, message }) => {
+      seen.set(message.value.toString(), message.headers.n.toString());
+      if (seen.size === 90) { clearTimeout(timer); resolve(); }
+    } });
+  });
+  console.log('consumed', seen.size, [...seen].every(([v, n]) => v === 'v' + n));
+  await consumer.disconnect();
+  const offsets = await admin.fetchOffsets({ groupId: 'js-group', topics: ['js'] });
+  console.log('committed', offsets[0].partitions.reduce((sum, p) => sum + Number(p.offset), 0));
+  await admin.disconnect();
+})().catch((e) => { console.log('failed', e.message); process.exit(1); });
+)");
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("created true"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("topics true"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("acks true"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("consumed 90 true"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("committed 90"), std::string::npos) << run.out;
 }
 
 // Bytes that are not Kafka close their own connection and nothing else.
