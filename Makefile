@@ -88,6 +88,7 @@ bench: build
 	python3 bench/broker_bench.py --build-dir $(BUILD_DIR)
 	python3 bench/etl_bench.py --build-dir $(BUILD_DIR)
 	python3 bench/pool_bench.py --build-dir $(BUILD_DIR)
+	python3 bench/kafka_bench.py --build-dir $(BUILD_DIR)
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'tests/*.h')
