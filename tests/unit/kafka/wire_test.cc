@@ -56,7 +56,7 @@ TEST(KafkaWire, BigEndianOnTheWire) {
 }
 
 TEST(KafkaWire, TruncatedInputFailsAndStaysFailed) {
-  Reader r(std::string_view("\x00\x05ab", 4));
+  Reader r(std::string_view("\x00\x05" "ab", 4));
   EXPECT_EQ(r.string(), "");
   EXPECT_FALSE(r.ok());
   EXPECT_EQ(r.error(), "truncated bytes");
