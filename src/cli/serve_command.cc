@@ -168,9 +168,45 @@ const boost::json::value* at_path(const boost::json::object& root, std::string_v
 // What the admin API's status endpoints read, and the reload: the file's pipelines are applied
 // at once (gracefully: batches in flight finish on the configuration they started with); every
 // other key that changed is listed as needing a restart and left as it is.
+// The Kafka listener's figures as the status API shows them.
+std::vector<http::StatusContext::ListenerFigure> kafka_figures(const kafka::Figures& f) {
+  auto one = [](std::string name, std::string type, std::string help, double value) {
+    return http::StatusContext::ListenerFigure{std::move(name), std::move(type), std::move(help),
+                                               "", {{"", value}}};
+  };
+  auto load = [](const std::atomic<uint64_t>& v) { return static_cast<double>(v.load(std::memory_order_relaxed)); };
+  std::vector<http::StatusContext::ListenerFigure> out = {
+      one("kafka_connections", "gauge", "Kafka connections open now.", load(f.connections_open)),
+      one("kafka_connections_accepted_total", "counter", "Kafka connections accepted.",
+          load(f.connections_accepted)),
+      one("kafka_request_errors_total", "counter",
+          "Kafka frames that closed their connection (malformed, too large, not served).",
+          load(f.request_errors)),
+      one("kafka_bytes_in_total", "counter", "Bytes of Kafka requests read.", load(f.bytes_in)),
+      one("kafka_bytes_out_total", "counter", "Bytes of Kafka responses written.", load(f.bytes_out)),
+  };
+  http::StatusContext::ListenerFigure requests{"kafka_requests_total", "counter",
+                                               "Kafka requests answered, per API.", "api", {}};
+  http::StatusContext::ListenerFigure seconds{
+      "kafka_request_seconds_total", "counter",
+      "Seconds from a Kafka request read to its response written (long polls included), per API.",
+      "api", {}};
+  for (size_t key = 0; key < kafka::Figures::kApiKeys; ++key) {
+    const double n = load(f.requests_by_api[key]);
+    if (n == 0) continue;
+    const std::string api(kafka::api_name(static_cast<int16_t>(key)));
+    requests.samples.emplace_back(api, n);
+    seconds.samples.emplace_back(api, load(f.nanoseconds_by_api[key]) / 1e9);
+  }
+  out.push_back(std::move(requests));
+  out.push_back(std::move(seconds));
+  return out;
+}
+
 http::StatusContext status_context(const std::string& config_path, const Config& config,
                                    etl::Orchestrator& etl, broker::Broker& broker,
-                                   const broker::StreamPipelines* streams) {
+                                   const broker::StreamPipelines* streams,
+                                   std::shared_ptr<std::atomic<const kafka::Server*>> kafka) {
   struct Live {
     explicit Live(Config c) : config(std::move(c)) {}
     Mutex mutex;
@@ -178,6 +214,10 @@ http::StatusContext status_context(const std::string& config_path, const Config&
   };
   auto live = std::make_shared<Live>(config);
   http::StatusContext c;
+  c.kafka_figures = [kafka] {
+    const kafka::Server* server = kafka->load();
+    return server ? kafka_figures(server->figures()) : std::vector<http::StatusContext::ListenerFigure>{};
+  };
   c.etl = &etl;
   c.broker = &broker;
   c.streams = streams;
@@ -290,11 +330,13 @@ int serve(const std::string& config_path) {
   if (Status s = http::add_data_api(data_router, broker, data_options); !s.is_ok())
     return fail(s.message());
   http::Router admin_router;
+  // The Kafka listener, once started, for the status API's figures (null while it is off).
+  auto kafka_server = std::make_shared<std::atomic<const kafka::Server*>>(nullptr);
   if (Status s = http::add_admin_api(admin_router, **etl, streams.get(), security->admin);
       !s.is_ok())
     return fail(s.message());
   if (Status s = http::add_status_api(
-          admin_router, status_context(config_path, config, **etl, broker, streams.get()));
+          admin_router, status_context(config_path, config, **etl, broker, streams.get(), kafka_server));
       !s.is_ok()) {
     return fail(s.message());
   }
@@ -371,6 +413,7 @@ int serve(const std::string& config_path) {
       admin_api.stop(std::chrono::seconds(0));
       return fail(s.message());
     }
+    kafka_server->store(kafka_api.get());
     kafka_line = "wasmq: Kafka API on " + listen->host + ":" + std::to_string(kafka_api->port());
   }
   auto url = [&](const ListenAddress& listen, uint16_t port) {
@@ -390,6 +433,7 @@ int serve(const std::string& config_path) {
   sigwait(&signals, &received);
   logger.info("{}: stopping", received == SIGINT ? "SIGINT" : "SIGTERM");
   if (kafka_api) kafka_api->stop(std::chrono::seconds(10));
+  kafka_server->store(nullptr);
   data_api.stop(std::chrono::seconds(10));
   admin_api.stop(std::chrono::seconds(10));
   // Stream pipelines commit their batch in flight; the ETL workers finish the batches they hold

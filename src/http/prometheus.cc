@@ -71,6 +71,15 @@ awaitable<Response> StatusApi::metrics_prometheus(Request&) {
   const etl::Runtime& r = c_.etl->runtime();
   p.family("wasmq_uptime_seconds", "gauge", "Seconds since the broker started.");
   p.sample("wasmq_uptime_seconds", "", uptime_seconds());
+  if (c_.kafka_figures) {
+    for (const auto& f : c_.kafka_figures()) {
+      const std::string name = "wasmq_" + f.name;
+      p.family(name, f.type, f.help);
+      for (const auto& [label, value] : f.samples) {
+        p.sample(name, f.label.empty() ? "" : f.label + "=\"" + Prometheus::label(label) + "\"", value);
+      }
+    }
+  }
 
   p.family("wasmq_topic_records", "gauge",
            "Records stored per topic partition (high watermark minus log start).");

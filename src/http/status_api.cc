@@ -258,11 +258,25 @@ awaitable<Response> StatusApi::metrics_json(Request&) {
     topics[t->name()] = json::object{
         {"partitions", t->partition_count()}, {"records", records}, {"size_bytes", bytes}};
   }
+  json::object kafka;
+  if (c_.kafka_figures) {
+    for (const auto& f : c_.kafka_figures()) {
+      const std::string key = f.name.rfind("kafka_", 0) == 0 ? f.name.substr(6) : f.name;
+      if (f.label.empty()) {
+        kafka[key] = f.samples.empty() ? 0.0 : f.samples.front().second;
+      } else {
+        json::object by_label;
+        for (const auto& [label, value] : f.samples) by_label[label] = value;
+        kafka[key] = std::move(by_label);
+      }
+    }
+  }
   co_return json_response(
       HttpStatus::ok,
       json::object{
           {"uptime_seconds", uptime_seconds()},
           {"broker", json::object{{"topics", std::move(topics)}}},
+          {"kafka", std::move(kafka)},
           {"etl", json::object{{"memory_usage_bytes", c_.etl->pools().memory_usage_bytes()},
                                {"total_executions", load(r.figures.module_calls)},
                                {"call_latency", latency_json(r.figures.call_latency)},

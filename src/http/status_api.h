@@ -39,6 +39,19 @@ struct StatusContext {
   std::function<boost::json::object()> effective_config;
   // Re-reads the configuration file and applies what can be applied live.
   std::function<ReloadOutcome()> reload;
+
+  // Figures of a listener this room does not know (the Kafka protocol's), read when asked:
+  // null, or returning nothing, when it is off. In /api/v1/metrics under "kafka" (a figure with
+  // one unlabelled sample as a number, else an object by label value) and in /metrics as
+  // wasmq_<name>.
+  struct ListenerFigure {
+    std::string name;  // e.g. "kafka_requests_total"
+    std::string type;  // "counter" or "gauge"
+    std::string help;
+    std::string label;  // the label's name ("api"), or "" for one unlabelled sample
+    std::vector<std::pair<std::string, double>> samples;  // label value (or ""), value
+  };
+  std::function<std::vector<ListenerFigure>()> kafka_figures;
 };
 
 // Registers the operating endpoints on `router`; everything in `context` must outlive it.

@@ -183,12 +183,26 @@ awaitable<void> Server::serve(std::shared_ptr<Connection> c) {
       c->idle.cancel();
       figures_.requests.fetch_add(1, std::memory_order_relaxed);
       figures_.bytes_in.fetch_add(size + 4, std::memory_order_relaxed);
+      const auto started = std::chrono::steady_clock::now();
+      const int16_t api = static_cast<int16_t>((frame[0] << 8) | frame[1]);
       auto response = co_await service_.handle(frame);
       if (!response.is_ok()) {
         close_with(response.status().message());
         break;
       }
-      if (!*response) continue;  // acks=0
+      auto count = [&] {
+        if (api < 0 || static_cast<size_t>(api) >= Figures::kApiKeys) return;
+        figures_.requests_by_api[static_cast<size_t>(api)].fetch_add(1, std::memory_order_relaxed);
+        figures_.nanoseconds_by_api[static_cast<size_t>(api)].fetch_add(
+            static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                      std::chrono::steady_clock::now() - started)
+                                      .count()),
+            std::memory_order_relaxed);
+      };
+      if (!*response) {  // acks=0
+        count();
+        continue;
+      }
       const std::string& body = **response;
       out.clear();
       const uint32_t n = static_cast<uint32_t>(body.size());
@@ -198,6 +212,7 @@ awaitable<void> Server::serve(std::shared_ptr<Connection> c) {
       co_await asio::async_write(c->socket, buffers, asio::redirect_error(asio::use_awaitable, error));
       if (error) break;
       figures_.bytes_out.fetch_add(body.size() + 4, std::memory_order_relaxed);
+      count();
     }
   } catch (const std::exception& e) {
     logger.warn("kafka: connection {}: {}", c->remote, e.what());

@@ -11,6 +11,7 @@
 // Threads: start() and stop() from one controlling thread; the Service runs on the I/O threads.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -42,12 +43,17 @@ struct ServerOptions {
 
 // What the listener counts (read with relaxed loads; any thread).
 struct Figures {
+  static constexpr size_t kApiKeys = 64;  // figures per API for keys below this
   std::atomic<uint64_t> connections_accepted{0};
   std::atomic<uint64_t> connections_open{0};
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> request_errors{0};  // frames that closed their connection
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
+  // Per API key: requests answered, and the time from a request read to its response written
+  // (a long poll's wait included).
+  std::array<std::atomic<uint64_t>, kApiKeys> requests_by_api{};
+  std::array<std::atomic<uint64_t>, kApiKeys> nanoseconds_by_api{};
 };
 
 class Server {

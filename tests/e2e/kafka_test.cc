@@ -403,6 +403,18 @@ print('quiet client answered', struct.unpack('>ih', body[:6]) == (9, 0))
   auto consumed = kcat("-C -t steady -o beginning -e -f '%s\\n'");
   EXPECT_EQ(consumed.out, "before\nafter\n") << consumed.err;
   data("GET", "/health");
+  // Every refused frame was counted; the requests served, per API.
+  json::value metrics = admin("GET", "/api/v1/metrics");
+  ASSERT_TRUE(metrics.is_object());
+  const json::object& kafka = metrics.at("kafka").as_object();
+  EXPECT_EQ(kafka.at("request_errors_total").to_number<double>(), 7) << kafka;
+  EXPECT_GE(kafka.at("requests_total").at("Produce").to_number<double>(), 2) << kafka;
+  EXPECT_GE(kafka.at("requests_total").at("Metadata").to_number<double>(), 1) << kafka;
+  EXPECT_GT(kafka.at("bytes_in_total").to_number<double>(), 0) << kafka;
+  auto prometheus = admin_->request("GET", "/metrics", "");
+  ASSERT_TRUE(prometheus.is_ok());
+  EXPECT_NE(prometheus->body.find("wasmq_kafka_request_errors_total 7\n"), std::string::npos);
+  EXPECT_NE(prometheus->body.find("wasmq_kafka_requests_total{api=\"Produce\"}"), std::string::npos);
 }
 
 // Pipelines apply to what Kafka clients produce exactly as to HTTP producers: transformed,
