@@ -5,9 +5,6 @@
 namespace wasmq::kafka {
 namespace {
 
-// batchLength i32 sits after baseOffset; attributes after partitionLeaderEpoch, magic and crc.
-constexpr size_t kAttributesAt = 8 + 4 + 4 + 1 + 4;
-
 CheckedBatch refuse(int16_t code, std::string why) {
   CheckedBatch c;
   c.error = code;
@@ -16,11 +13,6 @@ CheckedBatch refuse(int16_t code, std::string why) {
 }
 
 }  // namespace
-
-int16_t batch_attributes(std::span<const uint8_t> batch) {
-  if (batch.size() < kAttributesAt + 2) return 0;
-  return static_cast<int16_t>((batch[kAttributesAt] << 8) | batch[kAttributesAt + 1]);
-}
 
 CheckedBatch check_produce_batch(std::optional<std::span<const uint8_t>> records, bool decode) {
   if (!records || records->empty()) return refuse(error::kInvalidRecord, "no records");
@@ -36,7 +28,7 @@ CheckedBatch check_produce_batch(std::optional<std::span<const uint8_t>> records
     return refuse(error::kInvalidRecord, "more than one batch (a produce request carries one per partition)");
   }
   if (!storage::batch_crc_ok(bytes)) return refuse(error::kCorruptMessage, "the batch's CRC does not match");
-  const int16_t attributes = batch_attributes(bytes);
+  const int16_t attributes = header->attributes;
   if ((attributes & 0x7) > 4) {
     return refuse(error::kUnsupportedCompressionType,
                   "compression codec " + std::to_string(attributes & 0x7) + " is not one of Kafka's");
@@ -62,6 +54,7 @@ CheckedBatch check_produce_batch(std::optional<std::span<const uint8_t>> records
   if (!decode) c.records.clear();
   c.batch.bytes.assign(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   c.batch.records = static_cast<uint32_t>(header->record_count);
+  c.header = *header;
   return c;
 }
 

@@ -24,18 +24,13 @@ inline constexpr size_t kMaxBatchBytes = 1'048'588;
 struct CheckedBatch {
   int16_t error = 0;   // a Kafka error code; 0 when the batch is good
   std::string why;     // what was wrong (for the log)
+  storage::BatchHeader header;          // the batch's header (when good)
   storage::EncodedBatch batch;          // the bytes to append as they came (when good)
   std::vector<storage::Record> records;  // decoded, when `decode` was asked
-
-  std::span<const uint8_t> batch_bytes() const {
-    return {reinterpret_cast<const uint8_t*>(batch.bytes.data()), batch.bytes.size()};
-  }
 };
 
 // `decode`: also hand the records back (a pipeline will run on them).
 CheckedBatch check_produce_batch(std::optional<std::span<const uint8_t>> records, bool decode);
 
-// The attributes field of a batch (bits 0-2 codec, 3 timestamp type, 4 transactional, 5 control).
-int16_t batch_attributes(std::span<const uint8_t> batch);
 
 }  // namespace wasmq::kafka

@@ -8,15 +8,6 @@
 namespace wasmq::kafka {
 namespace {
 
-uint64_t be(const uint8_t* p, int n) {
-  uint64_t v = 0;
-  for (int i = 0; i < n; ++i) v = (v << 8) | p[i];
-  return v;
-}
-
-// Where the producer fields sit in a batch header (record_batch.h).
-constexpr size_t kProducerIdAt = 43, kEpochAt = 51, kSequenceAt = 53, kCountAt = 57;
-
 int32_t next_sequence(int32_t s) { return s == std::numeric_limits<int32_t>::max() ? 0 : s + 1; }
 
 }  // namespace
@@ -26,14 +17,8 @@ int32_t ProducerBatch::last_sequence() const {
   return static_cast<int32_t>(last % (int64_t{std::numeric_limits<int32_t>::max()} + 1));
 }
 
-ProducerBatch producer_batch(std::span<const uint8_t> batch) {
-  ProducerBatch b;
-  if (batch.size() < storage::kBatchHeaderSize) return b;
-  b.producer_id = static_cast<int64_t>(be(batch.data() + kProducerIdAt, 8));
-  b.epoch = static_cast<int16_t>(be(batch.data() + kEpochAt, 2));
-  b.first_sequence = static_cast<int32_t>(be(batch.data() + kSequenceAt, 4));
-  b.records = static_cast<int32_t>(be(batch.data() + kCountAt, 4));
-  return b;
+ProducerBatch producer_batch(const storage::BatchHeader& header) {
+  return {header.producer_id, header.producer_epoch, header.base_sequence, header.record_count};
 }
 
 ProducerStates::ProducerStates() {
@@ -104,7 +89,7 @@ size_t ProducerStates::rebuild(const storage::TopicStore& store, int64_t tail_of
         while (at < read->bytes.size()) {
           auto header = storage::parse_batch_header({bytes + at, read->bytes.size() - at});
           if (!header.is_ok()) break;
-          ProducerBatch b = producer_batch({bytes + at, header->size()});
+          ProducerBatch b = producer_batch(*header);
           if (b.producer_id >= 0 && b.first_sequence >= 0) {
             MutexLock lock(mutex_);
             record_locked(Key{topic->name(), p, b.producer_id}, b, header->base_offset);

@@ -19,6 +19,7 @@
 #include <tuple>
 
 #include "common/mutex.h"
+#include "storage/record_batch.h"
 #include "storage/topic_store.h"
 
 namespace wasmq::kafka {
@@ -31,8 +32,8 @@ struct ProducerBatch {
   int32_t records = 0;
   int32_t last_sequence() const;  // first + records - 1, wrapping past INT32_MAX to 0
 };
-// Read from a whole batch's header (at least kBatchHeaderSize bytes).
-ProducerBatch producer_batch(std::span<const uint8_t> batch);
+// What a batch's header says of its producer.
+ProducerBatch producer_batch(const storage::BatchHeader& header);
 
 class ProducerStates {
  public:

@@ -23,6 +23,22 @@ void read_named_bytes(Reader& r, std::vector<std::pair<std::string_view, std::sp
   }
 }
 
+// An array of topics, each a name and an array of partitions that `read_partition(partition)`
+// reads; `min_partition` is the smallest encoding of one partition.
+template <typename Topic, typename ReadPartition>
+void read_topics(Reader& r, size_t min_partition, std::vector<Topic>* topics,
+                 ReadPartition read_partition) {
+  int32_t n = r.array_length(kMinString + 4);
+  topics->reserve(static_cast<size_t>(n));
+  for (int32_t t = 0; t < n && r.ok(); ++t) {
+    auto& topic = topics->emplace_back();
+    topic.name = r.string();
+    int32_t partitions = r.array_length(min_partition);
+    topic.partitions.reserve(static_cast<size_t>(partitions));
+    for (int32_t i = 0; i < partitions && r.ok(); ++i) read_partition(topic.partitions.emplace_back());
+  }
+}
+
 }  // namespace
 
 MetadataRequest read_metadata(Reader& r, int16_t version) {
@@ -47,19 +63,10 @@ ProduceRequest read_produce(Reader& r, int16_t version) {
   p.transactional_id = r.nullable_string();
   p.acks = r.i16();
   p.timeout_ms = r.i32();
-  int32_t topics = r.array_length(kMinString + 4);
-  p.topics.reserve(static_cast<size_t>(topics));
-  for (int32_t t = 0; t < topics && r.ok(); ++t) {
-    auto& topic = p.topics.emplace_back();
-    topic.name = r.string();
-    int32_t partitions = r.array_length(kMinPartitionOfProduce);
-    topic.partitions.reserve(static_cast<size_t>(partitions));
-    for (int32_t i = 0; i < partitions && r.ok(); ++i) {
-      auto& part = topic.partitions.emplace_back();
-      part.index = r.i32();
-      part.records = r.nullable_bytes();
-    }
-  }
+  read_topics(r, kMinPartitionOfProduce, &p.topics, [&](ProduceRequest::Partition& part) {
+    part.index = r.i32();
+    part.records = r.nullable_bytes();
+  });
   expect_end(r);
   return p;
 }
@@ -76,22 +83,13 @@ FetchRequest read_fetch(Reader& r, int16_t version) {
     f.session_epoch = r.i32();
   }
   const size_t min_partition = 4 + (version >= 9 ? 4 : 0) + 8 + (version >= 5 ? 8 : 0) + 4;
-  int32_t topics = r.array_length(kMinString + 4);
-  f.topics.reserve(static_cast<size_t>(topics));
-  for (int32_t t = 0; t < topics && r.ok(); ++t) {
-    auto& topic = f.topics.emplace_back();
-    topic.name = r.string();
-    int32_t partitions = r.array_length(min_partition);
-    topic.partitions.reserve(static_cast<size_t>(partitions));
-    for (int32_t i = 0; i < partitions && r.ok(); ++i) {
-      auto& part = topic.partitions.emplace_back();
-      part.index = r.i32();
-      if (version >= 9) r.i32();  // current_leader_epoch
-      part.fetch_offset = r.i64();
-      if (version >= 5) r.i64();  // log_start_offset (of a follower)
-      part.max_bytes = r.i32();
-    }
-  }
+  read_topics(r, min_partition, &f.topics, [&](FetchRequest::Partition& part) {
+    part.index = r.i32();
+    if (version >= 9) r.i32();  // current_leader_epoch
+    part.fetch_offset = r.i64();
+    if (version >= 5) r.i64();  // log_start_offset (of a follower)
+    part.max_bytes = r.i32();
+  });
   if (version >= 7) {
     int32_t forgotten = r.array_length(kMinString + 4);
     for (int32_t t = 0; t < forgotten && r.ok(); ++t) {
@@ -110,20 +108,11 @@ ListOffsetsRequest read_list_offsets(Reader& r, int16_t version) {
   r.i32();                    // replica_id
   if (version >= 2) r.i8();   // isolation_level
   const size_t min_partition = 4 + 8 + (version == 0 ? 4 : 0);
-  int32_t topics = r.array_length(kMinString + 4);
-  l.topics.reserve(static_cast<size_t>(topics));
-  for (int32_t t = 0; t < topics && r.ok(); ++t) {
-    auto& topic = l.topics.emplace_back();
-    topic.name = r.string();
-    int32_t partitions = r.array_length(min_partition);
-    topic.partitions.reserve(static_cast<size_t>(partitions));
-    for (int32_t i = 0; i < partitions && r.ok(); ++i) {
-      auto& part = topic.partitions.emplace_back();
-      part.index = r.i32();
-      part.timestamp = r.i64();
-      if (version == 0) r.i32();  // max_num_offsets
-    }
-  }
+  read_topics(r, min_partition, &l.topics, [&](ListOffsetsRequest::Partition& part) {
+    part.index = r.i32();
+    part.timestamp = r.i64();
+    if (version == 0) r.i32();  // max_num_offsets
+  });
   expect_end(r);
   return l;
 }
@@ -238,22 +227,13 @@ OffsetCommitRequest read_offset_commit(Reader& r, int16_t version) {
   if (version >= 7) r.nullable_string();           // group_instance_id
   if (version >= 2 && version <= 4) r.i64();       // retention_time_ms
   const size_t min_partition = 4 + 8 + (version == 1 ? 8 : 0) + (version >= 6 ? 4 : 0) + 2;
-  int32_t topics = r.array_length(kMinString + 4);
-  c.topics.reserve(static_cast<size_t>(topics));
-  for (int32_t t = 0; t < topics && r.ok(); ++t) {
-    auto& topic = c.topics.emplace_back();
-    topic.name = r.string();
-    int32_t partitions = r.array_length(min_partition);
-    topic.partitions.reserve(static_cast<size_t>(partitions));
-    for (int32_t i = 0; i < partitions && r.ok(); ++i) {
-      auto& part = topic.partitions.emplace_back();
-      part.index = r.i32();
-      part.offset = r.i64();
-      if (version >= 6) r.i32();  // committed_leader_epoch
-      if (version == 1) r.i64();  // commit_timestamp
-      part.metadata = r.nullable_string();
-    }
-  }
+  read_topics(r, min_partition, &c.topics, [&](OffsetCommitRequest::Partition& part) {
+    part.index = r.i32();
+    part.offset = r.i64();
+    if (version >= 6) r.i32();  // committed_leader_epoch
+    if (version == 1) r.i64();  // commit_timestamp
+    part.metadata = r.nullable_string();
+  });
   expect_end(r);
   return c;
 }

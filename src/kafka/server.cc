@@ -89,13 +89,11 @@ void Server::stop(std::chrono::milliseconds grace) {
   }
   open.clear();
   const auto deadline = std::chrono::steady_clock::now() + grace;
-  for (;;) {
-    {
-      MutexLock lock(connections_mutex_);
-      if (connections_.empty()) break;
+  {
+    // Woken by the last connection to end (serve()), or the deadline.
+    MutexLock lock(connections_mutex_);
+    while (!connections_.empty() && connections_drained_.wait_until(connections_mutex_, deadline)) {
     }
-    if (std::chrono::steady_clock::now() >= deadline) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   io_context_.stop();
   for (auto& t : threads_) t.join();
@@ -138,7 +136,6 @@ awaitable<void> Server::serve(std::shared_ptr<Connection> c) {
   figures_.connections_open.fetch_add(1, std::memory_order_relaxed);
   auto& logger = log::get("kafka");
   std::vector<uint8_t> frame;
-  std::string out;
   auto close_with = [&](const std::string& why) {
     figures_.request_errors.fetch_add(1, std::memory_order_relaxed);
     logger.debug("kafka: closing {}: {}", c->remote, why);
@@ -204,7 +201,6 @@ awaitable<void> Server::serve(std::shared_ptr<Connection> c) {
         continue;
       }
       const std::string& body = **response;
-      out.clear();
       const uint32_t n = static_cast<uint32_t>(body.size());
       const char prefix[4] = {static_cast<char>(n >> 24), static_cast<char>(n >> 16),
                               static_cast<char>(n >> 8), static_cast<char>(n)};
@@ -223,6 +219,7 @@ awaitable<void> Server::serve(std::shared_ptr<Connection> c) {
   figures_.connections_open.fetch_sub(1, std::memory_order_relaxed);
   MutexLock lock(connections_mutex_);
   connections_.erase(c);
+  if (connections_.empty()) connections_drained_.notify_all();
 }
 
 }  // namespace wasmq::kafka

@@ -93,6 +93,7 @@ class Server {
 
   Mutex connections_mutex_;
   std::unordered_set<std::shared_ptr<Connection>> connections_ GUARDED_BY(connections_mutex_);
+  CondVar connections_drained_;  // notified when the last connection ends
 };
 
 }  // namespace wasmq::kafka

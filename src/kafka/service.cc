@@ -105,6 +105,7 @@ awaitable<Result<Response>> Service::metadata(const RequestHeader& h, Reader& r)
     for (const auto& t : broker_.store().list()) topics.push_back({t->name(), error::kNone, t->partition_count()});
   } else {
     std::vector<std::string> to_create;
+    std::vector<size_t> created_at;  // where each of to_create is in `topics`
     for (std::string_view name : *req.topics) {
       TopicInfo info{std::string(name)};
       if (!storage::validate_topic_name(name).is_ok()) {
@@ -113,6 +114,7 @@ awaitable<Result<Response>> Service::metadata(const RequestHeader& h, Reader& r)
         info.partitions = t->partition_count();
       } else if (options_.auto_create_topics && req.allow_auto_topic_creation) {
         to_create.push_back(info.name);
+        created_at.push_back(topics.size());
       } else {
         info.error = error::kUnknownTopicOrPartition;
       }
@@ -129,13 +131,9 @@ awaitable<Result<Response>> Service::metadata(const RequestHeader& h, Reader& r)
       };
       auto created = co_await run_on(broker_.disk_tasks(), std::move(create));
       if (!created.is_ok()) co_return created.status();
-      size_t next = 0;
-      for (auto& info : topics) {
-        if (next >= to_create.size() || info.name != to_create[next] || info.error != error::kNone ||
-            info.partitions != 0) {
-          continue;
-        }
-        auto& topic = (*created)[next++];
+      for (size_t k = 0; k < created_at.size(); ++k) {
+        TopicInfo& info = topics[created_at[k]];
+        auto& topic = (*created)[k];
         if (topic.is_ok()) {
           info.partitions = (*topic)->partition_count();
         } else {
@@ -233,7 +231,7 @@ awaitable<Result<Response>> Service::produce(const RequestHeader& h, Reader& r) 
         continue;
       }
       // An idempotent producer's batch: a retry of one stored is answered with its offset.
-      const ProducerBatch producer = producer_batch(checked.batch_bytes());
+      const ProducerBatch producer = producer_batch(checked.header);
       if (producer.producer_id >= 0) {
         auto seen = producers_.check(topic->name(), partition, producer);
         if (seen.verdict == ProducerStates::Verdict::kDuplicate) {

@@ -134,12 +134,6 @@ std::span<const uint8_t> Reader::bytes() {
   return b ? *b : std::span<const uint8_t>{};
 }
 
-std::span<const uint8_t> Reader::compact_bytes() {
-  uint32_t n = uvarint();
-  if (!ok() || n == 0) return {};
-  return raw(n - 1);
-}
-
 int32_t Reader::array_length(size_t min_element_bytes) {
   int32_t n = i32();
   if (!ok() || n == -1) return 0;
@@ -211,11 +205,6 @@ void Writer::bytes(std::string_view b) {
 void Writer::nullable_bytes(std::optional<std::string_view> b) {
   if (!b) return i32(-1);
   bytes(*b);
-}
-
-void Writer::patch_i32(size_t at, int32_t v) {
-  uint32_t u = static_cast<uint32_t>(v);
-  for (int i = 3; i >= 0; --i, u >>= 8) (*out_)[at + static_cast<size_t>(i)] = static_cast<char>(u & 0xff);
 }
 
 }  // namespace wasmq::kafka

@@ -56,7 +56,6 @@ class Reader {
   // BYTES / NULLABLE_BYTES: i32 length (-1 null).
   std::optional<std::span<const uint8_t>> nullable_bytes();
   std::span<const uint8_t> bytes();
-  std::span<const uint8_t> compact_bytes();
   // An array's element count: i32 (-1 null, read as 0) or compact (uvarint, 0 null). The count
   // must not exceed the bytes left divided by `min_element_bytes`, so a hostile count can never
   // size an allocation.
@@ -102,17 +101,6 @@ class Writer {
   void array_length(size_t n) { i32(static_cast<int32_t>(n)); }
   void compact_array_length(size_t n) { uvarint(static_cast<uint32_t>(n + 1)); }
   void empty_tagged_fields() { uvarint(0); }
-  void raw(std::string_view b) { out_->append(b); }
-
-  // The position of an i32 to fill in later (a size), written as 0 now.
-  size_t reserve_i32() {
-    size_t at = out_->size();
-    i32(0);
-    return at;
-  }
-  void patch_i32(size_t at, int32_t v);
-  size_t size() const { return out_->size(); }
-  std::string& out() { return *out_; }
 
  private:
   void be(uint64_t v, int n) {

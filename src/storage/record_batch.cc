@@ -220,6 +220,9 @@ Result<BatchHeader> parse_batch_header(std::span<const uint8_t> bytes) {
   h.max_timestamp = static_cast<int64_t>(get_be(p + 35, 8));
   h.record_count = static_cast<int32_t>(get_be(p + 57, 4));
   h.attributes = static_cast<int16_t>(get_be(p + kAttributesOffset, 2));
+  h.producer_id = static_cast<int64_t>(get_be(p + 43, 8));
+  h.producer_epoch = static_cast<int16_t>(get_be(p + 51, 2));
+  h.base_sequence = static_cast<int32_t>(get_be(p + 53, 4));
   if (h.base_offset < 0) return corrupt("negative base offset");
   if (h.batch_length < static_cast<int32_t>(kBatchHeaderSize - kBatchLogOverhead)) {
     return corrupt("batch length " + std::to_string(h.batch_length) + " shorter than its header");

@@ -37,6 +37,9 @@ struct BatchHeader {
   int64_t max_timestamp = 0;
   int32_t record_count = 0;
   int16_t attributes = 0;  // bits 0-2 codec, 3 timestamp type, 4 transactional, 5 control
+  int64_t producer_id = -1;  // an idempotent producer's, or -1
+  int16_t producer_epoch = -1;
+  int32_t base_sequence = -1;
 
   int64_t last_offset() const { return base_offset + last_offset_delta; }
   int64_t next_offset() const { return last_offset() + 1; }

@@ -131,6 +131,18 @@ Fetched parse_fetch(const std::string& response) {
   return f;
 }
 
+// Produce v7's answer for one partition: error and base offset.
+std::pair<int16_t, int64_t> produced(const std::string& response) {
+  Reader r(response);
+  r.i32();
+  r.array_length();
+  r.string();
+  r.array_length();
+  r.i32();
+  int16_t code = r.i16();
+  return {code, r.i64()};
+}
+
 class KafkaServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -280,14 +292,7 @@ TEST_F(KafkaServiceTest, ABadBatchIsRefusedAndNothingIsStored) {
   create_topic("t", 1);
   std::string bad = batch_of(2, 1'700'000'000'000);
   bad.back() ^= 1;
-  std::string response = ok(produce_frame("t", 0, bad));
-  Reader r(response);
-  r.i32();
-  r.array_length();
-  r.string();
-  r.array_length();
-  r.i32();
-  EXPECT_EQ(r.i16(), error::kCorruptMessage);
+  EXPECT_EQ(produced(ok(produce_frame("t", 0, bad))).first, error::kCorruptMessage);
   EXPECT_EQ(store_->find("t")->partition(0).next_offset(), 0);
   // acks=0 gets no response at all, but is stored.
   auto none = call(produce_frame("t", 0, batch_of(1, 1), 0));
@@ -319,18 +324,6 @@ TEST_F(KafkaServiceTest, AFetchWaitsForAnAppendAndIsAnsweredWhenItComes) {
   Fetched f = parse_fetch(***fetched);
   EXPECT_EQ(f.high_watermark, 2);
   EXPECT_FALSE(f.records.empty());
-}
-
-// Produce v7's answer for one partition: error and base offset.
-std::pair<int16_t, int64_t> produced(const std::string& response) {
-  Reader r(response);
-  r.i32();
-  r.array_length();
-  r.string();
-  r.array_length();
-  r.i32();
-  int16_t code = r.i16();
-  return {code, r.i64()};
 }
 
 TEST_F(KafkaServiceTest, AnIdempotentProducersRetryIsAnsweredWithItsOffsetAndNotStoredTwice) {
