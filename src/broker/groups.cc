@@ -6,6 +6,7 @@
 
 #include "common/file.h"
 #include "common/log.h"
+#include "storage/topic_store.h"
 
 namespace wasmq::broker {
 
@@ -502,6 +503,74 @@ std::optional<GroupSummary> GroupCoordinator::describe(const std::string& group_
     s.members.push_back(std::move(ms));
   }
   return s;
+}
+
+std::vector<PartitionLag> group_lag(const GroupCoordinator::Offsets& offsets,
+                                    const storage::TopicStore& store) {
+  std::vector<PartitionLag> out;
+  out.reserve(offsets.size());
+  std::shared_ptr<storage::Topic> topic;
+  for (const auto& [key, committed] : offsets) {
+    PartitionLag p;
+    p.topic = key.first;
+    p.partition = key.second;
+    p.committed = committed.offset;
+    p.metadata = committed.metadata;
+    if (!topic || topic->name() != key.first) topic = store.find(key.first);
+    if (topic && key.second >= 0 && static_cast<uint32_t>(key.second) < topic->partition_count()) {
+      const auto& log = topic->partition(static_cast<uint32_t>(key.second));
+      p.log_start_offset = log.start_offset();
+      p.high_watermark = log.next_offset();
+      p.lag = std::max<int64_t>(0, p.high_watermark - std::max(p.committed, p.log_start_offset));
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::optional<TopicPartitions> decode_consumer_assignment(std::string_view bytes) {
+  size_t at = 0;
+  auto take = [&](size_t n) -> std::optional<std::string_view> {
+    if (bytes.size() - at < n) return std::nullopt;
+    std::string_view s = bytes.substr(at, n);
+    at += n;
+    return s;
+  };
+  auto be = [&](size_t n) -> std::optional<int64_t> {
+    auto s = take(n);
+    if (!s) return std::nullopt;
+    uint64_t v = 0;
+    for (unsigned char c : *s) v = (v << 8) | c;
+    // Sign-extend from n bytes.
+    const unsigned shift = static_cast<unsigned>(64 - 8 * n);
+    return static_cast<int64_t>(v << shift) >> shift;
+  };
+  auto version = be(2);
+  if (!version || *version < 0) return std::nullopt;
+  auto topics = be(4);
+  if (!topics || *topics < 0 || *topics > static_cast<int64_t>(bytes.size())) return std::nullopt;
+  TopicPartitions out;
+  for (int64_t t = 0; t < *topics; ++t) {
+    auto length = be(2);
+    if (!length || *length < 0) return std::nullopt;
+    auto name = take(static_cast<size_t>(*length));
+    auto count = be(4);
+    if (!name || !count || *count < 0 || *count > static_cast<int64_t>(bytes.size())) return std::nullopt;
+    std::vector<int32_t> partitions;
+    for (int64_t i = 0; i < *count; ++i) {
+      auto p = be(4);
+      if (!p) return std::nullopt;
+      partitions.push_back(static_cast<int32_t>(*p));
+    }
+    out.emplace_back(std::string(*name), std::move(partitions));
+  }
+  // User data (bytes, -1 for null) follows; older encoders may leave it out.
+  if (at < bytes.size()) {
+    auto length = be(4);
+    if (!length || *length < -1 || (*length > 0 && !take(static_cast<size_t>(*length)))) return std::nullopt;
+  }
+  if (at != bytes.size()) return std::nullopt;
+  return out;
 }
 
 }  // namespace wasmq::broker

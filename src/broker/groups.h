@@ -1,5 +1,5 @@
 // Consumer groups (Kafka's classic group protocol) and their committed offsets, shared by the
-// Kafka front end and, later, the HTTP API.
+// Kafka front end and the HTTP API (`GET …/messages?group=G&commit=true`, `/api/v1/groups`).
 //
 // Membership: members join (JoinGroup), the coordinator waits until every known member has
 // rejoined (or the rebalance timeout passes: those that did not are dropped), then starts a new
@@ -31,11 +31,16 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "common/mutex.h"
 #include "common/status.h"
+
+namespace wasmq::storage {
+class TopicStore;
+}
 
 namespace wasmq::broker {
 
@@ -159,5 +164,27 @@ class GroupCoordinator {
   std::thread timers_;
   CondVar wake_;
 };
+
+// A group's position on one partition it has committed.
+struct PartitionLag {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t committed = -1;
+  std::string metadata;
+  // -1 when the topic or the partition no longer exists (then lag is -1 too).
+  int64_t log_start_offset = -1;
+  int64_t high_watermark = -1;
+  // The messages left to read: high_watermark - max(committed, log_start_offset), at least 0.
+  int64_t lag = -1;
+};
+// Every committed partition of `offsets` against the logs of `store` (no disk reads).
+std::vector<PartitionLag> group_lag(const GroupCoordinator::Offsets& offsets,
+                                    const storage::TopicStore& store);
+
+// What a member of a "consumer" group was given: Kafka's ConsumerProtocol Assignment (version
+// i16, then [topic string, [partition i32]], then user data bytes). nullopt when `bytes` is not
+// one (another protocol type, or an empty assignment before the first sync).
+using TopicPartitions = std::vector<std::pair<std::string, std::vector<int32_t>>>;
+std::optional<TopicPartitions> decode_consumer_assignment(std::string_view bytes);
 
 }  // namespace wasmq::broker

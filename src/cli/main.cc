@@ -7,6 +7,7 @@
 #include "cli/client_commands.h"
 #include "cli/config_command.h"
 #include "cli/etl_commands.h"
+#include "cli/group_commands.h"
 #include "cli/pool_commands.h"
 #include "cli/serve_command.h"
 #include "cli/transform_command.h"
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
   wasmq::cli::add_client_commands(app, exit_code);
   wasmq::cli::add_etl_commands(app, exit_code);
   wasmq::cli::add_pool_commands(app, exit_code);
+  wasmq::cli::add_group_commands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

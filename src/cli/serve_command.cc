@@ -21,6 +21,7 @@
 #include "http/admin_api.h"
 #include "http/audit_log.h"
 #include "http/data_api.h"
+#include "http/groups_api.h"
 #include "http/pool_api.h"
 #include "http/server.h"
 #include "http/status_api.h"
@@ -206,6 +207,7 @@ std::vector<http::StatusContext::ListenerFigure> kafka_figures(const kafka::Figu
 http::StatusContext status_context(const std::string& config_path, const Config& config,
                                    etl::Orchestrator& etl, broker::Broker& broker,
                                    const broker::StreamPipelines* streams,
+                                   const broker::GroupCoordinator* groups,
                                    std::shared_ptr<std::atomic<const kafka::Server*>> kafka) {
   struct Live {
     explicit Live(Config c) : config(std::move(c)) {}
@@ -221,6 +223,7 @@ http::StatusContext status_context(const std::string& config_path, const Config&
   c.etl = &etl;
   c.broker = &broker;
   c.streams = streams;
+  c.groups = groups;
   c.version = WASMQ_VERSION;
   c.effective_config = [live] {
     MutexLock lock(live->mutex);
@@ -324,9 +327,19 @@ int serve(const std::string& config_path) {
   auto admin_listen = parse_listen_address(config.admin.listen);
   if (!admin_listen.is_ok()) return fail("admin.listen: " + admin_listen.status().message());
 
+  // Consumer groups: the Kafka API's, shared with the HTTP API's `group=` and /api/v1/groups.
+  broker::GroupOptions group_options;
+  group_options.dir = std::filesystem::path(config.broker.data_dir) / "groups";
+  auto opened_groups = broker::GroupCoordinator::open(group_options);
+  if (!opened_groups.is_ok()) {
+    return fail("cannot open consumer groups: " + opened_groups.status().message());
+  }
+  std::unique_ptr<broker::GroupCoordinator> groups = std::move(*opened_groups);
+
   http::Router data_router;
   http::DataApiOptions data_options;
   data_options.audit = security->audit;
+  data_options.groups = groups.get();
   if (Status s = http::add_data_api(data_router, broker, data_options); !s.is_ok())
     return fail(s.message());
   http::Router admin_router;
@@ -336,11 +349,13 @@ int serve(const std::string& config_path) {
       !s.is_ok())
     return fail(s.message());
   if (Status s = http::add_status_api(
-          admin_router, status_context(config_path, config, **etl, broker, streams.get(), kafka_server));
+          admin_router, status_context(config_path, config, **etl, broker, streams.get(), groups.get(), kafka_server));
       !s.is_ok()) {
     return fail(s.message());
   }
   if (Status s = http::add_pool_api(admin_router, **etl); !s.is_ok()) return fail(s.message());
+  if (Status s = http::add_groups_api(admin_router, *groups, **store); !s.is_ok())
+    return fail(s.message());
 
   auto server_options = [&](const ListenAddress& listen, unsigned io_threads, const char* name,
                             uint32_t max_connections) {
@@ -369,7 +384,6 @@ int serve(const std::string& config_path) {
     return fail(s.message());
   }
   // The Kafka listener (kafka.listen; "" leaves it off), started before the ready lines.
-  std::unique_ptr<broker::GroupCoordinator> groups;
   std::unique_ptr<kafka::Service> kafka_service;
   std::unique_ptr<kafka::Server> kafka_api;
   std::string kafka_line;
@@ -383,15 +397,6 @@ int serve(const std::string& config_path) {
     o.max_request_bytes = config.kafka.max_request_bytes;
     kafka::ServiceOptions so;
     so.auto_create_topics = config.broker.auto_create_topics;
-    broker::GroupOptions group_options;
-    group_options.dir = std::filesystem::path(config.broker.data_dir) / "groups";
-    auto opened = broker::GroupCoordinator::open(group_options);
-    if (!opened.is_ok()) {
-      data_api.stop(std::chrono::seconds(0));
-      admin_api.stop(std::chrono::seconds(0));
-      return fail("cannot open consumer groups: " + opened.status().message());
-    }
-    groups = std::move(*opened);
     kafka_service = std::make_unique<kafka::Service>(broker, so, groups.get());
     const size_t producer_batches = kafka_service->recover_producers();
     log::get("kafka").info("idempotent producers: {} batch(es) found at the ends of the logs",

@@ -1,6 +1,8 @@
 #include "http/data_api.h"
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include <boost/asio/this_coro.hpp>
 #include <boost/json.hpp>
@@ -244,9 +246,29 @@ class DataApi {
 
   awaitable<Response> consume(Request& req) {
     const std::string topic(req.path_param("topic"));
-    if (req.query_param("group")) {
-      co_return error_response(HttpStatus::bad_request, "unsupported",
-                               "group: consumer groups are not supported yet; use offset", "group");
+    std::string group;
+    if (auto g = req.query_param("group")) {
+      group = std::string(*g);
+      if (Status s = check_group_id(group); !s.is_ok()) co_return bad_query(s, "group");
+      if (!options_.groups) {
+        co_return error_response(HttpStatus::bad_request, "unsupported",
+                                 "group: this listener has no consumer groups", "group");
+      }
+      if (req.query_param("offset")) {
+        co_return bad_query(invalid_argument("offset: cannot be given with group (a group reads "
+                                             "from its committed offset)"),
+                            "offset");
+      }
+    }
+    bool commit = false;
+    if (auto c = req.query_param("commit")) {
+      if (*c != "true" && *c != "false") {
+        co_return bad_query(invalid_argument("commit: must be true or false"), "commit");
+      }
+      commit = *c == "true";
+      if (commit && group.empty()) {
+        co_return bad_query(invalid_argument("commit: needs group (whose offset to commit)"), "commit");
+      }
     }
     broker::ConsumeRequest request;
     auto offset = query_in_range(req, "offset", 0, 0, INT64_MAX);
@@ -266,6 +288,14 @@ class DataApi {
     request.max_messages = static_cast<size_t>(*max_messages);
     request.max_bytes = static_cast<size_t>(*max_bytes);
     request.partition = static_cast<uint32_t>(*partition);
+    std::optional<int64_t> committed;  // the group's offset on this partition before the read
+    if (!group.empty()) {
+      if (commit) {
+        if (auto busy = group_owned_by_members(group)) co_return std::move(*busy);
+      }
+      committed = committed_offset(group, topic, request.partition);
+      request.offset = start_for_group(committed, topic, request.partition);
+    }
 
     auto read = co_await this->read(topic, request);
     if (read.is_ok() && read->records.empty() && *wait_ms > 0) {
@@ -306,6 +336,29 @@ class DataApi {
                                        {"reason", "corrupt batch (quarantined)"}});
       }
       reply["skipped"] = std::move(skipped);
+    }
+    if (!group.empty()) {
+      if (commit && read->next_offset != committed) {
+        const std::string key = topic;
+        const uint32_t p = request.partition;
+        const int64_t next = read->next_offset;
+        using Committed = std::pair<broker::GroupError, Status>;
+        std::function<Committed()> store = [groups = options_.groups, group, key, p, next] {
+          Status io;
+          broker::GroupCoordinator::Offsets offsets;
+          offsets[{key, static_cast<int32_t>(p)}] = broker::CommittedOffset{next, ""};
+          const broker::GroupError e = groups->commit(group, -1, "", offsets, &io);
+          return Committed{e, io};
+        };
+        auto stored = co_await on_disk(std::move(store));
+        if (!stored.is_ok()) co_return status_response(stored.status());
+        if (stored->first != broker::GroupError::kNone) co_return group_busy(group);
+        if (!stored->second.is_ok()) co_return status_response(stored->second);
+        committed = next;
+      }
+      json::object g{{"id", group}, {"start_offset", request.offset}};
+      g["committed_offset"] = committed ? json::value(*committed) : json::value(nullptr);
+      reply["group"] = std::move(g);
     }
     co_return json_response(HttpStatus::ok, reply);
   }
@@ -411,6 +464,47 @@ class DataApi {
   template <typename T>
   awaitable<Result<T>> on_disk(std::function<T()> work) {
     return run_on(broker_.disk_tasks(), std::move(work));
+  }
+
+  // Group ids: what Kafka allows, minus what cannot be named in a URL or a log line.
+  static Status check_group_id(std::string_view id) {
+    if (id.empty() || id.size() > 255) return invalid_argument("group: must be 1 to 255 bytes");
+    for (unsigned char c : id) {
+      if (c < 0x20 || c == 0x7f) return invalid_argument("group: must not hold control characters");
+    }
+    return Status::ok();
+  }
+
+  Response group_busy(const std::string& group) const {
+    return error_response(HttpStatus::conflict, "group_has_members",
+                          "group \"" + group + "\" has members in Kafka's group protocol, which "
+                          "own its offsets: commit from outside it once they have left",
+                          "commit");
+  }
+
+  std::optional<Response> group_owned_by_members(const std::string& group) const {
+    auto summary = options_.groups->describe(group);
+    if (summary && !summary->members.empty()) return group_busy(group);
+    return std::nullopt;
+  }
+
+  std::optional<int64_t> committed_offset(const std::string& group, const std::string& topic,
+                                          uint32_t partition) const {
+    const auto offsets = options_.groups->committed(group);
+    auto it = offsets.find({topic, static_cast<int32_t>(partition)});
+    if (it == offsets.end() || it->second.offset < 0) return std::nullopt;
+    return it->second.offset;
+  }
+
+  // Where a group reads: its committed offset, moved into [log start, high watermark] (the
+  // messages before it were removed, or the topic was made anew); the log start without one.
+  int64_t start_for_group(std::optional<int64_t> committed, const std::string& topic,
+                          uint32_t partition) const {
+    auto t = broker_.store().find(topic);
+    if (!t || partition >= t->partition_count()) return committed.value_or(0);  // the read says why
+    const auto& log = t->partition(partition);
+    if (!committed) return log.start_offset();
+    return std::clamp(*committed, log.start_offset(), log.next_offset());
   }
 
   // Reads for a consumer on a disk thread.

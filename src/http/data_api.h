@@ -5,6 +5,11 @@
 // `delete_topics` (both audited); /health and /ready are open. A topic created by a produce
 // request is audited too (options.audit), with who asked and from where.
 //
+// Consume with `group=G` reads from G's committed offset on that partition (the log start when
+// it has none, or when the committed offset is no longer in the log); `commit=true` commits the
+// offset after the last message returned, durably, before answering. A group whose members are
+// in Kafka's group protocol owns its offsets: an HTTP commit to it is refused (409).
+//
 // Handlers run on the server's I/O threads and call the Broker directly (appends block on disk
 // I/O; with fsync = "always" on the group commit). Long polls wait without holding a thread.
 #pragma once
@@ -14,6 +19,7 @@
 #include <memory>
 
 #include "broker/broker.h"
+#include "broker/groups.h"
 #include "common/status.h"
 #include "http/audit_log.h"
 #include "http/router.h"
@@ -31,6 +37,9 @@ struct DataApiOptions {
   size_t max_produce_messages = 10'000;
   // Where topics created by a produce request (auto_create_topics) are recorded; null: nowhere.
   std::shared_ptr<AuditLog> audit;
+  // Consumer groups shared with the Kafka API (`group=`, `commit=true`); null: a consume with
+  // `group` is refused.
+  broker::GroupCoordinator* groups = nullptr;
 };
 
 // Registers the data API's routes on `router`. `broker` must outlive the router.

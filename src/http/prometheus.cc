@@ -81,6 +81,28 @@ awaitable<Response> StatusApi::metrics_prometheus(Request&) {
     }
   }
 
+  if (c_.groups) {
+    const auto groups = c_.groups->list();
+    p.family("wasmq_group_members", "gauge",
+             "Members of a consumer group in Kafka's group protocol.");
+    for (const auto& g : groups) {
+      p.sample("wasmq_group_members", "group=\"" + Prometheus::label(g.group_id) + "\"",
+               static_cast<double>(g.members.size()));
+    }
+    p.family("wasmq_group_lag", "gauge",
+             "Messages a consumer group has left to read per committed partition: high watermark "
+             "minus max(committed offset, log start).");
+    for (const auto& g : groups) {
+      for (const auto& l : broker::group_lag(c_.groups->committed(g.group_id), c_.broker->store())) {
+        if (l.lag < 0) continue;  // the topic or partition is gone
+        p.sample("wasmq_group_lag",
+                 "group=\"" + Prometheus::label(g.group_id) + "\",topic=\"" +
+                     Prometheus::label(l.topic) + "\",partition=\"" + std::to_string(l.partition) + "\"",
+                 static_cast<double>(l.lag));
+      }
+    }
+  }
+
   p.family("wasmq_topic_records", "gauge",
            "Records stored per topic partition (high watermark minus log start).");
   auto topics = c_.broker->store().list();

@@ -271,11 +271,23 @@ awaitable<Response> StatusApi::metrics_json(Request&) {
       }
     }
   }
+  json::object groups;
+  if (c_.groups) {
+    for (const auto& g : c_.groups->list()) {
+      int64_t lag = 0;
+      for (const auto& l : broker::group_lag(c_.groups->committed(g.group_id), c_.broker->store())) {
+        lag += std::max<int64_t>(0, l.lag);
+      }
+      groups[g.group_id] =
+          json::object{{"state", g.state}, {"members", g.members.size()}, {"lag", lag}};
+    }
+  }
   co_return json_response(
       HttpStatus::ok,
       json::object{
           {"uptime_seconds", uptime_seconds()},
           {"broker", json::object{{"topics", std::move(topics)}}},
+          {"groups", std::move(groups)},
           {"kafka", std::move(kafka)},
           {"etl", json::object{{"memory_usage_bytes", c_.etl->pools().memory_usage_bytes()},
                                {"total_executions", load(r.figures.module_calls)},

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "broker/broker.h"
+#include "broker/groups.h"
 #include "broker/stream_pipelines.h"
 #include "common/status.h"
 #include "etl/orchestrator.h"
@@ -52,6 +53,9 @@ struct StatusContext {
     std::vector<std::pair<std::string, double>> samples;  // label value (or ""), value
   };
   std::function<std::vector<ListenerFigure>()> kafka_figures;
+  // Consumer groups, for their lag ("groups" in /api/v1/metrics, wasmq_group_* in /metrics);
+  // null: none.
+  const broker::GroupCoordinator* groups = nullptr;
 };
 
 // Registers the operating endpoints on `router`; everything in `context` must outlive it.

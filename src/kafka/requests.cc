@@ -278,4 +278,41 @@ void read_list_groups(Reader& r, int16_t version) {
   expect_end(r);
 }
 
+std::string_view read_sasl_handshake(Reader& r, int16_t version) {
+  (void)version;
+  std::string_view mechanism = r.string();
+  expect_end(r);
+  return mechanism;
+}
+
+std::span<const uint8_t> read_sasl_authenticate(Reader& r, int16_t version) {
+  (void)version;
+  std::span<const uint8_t> bytes = r.bytes();
+  expect_end(r);
+  return bytes;
+}
+
+DescribeConfigsRequest read_describe_configs(Reader& r, int16_t version) {
+  DescribeConfigsRequest d;
+  int32_t n = r.array_length(1 + kMinString + 4);
+  d.resources.reserve(static_cast<size_t>(n));
+  for (int32_t i = 0; i < n && r.ok(); ++i) {
+    auto& resource = d.resources.emplace_back();
+    resource.type = r.i8();
+    resource.name = r.string();
+    int32_t keys = r.i32();
+    if (keys < -1) r.fail("negative array length");
+    if (keys >= 0 && static_cast<size_t>(keys) > r.remaining() / kMinString) {
+      r.fail("array length larger than the request");
+    }
+    if (r.ok() && keys >= 0) {
+      resource.keys.emplace();
+      for (int32_t k = 0; k < keys && r.ok(); ++k) resource.keys->push_back(r.string());
+    }
+  }
+  if (version >= 1) d.include_synonyms = r.boolean();
+  expect_end(r);
+  return d;
+}
+
 }  // namespace wasmq::kafka

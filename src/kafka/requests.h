@@ -170,4 +170,20 @@ DescribeGroupsRequest read_describe_groups(Reader& r, int16_t version);
 
 void read_list_groups(Reader& r, int16_t version);
 
+// SaslHandshake v0–1: the mechanism the client wants.
+std::string_view read_sasl_handshake(Reader& r, int16_t version);
+// SaslAuthenticate v0–1: the mechanism's bytes (for PLAIN: authzid NUL username NUL password).
+std::span<const uint8_t> read_sasl_authenticate(Reader& r, int16_t version);
+
+struct DescribeConfigsRequest {
+  struct Resource {
+    int8_t type = 0;  // 2 topic, 4 broker
+    std::string_view name;
+    std::optional<std::vector<std::string_view>> keys;  // nullopt: every config
+  };
+  std::vector<Resource> resources;
+  bool include_synonyms = false;  // v1+
+};
+DescribeConfigsRequest read_describe_configs(Reader& r, int16_t version);
+
 }  // namespace wasmq::kafka

@@ -31,7 +31,7 @@ struct Server::Connection {
   explicit Connection(tcp::socket s) : socket(std::move(s)), idle(socket.get_executor()) {}
   tcp::socket socket;
   asio::steady_timer idle;  // closes the socket when a request is not read in time
-  std::string remote;
+  Session session;          // what the service knows of this connection
 };
 
 Server::Server(ServerOptions options, Service& service)
@@ -127,7 +127,8 @@ awaitable<void> Server::accept_loop() {
     error_code ignored;
     connection->socket.set_option(tcp::no_delay(true), ignored);
     auto remote = connection->socket.remote_endpoint(ignored);
-    connection->remote = remote.address().to_string() + ":" + std::to_string(remote.port());
+    connection->session.remote = remote.address().to_string() + ":" + std::to_string(remote.port());
+    connection->session.client_host = "/" + remote.address().to_string();
     asio::co_spawn(connection->socket.get_executor(), serve(connection), asio::detached);
   }
 }
@@ -138,7 +139,7 @@ awaitable<void> Server::serve(std::shared_ptr<Connection> c) {
   std::vector<uint8_t> frame;
   auto close_with = [&](const std::string& why) {
     figures_.request_errors.fetch_add(1, std::memory_order_relaxed);
-    logger.debug("kafka: closing {}: {}", c->remote, why);
+    logger.debug("kafka: closing {}: {}", c->session.remote, why);
   };
   // The idle timer closes the socket when a request's first bytes do not come in time.
   auto arm_idle = [&] {
@@ -182,7 +183,7 @@ awaitable<void> Server::serve(std::shared_ptr<Connection> c) {
       figures_.bytes_in.fetch_add(size + 4, std::memory_order_relaxed);
       const auto started = std::chrono::steady_clock::now();
       const int16_t api = static_cast<int16_t>((frame[0] << 8) | frame[1]);
-      auto response = co_await service_.handle(frame);
+      auto response = co_await service_.handle(c->session, frame);
       if (!response.is_ok()) {
         close_with(response.status().message());
         break;
@@ -209,9 +210,10 @@ awaitable<void> Server::serve(std::shared_ptr<Connection> c) {
       if (error) break;
       figures_.bytes_out.fetch_add(body.size() + 4, std::memory_order_relaxed);
       count();
+      if (c->session.close_after_response) break;  // a failed authentication
     }
   } catch (const std::exception& e) {
-    logger.warn("kafka: connection {}: {}", c->remote, e.what());
+    logger.warn("kafka: connection {}: {}", c->session.remote, e.what());
   }
   c->idle.cancel();
   error_code ignored;

@@ -23,12 +23,29 @@ using namespace service_internal;
 // Fetch waits at most this long, whatever the client asks (its request timeout is longer).
 constexpr int32_t kMaxFetchWaitMs = 60'000;
 
+// "topic a, b": what a request names, for an audit line.
+template <typename Topics, typename Name>
+std::string topics_text(const Topics& topics, Name name) {
+  std::string out = "topic ";
+  size_t n = 0;
+  for (const auto& t : topics) {
+    if (n++) out += ", ";
+    if (out.size() > 200) {
+      out += "…";
+      break;
+    }
+    out += name(t);
+  }
+  return out;
+}
+
 }  // namespace
 
 Service::Service(broker::Broker& broker, ServiceOptions options, broker::GroupCoordinator* groups)
     : broker_(broker), options_(std::move(options)), groups_(groups) {}
 
-awaitable<Result<Response>> Service::handle(std::span<const uint8_t> frame) {
+awaitable<Result<Response>> Service::handle(Session& s, std::span<const uint8_t> frame) {
+  if (s.sasl == Session::Sasl::kRawToken) co_return raw_sasl_token(s, frame);
   Reader r(frame);
   RequestHeader h = read_request_header(r);
   if (!r.ok()) co_return invalid_argument("request header: " + std::string(r.error()));
@@ -40,23 +57,34 @@ awaitable<Result<Response>> Service::handle(std::span<const uint8_t> frame) {
                                std::to_string(h.api_version) + " is not served (versions " +
                                std::to_string(range->min) + " to " + std::to_string(range->max) + ")");
   }
-  switch (static_cast<ApiKey>(h.api_key)) {
-    case ApiKey::kMetadata: co_return co_await metadata(h, r);
-    case ApiKey::kProduce: co_return co_await produce(h, r);
-    case ApiKey::kFetch: co_return co_await fetch(h, r);
-    case ApiKey::kListOffsets: co_return co_await list_offsets(h, r);
-    case ApiKey::kCreateTopics: co_return co_await create_topics(h, r);
-    case ApiKey::kDeleteTopics: co_return co_await delete_topics(h, r);
-    case ApiKey::kInitProducerId: co_return co_await init_producer_id(h, r);
-    case ApiKey::kFindCoordinator: co_return co_await find_coordinator(h, r);
-    case ApiKey::kJoinGroup: co_return co_await join_group(h, r);
-    case ApiKey::kSyncGroup: co_return co_await sync_group(h, r);
-    case ApiKey::kHeartbeat: co_return co_await heartbeat(h, r);
-    case ApiKey::kLeaveGroup: co_return co_await leave_group(h, r);
-    case ApiKey::kOffsetCommit: co_return co_await offset_commit(h, r);
-    case ApiKey::kOffsetFetch: co_return co_await offset_fetch(h, r);
-    case ApiKey::kDescribeGroups: co_return co_await describe_groups(h, r);
-    case ApiKey::kListGroups: co_return co_await list_groups(h, r);
+  const auto key = static_cast<ApiKey>(h.api_key);
+  if (options_.security && s.sasl != Session::Sasl::kDone && key != ApiKey::kSaslHandshake &&
+      key != ApiKey::kSaslAuthenticate) {
+    const std::string why = std::string(api_name(h.api_key)) +
+                            " before SASL authentication: this listener requires SASL/PLAIN";
+    audit(s, api_name(h.api_key), "", AuditEvent::Result::kRefused, why);
+    co_return invalid_argument(why);
+  }
+  switch (key) {
+    case ApiKey::kSaslHandshake: co_return co_await sasl_handshake(s, h, r);
+    case ApiKey::kSaslAuthenticate: co_return co_await sasl_authenticate(s, h, r);
+    case ApiKey::kDescribeConfigs: co_return co_await describe_configs(s, h, r);
+    case ApiKey::kMetadata: co_return co_await metadata(s, h, r);
+    case ApiKey::kProduce: co_return co_await produce(s, h, r);
+    case ApiKey::kFetch: co_return co_await fetch(s, h, r);
+    case ApiKey::kListOffsets: co_return co_await list_offsets(s, h, r);
+    case ApiKey::kCreateTopics: co_return co_await create_topics(s, h, r);
+    case ApiKey::kDeleteTopics: co_return co_await delete_topics(s, h, r);
+    case ApiKey::kInitProducerId: co_return co_await init_producer_id(s, h, r);
+    case ApiKey::kFindCoordinator: co_return co_await find_coordinator(s, h, r);
+    case ApiKey::kJoinGroup: co_return co_await join_group(s, h, r);
+    case ApiKey::kSyncGroup: co_return co_await sync_group(s, h, r);
+    case ApiKey::kHeartbeat: co_return co_await heartbeat(s, h, r);
+    case ApiKey::kLeaveGroup: co_return co_await leave_group(s, h, r);
+    case ApiKey::kOffsetCommit: co_return co_await offset_commit(s, h, r);
+    case ApiKey::kOffsetFetch: co_return co_await offset_fetch(s, h, r);
+    case ApiKey::kDescribeGroups: co_return co_await describe_groups(s, h, r);
+    case ApiKey::kListGroups: co_return co_await list_groups(s, h, r);
     default: break;
   }
   co_return invalid_argument("API key " + std::to_string(h.api_key) + " is not served");
@@ -90,7 +118,7 @@ awaitable<Result<Response>> Service::api_versions(const RequestHeader& h) {
   co_return Response(std::move(out));
 }
 
-awaitable<Result<Response>> Service::metadata(const RequestHeader& h, Reader& r) {
+awaitable<Result<Response>> Service::metadata(Session& s, const RequestHeader& h, Reader& r) {
   const int16_t v = h.api_version;
   MetadataRequest req = read_metadata(r, v);
   if (!r.ok()) co_return malformed(h, r);
@@ -101,7 +129,22 @@ awaitable<Result<Response>> Service::metadata(const RequestHeader& h, Reader& r)
     uint32_t partitions = 0;
   };
   std::vector<TopicInfo> topics;
-  if (!req.topics) {
+  const bool describe =
+      req.topics && req.topics->empty()
+          ? true
+          : permit(s, Need::kDescribeTopics, "Metadata",
+                   req.topics ? topics_text(*req.topics, [](std::string_view n) { return n; })
+                              : std::string("every topic"));
+  // Topics are created only for a caller who may create them.
+  const bool may_create = options_.auto_create_topics && req.allow_auto_topic_creation &&
+                          (!options_.security || (s.caller && options_.security->allows(*s.caller, Need::kCreateTopics)));
+  if (!describe && req.topics) {
+    for (std::string_view name : *req.topics) {
+      topics.push_back({std::string(name), error::kTopicAuthorizationFailed, 0});
+    }
+  } else if (!describe) {
+    // Every topic, for a caller who may see none: no topic.
+  } else if (!req.topics) {
     for (const auto& t : broker_.store().list()) topics.push_back({t->name(), error::kNone, t->partition_count()});
   } else {
     std::vector<std::string> to_create;
@@ -112,7 +155,7 @@ awaitable<Result<Response>> Service::metadata(const RequestHeader& h, Reader& r)
         info.error = error::kInvalidTopic;
       } else if (auto t = broker_.store().find(name)) {
         info.partitions = t->partition_count();
-      } else if (options_.auto_create_topics && req.allow_auto_topic_creation) {
+      } else if (may_create) {
         to_create.push_back(info.name);
         created_at.push_back(topics.size());
       } else {
@@ -136,6 +179,7 @@ awaitable<Result<Response>> Service::metadata(const RequestHeader& h, Reader& r)
         auto& topic = (*created)[k];
         if (topic.is_ok()) {
           info.partitions = (*topic)->partition_count();
+          audit(s, "Metadata", "topic " + info.name, AuditEvent::Result::kOk, "");
         } else {
           info.error = topic.status().code() == StatusCode::kInvalidArgument
                            ? error::kInvalidTopic
@@ -178,7 +222,7 @@ awaitable<Result<Response>> Service::metadata(const RequestHeader& h, Reader& r)
   co_return Response(std::move(out));
 }
 
-awaitable<Result<Response>> Service::produce(const RequestHeader& h, Reader& r) {
+awaitable<Result<Response>> Service::produce(Session& s, const RequestHeader& h, Reader& r) {
   const int16_t v = h.api_version;
   ProduceRequest req = read_produce(r, v);
   if (!r.ok()) co_return malformed(h, r);
@@ -198,6 +242,8 @@ awaitable<Result<Response>> Service::produce(const RequestHeader& h, Reader& r) 
   std::vector<Pending> pending;
 
   const bool acks_ok = req.acks == -1 || req.acks == 0 || req.acks == 1;
+  const bool may = permit(s, Need::kProduce, "Produce",
+                          topics_text(req.topics, [](const auto& t) { return t.name; }));
   for (size_t t = 0; t < req.topics.size(); ++t) {
     const auto& topic_req = req.topics[t];
     auto topic = storage::validate_topic_name(topic_req.name).is_ok()
@@ -207,6 +253,10 @@ awaitable<Result<Response>> Service::produce(const RequestHeader& h, Reader& r) 
     for (const auto& part : topic_req.partitions) {
       PartitionResult& res = results[t].emplace_back();
       res.index = part.index;
+      if (!may) {
+        res.error = error::kTopicAuthorizationFailed;
+        continue;
+      }
       if (req.transactional_id) {
         res.error = error::kTransactionalIdAuthorizationFailed;
         continue;
@@ -334,7 +384,7 @@ awaitable<Result<Response>> Service::produce(const RequestHeader& h, Reader& r) 
   co_return Response(std::move(out));
 }
 
-awaitable<Result<Response>> Service::fetch(const RequestHeader& h, Reader& r) {
+awaitable<Result<Response>> Service::fetch(Session& s, const RequestHeader& h, Reader& r) {
   const int16_t v = h.api_version;
   FetchRequest req = read_fetch(r, v);
   if (!r.ok()) co_return malformed(h, r);
@@ -404,7 +454,18 @@ awaitable<Result<Response>> Service::fetch(const RequestHeader& h, Reader& r) {
   const auto deadline =
       Clock::now() + std::chrono::milliseconds(std::clamp(req.max_wait_ms, 0, kMaxFetchWaitMs));
   std::vector<TopicRead> reads;
-  for (;;) {
+  const bool may = permit(s, Need::kConsume, "Fetch",
+                          topics_text(req.topics, [](const auto& t) { return t.name; }));
+  if (!may) {
+    for (const auto& want : *wanted) {
+      TopicRead& refused = reads.emplace_back();
+      refused.name = want.name;
+      for (const auto& part : want.partitions) {
+        refused.partitions.push_back({part.index, error::kTopicAuthorizationFailed, -1, -1, {}});
+      }
+    }
+  }
+  while (may) {
     auto pass = co_await run_on(broker_.disk_tasks(), read_all);
     if (!pass.is_ok()) co_return pass.status();
     reads = std::move(*pass);
@@ -467,7 +528,7 @@ awaitable<Result<Response>> Service::fetch(const RequestHeader& h, Reader& r) {
   co_return Response(std::move(out));
 }
 
-awaitable<Result<Response>> Service::list_offsets(const RequestHeader& h, Reader& r) {
+awaitable<Result<Response>> Service::list_offsets(Session& s, const RequestHeader& h, Reader& r) {
   const int16_t v = h.api_version;
   ListOffsetsRequest req = read_list_offsets(r, v);
   if (!r.ok()) co_return malformed(h, r);
@@ -517,8 +578,17 @@ awaitable<Result<Response>> Service::list_offsets(const RequestHeader& h, Reader
     }
     return out;
   };
-  auto found = co_await run_on(broker_.disk_tasks(), look);
-  if (!found.is_ok()) co_return found.status();
+  Result<Topics> found = Topics{};
+  if (permit(s, Need::kConsume, "ListOffsets",
+             topics_text(req.topics, [](const auto& t) { return t.name; }))) {
+    found = co_await run_on(broker_.disk_tasks(), look);
+    if (!found.is_ok()) co_return found.status();
+  } else {
+    for (const auto& t : req.topics) {
+      auto& parts = found->emplace_back();
+      for (const auto& p : t.partitions) parts.push_back({p.index, error::kTopicAuthorizationFailed, -1, -1});
+    }
+  }
 
   std::string out;
   Writer w(&out);
@@ -543,7 +613,7 @@ awaitable<Result<Response>> Service::list_offsets(const RequestHeader& h, Reader
   co_return Response(std::move(out));
 }
 
-awaitable<Result<Response>> Service::create_topics(const RequestHeader& h, Reader& r) {
+awaitable<Result<Response>> Service::create_topics(Session& s, const RequestHeader& h, Reader& r) {
   const int16_t v = h.api_version;
   CreateTopicsRequest req = read_create_topics(r, v);
   if (!r.ok()) co_return malformed(h, r);
@@ -562,9 +632,13 @@ awaitable<Result<Response>> Service::create_topics(const RequestHeader& h, Reade
     c.name = std::string(t.name);
     storage::TopicSettings settings;
     settings.name = c.name;
-    if (Status s = storage::validate_topic_name(t.name); !s.is_ok()) {
+    if (!permit(s, Need::kCreateTopics, "CreateTopics", "topic " + c.name, &c.message)) {
+      c.error = error::kTopicAuthorizationFailed;
+      continue;
+    }
+    if (Status invalid = storage::validate_topic_name(t.name); !invalid.is_ok()) {
       c.error = error::kInvalidTopic;
-      c.message = s.message();
+      c.message = invalid.message();
       continue;
     }
     if (t.replication_factor != -1 && t.replication_factor != 1) {
@@ -630,15 +704,21 @@ awaitable<Result<Response>> Service::create_topics(const RequestHeader& h, Reade
     auto outcomes = co_await run_on(broker_.disk_tasks(), create);
     if (!outcomes.is_ok()) co_return outcomes.status();
     for (size_t k = 0; k < to_create.size(); ++k) {
-      const Status& s = (*outcomes)[k];
-      if (s.is_ok()) continue;
+      const Status& outcome = (*outcomes)[k];
+      if (outcome.is_ok()) continue;
       Created& c = results[to_create[k].first];
-      c.error = s.code() == StatusCode::kAlreadyExists     ? error::kTopicAlreadyExists
-                : s.code() == StatusCode::kInvalidArgument ? error::kInvalidRequest
-                : s.code() == StatusCode::kConflict        ? error::kPolicyViolation
-                                                           : error::kKafkaStorageError;
-      c.message = s.message();
+      c.error = outcome.code() == StatusCode::kAlreadyExists     ? error::kTopicAlreadyExists
+                : outcome.code() == StatusCode::kInvalidArgument ? error::kInvalidRequest
+                : outcome.code() == StatusCode::kConflict        ? error::kPolicyViolation
+                                                                 : error::kKafkaStorageError;
+      c.message = outcome.message();
     }
+  }
+  // Every attempt at creating a topic is audited, as on HTTP (refusals were, by permit()).
+  for (const auto& c : results) {
+    if (c.error == error::kTopicAuthorizationFailed) continue;
+    audit(s, "CreateTopics", "topic " + c.name,
+          c.error == error::kNone ? AuditEvent::Result::kOk : AuditEvent::Result::kFailed, c.message);
   }
 
   std::string out;
@@ -657,43 +737,63 @@ awaitable<Result<Response>> Service::create_topics(const RequestHeader& h, Reade
   co_return Response(std::move(out));
 }
 
-awaitable<Result<Response>> Service::delete_topics(const RequestHeader& h, Reader& r) {
+awaitable<Result<Response>> Service::delete_topics(Session& s, const RequestHeader& h, Reader& r) {
   const int16_t v = h.api_version;
   DeleteTopicsRequest req = read_delete_topics(r, v);
   if (!r.ok()) co_return malformed(h, r);
   std::vector<std::string> names(req.names.begin(), req.names.end());
+  std::vector<bool> refused(names.size(), false);
+  std::vector<std::string> permitted;
+  for (size_t i = 0; i < names.size(); ++i) {
+    refused[i] = !permit(s, Need::kDeleteTopics, "DeleteTopics", "topic " + names[i]);
+    if (!refused[i]) permitted.push_back(names[i]);
+  }
   using Outcomes = std::vector<Status>;
-  std::function<Outcomes()> remove = [store = &broker_.store(), names] {
+  std::function<Outcomes()> remove = [store = &broker_.store(), permitted] {
     Outcomes outcomes;
-    for (const auto& name : names) outcomes.push_back(store->remove(name));
+    for (const auto& name : permitted) outcomes.push_back(store->remove(name));
     return outcomes;
   };
-  auto outcomes = co_await run_on(broker_.disk_tasks(), remove);
-  if (!outcomes.is_ok()) co_return outcomes.status();
+  Result<Outcomes> outcomes = Outcomes{};
+  if (!permitted.empty()) {
+    outcomes = co_await run_on(broker_.disk_tasks(), remove);
+    if (!outcomes.is_ok()) co_return outcomes.status();
+  }
 
   std::string out;
   Writer w(&out);
   w.i32(h.correlation_id);
   if (v >= 1) w.i32(0);  // throttle_time_ms
   w.array_length(names.size());
+  size_t next = 0;  // in outcomes
   for (size_t i = 0; i < names.size(); ++i) {
     w.string(names[i]);
-    const Status& s = (*outcomes)[i];
-    w.i16(s.is_ok() ? error::kNone
-          : s.code() == StatusCode::kNotFound ? error::kUnknownTopicOrPartition
-                                              : error_for(s));
+    if (refused[i]) {
+      w.i16(error::kTopicAuthorizationFailed);
+      continue;
+    }
+    const Status& outcome = (*outcomes)[next++];
+    audit(s, "DeleteTopics", "topic " + names[i],
+          outcome.is_ok() ? AuditEvent::Result::kOk : AuditEvent::Result::kFailed, outcome.message());
+    w.i16(outcome.is_ok() ? error::kNone
+          : outcome.code() == StatusCode::kNotFound ? error::kUnknownTopicOrPartition
+                                                    : error_for(outcome));
   }
   co_return Response(std::move(out));
 }
 
-awaitable<Result<Response>> Service::init_producer_id(const RequestHeader& h, Reader& r) {
+awaitable<Result<Response>> Service::init_producer_id(Session& s, const RequestHeader& h, Reader& r) {
   InitProducerIdRequest req = read_init_producer_id(r, h.api_version);
   if (!r.ok()) co_return malformed(h, r);
   std::string out;
   Writer w(&out);
   w.i32(h.correlation_id);
   w.i32(0);  // throttle_time_ms
-  if (req.transactional_id) {
+  if (!permit(s, Need::kProduce, "InitProducerId", "")) {
+    w.i16(error::kClusterAuthorizationFailed);
+    w.i64(-1);
+    w.i16(-1);
+  } else if (req.transactional_id) {
     // Transactions are not offered: a non-retriable error, so that the client fails at once.
     w.i16(error::kTransactionalIdAuthorizationFailed);
     w.i64(-1);

@@ -43,15 +43,19 @@ Response error_only(const RequestHeader& h, int16_t code, int16_t throttle_from)
 
 }  // namespace
 
-awaitable<Result<Response>> Service::find_coordinator(const RequestHeader& h, Reader& r) {
+awaitable<Result<Response>> Service::find_coordinator(Session& s, const RequestHeader& h, Reader& r) {
   FindCoordinatorRequest req = read_find_coordinator(r, h.api_version);
   if (!r.ok()) co_return malformed(h, r);
   int16_t code = error::kNone;
   std::optional<std::string_view> message;
+  std::string why;
   if (req.key_type == 1) {
     // Transactions are not offered: non-retriable, so that the producer fails at once.
     code = error::kTransactionalIdAuthorizationFailed;
     message = "transactions are not supported by wasmq";
+  } else if (!permit(s, Need::kConsume, "FindCoordinator", "group " + std::string(req.key), &why)) {
+    code = error::kGroupAuthorizationFailed;
+    message = why;
   } else if (!groups_) {
     code = error::kCoordinatorNotAvailable;
   }
@@ -67,18 +71,22 @@ awaitable<Result<Response>> Service::find_coordinator(const RequestHeader& h, Re
   co_return Response(std::move(out));
 }
 
-awaitable<Result<Response>> Service::join_group(const RequestHeader& h, Reader& r) {
+awaitable<Result<Response>> Service::join_group(Session& s, const RequestHeader& h, Reader& r) {
   const int16_t v = h.api_version;
   JoinGroupRequest req = read_join_group(r, v);
   if (!r.ok()) co_return malformed(h, r);
   broker::JoinResult result;
-  if (!groups_) {
+  int16_t refused = error::kNone;
+  if (!permit(s, Need::kConsume, "JoinGroup", "group " + std::string(req.group_id))) {
+    refused = error::kGroupAuthorizationFailed;
+  } else if (!groups_) {
     result.error = GroupError::kCoordinatorClosing;
   } else {
     broker::JoinRequest join;
     join.group_id = std::string(req.group_id);
     join.member_id = std::string(req.member_id);
     join.client_id = std::string(h.client_id.value_or(""));
+    join.client_host = s.client_host;
     join.session_timeout = std::chrono::milliseconds(req.session_timeout_ms);
     join.rebalance_timeout = std::chrono::milliseconds(std::max(req.rebalance_timeout_ms, req.session_timeout_ms));
     join.protocol_type = std::string(req.protocol_type);
@@ -95,7 +103,7 @@ awaitable<Result<Response>> Service::join_group(const RequestHeader& h, Reader& 
   Writer w(&out);
   w.i32(h.correlation_id);
   if (v >= 2) w.i32(0);
-  w.i16(code_of(result.error));
+  w.i16(refused != error::kNone ? refused : code_of(result.error));
   w.i32(result.generation);
   w.string(result.protocol);
   w.string(result.leader_id);
@@ -109,11 +117,12 @@ awaitable<Result<Response>> Service::join_group(const RequestHeader& h, Reader& 
   co_return Response(std::move(out));
 }
 
-awaitable<Result<Response>> Service::sync_group(const RequestHeader& h, Reader& r) {
+awaitable<Result<Response>> Service::sync_group(Session& s, const RequestHeader& h, Reader& r) {
   SyncGroupRequest req = read_sync_group(r, h.api_version);
   if (!r.ok()) co_return malformed(h, r);
   broker::SyncResult result{GroupError::kCoordinatorClosing, {}};
-  if (groups_) {
+  const bool may = permit(s, Need::kConsume, "SyncGroup", "group " + std::string(req.group_id));
+  if (groups_ && may) {
     std::vector<std::pair<std::string, std::string>> assignments;
     for (const auto& [member, assignment] : req.assignments) {
       assignments.emplace_back(std::string(member), text(assignment));
@@ -130,38 +139,49 @@ awaitable<Result<Response>> Service::sync_group(const RequestHeader& h, Reader& 
   Writer w(&out);
   w.i32(h.correlation_id);
   if (h.api_version >= 1) w.i32(0);
-  w.i16(code_of(result.error));
+  w.i16(may ? code_of(result.error) : error::kGroupAuthorizationFailed);
   w.bytes(result.assignment);
   co_return Response(std::move(out));
 }
 
-awaitable<Result<Response>> Service::heartbeat(const RequestHeader& h, Reader& r) {
+awaitable<Result<Response>> Service::heartbeat(Session& s, const RequestHeader& h, Reader& r) {
   HeartbeatRequest req = read_heartbeat(r, h.api_version);
   if (!r.ok()) co_return malformed(h, r);
+  if (!permit(s, Need::kConsume, "Heartbeat", "group " + std::string(req.group_id))) {
+    co_return error_only(h, error::kGroupAuthorizationFailed, 1);
+  }
   const GroupError e = groups_ ? groups_->heartbeat(std::string(req.group_id), req.generation_id,
                                                     std::string(req.member_id))
                                : GroupError::kCoordinatorClosing;
   co_return error_only(h, code_of(e), 1);
 }
 
-awaitable<Result<Response>> Service::leave_group(const RequestHeader& h, Reader& r) {
+awaitable<Result<Response>> Service::leave_group(Session& s, const RequestHeader& h, Reader& r) {
   LeaveGroupRequest req = read_leave_group(r, h.api_version);
   if (!r.ok()) co_return malformed(h, r);
+  if (!permit(s, Need::kConsume, "LeaveGroup", "group " + std::string(req.group_id))) {
+    co_return error_only(h, error::kGroupAuthorizationFailed, 1);
+  }
   const GroupError e = groups_ ? groups_->leave(std::string(req.group_id), std::string(req.member_id))
                                : GroupError::kCoordinatorClosing;
   co_return error_only(h, code_of(e), 1);
 }
 
-awaitable<Result<Response>> Service::offset_commit(const RequestHeader& h, Reader& r) {
+awaitable<Result<Response>> Service::offset_commit(Session& s, const RequestHeader& h, Reader& r) {
   const int16_t v = h.api_version;
   OffsetCommitRequest req = read_offset_commit(r, v);
   if (!r.ok()) co_return malformed(h, r);
   // Per partition: an error found here, or the commit's outcome.
   std::vector<std::vector<int16_t>> codes(req.topics.size());
   broker::GroupCoordinator::Offsets offsets;
+  const bool may = permit(s, Need::kConsume, "OffsetCommit", "group " + std::string(req.group_id));
   for (size_t t = 0; t < req.topics.size(); ++t) {
     auto topic = broker_.store().find(req.topics[t].name);
     for (const auto& p : req.topics[t].partitions) {
+      if (!may) {
+        codes[t].push_back(error::kGroupAuthorizationFailed);
+        continue;
+      }
       if (!partition_of(topic, p.index)) {
         codes[t].push_back(error::kUnknownTopicOrPartition);
         continue;
@@ -201,12 +221,13 @@ awaitable<Result<Response>> Service::offset_commit(const RequestHeader& h, Reade
   co_return Response(std::move(out));
 }
 
-awaitable<Result<Response>> Service::offset_fetch(const RequestHeader& h, Reader& r) {
+awaitable<Result<Response>> Service::offset_fetch(Session& s, const RequestHeader& h, Reader& r) {
   const int16_t v = h.api_version;
   OffsetFetchRequest req = read_offset_fetch(r, v);
   if (!r.ok()) co_return malformed(h, r);
-  const auto committed = groups_ ? groups_->committed(std::string(req.group_id))
-                                 : broker::GroupCoordinator::Offsets{};
+  const bool may = permit(s, Need::kConsume, "OffsetFetch", "group " + std::string(req.group_id));
+  const auto committed = groups_ && may ? groups_->committed(std::string(req.group_id))
+                                        : broker::GroupCoordinator::Offsets{};
   // Every committed offset when no topics were named (v2+).
   std::vector<std::pair<std::string, std::vector<int32_t>>> wanted;
   if (req.topics) {
@@ -232,14 +253,17 @@ awaitable<Result<Response>> Service::offset_fetch(const RequestHeader& h, Reader
       if (v >= 5) w.i32(-1);  // committed_leader_epoch
       w.nullable_string(it == committed.end() ? std::optional<std::string_view>("")
                                               : std::optional<std::string_view>(it->second.metadata));
-      w.i16(error::kNone);
+      w.i16(may ? error::kNone : error::kGroupAuthorizationFailed);
     }
   }
-  if (v >= 2) w.i16(groups_ ? error::kNone : error::kCoordinatorNotAvailable);
+  if (v >= 2) {
+    w.i16(!may ? error::kGroupAuthorizationFailed
+               : groups_ ? error::kNone : error::kCoordinatorNotAvailable);
+  }
   co_return Response(std::move(out));
 }
 
-awaitable<Result<Response>> Service::describe_groups(const RequestHeader& h, Reader& r) {
+awaitable<Result<Response>> Service::describe_groups(Session& s, const RequestHeader& h, Reader& r) {
   const int16_t v = h.api_version;
   DescribeGroupsRequest req = read_describe_groups(r, v);
   if (!r.ok()) co_return malformed(h, r);
@@ -249,8 +273,10 @@ awaitable<Result<Response>> Service::describe_groups(const RequestHeader& h, Rea
   if (v >= 1) w.i32(0);
   w.array_length(req.groups.size());
   for (std::string_view id : req.groups) {
-    auto g = groups_ ? groups_->describe(std::string(id)) : std::nullopt;
-    w.i16(groups_ ? error::kNone : error::kCoordinatorNotAvailable);
+    const bool may = permit(s, Need::kConsume, "DescribeGroups", "group " + std::string(id));
+    auto g = groups_ && may ? groups_->describe(std::string(id)) : std::nullopt;
+    w.i16(!may ? error::kGroupAuthorizationFailed
+               : groups_ ? error::kNone : error::kCoordinatorNotAvailable);
     w.string(id);
     w.string(g ? g->state : "Dead");
     w.string(g ? g->protocol_type : "");
@@ -271,15 +297,17 @@ awaitable<Result<Response>> Service::describe_groups(const RequestHeader& h, Rea
   co_return Response(std::move(out));
 }
 
-awaitable<Result<Response>> Service::list_groups(const RequestHeader& h, Reader& r) {
+awaitable<Result<Response>> Service::list_groups(Session& s, const RequestHeader& h, Reader& r) {
   read_list_groups(r, h.api_version);
   if (!r.ok()) co_return malformed(h, r);
+  const bool may = permit(s, Need::kConsume, "ListGroups", "every group");
   std::string out;
   Writer w(&out);
   w.i32(h.correlation_id);
   if (h.api_version >= 1) w.i32(0);
-  w.i16(groups_ ? error::kNone : error::kCoordinatorNotAvailable);
-  const auto all = groups_ ? groups_->list() : std::vector<broker::GroupSummary>{};
+  w.i16(!may ? error::kClusterAuthorizationFailed
+             : groups_ ? error::kNone : error::kCoordinatorNotAvailable);
+  const auto all = groups_ && may ? groups_->list() : std::vector<broker::GroupSummary>{};
   w.array_length(all.size());
   for (const auto& g : all) {
     w.string(g.group_id);

@@ -257,6 +257,59 @@ print('split', sorted(assigned.get('a', [])) , sorted(assigned.get('b', [])))
   EXPECT_NE(again.out.find("consumed 100 expected True once True"), std::string::npos) << again.out;
 }
 
+// One group, two protocols: the HTTP API's `group=` and a Kafka consumer group share committed
+// offsets; while Kafka members hold the group, HTTP may read with it but not commit.
+TEST_F(KafkaTest, HttpAndKafkaConsumersShareAGroupsCommittedOffsets) {
+  start_with_kafka();
+  data("POST", "/api/v1/topics", R"({"name":"shared","partitions":1})", 201);
+  data("POST", "/api/v1/topics/shared/messages",
+       R"([{"value":"m0"},{"value":"m1"},{"value":"m2"},{"value":"m3"},{"value":"m4"}])");
+  json::value first = data("GET", "/api/v1/topics/shared/messages?group=shared&max_messages=2&commit=true");
+  ASSERT_EQ(first.at("group").at("committed_offset").as_int64(), 2);
+  auto run = python("ADMIN = '" + broker_->admin_url() + "'\nDATA = '" + broker_->data_url() + "'\n" + R"(
+import json, time, urllib.request, urllib.error
+from confluent_kafka import Consumer
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+c = Consumer({'bootstrap.servers': BOOTSTRAP, 'group.id': 'shared', 'client.id': 'py-member',
+              'auto.offset.reset': 'earliest', 'enable.auto.commit': False})
+c.subscribe(['shared'])
+got, deadline = [], time.time() + 30
+while len(got) < 3 and time.time() < deadline:
+    m = c.poll(0.5)
+    if m is not None and not m.error():
+        got.append(m.value().decode())
+        c.commit(message=m, asynchronous=False)
+print('kafka read', got)
+status, group = get(ADMIN + '/api/v1/groups/shared')
+member = group['members'][0]
+print('described', group['state'], len(group['members']), member['client_id'], member.get('assignment'),
+      member['client_host'].endswith('127.0.0.1'), group['offsets'][0]['committed_offset'], group['lag'])
+status, reply = get(DATA + '/api/v1/topics/shared/messages?group=shared&commit=true')
+print('http commit while a member', status, reply['error']['code'])
+c.close()
+status, reply = get(DATA + '/api/v1/topics/shared/messages?group=shared&commit=true')
+print('http after', status, [m['value'] for m in reply['messages']], reply['group']['committed_offset'])
+)");
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  // Kafka resumed where HTTP committed.
+  EXPECT_NE(run.out.find("kafka read ['m2', 'm3', 'm4']"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("described Stable 1 py-member [{'topic': 'shared', 'partitions': [0]}] True 5 0"),
+            std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("http commit while a member 409 group_has_members"), std::string::npos) << run.out;
+  // HTTP resumed where Kafka committed.
+  EXPECT_NE(run.out.find("http after 200 [] 5"), std::string::npos) << run.out;
+  data("POST", "/api/v1/topics/shared/messages", R"([{"value":"m5"}])");
+  json::value last = data("GET", "/api/v1/topics/shared/messages?group=shared&commit=true");
+  ASSERT_EQ(last.at("messages").as_array().size(), 1u);
+  EXPECT_EQ(last.at("messages").at(0).at("value").as_string(), "m5");
+}
+
 // Transactions are not offered: a transactional producer fails at once with a fatal error,
 // never retrying forever.
 TEST_F(KafkaTest, ATransactionalProducerFailsAtOnce) {

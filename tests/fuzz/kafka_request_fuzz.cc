@@ -42,6 +42,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case ApiKey::kOffsetFetch: (void)read_offset_fetch(r, v); break;
     case ApiKey::kDescribeGroups: (void)read_describe_groups(r, v); break;
     case ApiKey::kListGroups: read_list_groups(r, v); break;
+    case ApiKey::kSaslHandshake: (void)read_sasl_handshake(r, v); break;
+    case ApiKey::kSaslAuthenticate: (void)read_sasl_authenticate(r, v); break;
+    case ApiKey::kDescribeConfigs: (void)read_describe_configs(r, v); break;
     case ApiKey::kProduce: {
       ProduceRequest p = read_produce(r, v);
       if (!r.ok()) break;

@@ -150,7 +150,9 @@ class KafkaServiceTest : public ::testing::Test {
     fs::remove_all(options_.data_dir);
     store_ = std::move(*storage::TopicStore::open(options_, nullptr));
     broker_ = std::make_unique<broker::Broker>(*store_, broker::BrokerOptions{});
-    service_ = std::make_unique<Service>(*broker_, ServiceOptions{"127.0.0.1", 19093, true, "wasmq"});
+    ServiceOptions options;
+    options.advertised_port = 19093;
+    service_ = std::make_unique<Service>(*broker_, options);
   }
   void TearDown() override {
     service_.reset();
@@ -165,7 +167,7 @@ class KafkaServiceTest : public ::testing::Test {
     std::optional<Result<Response>> out;
     asio::co_spawn(io, [&]() -> asio::awaitable<void> {
       out.emplace(co_await service_->handle(
-          {reinterpret_cast<const uint8_t*>(request.data()), request.size()}));
+          session_, {reinterpret_cast<const uint8_t*>(request.data()), request.size()}));
     }, asio::detached);
     io.run();
     return std::move(*out);
@@ -199,6 +201,7 @@ class KafkaServiceTest : public ::testing::Test {
   std::unique_ptr<storage::TopicStore> store_;
   std::unique_ptr<broker::Broker> broker_;
   std::unique_ptr<Service> service_;
+  Session session_;  // one connection's
 };
 
 TEST_F(KafkaServiceTest, ApiVersionsV3AdvertisesTheServedRanges) {
@@ -307,15 +310,16 @@ TEST_F(KafkaServiceTest, AFetchWaitsForAnAppendAndIsAnsweredWhenItComes) {
   std::optional<Result<Response>> fetched;
   const std::string request = fetch_frame("t", 0, 0, /*max_wait_ms=*/30'000);
   const auto start = std::chrono::steady_clock::now();
+  Session consumer, producer;
   asio::co_spawn(io, [&]() -> asio::awaitable<void> {
     fetched.emplace(co_await service_->handle(
-        {reinterpret_cast<const uint8_t*>(request.data()), request.size()}));
+        consumer, {reinterpret_cast<const uint8_t*>(request.data()), request.size()}));
   }, asio::detached);
   const std::string produce = produce_frame("t", 0, batch_of(2, 5));
   asio::co_spawn(io, [&]() -> asio::awaitable<void> {
     asio::steady_timer pause(io, std::chrono::milliseconds(200));
     co_await pause.async_wait(asio::use_awaitable);
-    co_await service_->handle({reinterpret_cast<const uint8_t*>(produce.data()), produce.size()});
+    co_await service_->handle(producer, {reinterpret_cast<const uint8_t*>(produce.data()), produce.size()});
   }, asio::detached);
   io.run();
   // Answered by the append's wake-up, well before the 30 s the client allowed.
