@@ -98,11 +98,6 @@ Status check_together(const Config& config, const std::string& source, const Key
       }
     }
   }
-  if (!config.kafka.listen.empty() && !security.tokens_file.empty()) {
-    return fail(origin_of("kafka.listen"), "kafka.listen",
-                "the Kafka listener cannot check security.tokens_file yet (SASL/PLAIN is not "
-                "built): set kafka.listen = \"\" while tokens are required");
-  }
   if (!config.kafka.listen.empty() && !security.tls_cert.empty()) {
     return fail(origin_of("kafka.listen"), "kafka.listen",
                 "the Kafka listener does not speak TLS yet: set kafka.listen = \"\" while "

@@ -114,6 +114,34 @@ Result<Security> load_security(const Config& config, spdlog::logger& logger) {
   return security;
 }
 
+// SASL/PLAIN for the Kafka listener against the same tokens as HTTP (null: no tokens file).
+// Username = the token's name, password = the token; each Kafka need maps to the HTTP right of
+// the same name.
+std::shared_ptr<const kafka::Security> kafka_security(
+    std::shared_ptr<const http::AccessControl> access) {
+  if (!access) return nullptr;
+  auto security = std::make_shared<kafka::Security>();
+  security->authenticate = [access](std::string_view username,
+                                    std::string_view password) -> std::optional<kafka::Caller> {
+    const http::Principal* p = access->tokens().find(password);
+    if (!p || p->name != username) return std::nullopt;
+    return kafka::Caller{p->name, std::string(http::role_name(p->role))};
+  };
+  security->allows = [](const kafka::Caller& caller, kafka::Need need) {
+    auto role = http::parse_role(caller.role);
+    if (!role) return false;
+    switch (need) {
+      case kafka::Need::kProduce: return http::role_has(*role, http::Right::kProduce);
+      case kafka::Need::kConsume: return http::role_has(*role, http::Right::kConsume);
+      case kafka::Need::kDescribeTopics: return http::role_has(*role, http::Right::kDescribeTopics);
+      case kafka::Need::kCreateTopics: return http::role_has(*role, http::Right::kCreateTopics);
+      case kafka::Need::kDeleteTopics: return http::role_has(*role, http::Right::kDeleteTopics);
+    }
+    return false;
+  };
+  return security;
+}
+
 etl::OrchestratorOptions etl_options(const Config& config) {
   etl::OrchestratorOptions o;
   o.enabled = config.etl.enabled;
@@ -397,6 +425,17 @@ int serve(const std::string& config_path) {
     o.max_request_bytes = config.kafka.max_request_bytes;
     kafka::ServiceOptions so;
     so.auto_create_topics = config.broker.auto_create_topics;
+    so.security = kafka_security(security->access);
+    if (security->audit) {
+      so.audit = [audit = security->audit](const kafka::AuditEvent& e) {
+        std::optional<http::Principal> who;
+        if (e.caller) who = http::Principal{e.caller->name, *http::parse_role(e.caller->role)};
+        const char* result = e.result == kafka::AuditEvent::Result::kOk        ? "ok"
+                             : e.result == kafka::AuditEvent::Result::kRefused ? "refused"
+                                                                               : "failed";
+        audit->record_kafka(who ? &*who : nullptr, e.remote, e.api, e.resource, result, e.error);
+      };
+    }
     kafka_service = std::make_unique<kafka::Service>(broker, so, groups.get());
     const size_t producer_batches = kafka_service->recover_producers();
     log::get("kafka").info("idempotent producers: {} batch(es) found at the ends of the logs",

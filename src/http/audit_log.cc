@@ -102,28 +102,52 @@ void AuditLog::record(const Principal* principal, std::string_view remote, Verb 
 void AuditLog::record_at(int64_t now, const Principal* principal, std::string_view remote,
                          Verb method, std::string_view path, const Response& response) {
   const unsigned status = response.result_int();
-  const bool refused = status == 401 || status == 403;
   MutexLock lock(mutex_);
-  flush_windows_locked(now, false, false);
-  if (refused) {
-    auto it = windows_.find(remote);
-    if (it != windows_.end() && now >= it->second.start_ms + options_.window.count()) {
-      flush_windows_locked(now, false, true);
-      it = windows_.find(remote);
-    }
-    if (it == windows_.end()) {
-      std::string_view key = windows_.size() < kMaxWindows ? remote : kOtherRemotes;
-      it = windows_.try_emplace(std::string(key), Window{now, 0, 0}).first;
-    }
-    Window& w = it->second;
-    if (w.logged >= options_.refused_per_window) {
-      ++w.suppressed;
-      return;
-    }
-    ++w.logged;
-  }
+  if (!admit_locked(now, remote, status == 401 || status == 403)) return;
   std::string text = line(now, principal, remote, method, path, response, options_);
   text += '\n';
+  write_locked(text);
+}
+
+bool AuditLog::admit_locked(int64_t now, std::string_view remote, bool refused) {
+  flush_windows_locked(now, false, false);
+  if (!refused) return true;
+  auto it = windows_.find(remote);
+  if (it != windows_.end() && now >= it->second.start_ms + options_.window.count()) {
+    flush_windows_locked(now, false, true);
+    it = windows_.find(remote);
+  }
+  if (it == windows_.end()) {
+    std::string_view key = windows_.size() < kMaxWindows ? remote : kOtherRemotes;
+    it = windows_.try_emplace(std::string(key), Window{now, 0, 0}).first;
+  }
+  Window& w = it->second;
+  if (w.logged >= options_.refused_per_window) {
+    ++w.suppressed;
+    return false;
+  }
+  ++w.logged;
+  return true;
+}
+
+void AuditLog::record_kafka(const Principal* principal, std::string_view remote,
+                            std::string_view api, std::string_view resource,
+                            std::string_view result, std::string_view error) {
+  const int64_t now = now_ms();
+  json::object o;
+  o["time"] = rfc3339_ms(now);
+  o["who"] = principal ? principal->name : "anonymous";
+  o["role"] = principal ? json::value(role_name(principal->role)) : json::value(nullptr);
+  o["remote"] = remote;
+  o["protocol"] = "kafka";
+  o["api"] = api;
+  if (!resource.empty()) o["resource"] = bounded(resource, options_.max_path_bytes);
+  o["result"] = result;
+  if (result != "ok") o["error"] = bounded(error, options_.max_error_bytes);
+  std::string text = json::serialize(o);
+  text += '\n';
+  MutexLock lock(mutex_);
+  if (!admit_locked(now, remote, result == "refused")) return;
   write_locked(text);
 }
 

@@ -69,6 +69,14 @@ class AuditLog {
   void record_at(int64_t now_ms, const Principal* principal, std::string_view remote, Verb method,
                  std::string_view path, const Response& response);
 
+  // Appends the line for one attempt on the Kafka listener (kafka.md, "Security"): a failed
+  // authentication, a request refused for want of a right, a topic created or deleted.
+  // `result` is "ok", "refused" or "failed"; refusals are bounded per remote address as above.
+  //   {"time":"…","who":"ingest","role":"producer","remote":"127.0.0.1:50312",
+  //    "protocol":"kafka","api":"DeleteTopics","resource":"topic orders","result":"refused",
+  //    "error":"token \"ingest\" has role producer, which lacks the right delete_topics …"}
+  void record_kafka(const Principal* principal, std::string_view remote, std::string_view api,
+                    std::string_view resource, std::string_view result, std::string_view error);
   // Appends the line for a topic that a produce request to `topic` created (auto_create_topics).
   void record_auto_created_topic(const Principal* principal, std::string_view remote,
                                  std::string_view topic);
@@ -94,6 +102,9 @@ class AuditLog {
   // Writes the summary line of every window that ended by `now_ms` (all when `all`) and forgets
   // those windows; at most once per tenth of a window unless `force`. Caller holds mutex_.
   void flush_windows_locked(int64_t now_ms, bool all, bool force) REQUIRES(mutex_);
+  // Whether an attempt from `remote` is written: always unless `refused` and its window has
+  // logged refused_per_window already (then it is counted). Caller holds mutex_.
+  bool admit_locked(int64_t now_ms, std::string_view remote, bool refused) REQUIRES(mutex_);
   // Appends `text` (one line, with its newline), rotating first when it would pass max_bytes.
   // Caller holds mutex_.
   void write_locked(const std::string& text) REQUIRES(mutex_);

@@ -128,7 +128,7 @@ awaitable<void> Server::accept_loop() {
     connection->socket.set_option(tcp::no_delay(true), ignored);
     auto remote = connection->socket.remote_endpoint(ignored);
     connection->session.remote = remote.address().to_string() + ":" + std::to_string(remote.port());
-    connection->session.client_host = "/" + remote.address().to_string();
+    connection->session.address = remote.address().to_string();
     asio::co_spawn(connection->socket.get_executor(), serve(connection), asio::detached);
   }
 }

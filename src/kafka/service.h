@@ -47,7 +47,7 @@ struct Caller {
 // right, or a topic created or deleted (admitted or not).
 struct AuditEvent {
   const Caller* caller = nullptr;  // null: not authenticated
-  std::string_view remote;         // "ip:port"
+  std::string_view remote;         // the client's IP address
   std::string_view api;            // "SaslAuthenticate", "DeleteTopics", ...
   std::string_view resource;       // "topic orders", "group billing", "" for none
   enum class Result { kOk, kRefused, kFailed } result = Result::kOk;
@@ -65,8 +65,8 @@ struct Security {
 // What the service knows of one connection. The listener keeps it and hands it to each of the
 // connection's requests, one at a time.
 struct Session {
-  std::string remote;       // "ip:port", for logs and audit lines
-  std::string client_host;  // "/ip", as Kafka shows a group member's host
+  std::string remote;   // "ip:port", for logs
+  std::string address;  // "ip": audit lines (bounded per address) and a group member's host
   // SASL: kStart until a SaslHandshake; then a SaslAuthenticate (handshake v1) or one raw token
   // frame (handshake v0); kDone once authenticated.
   enum class Sasl : uint8_t { kStart, kAuthenticate, kRawToken, kDone } sasl = Sasl::kStart;

@@ -86,7 +86,7 @@ awaitable<Result<Response>> Service::join_group(Session& s, const RequestHeader&
     join.group_id = std::string(req.group_id);
     join.member_id = std::string(req.member_id);
     join.client_id = std::string(h.client_id.value_or(""));
-    join.client_host = s.client_host;
+    join.client_host = "/" + s.address;  // as Kafka shows it
     join.session_timeout = std::chrono::milliseconds(req.session_timeout_ms);
     join.rebalance_timeout = std::chrono::milliseconds(std::max(req.rebalance_timeout_ms, req.session_timeout_ms));
     join.protocol_type = std::string(req.protocol_type);

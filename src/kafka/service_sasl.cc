@@ -50,7 +50,7 @@ void Service::audit(const Session& s, std::string_view api, std::string_view res
   if (!options_.audit) return;
   AuditEvent e;
   e.caller = s.caller ? &*s.caller : nullptr;
-  e.remote = s.remote;
+  e.remote = s.address;
   e.api = api;
   e.resource = resource;
   e.result = result;

@@ -48,6 +48,16 @@ class KafkaTest : public testing::BrokerApiTest {
                         << script;
     return shell("timeout 120 node " + quote(file.string()));
   }
+  // A folder beside the broker's (which start() empties), removed after the test.
+  fs::path secrets() {
+    const fs::path d = testing::test_temp_dir("wasmq-kafka-secrets");
+    fs::create_directories(d);
+    return d;
+  }
+  void TearDown() override {
+    testing::BrokerApiTest::TearDown();
+    fs::remove_all(testing::test_temp_dir("wasmq-kafka-secrets"));
+  }
   std::string kafka_;
 };
 
@@ -104,6 +114,10 @@ try:
     print('replication 3 accepted')
 except Exception as e:
     print('replication 3 refused:', 'INVALID_REPLICATION_FACTOR' in str(e))
+from confluent_kafka.admin import ConfigResource
+described = admin.describe_configs([ConfigResource('topic', 'four')])
+configs = list(described.values())[0].result(10)
+print('configs', configs['cleanup.policy'].value, int(configs['retention.ms'].value) > 0)
 p = Producer({'bootstrap.servers': BOOTSTRAP, 'linger.ms': 5, 'acks': 'all'})
 delivered = []
 def report(err, msg):
@@ -136,6 +150,7 @@ c.close()
 )");
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
   EXPECT_NE(run.out.find("replication 3 refused: True"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("configs delete True"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("delivered 400 errors 0"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("consumed 400 match True"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("partitions 4"), std::string::npos) << run.out;
@@ -361,6 +376,9 @@ const kafka = new Kafka({ clientId: 'wasmq-test', brokers: [BOOTSTRAP], logLevel
   await admin.connect();
   console.log('created', await admin.createTopics({ topics: [{ topic: 'js', numPartitions: 3 }] }));
   console.log('topics', (await admin.listTopics()).includes('js'));
+  const described = await admin.describeConfigs({ includeSynonyms: false,
+    resources: [{ type: 2, name: 'js', configNames: ['cleanup.policy'] }] });
+  console.log('config', described.resources[0].configEntries.map(e => e.configName + '=' + e.configValue).join());
   const producer = kafka.producer();
   await producer.connect();
   const sent = await producer.send({ topic: 'js', messages: Array.from({ length: 90 }, (_, i) => (
@@ -388,6 +406,7 @@ const kafka = new Kafka({ clientId: 'wasmq-test', brokers: [BOOTSTRAP], logLevel
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
   EXPECT_NE(run.out.find("created true"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("topics true"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("config cleanup.policy=delete"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("acks true"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("consumed 90 true"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("committed 90"), std::string::npos) << run.out;
@@ -502,15 +521,164 @@ TEST_F(KafkaTest, PipelinesApplyToWhatKafkaClientsProduce) {
   EXPECT_EQ(consume("kin").back().at("value").as_string(), "keep three!");
 }
 
-TEST_F(KafkaTest, TheListenerIsOffUnlessConfiguredAndRefusesToRunWithoutSasl) {
+TEST_F(KafkaTest, TheListenerIsOffUnlessConfigured) {
   start();
   EXPECT_TRUE(broker_->kafka_address().empty());
-  // With tokens required, a Kafka listener without SASL would let anyone in: refused at start.
-  const fs::path config = dir() / "with-tokens.toml";
-  std::ofstream(config) << "[kafka]\nlisten = \"127.0.0.1:0\"\n[security]\ntokens_file = \"tokens.json\"\n";
-  auto checked = testing::wasmq({"config", "check", config.string()}, "");
-  EXPECT_NE(checked.exit_code, 0);
-  EXPECT_NE((checked.out + checked.err).find("kafka.listen"), std::string::npos) << checked.out << checked.err;
+}
+
+// With a tokens file the listener requires SASL/PLAIN (username = the token's name, password =
+// the token) and grants what the token's role grants on HTTP; refusals are audited.
+TEST_F(KafkaTest, SaslPlainAuthenticatesTokensAndGrantsTheirRolesRights) {
+  const fs::path tokens = secrets() / "tokens";
+  const fs::path audit = secrets() / "audit.jsonl";
+  std::ofstream(tokens) << "admin alice admin-token-0123456789abcdef\n"
+                           "producer app producer-token-0123456789ab\n"
+                           "consumer reader consumer-token-0123456789ab\n";
+  start_with_kafka("[security]\ntokens_file = \"" + tokens.string() + "\"\naudit_log = \"" +
+                   audit.string() + "\"\n");
+  auto run = python(R"(
+import time
+from confluent_kafka import Producer, Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+def conf(user=None, password=None, **more):
+    c = {'bootstrap.servers': BOOTSTRAP}
+    if user:
+        c.update({'security.protocol': 'SASL_PLAINTEXT', 'sasl.mechanisms': 'PLAIN',
+                  'sasl.username': user, 'sasl.password': password})
+    c.update(more)
+    return c
+def produce(c, topic, n):
+    p = Producer(dict(c, **{'message.timeout.ms': 4000}))
+    errors = []
+    for i in range(n):
+        p.produce(topic, value='v%d' % i, on_delivery=lambda e, m: errors.append(e))
+    p.flush(15)
+    return sum(1 for e in errors if e is None), [str(e.name()) for e in errors if e is not None][:1]
+print('anonymous', produce(conf(), 'secret', 3))
+print('wrong token', produce(conf('app', 'producer-token-wrong-000000'), 'secret', 3))
+print('wrong name', produce(conf('alice', 'producer-token-0123456789ab'), 'secret', 3))
+app = conf('app', 'producer-token-0123456789ab')
+print('producer', produce(app, 'secret', 10))
+app_admin = AdminClient(app)
+try:
+    app_admin.delete_topics(['secret'])['secret'].result(10)
+    print('producer deleted')
+except KafkaException as e:
+    print('producer delete', e.args[0].name())
+reader = conf('reader', 'consumer-token-0123456789ab', **{'group.id': 'readers', 'auto.offset.reset': 'earliest'})
+print('consumer produce', produce(reader, 'secret', 1))
+c = Consumer(reader)
+c.subscribe(['secret'])
+got, deadline = 0, time.time() + 20
+while got < 10 and time.time() < deadline:
+    m = c.poll(0.5)
+    if m is not None and not m.error():
+        got += 1
+c.commit(asynchronous=False)
+c.close()
+print('consumer read', got)
+admin = AdminClient(conf('alice', 'admin-token-0123456789abcdef'))
+admin.delete_topics(['secret'])['secret'].result(10)
+print('admin deleted', 'secret' not in admin.list_topics(timeout=10).topics)
+)");
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  // Without credentials or with wrong ones nothing is stored.
+  EXPECT_NE(run.out.find("anonymous (0, "), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("wrong token (0, "), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("wrong name (0, "), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("producer (10, [])"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("producer delete TOPIC_AUTHORIZATION_FAILED"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("consumer produce (0, ['TOPIC_AUTHORIZATION_FAILED'])"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("consumer read 10"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("admin deleted True"), std::string::npos) << run.out;
+
+  // The refusals and the deletion are in the audit log, with who and why.
+  std::ifstream in(audit);
+  std::vector<json::object> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line).as_object());
+  auto has = [&](const std::string& who, const std::string& api, const std::string& result,
+                 const std::string& resource, const std::string& error_part) {
+    for (const auto& l : lines) {
+      if (l.at("protocol") == "kafka" && l.at("who") == who.c_str() && l.at("api") == api.c_str() &&
+          l.at("result") == result.c_str() &&
+          (resource.empty() || (l.contains("resource") && l.at("resource") == resource.c_str())) &&
+          (error_part.empty() ||
+           std::string(l.at("error").as_string()).find(error_part) != std::string::npos)) {
+        return true;
+      }
+    }
+    return false;
+  };
+  EXPECT_TRUE(has("anonymous", "Metadata", "refused", "", "before SASL authentication")) << lines.size();
+  EXPECT_TRUE(has("anonymous", "SaslAuthenticate", "refused", "user app", "wrong token"));
+  EXPECT_TRUE(has("anonymous", "SaslAuthenticate", "refused", "user alice", "wrong token"));
+  EXPECT_TRUE(has("app", "DeleteTopics", "refused", "topic secret", "lacks the right delete_topics"));
+  EXPECT_TRUE(has("reader", "Produce", "refused", "topic secret", "lacks the right produce"));
+  EXPECT_TRUE(has("alice", "DeleteTopics", "ok", "topic secret", ""));
+  for (const auto& l : lines) {
+    EXPECT_EQ(json::serialize(l).find("token-0123"), std::string::npos) << "a token in the audit log";
+  }
+}
+
+// Other clients speak SASL differently: kcat (librdkafka), kafka-python, KafkaJS.
+TEST_F(KafkaTest, SaslPlainWorksWithKcatKafkaPythonAndKafkaJs) {
+  const fs::path tokens = secrets() / "tokens";
+  std::ofstream(tokens) << "admin alice admin-token-0123456789abcdef\n";
+  start_with_kafka("[security]\ntokens_file = \"" + tokens.string() + "\"\n");
+  const std::string sasl =
+      "-X security.protocol=SASL_PLAINTEXT -X sasl.mechanisms=PLAIN -X sasl.username=alice "
+      "-X sasl.password=admin-token-0123456789abcdef ";
+  ASSERT_EQ(kcat(sasl + "-P -t k", "one\ntwo\n").exit_code, 0);
+  auto consumed = kcat(sasl + "-C -t k -o beginning -e");
+  ASSERT_EQ(consumed.exit_code, 0) << consumed.err;
+  EXPECT_EQ(consumed.out, "one\ntwo\n");
+  EXPECT_NE(kcat("-m 3 -L").exit_code, 0);  // no credentials: no metadata
+
+  auto py = python(R"(
+from kafka import KafkaProducer, KafkaConsumer, TopicPartition
+auth = dict(security_protocol='SASL_PLAINTEXT', sasl_mechanism='PLAIN', sasl_plain_username='alice',
+            sasl_plain_password='admin-token-0123456789abcdef')
+p = KafkaProducer(bootstrap_servers=BOOTSTRAP, **auth)
+print('offset', p.send('k', b'three').get(timeout=30).offset)
+p.close()
+c = KafkaConsumer(bootstrap_servers=BOOTSTRAP, consumer_timeout_ms=5000, **auth)
+c.assign([TopicPartition('k', 0)])
+c.seek_to_beginning()
+print('values', [m.value for m in c])
+try:
+    KafkaProducer(bootstrap_servers=BOOTSTRAP, **dict(auth, sasl_plain_password='wrong-token-000000000000'))
+    print('wrong token accepted')
+except Exception as e:
+    print('wrong token refused', type(e).__name__)
+)");
+  ASSERT_EQ(py.exit_code, 0) << py.out << py.err;
+  EXPECT_NE(py.out.find("offset 2"), std::string::npos) << py.out;
+  EXPECT_NE(py.out.find("values [b'one', b'two', b'three']"), std::string::npos) << py.out;
+  EXPECT_NE(py.out.find("wrong token refused"), std::string::npos) << py.out;
+
+  auto js = node(R"(
+const sasl = { mechanism: 'plain', username: 'alice', password: 'admin-token-0123456789abcdef' };
+(async () => {
+  const kafka = new Kafka({ brokers: [BOOTSTRAP], sasl, logLevel: logLevel.NOTHING });
+  const producer = kafka.producer();
+  await producer.connect();
+  await producer.send({ topic: 'k', messages: [{ value: 'four' }] });
+  await producer.disconnect();
+  const admin = kafka.admin();
+  await admin.connect();
+  const offsets = await admin.fetchTopicOffsets('k');
+  console.log('high', offsets[0].high);
+  await admin.disconnect();
+  const wrong = new Kafka({ brokers: [BOOTSTRAP], logLevel: logLevel.NOTHING, retry: { retries: 0 },
+                            sasl: { mechanism: 'plain', username: 'alice', password: 'nope-nope-nope-nope' } });
+  try { await wrong.producer().connect(); console.log('wrong accepted'); }
+  catch (e) { console.log('wrong refused', e.name); }
+  process.exit(0);
+})().catch((e) => { console.log('failed', e.message); process.exit(1); });
+)");
+  ASSERT_EQ(js.exit_code, 0) << js.out << js.err;
+  EXPECT_NE(js.out.find("high 4"), std::string::npos) << js.out;
+  EXPECT_NE(js.out.find("wrong refused KafkaJSSASLAuthenticationError"), std::string::npos) << js.out;
 }
 
 }  // namespace

@@ -20,6 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace asio = boost::asio;
+using namespace std::string_literals;
 
 std::string batch_of(int records, int64_t first_timestamp, int64_t base = 0) {
   std::vector<Message> messages;
@@ -197,6 +198,62 @@ class KafkaServiceTest : public ::testing::Test {
     ASSERT_EQ(r.i16(), 0);
   }
 
+  // Makes the service require SASL/PLAIN: "app" (token "app-token") is a producer, "boss"
+  // ("boss-token") may do anything. Audit events are kept in audited_.
+  void require_sasl() {
+    auto security = std::make_shared<Security>();
+    security->authenticate = [](std::string_view user, std::string_view password) -> std::optional<Caller> {
+      if (user == "app" && password == "app-token") return Caller{"app", "producer"};
+      if (user == "boss" && password == "boss-token") return Caller{"boss", "admin"};
+      return std::nullopt;
+    };
+    security->allows = [](const Caller& c, Need need) {
+      return c.role == "admin" || need == Need::kProduce || need == Need::kDescribeTopics ||
+             need == Need::kCreateTopics;
+    };
+    ServiceOptions options;
+    options.security = security;
+    options.audit = [this](const AuditEvent& e) {
+      audited_.push_back(std::string(e.api) + "|" + (e.caller ? e.caller->name : "-") + "|" +
+                         std::string(e.resource) + "|" +
+                         (e.result == AuditEvent::Result::kOk ? "ok" : e.result == AuditEvent::Result::kRefused ? "refused" : "failed"));
+    };
+    service_ = std::make_unique<Service>(*broker_, options);
+  }
+  // SaslHandshake then SaslAuthenticate v1 with `plain`; the authenticate response's error.
+  int16_t sasl_login(const std::string& plain) {
+    std::string shake = ok(frame(ApiKey::kSaslHandshake, 1, [](Writer& w) { w.string("PLAIN"); }));
+    Reader hr(shake);
+    hr.i32();
+    EXPECT_EQ(hr.i16(), error::kNone);
+    EXPECT_EQ(hr.array_length(), 1);
+    EXPECT_EQ(hr.string(), "PLAIN");
+    std::string auth = ok(frame(ApiKey::kSaslAuthenticate, 1, [&](Writer& w) { w.bytes(plain); }));
+    Reader ar(auth);
+    ar.i32();
+    const int16_t code = ar.i16();
+    ar.nullable_string();
+    ar.bytes();
+    EXPECT_EQ(ar.i64(), 0);  // session lifetime
+    EXPECT_TRUE(ar.ok() && ar.remaining() == 0);
+    return code;
+  }
+  // DeleteTopics v3 of one topic: its error code.
+  int16_t delete_topic(const std::string& name) {
+    std::string response = ok(frame(ApiKey::kDeleteTopics, 3, [&](Writer& w) {
+      w.array_length(1);
+      w.string(name);
+      w.i32(10000);
+    }));
+    Reader r(response);
+    r.i32();
+    r.i32();
+    EXPECT_EQ(r.array_length(), 1);
+    r.string();
+    return r.i16();
+  }
+
+  std::vector<std::string> audited_;
   storage::StoreOptions options_;
   std::unique_ptr<storage::TopicStore> store_;
   std::unique_ptr<broker::Broker> broker_;
@@ -492,6 +549,153 @@ TEST_F(KafkaServiceTest, MetadataCreatesATopicOnlyWhenAllowed) {
   EXPECT_EQ(metadata("made", true), Answer(error::kNone, 1));
   EXPECT_NE(store_->find("made"), nullptr);
   EXPECT_EQ(metadata("no good", true).first, error::kInvalidTopic);
+}
+
+
+TEST_F(KafkaServiceTest, WithSecurityNothingButSaslIsServedBeforeAuthentication) {
+  require_sasl();
+  // Refused: the call fails (so the connection closes).
+  auto refused = call(produce_frame("t", 0, batch_of(1, 5)));
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.status().message().find("Produce before SASL authentication"), std::string::npos);
+  EXPECT_EQ(store_->find("t"), nullptr);
+  ASSERT_FALSE(audited_.empty());
+  EXPECT_EQ(audited_.back(), "Produce|-||refused");
+  // ApiVersions is answered.
+  EXPECT_TRUE(call(frame(ApiKey::kApiVersions, 3, [](Writer& w) {
+                w.compact_string("c");
+                w.compact_string("1");
+                w.empty_tagged_fields();
+              })).is_ok());
+}
+
+TEST_F(KafkaServiceTest, SaslPlainChecksTheTokenAndClosesAfterAFailure) {
+  require_sasl();
+  EXPECT_EQ(sasl_login("\0app\0wrong-token"s), error::kSaslAuthenticationFailed);
+  EXPECT_TRUE(session_.close_after_response);
+  EXPECT_FALSE(session_.caller);
+  EXPECT_EQ(audited_.back(), "SaslAuthenticate|-|user app|refused");
+  // Another identity (authzid), or a malformed message, is refused too.
+  for (const std::string plain : {"boss\0app\0app-token"s, std::string("app-token"),
+                                  "\0\0app-token"s, "\0app\0app-token\0x"s}) {
+    session_ = Session{};
+    EXPECT_EQ(sasl_login(plain), error::kSaslAuthenticationFailed) << plain;
+  }
+  session_ = Session{};
+  EXPECT_EQ(sasl_login("app\0app\0app-token"s), error::kNone);
+  ASSERT_TRUE(session_.caller);
+  EXPECT_EQ(session_.caller->name, "app");
+  EXPECT_FALSE(session_.close_after_response);
+  // A second handshake on an authenticated connection is an illegal state.
+  std::string again = ok(frame(ApiKey::kSaslHandshake, 1, [](Writer& w) { w.string("PLAIN"); }));
+  Reader r(again);
+  r.i32();
+  EXPECT_EQ(r.i16(), error::kIllegalSaslState);
+  EXPECT_TRUE(session_.close_after_response);
+}
+
+TEST_F(KafkaServiceTest, SaslHandshakeV0TakesTheTokenAsABareFrame) {
+  require_sasl();
+  std::string shake = ok(frame(ApiKey::kSaslHandshake, 0, [](Writer& w) { w.string("PLAIN"); }));
+  ASSERT_EQ(session_.sasl, Session::Sasl::kRawToken);
+  auto accepted = call("\0boss\0boss-token"s);
+  ASSERT_TRUE(accepted.is_ok());
+  ASSERT_TRUE(accepted->has_value());
+  EXPECT_EQ(**accepted, "");  // an empty frame
+  EXPECT_EQ(session_.sasl, Session::Sasl::kDone);
+
+  session_ = Session{};
+  ok(frame(ApiKey::kSaslHandshake, 0, [](Writer& w) { w.string("PLAIN"); }));
+  EXPECT_FALSE(call("\0boss\0app-token"s).is_ok());
+  // An unknown mechanism is named in the answer's list of what is offered.
+  session_ = Session{};
+  std::string scram = ok(frame(ApiKey::kSaslHandshake, 1, [](Writer& w) { w.string("SCRAM-SHA-256"); }));
+  Reader r(scram);
+  r.i32();
+  EXPECT_EQ(r.i16(), error::kUnsupportedSaslMechanism);
+  EXPECT_EQ(r.array_length(), 1);
+  EXPECT_EQ(r.string(), "PLAIN");
+  EXPECT_TRUE(session_.close_after_response);
+}
+
+TEST_F(KafkaServiceTest, ARoleWithoutTheRightIsRefusedPerTopicAndAudited) {
+  require_sasl();
+  ASSERT_EQ(sasl_login("\0boss\0boss-token"s), error::kNone);
+  create_topic("t", 1);
+  const Session boss = session_;
+  session_ = Session{};
+  ASSERT_EQ(sasl_login("\0app\0app-token"s), error::kNone);
+  // The producer may produce, not delete, not consume, not join groups.
+  EXPECT_EQ(produced(ok(produce_frame("t", 0, batch_of(2, 5)))).first, error::kNone);
+  EXPECT_EQ(delete_topic("t"), error::kTopicAuthorizationFailed);
+  EXPECT_NE(store_->find("t"), nullptr);
+  EXPECT_EQ(audited_.back(), "DeleteTopics|app|topic t|refused");
+  EXPECT_EQ(parse_fetch(ok(fetch_frame("t", 0, 0))).error, error::kTopicAuthorizationFailed);
+  std::string find = ok(frame(ApiKey::kFindCoordinator, 1, [](Writer& w) {
+    w.string("g");
+    w.i8(0);
+  }));
+  Reader r(find);
+  r.i32();
+  r.i32();
+  EXPECT_EQ(r.i16(), error::kGroupAuthorizationFailed);
+  // The admin may delete; the deletion is audited.
+  session_ = boss;
+  EXPECT_EQ(delete_topic("t"), error::kNone);
+  EXPECT_EQ(audited_.back(), "DeleteTopics|boss|topic t|ok");
+  EXPECT_EQ(store_->find("t"), nullptr);
+}
+
+TEST_F(KafkaServiceTest, DescribeConfigsNamesWhatATopicAndTheBrokerAreConfiguredWith) {
+  create_topic("t", 1);
+  std::string response = ok(frame(ApiKey::kDescribeConfigs, 1, [](Writer& w) {
+    w.array_length(4);
+    w.i8(2);
+    w.string("t");
+    w.i32(-1);  // every config
+    w.i8(2);
+    w.string("absent");
+    w.i32(-1);
+    w.i8(4);
+    w.string("0");
+    w.array_length(1);
+    w.string("num.partitions");
+    w.i8(7);
+    w.string("x");
+    w.i32(-1);
+    w.boolean(false);
+  }));
+  Reader r(response);
+  EXPECT_EQ(r.i32(), 42);
+  r.i32();
+  ASSERT_EQ(r.array_length(), 4);
+  std::map<std::string, std::string> topic;
+  std::vector<int16_t> codes;
+  std::string broker_partitions;
+  for (int i = 0; i < 4; ++i) {
+    codes.push_back(r.i16());
+    r.nullable_string();
+    r.i8();
+    r.string();
+    int32_t n = r.array_length();
+    for (int32_t k = 0; k < n; ++k) {
+      std::string name(r.string());
+      std::string value(r.nullable_string().value_or(""));
+      r.boolean();  // read only
+      r.i8();       // source
+      r.boolean();  // sensitive
+      EXPECT_EQ(r.array_length(), 0);  // no synonyms asked for
+      if (i == 0) topic[name] = value;
+      if (i == 2 && name == "num.partitions") broker_partitions = value;
+    }
+  }
+  EXPECT_TRUE(r.ok() && r.remaining() == 0) << r.error();
+  EXPECT_EQ(codes, (std::vector<int16_t>{error::kNone, error::kUnknownTopicOrPartition, error::kNone,
+                                         error::kInvalidRequest}));
+  EXPECT_EQ(topic["retention.ms"], std::to_string(options_.log.retention_ms));
+  EXPECT_EQ(topic["segment.bytes"], std::to_string(options_.log.segment_bytes));
+  EXPECT_EQ(topic["cleanup.policy"], "delete");
+  EXPECT_EQ(broker_partitions, std::to_string(options_.default_partitions));
 }
 
 }  // namespace
