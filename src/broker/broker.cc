@@ -23,7 +23,7 @@ void fail(ProduceOutcome& out, const std::string& error) {
 // input it answers for.
 template <typename M, typename MessageOf, typename InputOf, typename Job>
 void encode_batches(const std::vector<size_t>& members, MessageOf message_of, InputOf input_of,
-                    Job* job) {
+                    Job* job, storage::Codec codec = storage::Codec::kNone) {
   std::vector<M> batch;
   batch.reserve(std::min(members.size(), kMaxAppendRecords));
   for (size_t first = 0; first < members.size();) {
@@ -43,6 +43,10 @@ void encode_batches(const std::vector<size_t>& members, MessageOf message_of, In
     }
     storage::EncodedBatch encoded;
     storage::encode_batch(0, std::span<const M>(batch), &encoded.bytes);
+    if (Status s = storage::compress_batch(&encoded.bytes, codec); !s.is_ok()) {
+      // Stored uncompressed: still a valid batch, which every consumer reads.
+      log::get("broker").warn("a batch stays uncompressed: {}", s.message());
+    }
     encoded.records = static_cast<uint32_t>(batch.size());
     job->batches.push_back(std::move(encoded));
     job->inputs.push_back(std::move(inputs));
@@ -118,6 +122,7 @@ void Broker::store_one(StoreJob job, const Topics& found) {
   std::vector<Placement>& placements = job.placements;
   std::vector<ProduceOutcome>& outcomes = job.outcomes;
   StoreDone& done = job.done;
+  const storage::Codec codec = job.codec;
   // Group by topic and partition, keeping order within each.
   struct Target {
     std::shared_ptr<storage::Topic> topic;
@@ -162,7 +167,7 @@ void Broker::store_one(StoreJob job, const Topics& found) {
       AppendJob& job = jobs.emplace_back(AppendJob{t.topic, partition, {}, {}});
       encode_batches<Message>(
           members, [&](size_t k) -> Message& { return placements[k].message; },
-          [&](size_t k) { return placements[k].input; }, &job);
+          [&](size_t k) { return placements[k].input; }, &job, codec);
     }
   }
   queue_appends(std::move(jobs), std::move(outcomes), std::move(done));
@@ -248,13 +253,15 @@ Result<std::vector<ProduceOutcome>> Broker::produce(std::string_view topic_name,
 }
 
 std::optional<Result<std::vector<ProduceOutcome>>> Broker::produce(
-    std::string topic_name, std::vector<ProduceRecord> records, ProduceDone done) {
+    std::string topic_name, std::vector<ProduceRecord> records, ProduceDone done,
+    storage::Codec codec) {
   // The name is checked before any plan is looked up: plans are cached per topic name.
   if (Status s = storage::validate_topic_name(topic_name); !s.is_ok()) {
     return Result<std::vector<ProduceOutcome>>(s);
   }
   Route route = route_for(topic_name);
-  return admit(std::move(topic_name), std::move(records), std::move(done), std::move(route));
+  return admit(std::move(topic_name), std::move(records), std::move(done), std::move(route),
+               codec);
 }
 
 std::optional<Result<std::vector<ProduceOutcome>>> Broker::produce(
@@ -317,12 +324,13 @@ Broker::Route Broker::route_for(const std::string& topic) const {
 
 std::optional<Result<std::vector<ProduceOutcome>>> Broker::admit(std::string topic_name,
                                                                  std::vector<ProduceRecord> records,
-                                                                 ProduceDone done, Route route) {
+                                                                 ProduceDone done, Route route,
+                                                                 storage::Codec codec) {
   using Refusal = Result<std::vector<ProduceOutcome>>;
   if (Status s = storage::validate_topic_name(topic_name); !s.is_ok()) return Refusal(s);
   if (records.empty()) return Refusal(invalid_argument("no messages to produce"));
   Request request{std::move(topic_name), std::move(records), std::move(done),
-                  std::move(route.configuration), std::move(route.plan), {}};
+                  std::move(route.configuration), std::move(route.plan), {}, codec};
   if (request.plan) {
     // Admitted before anything is created or queued: a refusal (503) changes nothing.
     uint64_t bytes = 0;
@@ -370,6 +378,7 @@ std::optional<Result<std::vector<ProduceOutcome>>> Broker::dispatch(const storag
     std::vector<StoreJob> jobs(1);
     jobs[0].placements = std::move(placements);
     jobs[0].outcomes = std::move(outcomes);
+    jobs[0].codec = request.codec;
     jobs[0].done = [done = std::move(request.done)](std::vector<ProduceOutcome> stored) {
       done(std::move(stored));
     };
@@ -385,14 +394,16 @@ std::optional<Result<std::vector<ProduceOutcome>>> Broker::dispatch(const storag
   etl_->process(std::move(request.configuration), std::move(request.plan), std::move(topic_name),
                 std::move(inputs),
                 [this, topic_name = request.topic, done = std::move(request.done),
-                 held = std::move(request.admission)](etl::BatchResult result) {
+                 held = std::move(request.admission), codec = request.codec](etl::BatchResult result) {
                   // The worker queues the writes and goes on; the appender answers.
-                  store_etl_result(topic_name, std::move(result), "",
-                                   [done, held](std::vector<ProduceOutcome> outcomes) {
-                                     // Before the answer: a client may send the next at once.
-                                     held->release();
-                                     done(std::move(outcomes));
-                                   });
+                  store_etl_result(
+                      topic_name, std::move(result), "",
+                      [done, held](std::vector<ProduceOutcome> outcomes) {
+                        // Before the answer: a client may send the next at once.
+                        held->release();
+                        done(std::move(outcomes));
+                      },
+                      codec);
                 });
   return std::nullopt;
 }
@@ -410,7 +421,8 @@ std::vector<ProduceOutcome> Broker::store_etl_result(const std::string& topic,
 }
 
 void Broker::store_etl_result(const std::string& topic, etl::BatchResult result,
-                              const std::string& destination, StoreDone done) {
+                              const std::string& destination, StoreDone done,
+                              storage::Codec codec) {
   std::vector<ProduceOutcome> outcomes(result.outcomes.size());
   std::vector<Placement> placements;
   for (size_t i = 0; i < result.outcomes.size(); ++i) {
@@ -458,7 +470,7 @@ void Broker::store_etl_result(const std::string& topic, etl::BatchResult result,
     };
     jobs.push_back(std::move(errors));
   }
-  jobs.push_back(StoreJob{std::move(placements), std::move(outcomes), std::move(done)});
+  jobs.push_back(StoreJob{std::move(placements), std::move(outcomes), std::move(done), codec});
   store(std::move(jobs));
 }
 

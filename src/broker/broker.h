@@ -131,10 +131,11 @@ class Broker {
   // or created. Otherwise it returns nullopt: the records go to the ETL workers when pipelines
   // apply to the topic, then (or at once) their batches are encoded and queued for the
   // appender, and `done` is called once, from the appender thread, when everything is written.
-  // Neither this thread nor an ETL worker waits for the disk.
-  std::optional<Result<std::vector<ProduceOutcome>>> produce(std::string topic,
-                                                             std::vector<ProduceRecord> records,
-                                                             ProduceDone done);
+  // Neither this thread nor an ETL worker waits for the disk. The stored batches (outputs and
+  // dead letters) are compressed with `codec`: a Kafka producer's batch comes back as it went.
+  std::optional<Result<std::vector<ProduceOutcome>>> produce(
+      std::string topic, std::vector<ProduceRecord> records, ProduceDone done,
+      storage::Codec codec = storage::Codec::kNone);
 
   // The same for messages read as views (a request's JSON document), which need to live only
   // during the call: when the topic exists and no pipeline applies to it, they are checked and
@@ -177,8 +178,10 @@ class Broker {
   // on the appender thread, once everything is written. With a `destination` (stream
   // pipelines), outputs that stay in `topic` go there instead. Dead letters and error records
   // are stored too. Any thread; does not wait for the disk.
+  // The outputs and dead letters are stored in batches compressed with `codec`.
   void store_etl_result(const std::string& topic, etl::BatchResult result,
-                        const std::string& destination, StoreDone done);
+                        const std::string& destination, StoreDone done,
+                        storage::Codec codec = storage::Codec::kNone);
   // The same, waiting for the outcomes (stream pipeline runners).
   std::vector<ProduceOutcome> store_etl_result(const std::string& topic, etl::BatchResult result,
                                                const std::string& destination = "");
@@ -213,6 +216,7 @@ class Broker {
     std::shared_ptr<const etl::Configuration> configuration;
     std::shared_ptr<const etl::TopicPlan> plan;
     std::shared_ptr<etl::Admission> admission;
+    storage::Codec codec = storage::Codec::kNone;  // of the stored batches
   };
   // The pipelines a produce request for a topic runs: none (null) without ETL or when no
   // pipeline applies.
@@ -224,9 +228,9 @@ class Broker {
   Route route_for(const std::string& topic) const;
   // Every produce(): checks and admits the request, then dispatches it at once when its topic
   // exists, or from a disk thread once it is created. A refusal before that is returned.
-  std::optional<Result<std::vector<ProduceOutcome>>> admit(std::string topic,
-                                                           std::vector<ProduceRecord> records,
-                                                           ProduceDone done, Route route);
+  std::optional<Result<std::vector<ProduceOutcome>>> admit(
+      std::string topic, std::vector<ProduceRecord> records, ProduceDone done, Route route,
+      storage::Codec codec = storage::Codec::kNone);
   // Checks the partitions, then sends the records to the ETL workers or to store().
   std::optional<Result<std::vector<ProduceOutcome>>> dispatch(const storage::Topic& topic,
                                                               Request request);
@@ -239,6 +243,7 @@ class Broker {
     std::vector<Placement> placements;
     std::vector<ProduceOutcome> outcomes;
     StoreDone done;
+    storage::Codec codec = storage::Codec::kNone;  // of its batches
   };
   // Stores each job in order (store_one). When a topic must be created first (outputs when
   // auto_create_topics is on, dead letters and error records always), all of them go on from a

@@ -98,11 +98,6 @@ Status check_together(const Config& config, const std::string& source, const Key
       }
     }
   }
-  if (!config.kafka.listen.empty() && !security.tls_cert.empty()) {
-    return fail(origin_of("kafka.listen"), "kafka.listen",
-                "the Kafka listener does not speak TLS yet: set kafka.listen = \"\" while "
-                "security.tls_cert is set");
-  }
   return Status::ok();
 }
 

@@ -423,6 +423,7 @@ int serve(const std::string& config_path) {
     o.port = listen->port;
     o.io_threads = config.broker.io_threads == 0 ? 1 : config.broker.io_threads;
     o.max_request_bytes = config.kafka.max_request_bytes;
+    o.tls = security->tls;
     kafka::ServiceOptions so;
     so.auto_create_topics = config.broker.auto_create_topics;
     so.security = kafka_security(security->access);
@@ -458,7 +459,11 @@ int serve(const std::string& config_path) {
       return fail(s.message());
     }
     kafka_server->store(kafka_api.get());
-    kafka_line = "wasmq: Kafka API on " + listen->host + ":" + std::to_string(kafka_api->port());
+    // The security.protocol clients set: what this listener requires.
+    const char* protocol = security->access ? (security->tls ? "SASL_SSL" : "SASL_PLAINTEXT")
+                                            : (security->tls ? "SSL" : "PLAINTEXT");
+    kafka_line = "wasmq: Kafka API on " + listen->host + ":" + std::to_string(kafka_api->port()) +
+                 " (" + protocol + ")";
   }
   auto url = [&](const ListenAddress& listen, uint16_t port) {
     const std::string host =

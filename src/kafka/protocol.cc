@@ -7,7 +7,10 @@ namespace {
 
 // Every API served, with the versions advertised (docs/kafka.md).
 constexpr std::array kSupported = {
-    VersionRange{ApiKey::kProduce, 3, 7},
+    // From v0, though v0-2 (message formats v0 and v1) are answered with
+    // UNSUPPORTED_FOR_MESSAGE_FORMAT: librdkafka compresses with gzip, snappy and lz4 only for a
+    // broker that advertises Produce v0 (docs/kafka.md).
+    VersionRange{ApiKey::kProduce, 0, 7},
     VersionRange{ApiKey::kFetch, 4, 11},
     VersionRange{ApiKey::kListOffsets, 0, 3},
     VersionRange{ApiKey::kMetadata, 0, 6},

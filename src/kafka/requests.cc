@@ -58,9 +58,8 @@ MetadataRequest read_metadata(Reader& r, int16_t version) {
 }
 
 ProduceRequest read_produce(Reader& r, int16_t version) {
-  (void)version;  // v3-v7 share one layout
   ProduceRequest p;
-  p.transactional_id = r.nullable_string();
+  if (version >= 3) p.transactional_id = r.nullable_string();
   p.acks = r.i16();
   p.timeout_ms = r.i32();
   read_topics(r, kMinPartitionOfProduce, &p.topics, [&](ProduceRequest::Partition& part) {

@@ -9,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 
 #include "common/listen.h"
 #include "common/log.h"
@@ -135,85 +136,25 @@ awaitable<void> Server::accept_loop() {
 
 awaitable<void> Server::serve(std::shared_ptr<Connection> c) {
   figures_.connections_open.fetch_add(1, std::memory_order_relaxed);
-  auto& logger = log::get("kafka");
-  std::vector<uint8_t> frame;
-  auto close_with = [&](const std::string& why) {
-    figures_.request_errors.fetch_add(1, std::memory_order_relaxed);
-    logger.debug("kafka: closing {}: {}", c->session.remote, why);
-  };
-  // The idle timer closes the socket when a request's first bytes do not come in time.
-  auto arm_idle = [&] {
-    c->idle.expires_after(options_.idle_timeout);
-    c->idle.async_wait([weak = std::weak_ptr<Connection>(c)](error_code e) {
-      if (e) return;
-      if (auto conn = weak.lock()) {
-        error_code ignored;
-        conn->socket.close(ignored);
-      }
-    });
-  };
   try {
-    for (;;) {
-      arm_idle();
-      uint8_t size_bytes[4];
+    if (!options_.tls) {
+      co_await serve_frames(c, c->socket);
+    } else {
+      asio::ssl::stream<tcp::socket&> tls(c->socket, *options_.tls);
+      arm_idle(c);  // a handshake must come in time too
       error_code error;
-      co_await asio::async_read(c->socket, asio::buffer(size_bytes),
-                                asio::redirect_error(asio::use_awaitable, error));
-      if (error) break;  // closed by the client, the idle timer or stop()
-      const uint32_t size = (uint32_t{size_bytes[0]} << 24) | (uint32_t{size_bytes[1]} << 16) |
-                            (uint32_t{size_bytes[2]} << 8) | uint32_t{size_bytes[3]};
-      if (size > options_.max_request_bytes || size < kMinFrameBytes) {
-        close_with("frame size " + std::to_string(static_cast<int32_t>(size)) + " outside [" +
-                   std::to_string(kMinFrameBytes) + ", " + std::to_string(options_.max_request_bytes) + "]");
-        break;
-      }
-      frame.clear();
-      while (frame.size() < size && !error) {
-        const size_t before = frame.size();
-        frame.resize(before + std::min<size_t>(kReadChunk, size - before));
-        co_await asio::async_read(c->socket, asio::buffer(frame.data() + before, frame.size() - before),
-                                  asio::redirect_error(asio::use_awaitable, error));
-      }
+      co_await tls.async_handshake(asio::ssl::stream_base::server,
+                                   asio::redirect_error(asio::use_awaitable, error));
       if (error) {
-        close_with("truncated frame: " + error.message());
-        break;
+        figures_.request_errors.fetch_add(1, std::memory_order_relaxed);
+        log::get("kafka").debug("kafka: closing {}: TLS handshake failed: {}", c->session.remote,
+                                error.message());
+      } else {
+        co_await serve_frames(c, tls);
       }
-      c->idle.cancel();
-      figures_.requests.fetch_add(1, std::memory_order_relaxed);
-      figures_.bytes_in.fetch_add(size + 4, std::memory_order_relaxed);
-      const auto started = std::chrono::steady_clock::now();
-      const int16_t api = static_cast<int16_t>((frame[0] << 8) | frame[1]);
-      auto response = co_await service_.handle(c->session, frame);
-      if (!response.is_ok()) {
-        close_with(response.status().message());
-        break;
-      }
-      auto count = [&] {
-        if (api < 0 || static_cast<size_t>(api) >= Figures::kApiKeys) return;
-        figures_.requests_by_api[static_cast<size_t>(api)].fetch_add(1, std::memory_order_relaxed);
-        figures_.nanoseconds_by_api[static_cast<size_t>(api)].fetch_add(
-            static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                      std::chrono::steady_clock::now() - started)
-                                      .count()),
-            std::memory_order_relaxed);
-      };
-      if (!*response) {  // acks=0
-        count();
-        continue;
-      }
-      const std::string& body = **response;
-      const uint32_t n = static_cast<uint32_t>(body.size());
-      const char prefix[4] = {static_cast<char>(n >> 24), static_cast<char>(n >> 16),
-                              static_cast<char>(n >> 8), static_cast<char>(n)};
-      std::array<asio::const_buffer, 2> buffers{asio::buffer(prefix, 4), asio::buffer(body)};
-      co_await asio::async_write(c->socket, buffers, asio::redirect_error(asio::use_awaitable, error));
-      if (error) break;
-      figures_.bytes_out.fetch_add(body.size() + 4, std::memory_order_relaxed);
-      count();
-      if (c->session.close_after_response) break;  // a failed authentication
     }
   } catch (const std::exception& e) {
-    logger.warn("kafka: connection {}: {}", c->session.remote, e.what());
+    log::get("kafka").warn("kafka: connection {}: {}", c->session.remote, e.what());
   }
   c->idle.cancel();
   error_code ignored;
@@ -222,6 +163,89 @@ awaitable<void> Server::serve(std::shared_ptr<Connection> c) {
   MutexLock lock(connections_mutex_);
   connections_.erase(c);
   if (connections_.empty()) connections_drained_.notify_all();
+}
+
+void Server::arm_idle(const std::shared_ptr<Connection>& c) {
+  // Closes the socket when the next request's first bytes do not come in time. The handler
+  // may run after the connection ended (expired just before the cancel): it holds a weak_ptr.
+  c->idle.expires_after(options_.idle_timeout);
+  c->idle.async_wait([weak = std::weak_ptr<Connection>(c)](error_code e) {
+    if (e) return;
+    if (auto conn = weak.lock()) {
+      error_code ignored;
+      conn->socket.close(ignored);
+    }
+  });
+}
+
+template <typename Stream>
+awaitable<void> Server::serve_frames(std::shared_ptr<Connection> connection, Stream& stream) {
+  Connection& c = *connection;
+  auto& logger = log::get("kafka");
+  std::vector<uint8_t> frame;
+  auto close_with = [&](const std::string& why) {
+    figures_.request_errors.fetch_add(1, std::memory_order_relaxed);
+    logger.debug("kafka: closing {}: {}", c.session.remote, why);
+  };
+  for (;;) {
+    arm_idle(connection);
+    uint8_t size_bytes[4];
+    error_code error;
+    co_await asio::async_read(stream, asio::buffer(size_bytes),
+                              asio::redirect_error(asio::use_awaitable, error));
+    if (error) break;  // closed by the client, the idle timer or stop()
+    const uint32_t size = (uint32_t{size_bytes[0]} << 24) | (uint32_t{size_bytes[1]} << 16) |
+                          (uint32_t{size_bytes[2]} << 8) | uint32_t{size_bytes[3]};
+    if (size > options_.max_request_bytes || size < kMinFrameBytes) {
+      close_with("frame size " + std::to_string(static_cast<int32_t>(size)) + " outside [" +
+                 std::to_string(kMinFrameBytes) + ", " + std::to_string(options_.max_request_bytes) + "]");
+      break;
+    }
+    frame.clear();
+    while (frame.size() < size && !error) {
+      const size_t before = frame.size();
+      frame.resize(before + std::min<size_t>(kReadChunk, size - before));
+      co_await asio::async_read(stream, asio::buffer(frame.data() + before, frame.size() - before),
+                                asio::redirect_error(asio::use_awaitable, error));
+    }
+    if (error) {
+      close_with("truncated frame: " + error.message());
+      break;
+    }
+    c.idle.cancel();
+    figures_.requests.fetch_add(1, std::memory_order_relaxed);
+    figures_.bytes_in.fetch_add(size + 4, std::memory_order_relaxed);
+    const auto started = std::chrono::steady_clock::now();
+    const int16_t api = static_cast<int16_t>((frame[0] << 8) | frame[1]);
+    auto response = co_await service_.handle(c.session, frame);
+    if (!response.is_ok()) {
+      close_with(response.status().message());
+      break;
+    }
+    auto count = [&] {
+      if (api < 0 || static_cast<size_t>(api) >= Figures::kApiKeys) return;
+      figures_.requests_by_api[static_cast<size_t>(api)].fetch_add(1, std::memory_order_relaxed);
+      figures_.nanoseconds_by_api[static_cast<size_t>(api)].fetch_add(
+          static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::steady_clock::now() - started)
+                                    .count()),
+          std::memory_order_relaxed);
+    };
+    if (!*response) {  // acks=0
+      count();
+      continue;
+    }
+    const std::string& body = **response;
+    const uint32_t n = static_cast<uint32_t>(body.size());
+    const char prefix[4] = {static_cast<char>(n >> 24), static_cast<char>(n >> 16),
+                            static_cast<char>(n >> 8), static_cast<char>(n)};
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(prefix, 4), asio::buffer(body)};
+    co_await asio::async_write(stream, buffers, asio::redirect_error(asio::use_awaitable, error));
+    if (error) break;
+    figures_.bytes_out.fetch_add(body.size() + 4, std::memory_order_relaxed);
+    count();
+    if (c.session.close_after_response) break;  // a failed authentication
+  }
 }
 
 }  // namespace wasmq::kafka

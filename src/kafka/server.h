@@ -3,6 +3,9 @@
 // responses always go back in request order (a client may pipeline requests: they wait in the
 // socket's buffer).
 //
+// With a TLS context every connection starts with a TLS handshake (Kafka's SSL and SASL_SSL);
+// one that does not complete it within the idle timeout is closed.
+//
 // Bad input closes that connection and nothing else: a frame size below a request header's or
 // above max_request_bytes, a malformed or truncated request, an API or version not served. It is
 // counted (Figures::request_errors) and logged at debug. A frame's buffer grows as its bytes
@@ -15,6 +18,7 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -39,6 +43,8 @@ struct ServerOptions {
   // A connection with no request for this long is closed (Kafka's connections.max.idle.ms).
   std::chrono::milliseconds idle_timeout{600'000};
   size_t max_connections = 10'000;  // beyond it a new connection is closed at once
+  // Null: plain TCP. Otherwise TLS with this context (security.tls_cert, tls_key).
+  std::shared_ptr<boost::asio::ssl::context> tls;
 };
 
 // What the listener counts (read with relaxed loads; any thread).
@@ -79,6 +85,12 @@ class Server {
   struct Connection;
   boost::asio::awaitable<void> accept_loop();
   boost::asio::awaitable<void> serve(std::shared_ptr<Connection> connection);
+  // Reads frames from `stream` (the socket, or TLS over it) and answers them until the
+  // connection ends.
+  template <typename Stream>
+  boost::asio::awaitable<void> serve_frames(std::shared_ptr<Connection> connection, Stream& stream);
+  // (Re)starts the connection's idle timer: the socket closes when it runs out.
+  void arm_idle(const std::shared_ptr<Connection>& connection);
 
   const ServerOptions options_;
   Service& service_;

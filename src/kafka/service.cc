@@ -257,6 +257,11 @@ awaitable<Result<Response>> Service::produce(Session& s, const RequestHeader& h,
         res.error = error::kTopicAuthorizationFailed;
         continue;
       }
+      if (v < 3) {
+        // Message formats v0 and v1: not stored here (RecordBatch v2 only).
+        res.error = error::kUnsupportedForMessageFormat;
+        continue;
+      }
       if (req.transactional_id) {
         res.error = error::kTransactionalIdAuthorizationFailed;
         continue;
@@ -350,7 +355,9 @@ awaitable<Result<Response>> Service::produce(Session& s, const RequestHeader& h,
         }
         sender.send(out);
       };
-      auto refused = broker_.produce(topic->name(), std::move(records), done);
+      // Stored with the producer's codec, as the batch came.
+      auto refused = broker_.produce(topic->name(), std::move(records), done,
+                                     static_cast<storage::Codec>(storage::batch_codec(checked.header)));
       if (refused) done(std::move(*refused));
     }
   }
@@ -376,11 +383,11 @@ awaitable<Result<Response>> Service::produce(Session& s, const RequestHeader& h,
       w.i32(res.index);
       w.i16(res.error);
       w.i64(res.base_offset);
-      w.i64(-1);  // log_append_time_ms: records keep the producer's CreateTime
+      if (v >= 2) w.i64(-1);  // log_append_time_ms: records keep the producer's CreateTime
       if (v >= 5) w.i64(res.log_start_offset);
     }
   }
-  w.i32(0);  // throttle_time_ms
+  if (v >= 1) w.i32(0);  // throttle_time_ms
   co_return Response(std::move(out));
 }
 

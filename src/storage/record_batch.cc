@@ -238,6 +238,23 @@ Result<BatchHeader> parse_batch_header(std::span<const uint8_t> bytes) {
   return h;
 }
 
+Status compress_batch(std::string* batch, Codec codec) {
+  if (codec == Codec::kNone) return Status::ok();
+  if (batch->size() < kBatchHeaderSize) return invalid_argument("compress_batch: not a batch");
+  auto records = compress(codec, std::string_view(*batch).substr(kBatchHeaderSize));
+  if (!records.is_ok()) return records.status();
+  batch->resize(kBatchHeaderSize);
+  batch->append(*records);
+  patch_be(batch, 8, batch->size() - kBatchLogOverhead, 4);
+  const uint16_t attributes = static_cast<uint16_t>(
+      ((static_cast<uint8_t>((*batch)[kAttributesOffset]) << 8) |
+       static_cast<uint8_t>((*batch)[kAttributesOffset + 1])) & ~0x7);
+  patch_be(batch, kAttributesOffset, attributes | static_cast<uint16_t>(codec), 2);
+  patch_be(batch, kCrcOffset,
+           crc32c(0, batch->data() + kAttributesOffset, batch->size() - kAttributesOffset), 4);
+  return Status::ok();
+}
+
 bool batch_crc_ok(std::span<const uint8_t> batch) {
   if (batch.size() < kBatchHeaderSize) return false;
   uint32_t stored = static_cast<uint32_t>(get_be(batch.data() + kCrcOffset, 4));

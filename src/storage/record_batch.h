@@ -20,6 +20,7 @@
 
 #include "common/message.h"
 #include "common/status.h"
+#include "storage/compression.h"
 
 namespace wasmq::storage {
 
@@ -52,6 +53,11 @@ struct BatchHeader {
 size_t encode_batch(int64_t base_offset, std::span<const Message> messages, std::string* out);
 // The same from views (a parsed request's bytes, encoded without a copy).
 size_t encode_batch(int64_t base_offset, std::span<const MessageView> messages, std::string* out);
+
+// Compresses the records of `batch` (one whole uncompressed batch, as encode_batch makes it)
+// with `codec`, in place: the attributes name the codec, the length and CRC are made right.
+// kNone leaves it as it is. On failure (kInvalidArgument naming the codec) it is unchanged.
+Status compress_batch(std::string* batch, Codec codec);
 
 // Reads the fixed header at the start of `bytes` and checks what it can without the body: at
 // least kBatchHeaderSize bytes, magic 2, a batch length that covers the header, offsets and

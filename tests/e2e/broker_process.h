@@ -48,6 +48,8 @@ class BrokerProcess {
   std::filesystem::path log_path() const { return dir_ / "broker.log"; }
   const std::string& data_url() const { return data_url_; }
   const std::string& admin_url() const { return admin_url_; }
+  // The security.protocol the line names: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+  const std::string& kafka_protocol() const { return kafka_protocol_; }
   // host:port of the Kafka listener; empty when kafka.listen is not set.
   const std::string& kafka_address() const { return kafka_address_; }
   bool running() const { return pid_ > 0; }
@@ -90,10 +92,15 @@ class BrokerProcess {
       // The ready lines: "wasmq: admin API on http(s)://HOST:PORT", then "... data API on ...".
       admin_url_ = url_after(seen, "admin API on ");
       data_url_ = url_after(seen, "data API on ");
-      // "wasmq: Kafka API on HOST:PORT" comes before the data API's line, when kafka.listen is set.
+      // "wasmq: Kafka API on HOST:PORT (PROTOCOL)" comes before the data API's line, when
+      // kafka.listen is set.
       if (size_t at = seen.find("Kafka API on "); at != std::string::npos && !data_url_.empty()) {
         at += 13;
-        kafka_address_ = seen.substr(at, seen.find('\n', at) - at);
+        kafka_address_ = seen.substr(at, seen.find_first_of(" \n", at) - at);
+        const size_t open = seen.find('(', at), close = seen.find(')', at);
+        if (open != std::string::npos && close != std::string::npos && open < seen.find('\n', at)) {
+          kafka_protocol_ = seen.substr(open + 1, close - open - 1);
+        }
       }
     }
   }
@@ -134,6 +141,7 @@ class BrokerProcess {
     data_url_.clear();
     admin_url_.clear();
     kafka_address_.clear();
+    kafka_protocol_.clear();
     if (stdout_fd_ >= 0) ::close(stdout_fd_);
     stdout_fd_ = -1;
     if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -146,6 +154,7 @@ class BrokerProcess {
   std::string data_url_;
   std::string admin_url_;
   std::string kafka_address_;
+  std::string kafka_protocol_;
 };
 
 }  // namespace wasmq::testing

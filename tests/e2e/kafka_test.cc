@@ -160,20 +160,21 @@ c.close()
   EXPECT_EQ(topic.at("partitions").as_int64(), 4);
 }
 
-// Idempotent producers with every codec: batches compressed by the producer are stored as they came and read back by Kafka and HTTP
-// consumers alike; one through a pipeline is decompressed and run.
+// Idempotent producers with every codec: batches compressed by the producer are stored as they
+// came and read back by Kafka and HTTP consumers alike; through a pipeline they are decompressed,
+// run, and the outputs stored with the producer's codec.
 TEST_F(KafkaTest, EveryCodecOfLibrdkafkaIsStoredAndReadBack) {
   start_with_kafka();
   upload("etl_tagger", "tagger");
   admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "codec", "stages": [
       {"priority": 0, "modules": [{"module_id": "tagger",
-        "topic_filters": [{"filter_type": "Exact", "pattern": "through-lz4"}],
+        "topic_filters": [{"filter_type": "Prefix", "pattern": "through-"}],
         "instance_config": {"custom_config": {"append": "+"}}}]}]})",
         201);
   auto run = python(R"(
 from confluent_kafka import Producer, Consumer, TopicPartition
 for codec, topic in [('none', 'c-none'), ('gzip', 'c-gzip'), ('snappy', 'c-snappy'), ('lz4', 'c-lz4'),
-                     ('zstd', 'c-zstd'), ('lz4', 'through-lz4')]:
+                     ('zstd', 'c-zstd'), ('lz4', 'through-lz4'), ('none', 'through-none')]:
     p = Producer({'bootstrap.servers': BOOTSTRAP, 'compression.type': codec, 'linger.ms': 20,
                   'enable.idempotence': True})
     errors = []
@@ -190,12 +191,12 @@ for codec, topic in [('none', 'c-none'), ('gzip', 'c-gzip'), ('snappy', 'c-snapp
             break
         values.append(m.value().decode())
     c.close()
-    suffix = '+' if topic == 'through-lz4' else ''
+    suffix = '+' if topic.startswith('through-') else ''
     ok = values == ['{"reading": %d, "pad": "%s"}%s' % (i, 'x' * 50, suffix) for i in range(300)]
     print(topic, 'errors', len(errors), 'consumed', len(values), 'match', ok)
 )");
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
-  for (const char* topic : {"c-none", "c-gzip", "c-snappy", "c-lz4", "c-zstd", "through-lz4"}) {
+  for (const char* topic : {"c-none", "c-gzip", "c-snappy", "c-lz4", "c-zstd", "through-lz4", "through-none"}) {
     EXPECT_NE(run.out.find(std::string(topic) + " errors 0 consumed 300 match True"), std::string::npos)
         << topic << "\n" << run.out;
   }
@@ -207,6 +208,18 @@ for codec, topic in [('none', 'c-none'), ('gzip', 'c-gzip'), ('snappy', 'c-snapp
   const int64_t plain = data("GET", "/api/v1/topics/c-none").at("partition_details").at(0).at("size_bytes").as_int64();
   const int64_t zstd = data("GET", "/api/v1/topics/c-zstd").at("partition_details").at(0).at("size_bytes").as_int64();
   EXPECT_LT(zstd * 2, plain) << zstd << " vs " << plain;
+  // librdkafka compresses with gzip, snappy and lz4 too (it checks the broker's Produce range).
+  for (const char* topic : {"c-gzip", "c-snappy", "c-lz4"}) {
+    const int64_t size =
+        data("GET", std::string("/api/v1/topics/") + topic).at("partition_details").at(0).at("size_bytes").as_int64();
+    EXPECT_LT(size * 2, plain) << topic << ": " << size << " vs " << plain;
+  }
+  // A pipeline's outputs are stored with the producer's codec.
+  auto size_of = [&](const std::string& topic) {
+    return data("GET", "/api/v1/topics/" + topic).at("partition_details").at(0).at("size_bytes").as_int64();
+  };
+  EXPECT_LT(size_of("through-lz4") * 2, size_of("through-none"))
+      << size_of("through-lz4") << " vs " << size_of("through-none");
 }
 
 // A consumer group of two splits the partitions, commits, and after a restart of the broker
@@ -679,6 +692,72 @@ const sasl = { mechanism: 'plain', username: 'alice', password: 'admin-token-012
   ASSERT_EQ(js.exit_code, 0) << js.out << js.err;
   EXPECT_NE(js.out.find("high 4"), std::string::npos) << js.out;
   EXPECT_NE(js.out.find("wrong refused KafkaJSSASLAuthenticationError"), std::string::npos) << js.out;
+}
+
+// With security.tls_cert and tls_key the listener speaks TLS (SSL, and SASL_SSL with tokens).
+TEST_F(KafkaTest, TlsServesSslAndSaslSslClientsAndRefusesPlainOnes) {
+  const fs::path cert = secrets() / "broker.crt";
+  const fs::path key = secrets() / "broker.key";
+  const std::string make_cert =
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+      "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout " +
+      quote(key.string()) + " -out " + quote(cert.string()) + " 2>/dev/null";
+  ASSERT_EQ(std::system(make_cert.c_str()), 0);
+  const std::string tls = "tls_cert = \"" + cert.string() + "\"\ntls_key = \"" + key.string() + "\"\n";
+  start_with_kafka("[security]\n" + tls);
+  EXPECT_EQ(broker_->kafka_protocol(), "SSL");
+  const std::string ssl = "-X security.protocol=SSL -X ssl.ca.location=" + quote(cert.string()) + " ";
+  ASSERT_EQ(kcat(ssl + "-P -t secure -K:", "k1:over tls\n").exit_code, 0);
+  auto consumed = kcat(ssl + "-C -t secure -o beginning -e -f '%k|%s\\n'");
+  ASSERT_EQ(consumed.exit_code, 0) << consumed.err;
+  EXPECT_EQ(consumed.out, "k1|over tls\n");
+  // A plaintext client gets nothing; the handshake failure is counted.
+  EXPECT_NE(kcat("-m 3 -L").exit_code, 0);
+  auto py = python("CA = '" + cert.string() + "'\n" + R"(
+from kafka import KafkaProducer, KafkaConsumer, TopicPartition
+p = KafkaProducer(bootstrap_servers=BOOTSTRAP, security_protocol='SSL', ssl_cafile=CA)
+print('offset', p.send('secure', b'from kafka-python').get(timeout=30).offset)
+p.close()
+)");
+  ASSERT_EQ(py.exit_code, 0) << py.out << py.err;
+  EXPECT_NE(py.out.find("offset 1"), std::string::npos) << py.out;
+  auto js = node("const CA = '" + cert.string() + "';\n" + R"(
+const fs = require('fs');
+(async () => {
+  const kafka = new Kafka({ brokers: [BOOTSTRAP], ssl: { ca: [fs.readFileSync(CA)] }, logLevel: logLevel.NOTHING });
+  const producer = kafka.producer();
+  await producer.connect();
+  const sent = await producer.send({ topic: 'secure', messages: [{ value: 'from kafkajs' }] });
+  console.log('offset', sent[0].baseOffset);
+  await producer.disconnect();
+})().catch((e) => { console.log('failed', e.message); process.exit(1); });
+)");
+  ASSERT_EQ(js.exit_code, 0) << js.out << js.err;
+  EXPECT_NE(js.out.find("offset 2"), std::string::npos) << js.out;
+  http::HttpClient over_tls(broker_->admin_url(),
+                            http::ClientOptions{.timeout_ms = 10'000, .token = {}, .ca_file = cert.string()});
+  auto metrics = over_tls.request("GET", "/api/v1/metrics", "");
+  ASSERT_TRUE(metrics.is_ok()) << metrics.status().message();
+  EXPECT_GE(json::parse(metrics->body).at("kafka").at("request_errors_total").to_number<double>(), 1);
+
+  // Tokens and TLS: SASL_SSL (a new broker, on fresh data).
+  broker_->stop();
+  broker_.reset();
+  const fs::path tokens = secrets() / "tokens";
+  std::ofstream(tokens) << "producer app producer-token-0123456789ab\n";
+  start_with_kafka("[security]\n" + tls + "tokens_file = \"" + tokens.string() + "\"\n");
+  EXPECT_EQ(broker_->kafka_protocol(), "SASL_SSL");
+  auto sasl_ssl = python("CA = '" + cert.string() + "'\n" + R"(
+from confluent_kafka import Producer
+p = Producer({'bootstrap.servers': BOOTSTRAP, 'security.protocol': 'SASL_SSL', 'ssl.ca.location': CA,
+              'sasl.mechanisms': 'PLAIN', 'sasl.username': 'app', 'sasl.password': 'producer-token-0123456789ab'})
+reports = []
+p.produce('secure', value='over sasl_ssl', on_delivery=lambda e, m: reports.append((e, m.offset())))
+p.flush(30)
+print('delivered', reports)
+)");
+  ASSERT_EQ(sasl_ssl.exit_code, 0) << sasl_ssl.out << sasl_ssl.err;
+  EXPECT_NE(sasl_ssl.out.find("delivered [(None, 0)]"), std::string::npos) << sasl_ssl.out;
 }
 
 }  // namespace

@@ -283,9 +283,41 @@ TEST_F(KafkaServiceTest, ApiVersionsV3AdvertisesTheServedRanges) {
   EXPECT_TRUE(r.ok());
   EXPECT_EQ(r.remaining(), 0u);
   using Range = std::pair<int16_t, int16_t>;
-  EXPECT_EQ(ranges[0], Range(3, 7));   // Produce
+  EXPECT_EQ(ranges[0], Range(0, 7));   // Produce (see below for v0-2)
   EXPECT_EQ(ranges[1], Range(4, 11));  // Fetch
   EXPECT_EQ(ranges[18], Range(0, 3));  // ApiVersions
+  EXPECT_EQ(ranges[17], Range(0, 1));  // SaslHandshake
+  EXPECT_EQ(ranges[32], Range(0, 2));  // DescribeConfigs
+  EXPECT_EQ(ranges[36], Range(0, 1));  // SaslAuthenticate
+}
+
+// Produce v0-2 carry message formats v0 and v1: answered per partition with
+// UNSUPPORTED_FOR_MESSAGE_FORMAT in the version's own layout, and nothing is stored.
+TEST_F(KafkaServiceTest, ProduceBelowV3IsAnsweredWithUnsupportedForMessageFormat) {
+  create_topic("t", 1);
+  for (int16_t v : {0, 1, 2}) {
+    std::string response = ok(frame(ApiKey::kProduce, v, [&](Writer& w) {
+      w.i16(-1);
+      w.i32(30000);
+      w.array_length(1);
+      w.string("t");
+      w.array_length(1);
+      w.i32(0);
+      w.bytes(batch_of(1, 5));
+    }));
+    Reader r(response);
+    EXPECT_EQ(r.i32(), 42);
+    ASSERT_EQ(r.array_length(), 1);
+    EXPECT_EQ(r.string(), "t");
+    ASSERT_EQ(r.array_length(), 1);
+    EXPECT_EQ(r.i32(), 0);
+    EXPECT_EQ(r.i16(), error::kUnsupportedForMessageFormat);
+    r.i64();                // base offset
+    if (v >= 2) r.i64();    // log append time
+    if (v >= 1) r.i32();    // throttle
+    EXPECT_TRUE(r.ok() && r.remaining() == 0) << "v" << v;
+  }
+  EXPECT_EQ(store_->find("t")->partition(0).next_offset(), 0);
 }
 
 TEST_F(KafkaServiceTest, AnApiVersionsVersionNotServedGetsUnsupportedVersionInV0) {
