@@ -6,6 +6,7 @@
 #include <fstream>
 #include <future>
 
+#include "storage/topic_store.h"
 #include "temp_dir.h"
 
 namespace wasmq::broker {
@@ -170,6 +171,70 @@ TEST_F(GroupsTest, BadJoinsAreRefused) {
   no_group.group_id = "";
   EXPECT_EQ(join(no_group).get().error, GroupError::kInvalidGroupId);
   EXPECT_EQ(join(request("never-given")).get().error, GroupError::kUnknownMember);
+}
+
+// Kafka's ConsumerProtocol Assignment, as clients encode it.
+std::string assignment_bytes(const TopicPartitions& topics, bool user_data = true) {
+  std::string out;
+  auto be = [&](uint64_t v, int n) {
+    for (int i = n - 1; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
+  };
+  be(1, 2);  // version
+  be(topics.size(), 4);
+  for (const auto& [topic, partitions] : topics) {
+    be(topic.size(), 2);
+    out += topic;
+    be(partitions.size(), 4);
+    for (int32_t p : partitions) be(static_cast<uint32_t>(p), 4);
+  }
+  if (user_data) be(0xffffffff, 4);  // null user data
+  return out;
+}
+
+TEST(ConsumerAssignment, DecodesWhatClientsSendAndRefusesWhatIsNotOne) {
+  const TopicPartitions topics = {{"orders", {0, 2}}, {"audit", {1}}};
+  EXPECT_EQ(decode_consumer_assignment(assignment_bytes(topics)), topics);
+  EXPECT_EQ(decode_consumer_assignment(assignment_bytes(topics, false)), topics);
+  EXPECT_EQ(decode_consumer_assignment(assignment_bytes({})), TopicPartitions{});
+  const std::string whole = assignment_bytes(topics);
+  for (size_t cut = 0; cut < whole.size() - 4; ++cut) {  // at size - 4: no user data, whole
+    EXPECT_FALSE(decode_consumer_assignment(whole.substr(0, cut))) << cut;
+  }
+  EXPECT_FALSE(decode_consumer_assignment(whole + "x"));
+  // A count no shorter input could hold is refused before anything is allocated for it.
+  std::string huge = assignment_bytes({});
+  huge[5] = '\x7f';
+  EXPECT_FALSE(decode_consumer_assignment(huge));
+}
+
+TEST_F(GroupsTest, LagIsWhatIsLeftToReadInTheLogs) {
+  storage::StoreOptions options;
+  options.data_dir = options_.dir.string() + "-store";
+  fs::remove_all(options.data_dir);
+  auto store = storage::TopicStore::open(options, nullptr);
+  ASSERT_TRUE(store.is_ok());
+  storage::TopicSettings settings;
+  settings.name = "t";
+  settings.partitions = 2;
+  auto topic = (*store)->create(settings);
+  ASSERT_TRUE(topic.is_ok());
+  std::vector<Message> five(5);
+  ASSERT_TRUE((*topic)->partition(0).append(five).is_ok());
+  GroupCoordinator::Offsets offsets;
+  offsets[{"t", 0}] = {2, "m"};
+  offsets[{"t", 1}] = {0, ""};
+  offsets[{"gone", 0}] = {7, ""};
+  const auto lags = group_lag(offsets, **store);
+  ASSERT_EQ(lags.size(), 3u);
+  EXPECT_EQ(lags[0].topic, "gone");
+  EXPECT_EQ(lags[0].lag, -1);
+  EXPECT_EQ(lags[0].high_watermark, -1);
+  EXPECT_EQ(lags[1].lag, 3);
+  EXPECT_EQ(lags[1].metadata, "m");
+  EXPECT_EQ(lags[1].high_watermark, 5);
+  EXPECT_EQ(lags[2].lag, 0);
+  store->reset();
+  fs::remove_all(options.data_dir);
 }
 
 }  // namespace

@@ -172,6 +172,38 @@ TEST_F(AuditLogBoundsTest, RefusedFloodFromOneAddressIsBoundedAndCounted) {
             1);
 }
 
+// The Kafka listener's lines: protocol, API and resource; refusals bounded per address like
+// HTTP's; never a field the caller did not give.
+TEST_F(AuditLogBoundsTest, KafkaLinesNameTheApiAndAreBoundedLikeHttps) {
+  auto log = AuditLog::open(path(), AuditLogOptions{});
+  ASSERT_TRUE(log.is_ok());
+  Principal app{"app", Role::kProducer};
+  (*log)->record_kafka(&app, "10.0.0.8", "DeleteTopics", "topic orders", "refused",
+                       "lacks the right delete_topics");
+  (*log)->record_kafka(nullptr, "10.0.0.8", "SaslAuthenticate", "user app", "refused", "wrong token");
+  for (int i = 0; i < 100; ++i) {
+    (*log)->record_kafka(nullptr, "10.0.0.9", "Metadata", "", "refused", "before SASL authentication");
+  }
+  (*log)->record_kafka(&app, "10.0.0.9", "CreateTopics", "topic t", "ok", "");
+  std::vector<json::object> lines = read_lines(path());
+  ASSERT_GE(lines.size(), 3u);
+  EXPECT_EQ(lines[0].at("protocol"), "kafka");
+  EXPECT_EQ(lines[0].at("who"), "app");
+  EXPECT_EQ(lines[0].at("role"), "producer");
+  EXPECT_EQ(lines[0].at("api"), "DeleteTopics");
+  EXPECT_EQ(lines[0].at("resource"), "topic orders");
+  EXPECT_EQ(lines[0].at("error"), "lacks the right delete_topics");
+  EXPECT_EQ(lines[1].at("who"), "anonymous");
+  EXPECT_TRUE(lines[1].at("role").is_null());
+  const auto from_9 = std::count_if(lines.begin(), lines.end(), [](const json::object& l) {
+    return l.at("remote") == "10.0.0.9" && l.at("result") == "refused";
+  });
+  EXPECT_EQ(from_9, 20);  // refused_per_window
+  EXPECT_EQ(lines.back().at("api"), "CreateTopics");
+  EXPECT_FALSE(lines.back().contains("error"));
+  EXPECT_FALSE(lines.back().contains("status"));
+}
+
 TEST_F(AuditLogBoundsTest, WritesThePendingCountWhenClosed) {
   {
     auto log = AuditLog::open(path());
