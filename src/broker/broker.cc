@@ -332,6 +332,13 @@ std::optional<Result<std::vector<ProduceOutcome>>> Broker::admit(std::string top
   Request request{std::move(topic_name), std::move(records), std::move(done),
                   std::move(route.configuration), std::move(route.plan), {}, codec};
   if (request.plan) {
+    // What a module cannot be given is refused before anything is done (Kafka clients may
+    // produce binary keys and headers).
+    for (size_t i = 0; i < request.records.size(); ++i) {
+      if (Status s = text_for_modules(request.records[i].message); !s.is_ok()) {
+        return Refusal(field_error("messages[" + std::to_string(i) + "]", s.message()));
+      }
+    }
     // Admitted before anything is created or queued: a refusal (503) changes nothing.
     uint64_t bytes = 0;
     for (const auto& r : request.records) bytes += bincode::encoded_size(r.message);

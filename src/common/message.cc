@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/utf8.h"
+
 namespace wasmq {
 
 const std::string* Message::header(std::string_view name) const {
@@ -74,6 +76,20 @@ std::vector<Header> HeaderSet::release() {
   index_.clear();
   bytes_ = 0;
   return std::move(headers_);
+}
+
+Status text_for_modules(const Message& message) {
+  const char* what = nullptr;
+  if (message.key && !is_valid_utf8(*message.key)) what = "the key";
+  for (const auto& [name, value] : message.headers) {
+    if (what) break;
+    if (!is_valid_utf8(name) || !is_valid_utf8(value)) what = "a header";
+  }
+  if (!what) return Status::ok();
+  return invalid_argument(std::string(what) +
+                          " is not UTF-8 text, which modules cannot be given (they see keys and "
+                          "headers as strings): produce it to a topic without inline pipelines, "
+                          "or as text");
 }
 
 Status headers_too_large(size_t bytes, size_t max_bytes) {

@@ -54,6 +54,12 @@ struct MessageView {
   Message to_message() const;
 };
 
+// Whether a module can be given `message`: the module ABI has its key and header names and
+// values as strings (module-abi.md), so they must be UTF-8; the value may be any bytes. Kafka
+// clients may produce binary keys and header values, which topics without inline pipelines
+// store as they are. kInvalidArgument naming what is not UTF-8 and what to do.
+Status text_for_modules(const Message& message);
+
 // "headers of <bytes> bytes exceed the limit of <max_bytes> per message" (kInvalidArgument).
 Status headers_too_large(size_t bytes, size_t max_bytes);
 

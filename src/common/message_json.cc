@@ -38,11 +38,19 @@ Status MessageViews::add(const boost::json::value& json, int64_t default_timesta
     return s;
   };
   bool has_value = false;
+  size_t header_bytes = 0;  // of `headers` and `headers_base64` together
   for (const auto& [name, v] : obj) {
     if (name == "key") {
       if (v.is_null()) continue;
-      if (!v.is_string()) return fail(field_error("key", "must be a string or null"));
+      if (!v.is_string()) return fail(field_error("key", "must be a string or null (use key_base64 for binary keys)"));
+      if (out.key) return fail(field_error("key", "give either key or key_base64, not both"));
       out.key = std::string_view(v.get_string());
+    } else if (name == "key_base64") {
+      if (!v.is_string()) return fail(field_error("key_base64", "must be a string"));
+      if (out.key) return fail(field_error("key_base64", "give either key or key_base64, not both"));
+      auto bytes = base64_decode(v.get_string());
+      if (!bytes) return fail(field_error("key_base64", "not valid base64"));
+      out.key = std::string_view(decoded.emplace_back(std::move(*bytes)));
     } else if (name == "value") {
       if (!v.is_string())
         return fail(field_error("value", "must be a string (use value_base64 for binary data)"));
@@ -57,28 +65,35 @@ Status MessageViews::add(const boost::json::value& json, int64_t default_timesta
       if (!bytes) return fail(field_error("value_base64", "not valid base64"));
       out.value = decoded.emplace_back(std::move(*bytes));
       has_value = true;
-    } else if (name == "headers") {
+    } else if (name == "headers" || name == "headers_base64") {
       if (v.is_null()) continue;
-      if (!v.is_object()) return fail(field_error("headers", "must be an object of strings"));
+      const bool binary = name == "headers_base64";
+      const std::string field(name.data(), name.size());
+      if (!v.is_object()) return fail(field_error(field, "must be an object of strings"));
       const auto& list = v.get_object();
       // Refused before anything is read: the object's size bounds the distinct names (a JSON
       // object's names are unique: a repeated one keeps its last value).
-      if (list.size() > kMaxHeaders) {
-        return fail(field_error("headers", std::to_string(list.size()) +
-                                               " headers exceed the limit of " +
-                                               std::to_string(kMaxHeaders) + " per message"));
+      if (headers.size() - first_header + list.size() > kMaxHeaders) {
+        return fail(field_error(field, std::to_string(headers.size() - first_header + list.size()) +
+                                           " headers exceed the limit of " +
+                                           std::to_string(kMaxHeaders) + " per message"));
       }
-      size_t bytes = 0;
       for (const auto& [hname, hvalue] : list) {
         if (!hvalue.is_string()) {
-          return fail(field_error("headers." + std::string(hname), "must be a string"));
+          return fail(field_error(field + "." + std::string(hname), "must be a string"));
         }
-        bytes += hname.size() + hvalue.get_string().size();
-        if (bytes > kMaxHeaderBytes) {
+        std::string_view value(hvalue.get_string());
+        if (binary) {
+          auto bytes = base64_decode(value);
+          if (!bytes) return fail(field_error(field + "." + std::string(hname), "not valid base64"));
+          value = decoded.emplace_back(std::move(*bytes));
+        }
+        header_bytes += hname.size() + value.size();
+        if (header_bytes > kMaxHeaderBytes) {
           // The size so far, as HeaderSet counts it.
-          return fail(field_error("headers", headers_too_large(bytes, kMaxHeaderBytes).message()));
+          return fail(field_error(field, headers_too_large(header_bytes, kMaxHeaderBytes).message()));
         }
-        headers.emplace_back(std::string_view(hname), std::string_view(hvalue.get_string()));
+        headers.emplace_back(std::string_view(hname), value);
       }
     } else if (name == "timestamp") {
       if (v.is_null()) continue;
@@ -123,15 +138,30 @@ Status message_from_json(const boost::json::value& json, int64_t default_timesta
 
 boost::json::object message_to_json(const Message& m) {
   boost::json::object obj;
-  obj["key"] = m.key ? boost::json::value(*m.key) : boost::json::value(nullptr);
+  if (!m.key) {
+    obj["key"] = nullptr;
+  } else if (is_valid_utf8(*m.key)) {
+    obj["key"] = *m.key;
+  } else {
+    obj["key_base64"] = base64_encode(*m.key);
+  }
   if (is_valid_utf8(m.value)) {
     obj["value"] = m.value;
   } else {
     obj["value_base64"] = base64_encode(m.value);
   }
-  boost::json::object headers;
-  for (const auto& [name, value] : m.headers) headers[name] = value;
+  boost::json::object headers, binary;
+  for (const auto& [name, value] : m.headers) {
+    if (!is_valid_utf8(name)) {
+      binary["base64:" + base64_encode(name)] = base64_encode(value);
+    } else if (is_valid_utf8(value)) {
+      headers[name] = value;
+    } else {
+      binary[name] = base64_encode(value);
+    }
+  }
   obj["headers"] = std::move(headers);
+  if (!binary.empty()) obj["headers_base64"] = std::move(binary);
   obj["timestamp"] = m.timestamp;
   return obj;
 }

@@ -1,5 +1,8 @@
 // The JSON shape of a message in the APIs (http-api.md, produce and consume):
-// {"key": "...", "value": "..." | "value_base64": "...", "headers": {...}, "timestamp": N}.
+// {"key": "..." | "key_base64": "...", "value": "..." | "value_base64": "...",
+//  "headers": {...}, "headers_base64": {...}, "timestamp": N}.
+// Bytes that are not UTF-8 (Kafka clients may produce binary keys and header values) travel as
+// base64 under the *_base64 names, so that every reply is valid JSON and every byte comes back.
 #pragma once
 
 #include <boost/json/fwd.hpp>
@@ -20,7 +23,8 @@ inline constexpr int64_t kTimestampNow = -1;
 
 // Reads a message object. `key`, `headers` and `timestamp` are optional (timestamp defaults
 // to `default_timestamp`, as does -1); exactly one of `value` (UTF-8 string) and `value_base64`
-// is needed. `partition` is accepted and ignored here. Any other field, a field of the wrong
+// is needed; at most one of `key` and `key_base64`; `headers_base64` holds header values in
+// base64 (with `headers`, a name in both keeps the later one). `partition` is accepted and ignored here. Any other field, a field of the wrong
 // type, a timestamp out of range, or headers beyond kMaxHeaders / kMaxHeaderBytes (a repeated
 // header name keeps its last value) is an error whose message starts with the field
 // ("timestamp: ...", "headers.h1: ...", "headers: ..."); a JSON value that is not an object gives
@@ -28,11 +32,11 @@ inline constexpr int64_t kTimestampNow = -1;
 Status message_from_json(const boost::json::value& json, int64_t default_timestamp, Message* out);
 
 // The messages of one request read as views into its JSON document: nothing is copied but a
-// `value_base64`, decoded into `decoded`. Valid while the document and this object live.
+// `*_base64` field, decoded into `decoded`. Valid while the document and this object live.
 struct MessageViews {
   std::vector<MessageView> messages;
   std::vector<HeaderView> headers;  // every message's, in order
-  std::deque<std::string> decoded;  // decoded value_base64 values
+  std::deque<std::string> decoded;  // decoded key_base64, value_base64 and headers_base64 values
 
   // Reads one more message object, as message_from_json does (same rules, same errors).
   Status add(const boost::json::value& json, int64_t default_timestamp);
@@ -43,7 +47,9 @@ struct MessageViews {
   std::vector<std::pair<size_t, size_t>> ranges_;  // per message: first header, count
 };
 
-// Writes a message object; a value that is not valid UTF-8 is written as `value_base64`.
+// Writes a message object: a key or value that is not valid UTF-8 as `key_base64` /
+// `value_base64`, a header value that is not in `headers_base64` (a header name that is not
+// UTF-8, which no ingest path admits any more, goes there as "base64:<name in base64>").
 boost::json::object message_to_json(const Message& message);
 
 // Milliseconds since the Unix epoch, now.

@@ -1,5 +1,6 @@
 #include "kafka/produce_batch.h"
 
+#include "common/utf8.h"
 #include "kafka/protocol.h"
 
 namespace wasmq::kafka {
@@ -47,8 +48,21 @@ CheckedBatch check_produce_batch(std::optional<std::span<const uint8_t>> records
     return refuse(error::kInvalidRecord, "lastOffsetDelta does not match the record count");
   }
   for (size_t i = 0; i < c.records.size(); ++i) {
+    const Message& m = c.records[i].message;
     if (c.records[i].offset != header->base_offset + static_cast<int64_t>(i)) {
       return refuse(error::kInvalidRecord, "record offset deltas are not 0, 1, 2, ...");
+    }
+    for (const auto& h : m.headers) {
+      // Kafka's header names are strings; values are bytes.
+      if (!is_valid_utf8(h.first)) {
+        return refuse(error::kInvalidRecord, "record " + std::to_string(i) + ": a header name is not UTF-8");
+      }
+    }
+    if (decode) {
+      // Modules see keys and header values as strings (module-abi.md).
+      if (Status s = text_for_modules(m); !s.is_ok()) {
+        return refuse(error::kInvalidRecord, "record " + std::to_string(i) + ": " + s.message());
+      }
     }
   }
   if (!decode) c.records.clear();

@@ -310,10 +310,7 @@ Status decode_batch(std::span<const uint8_t> batch, std::vector<Record>* out) {
       if (rec.ok() && rec.remaining() != 0) rec.fail("trailing bytes in a record");
     }
     if (!rec.ok()) return corrupt("record " + std::to_string(i) + ": " + rec.error());
-    if (!key_null) {
-      if (!is_valid_utf8(key)) return corrupt("record " + std::to_string(i) + ": key is not UTF-8");
-      record.message.key = std::move(key);
-    }
+    if (!key_null) record.message.key = std::move(key);  // any bytes, as Kafka's
     record.offset = header->base_offset + offset_delta;
     record.message.timestamp = wrapping_add(header->base_timestamp, timestamp_delta);
     out->push_back(std::move(record));

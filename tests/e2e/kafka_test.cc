@@ -285,6 +285,66 @@ print('split', sorted(assigned.get('a', [])) , sorted(assigned.get('b', [])))
   EXPECT_NE(again.out.find("consumed 100 expected True once True"), std::string::npos) << again.out;
 }
 
+// Kafka clients produce binary keys and header values: kept byte for byte, read back by Kafka
+// consumers as they were, by HTTP consumers as base64 (and produced over HTTP the same way). A
+// topic behind a pipeline refuses them, since a module sees keys and headers as text.
+TEST_F(KafkaTest, BinaryKeysAndHeadersCrossBothProtocolsByteForByte) {
+  start_with_kafka();
+  upload("etl_tagger", "tagger");
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "bin", "stages": [
+      {"priority": 0, "modules": [{"module_id": "tagger",
+        "topic_filters": [{"filter_type": "Exact", "pattern": "piped"}],
+        "instance_config": {"custom_config": {"append": "+"}}}]}]})",
+        201);
+  auto run = python(R"(
+from confluent_kafka import Producer, Consumer, TopicPartition
+p = Producer({'bootstrap.servers': BOOTSTRAP})
+errors = {}
+def report(topic):
+    return lambda e, m: errors.setdefault(topic, []).append(e.name() if e else None)
+p.produce('raw', key=b'\xff\x00\x01', value=b'\x80v', headers=[('h', b'\xfe\xfd'), ('t', b'text')], on_delivery=report('raw'))
+p.produce('piped', key=b'\xff', value=b'v', on_delivery=report('piped'))
+p.produce('piped', key=b'ok', value=b'v', headers=[('h', b'\xc3')], on_delivery=report('piped'))
+p.flush(30)
+print('errors', sorted(errors.items()))
+c = Consumer({'bootstrap.servers': BOOTSTRAP, 'group.id': 'bin', 'enable.auto.commit': False})
+c.assign([TopicPartition('raw', 0, 0)])
+m = c.poll(10)
+print('kafka', m.key() == b'\xff\x00\x01', m.value() == b'\x80v', m.headers() == [('h', b'\xfe\xfd'), ('t', b'text')])
+c.close()
+)");
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_NE(run.out.find("errors [('piped', ['INVALID_RECORD', 'INVALID_RECORD']), ('raw', [None])]"),
+            std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("kafka True True True"), std::string::npos) << run.out;
+  // HTTP reads it in valid JSON, base64 where the bytes are not text.
+  json::array messages = consume("raw");
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].at("key_base64").as_string(), "/wAB");
+  EXPECT_EQ(messages[0].at("value_base64").as_string(), "gHY=");
+  EXPECT_EQ(messages[0].at("headers").at("t").as_string(), "text");
+  EXPECT_EQ(messages[0].at("headers_base64").at("h").as_string(), "/v0=");
+  EXPECT_FALSE(messages[0].as_object().contains("key"));
+  EXPECT_EQ(data("GET", "/api/v1/topics/piped").at("partition_details").at(0).at("high_watermark").as_int64(), 0);
+  // And HTTP produces binary keys and headers the same way, read back by Kafka byte for byte.
+  data("POST", "/api/v1/topics/raw/messages",
+       R"({"key_base64": "AP4=", "value": "x", "headers_base64": {"bin": "AQI="}})");
+  auto again = python(R"(
+from confluent_kafka import Consumer, TopicPartition
+c = Consumer({'bootstrap.servers': BOOTSTRAP, 'group.id': 'bin', 'enable.auto.commit': False})
+c.assign([TopicPartition('raw', 0, 1)])
+m = c.poll(10)
+print('from http', m.key() == b'\x00\xfe', m.headers() == [('bin', b'\x01\x02')])
+c.close()
+)");
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_NE(again.out.find("from http True True"), std::string::npos) << again.out;
+  // Over HTTP into the pipeline's topic: refused, naming why.
+  json::value refused = data("POST", "/api/v1/topics/piped/messages", R"({"key_base64": "/w==", "value": "x"})", 400);
+  EXPECT_NE(json::serialize(refused).find("the key is not UTF-8"), std::string::npos) << refused;
+}
+
 // One group, two protocols: the HTTP API's `group=` and a Kafka consumer group share committed
 // offsets; while Kafka members hold the group, HTTP may read with it but not commit.
 TEST_F(KafkaTest, HttpAndKafkaConsumersShareAGroupsCommittedOffsets) {

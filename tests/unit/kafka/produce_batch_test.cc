@@ -78,6 +78,29 @@ std::string compressed(const std::string& plain, storage::Codec codec) {
   return b;
 }
 
+// Binary keys and header values are stored as they came where no pipeline runs; a module
+// cannot be given them, so a batch for a pipeline is refused; header names must be text.
+TEST(ProduceBatch, BinaryKeysAreStoredUnlessAPipelineWouldSeeThem) {
+  std::vector<Message> messages(2);
+  messages[0].key = std::string("\xff\x00", 2);
+  messages[0].value = "v";
+  messages[1].value = "w";
+  messages[1].headers = {{"h", std::string("\xc3", 1)}};
+  std::string b;
+  storage::encode_batch(0, messages, &b);
+  EXPECT_EQ(check_produce_batch(span_of(b), false).error, error::kNone);
+  CheckedBatch piped = check_produce_batch(span_of(b), true);
+  EXPECT_EQ(piped.error, error::kInvalidRecord);
+  EXPECT_NE(piped.why.find("record 0: the key is not UTF-8"), std::string::npos) << piped.why;
+  std::vector<Message> bad_name(1);
+  bad_name[0].headers = {{std::string("\xff"), "x"}};
+  std::string n;
+  storage::encode_batch(0, bad_name, &n);
+  CheckedBatch named = check_produce_batch(span_of(n), false);
+  EXPECT_EQ(named.error, error::kInvalidRecord);
+  EXPECT_NE(named.why.find("header name is not UTF-8"), std::string::npos) << named.why;
+}
+
 TEST(ProduceBatch, BatchesCompressedWithEachOfKafkasCodecsAreAcceptedAndDecode) {
   const std::string plain = batch_of(50);
   for (auto codec : {storage::Codec::kGzip, storage::Codec::kSnappy, storage::Codec::kLz4,
