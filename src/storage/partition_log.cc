@@ -51,6 +51,7 @@ Result<std::shared_ptr<PartitionLog::Segment>> PartitionLog::create_segment(int6
   s->files = options_.files;
   s->key = options_.files->new_keys(2);
   s->last_write_ms = wall_ms();
+  s->time_indexed = true;  // empty: its time index grows with its appends
   auto log_file = options_.files->acquire(s->key, s->log_path, O_RDWR | O_CREAT | O_EXCL);
   if (!log_file.is_ok()) {
     return io_failure("cannot create segment", s->log_path, log_file.status().message());

@@ -140,8 +140,11 @@ class PartitionLog {
   // stretches are stepped over (and quarantined when met first) as read() does; errors as read().
   Result<BatchRead> read_batches(int64_t offset, size_t max_bytes) const;
 
-  // The first record whose timestamp is at or after `timestamp` (nullopt when none is). Reads
-  // every batch header from the log start on: a time index is not kept yet.
+  // The first record whose timestamp is at or after `timestamp` (nullopt when none is), through
+  // the segments' time indexes (segment.h): segments whose batches are all older are passed
+  // over, and in the first one that is not, at most an index interval of batches is read before
+  // the batch that holds the record. A segment found at open is indexed by a scan of its batch
+  // headers the first time a lookup needs it.
   Result<std::optional<TimeOffset>> offset_for_time(int64_t timestamp) const;
 
   int64_t start_offset() const;
@@ -187,6 +190,12 @@ class PartitionLog {
   // known batch start), quarantines it and records it. kIo when nothing bad is found there.
   Status quarantine_for_read(const std::shared_ptr<Segment>& segment, uint64_t from_position,
                              int64_t from_offset, uint64_t end_position) const;
+  // Builds the time index of a segment found at open: its batch headers read outside the lock
+  // to the size it had, the rest (appended meanwhile) under it. Does nothing when built.
+  Status index_times(const std::shared_ptr<Segment>& segment) const;
+  // The offset a search for the first record at or after `timestamp` starts from; nullopt when
+  // no segment holds a batch that new.
+  Result<std::optional<int64_t>> time_search_start(int64_t timestamp) const;
 
   const std::filesystem::path dir_;
   const LogOptions options_;

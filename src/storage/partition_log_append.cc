@@ -113,6 +113,13 @@ std::vector<Result<AppendResult>> PartitionLog::append_batches(std::span<Encoded
         }
         break;
       }
+      if (active.time_indexed) {
+        // maxTimestamp: bytes 35 to 43 of the header, big-endian.
+        uint64_t max_timestamp = 0;
+        for (int i = 0; i < 8; ++i) max_timestamp = (max_timestamp << 8) | static_cast<uint8_t>(b.bytes[35 + i]);
+        active.note_time(position, base, static_cast<int64_t>(max_timestamp), b.bytes.size(),
+                         options_.index_interval_bytes);
+      }
       active.size += b.bytes.size();
       active.bytes_since_index += b.bytes.size();
       active.next_offset = base + int64_t{b.records};

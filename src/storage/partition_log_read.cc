@@ -246,6 +246,84 @@ Result<BatchRead> PartitionLog::read_batches(int64_t offset, size_t max_bytes) c
   return result;
 }
 
+Status PartitionLog::index_times(const std::shared_ptr<Segment>& segment) const {
+  auto file = segment->log_file();
+  if (!file.is_ok()) {
+    MutexLock lock(mutex_);
+    if (segment->removed) return Status::ok();  // retention took it: nothing to index
+    return io_failure("cannot open segment", segment->log_path, file.status().message());
+  }
+  const int fd = (*file)->fd();
+  // What the scan builds, installed once it reaches the segment's end.
+  Segment built;
+  built.base_offset = segment->base_offset;
+  uint64_t position = 0;
+  int64_t expected = segment->base_offset;
+  bool unreadable = false;  // a bad batch no read has quarantined yet: the rest is unknown
+  auto scan = [&](uint64_t end, const std::vector<Segment::Quarantined>& corrupt) {
+    while (!unreadable && position < end) {
+      auto q = std::find_if(corrupt.begin(), corrupt.end(),
+                            [&](const auto& c) { return c.position == position; });
+      if (q != corrupt.end()) {
+        position = q->end_position;
+        expected = q->end_offset;
+        continue;
+      }
+      auto header = header_at(fd, position, end);
+      if (!header || header->base_offset != expected) {
+        unreadable = true;
+        break;
+      }
+      built.note_time(position, header->base_offset, header->max_timestamp, header->size(),
+                      options_.index_interval_bytes);
+      position += header->size();
+      expected = header->next_offset();
+    }
+  };
+  uint64_t size;
+  std::vector<Segment::Quarantined> corrupt;
+  {
+    MutexLock lock(mutex_);
+    if (segment->time_indexed || segment->removed) return Status::ok();
+    size = segment->size;
+    corrupt = segment->corrupt;
+  }
+  scan(size, corrupt);
+  MutexLock lock(mutex_);
+  if (segment->time_indexed || segment->removed) return Status::ok();
+  scan(segment->size, segment->corrupt);  // what was appended meanwhile: a few batches
+  if (unreadable) {
+    // Every later search starts no later than here; the walk from there meets the bad batch
+    // and quarantines it.
+    built.note_time(position, expected, INT64_MAX, 0, 0);
+  }
+  segment->time_index = std::move(built.time_index);
+  segment->max_timestamp = built.max_timestamp;
+  segment->bytes_since_time_entry = built.bytes_since_time_entry;
+  segment->time_indexed = true;
+  return Status::ok();
+}
+
+Result<std::optional<int64_t>> PartitionLog::time_search_start(int64_t timestamp) const {
+  std::vector<std::shared_ptr<Segment>> unindexed;
+  {
+    MutexLock lock(mutex_);
+    if (closed_) return Status(StatusCode::kNotFound, label_ + ": the topic was deleted");
+    for (const auto& s : segments_) {
+      if (!s->time_indexed) unindexed.push_back(s);
+    }
+  }
+  for (const auto& s : unindexed) {
+    if (Status st = index_times(s); !st.is_ok()) return st;
+  }
+  MutexLock lock(mutex_);
+  for (const auto& s : segments_) {
+    if (!s->time_indexed) return std::optional<int64_t>(s->base_offset);  // appeared meanwhile
+    if (s->max_timestamp >= timestamp) return std::optional<int64_t>(s->time_search_offset(timestamp));
+  }
+  return std::optional<int64_t>();
+}
+
 Result<std::optional<TimeOffset>> PartitionLog::offset_for_time(int64_t timestamp) const {
   std::optional<TimeOffset> found;
   std::vector<Record> records;
@@ -262,11 +340,17 @@ Result<std::optional<TimeOffset>> PartitionLog::offset_for_time(int64_t timestam
     }
     return Visit::kNext;
   };
+  auto from = time_search_start(timestamp);
+  if (!from.is_ok()) return from.status();
+  if (!*from) return found;  // every batch is older
   int64_t start = 0, end = 0;
-  if (Status s = walk(this->start_offset(), skip, visit, &start, &end); !s.is_ok()) {
-    // Retention may move the start between the two calls: once more from the new start.
+  if (Status s = walk(**from, skip, visit, &start, &end); !s.is_ok()) {
+    // Retention may have removed where the search starts: once more from the new start.
     if (s.code() != StatusCode::kOutOfRange) return s;
-    if (Status again = walk(this->start_offset(), skip, visit, &start, &end); !again.is_ok()) return again;
+    if (Status again = walk(std::max(**from, this->start_offset()), skip, visit, &start, &end);
+        !again.is_ok()) {
+      return again;
+    }
   }
   return found;
 }

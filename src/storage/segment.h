@@ -88,6 +88,18 @@ struct PartitionLog::Segment {
     uint32_t relative_offset;
     uint32_t position;
   };
+  // The time index (lookups by time, PartitionLog::offset_for_time), kept in memory: an entry
+  // every index_interval_bytes (and one at the start) giving the greatest timestamp of the
+  // batches before its position. A search for the first record at or after T starts at the last
+  // entry whose max_before is below T: no batch before it holds such a record, and the next
+  // entry's is not below T, so the scan reads at most an interval of batches. Built on append;
+  // for a segment found at open, by a scan of its batch headers the first time a lookup needs
+  // it (time_indexed false until then).
+  struct TimeEntry {
+    int64_t max_before;
+    uint32_t position;
+    uint32_t relative_offset;
+  };
 
   int64_t base_offset = 0;
   int64_t next_offset = 0;  // one past the last record
@@ -95,6 +107,10 @@ struct PartitionLog::Segment {
   uint64_t bytes_since_index = 0;
   int64_t last_write_ms = 0;  // the broker's clock at the last write (for retention by time)
   std::vector<IndexEntry> index;
+  std::vector<TimeEntry> time_index;
+  bool time_indexed = false;
+  int64_t max_timestamp = INT64_MIN;  // the greatest batch max timestamp (when time_indexed)
+  uint64_t bytes_since_time_entry = 0;
   std::vector<Quarantined> corrupt;  // sorted by position
   fs::path log_path;
   fs::path index_path;
@@ -127,6 +143,28 @@ struct PartitionLog::Segment {
     if (it == index.begin()) return {0, base_offset};
     --it;
     return {it->position, base_offset + it->relative_offset};
+  }
+
+  // Notes the batch written at `position` in the time index.
+  void note_time(uint64_t position, int64_t batch_base, int64_t batch_max_timestamp,
+                 uint64_t batch_size, uint64_t interval) {
+    if (time_index.empty() || bytes_since_time_entry >= interval) {
+      time_index.push_back({max_timestamp, static_cast<uint32_t>(position),
+                            static_cast<uint32_t>(batch_base - base_offset)});
+      bytes_since_time_entry = 0;
+    }
+    bytes_since_time_entry += batch_size;
+    max_timestamp = std::max(max_timestamp, batch_max_timestamp);
+  }
+
+  // Where a search for the first record at or after `timestamp` starts: the offset of the last
+  // time entry whose max_before is below it (the base offset when none).
+  int64_t time_search_offset(int64_t timestamp) const {
+    auto it = std::lower_bound(time_index.begin(), time_index.end(), timestamp,
+                               [](const TimeEntry& e, int64_t t) { return e.max_before < t; });
+    if (it == time_index.begin()) return base_offset;
+    --it;
+    return base_offset + it->relative_offset;
   }
 
   const Quarantined* quarantined_at(uint64_t position) const {
