@@ -608,7 +608,7 @@ TEST_F(KafkaServiceTest, SaslPlainChecksTheTokenAndClosesAfterAFailure) {
   EXPECT_FALSE(session_.caller);
   EXPECT_EQ(audited_.back(), "SaslAuthenticate|-|user app|refused");
   // Another identity (authzid), or a malformed message, is refused too.
-  for (const std::string plain : {"boss\0app\0app-token"s, std::string("app-token"),
+  for (const std::string& plain : {"boss\0app\0app-token"s, std::string("app-token"),
                                   "\0\0app-token"s, "\0app\0app-token\0x"s}) {
     session_ = Session{};
     EXPECT_EQ(sasl_login(plain), error::kSaslAuthenticationFailed) << plain;
