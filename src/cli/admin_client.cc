@@ -13,6 +13,7 @@ http::ClientOptions AdminEndpoint::client_options() const {
 
 CLI::App* with_admin(CLI::App* cmd, AdminEndpoint& admin) {
   cmd->add_option("--admin", admin.url, "the admin API (http:// or https://)")
+      ->envname("WASMQ_ADMIN")
       ->capture_default_str();
   cmd->add_option("--token", admin.token,
                   "bearer token, when the broker has security.tokens_file (prefer WASMQ_TOKEN: "

@@ -173,6 +173,7 @@ void add_client_commands(CLI::App& app, int& exit_code) {
       "produce", "send messages from stdin: NDJSON message objects or plain lines");
   produce_cmd->add_option("topic", p->topic, "the topic")->required();
   produce_cmd->add_option("--broker", p->broker, "the data API (http:// or https://)")
+      ->envname("WASMQ_BROKER")
       ->capture_default_str();
   add_access_options(produce_cmd, p->token, p->ca_file);
   produce_cmd->add_option("--batch", p->batch, "messages per request")
@@ -185,6 +186,7 @@ void add_client_commands(CLI::App& app, int& exit_code) {
   CLI::App* consume_cmd = app.add_subcommand("consume", "print a topic's messages as NDJSON");
   consume_cmd->add_option("topic", c->topic, "the topic")->required();
   consume_cmd->add_option("--broker", c->broker, "the data API (http:// or https://)")
+      ->envname("WASMQ_BROKER")
       ->capture_default_str();
   add_access_options(consume_cmd, c->token, c->ca_file);
   consume_cmd->add_option("--offset", c->offset, "first offset")->capture_default_str()

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("wasmq"));
 
   CLI::App app{"wasmq: a message broker with a WebAssembly ETL engine"};
+  app.set_version_flag("--version", std::string("wasmq ") + WASMQ_VERSION);
   app.require_subcommand(1);
   int exit_code = 0;
   wasmq::cli::add_transform_command(app, exit_code);

@@ -298,6 +298,7 @@ int serve(const std::string& config_path) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);  // reloads the configuration (systemctl reload)
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto loaded = load_config(config_path);
@@ -376,9 +377,11 @@ int serve(const std::string& config_path) {
   if (Status s = http::add_admin_api(admin_router, **etl, streams.get(), security->admin);
       !s.is_ok())
     return fail(s.message());
-  if (Status s = http::add_status_api(
-          admin_router, status_context(config_path, config, **etl, broker, streams.get(), groups.get(), kafka_server));
-      !s.is_ok()) {
+  http::StatusContext status =
+      status_context(config_path, config, **etl, broker, streams.get(), groups.get(), kafka_server);
+  // SIGHUP does what POST /api/v1/config/reload does.
+  const std::function<http::ReloadOutcome()> reload = status.reload;
+  if (Status s = http::add_status_api(admin_router, std::move(status)); !s.is_ok()) {
     return fail(s.message());
   }
   if (Status s = http::add_pool_api(admin_router, **etl); !s.is_ok()) return fail(s.message());
@@ -476,10 +479,22 @@ int serve(const std::string& config_path) {
   std::cout << "wasmq: data API on " << url(*data_listen, data_api.port()) << " (data in "
             << std::filesystem::absolute(config.broker.data_dir).lexically_normal().string() << ")"
             << std::endl;
-  logger.info("serving; stop with SIGTERM or Ctrl-C");
+  logger.info("serving; stop with SIGTERM or Ctrl-C, reload the configuration with SIGHUP");
 
   int received = 0;
-  sigwait(&signals, &received);
+  for (;;) {
+    sigwait(&signals, &received);
+    if (received != SIGHUP) break;
+    const http::ReloadOutcome outcome = reload();
+    if (!outcome.status.is_ok()) {
+      logger.error("SIGHUP: {}", outcome.status.message());
+      continue;
+    }
+    for (const auto& applied : outcome.applied) logger.info("SIGHUP: applied {}", applied);
+    for (const auto& key : outcome.restart_required) {
+      logger.warn("SIGHUP: {} changed, but takes effect only after a restart", key);
+    }
+  }
   logger.info("{}: stopping", received == SIGINT ? "SIGINT" : "SIGTERM");
   if (kafka_api) kafka_api->stop(std::chrono::seconds(10));
   kafka_server->store(nullptr);

@@ -133,5 +133,27 @@ TEST_F(GroupsTest, BadGroupParametersAreRefusedAndCommitNothing) {
   EXPECT_EQ(admin("GET", "/api/v1/groups/g").at("offsets").at(0).at("lag").as_int64(), 0);
 }
 
+// The CLI finds the broker through WASMQ_ADMIN and WASMQ_BROKER when --admin and --broker are
+// not given, and says its version.
+TEST_F(GroupsTest, TheCliTakesItsAddressesFromTheEnvironmentAndSaysItsVersion) {
+  start();
+  produce("envy", 0, 1);
+  data("GET", "/api/v1/topics/envy/messages?group=env&commit=true");
+  const std::string bin = WASMQ_BINARY;
+  auto listed = shell("WASMQ_ADMIN=" + broker_->admin_url() + " " + bin + " groups list");
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_NE(listed.out.find("env "), std::string::npos) << listed.out;
+  auto consumed = shell("WASMQ_BROKER=" + broker_->data_url() + " " + bin + " consume envy -n 1");
+  ASSERT_EQ(consumed.exit_code, 0) << consumed.err;
+  EXPECT_NE(consumed.out.find("\"m0\""), std::string::npos) << consumed.out;
+  // A flag still wins over the environment.
+  auto wrong_env = shell("WASMQ_ADMIN=http://127.0.0.1:1 " + bin + " groups list --admin " +
+                         broker_->admin_url());
+  EXPECT_EQ(wrong_env.exit_code, 0) << wrong_env.err;
+  auto version = shell(bin + " --version");
+  ASSERT_EQ(version.exit_code, 0);
+  EXPECT_EQ(version.out, "wasmq " + std::string(admin("GET", "/api/v1/status").at("version").as_string()) + "\n");
+}
+
 }  // namespace
 }  // namespace wasmq

@@ -2,6 +2,8 @@
 // agrees with the JSON, the status endpoints of the seeds, and a reload under load.
 #include <gtest/gtest.h>
 
+#include <csignal>
+
 #include <atomic>
 #include <boost/json.hpp>
 #include <fstream>
@@ -251,6 +253,47 @@ TEST_F(OperateTest, ReloadUnderLoadChangesPipelinesWithoutLosingMessages) {
                 .at("module_id")
                 .as_string(),
             "tagging");
+}
+
+// SIGHUP reloads the configuration as POST /api/v1/config/reload does (systemctl reload): the
+// file's pipelines change, a bad file is refused and logged, and the broker keeps serving.
+TEST_F(OperateTest, SighupReloadsTheConfigurationAndABadFileChangesNothing) {
+  auto pipeline = [](const std::string& module) {
+    return "[[etl.pipelines]]\npipeline_id = \"live\"\n[[etl.pipelines.stages]]\npriority = 0\n"
+           "[[etl.pipelines.stages.modules]]\nmodule_id = \"" +
+           module + "\"\n";
+  };
+  start(pipeline("plain"));
+  upload("passthrough", "plain");
+  upload("header_adder", "tagging");
+  auto module_in_force = [&] {
+    return std::string(admin("GET", "/api/v1/etl/pipelines/live")
+                           .at("stages").at(0).at("modules").at(0).at("module_id").as_string());
+  };
+  ASSERT_EQ(module_in_force(), "plain");
+  std::string config = testing::slurp_file(broker_->config_path());
+  config = std::regex_replace(config, std::regex("module_id = \"plain\""), "module_id = \"tagging\"");
+  std::ofstream(broker_->config_path()) << config;
+  ASSERT_EQ(::kill(broker_->pid(), SIGHUP), 0);
+  bool changed = false;
+  for (int i = 0; i < 200 && !changed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    changed = module_in_force() == "tagging";
+  }
+  EXPECT_TRUE(changed) << "SIGHUP did not reload the file";
+  // A file that no longer parses: refused whole and logged; the broker stays up.
+  std::ofstream(broker_->config_path()) << config << "\n[etl]\nno_such_key = 1\n";
+  ASSERT_EQ(::kill(broker_->pid(), SIGHUP), 0);
+  bool logged = false;
+  for (int i = 0; i < 200 && !logged; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    logged = broker_->log_tail().find("SIGHUP: ") != std::string::npos &&
+             broker_->log_tail().find("nothing changed") != std::string::npos;
+  }
+  EXPECT_TRUE(logged) << broker_->log_tail();
+  EXPECT_EQ(module_in_force(), "tagging");
+  data("POST", "/api/v1/topics/after/messages", R"({"value": "still serving"})");
+  EXPECT_EQ(broker_->stop(), 0);
 }
 
 // [etl] enable_debug_logging logs each module call (with its time, log_execution_times, and its
