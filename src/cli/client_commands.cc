@@ -5,6 +5,8 @@
 
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "http/client.h"
 #include "common/message_json.h"
@@ -28,6 +30,7 @@ struct ProduceOptions {
   size_t batch = 100;
   int partition = -1;
   std::string key;
+  bool raw = false;  // every line is one value, JSON or not
 };
 
 struct ConsumeOptions {
@@ -37,17 +40,26 @@ struct ConsumeOptions {
   std::string ca_file;
   int64_t offset = 0;
   uint64_t count = 0;  // 0: no limit
-  uint32_t partition = 0;
+  std::optional<uint32_t> partition;  // unset: every partition
+  bool from_end = false;
   bool follow = false;
   uint32_t wait_ms = 1000;
 };
+
+// A line that is a message envelope: a JSON object with `value` or `value_base64`. Any other
+// line, JSON or not, is a value.
+bool is_envelope(const json::value& v) {
+  return v.is_object() && (v.as_object().contains("value") || v.as_object().contains("value_base64"));
+}
 
 int produce(const ProduceOptions& o) {
   HttpClient client(
       o.broker, http::ClientOptions{.timeout_ms = 30'000, .token = o.token, .ca_file = o.ca_file});
   const std::string target = "/api/v1/topics/" + url_encode(o.topic) + "/messages";
   json::array pending;
-  size_t sent = 0, failed = 0, line_number = 0;
+  // What became of each message: stored, filtered, dead-lettered (pipeline outcomes), or failed
+  // (refused lines, failed results, requests that did not get through).
+  size_t stored = 0, filtered = 0, dead_lettered = 0, failed = 0, line_number = 0;
   bool transport_ok = true;
 
   auto send = [&]() {
@@ -77,8 +89,16 @@ int produce(const ProduceOptions& o) {
     }
     for (const auto& r : v.at("results").as_array()) {
       std::cout << json::serialize(r) << '\n';
-      if (!r.is_object() || r.as_object().at("status") != "stored") ++failed;
-      ++sent;
+      const json::value* status = r.is_object() ? r.as_object().if_contains("status") : nullptr;
+      if (status && *status == "stored") {
+        ++stored;
+      } else if (status && *status == "filtered") {
+        ++filtered;
+      } else if (status && *status == "dead_lettered") {
+        ++dead_lettered;
+      } else {
+        ++failed;
+      }
     }
     std::cout.flush();
   };
@@ -88,14 +108,13 @@ int produce(const ProduceOptions& o) {
     ++line_number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     json::object message;
-    if (!line.empty() && line.front() == '{') {
-      // An NDJSON message: checked here so the error can name the line.
-      boost::system::error_code ec;
-      json::value v = json::parse(line, ec);
+    boost::system::error_code ec;
+    json::value v;
+    if (!o.raw && !line.empty() && line.front() == '{') v = json::parse(line, ec);
+    if (!o.raw && !ec && is_envelope(v)) {
+      // A message envelope: checked here so the error can name the line.
       Message checked;
-      Status s = ec ? invalid_argument("malformed JSON: " + ec.message())
-                    : message_from_json(v, 0, &checked);
-      if (!s.is_ok()) {
+      if (Status s = message_from_json(v, 0, &checked); !s.is_ok()) {
         std::cerr << "error: line " << line_number << ": " << s.message() << "\n";
         ++failed;
         continue;
@@ -104,14 +123,16 @@ int produce(const ProduceOptions& o) {
     } else {
       message["value"] = line;
     }
-    if (!o.key.empty() && !message.contains("key")) message["key"] = o.key;
+    if (!o.key.empty() && !message.contains("key") && !message.contains("key_base64")) {
+      message["key"] = o.key;
+    }
     if (o.partition >= 0 && !message.contains("partition")) message["partition"] = o.partition;
     pending.push_back(std::move(message));
     if (pending.size() >= o.batch) send();
   }
   send();
-  std::cerr << "produced " << (sent - std::min(sent, failed)) << " message(s) to " << o.topic
-            << (failed ? ", " + std::to_string(failed) + " failed" : std::string()) << "\n";
+  std::cerr << "produced to " << o.topic << ": " << stored << " stored, " << filtered
+            << " filtered, " << dead_lettered << " dead-lettered, " << failed << " failed\n";
   return failed == 0 && transport_ok ? 0 : 1;
 }
 
@@ -120,38 +141,69 @@ int consume(const ConsumeOptions& o) {
                     http::ClientOptions{.timeout_ms = static_cast<int>(o.wait_ms) + 30'000,
                                         .token = o.token,
                                         .ca_file = o.ca_file});
-  int64_t offset = o.offset;
-  uint64_t printed = 0;
-  for (;;) {
-    uint64_t want = 500;
-    if (o.count) want = std::min<uint64_t>(want, o.count - printed);
-    std::string target = "/api/v1/topics/" + url_encode(o.topic) +
-                         "/messages?offset=" + std::to_string(offset) +
-                         "&max_messages=" + std::to_string(want) +
-                         "&partition=" + std::to_string(o.partition);
-    if (o.follow) target += "&wait_ms=" + std::to_string(o.wait_ms);
+  auto get = [&](const std::string& target, json::value* out) {
     auto reply = client.request("GET", target);
     if (!reply.is_ok()) {
       std::cerr << "error: " << reply.status().message() << "\n";
-      return 1;
+      return false;
     }
     if (reply->status / 100 != 2) {
       std::cerr << "error: " << http::error_text(*reply) << "\n";
-      return 1;
+      return false;
     }
     boost::system::error_code ec;
-    json::value v = json::parse(reply->body, ec);
-    if (ec || !v.is_object() || !v.as_object().contains("messages")) {
+    *out = json::parse(reply->body, ec);
+    if (ec || !out->is_object()) {
       std::cerr << "error: unexpected reply: " << reply->body.substr(0, 200) << "\n";
-      return 1;
+      return false;
     }
-    const auto& messages = v.at("messages").as_array();
-    for (const auto& m : messages) std::cout << json::serialize(m) << '\n';
-    std::cout.flush();
-    printed += messages.size();
-    offset = v.at("next_offset").to_number<int64_t>();
-    if (o.count && printed >= o.count) return 0;
-    if (messages.empty() && !o.follow) return 0;
+    return true;
+  };
+  const std::string topic_path = "/api/v1/topics/" + url_encode(o.topic);
+  json::value topic;
+  if (!get(topic_path, &topic)) return 1;
+  // Where each partition is read from: --offset, or its end with --from-end.
+  std::vector<std::pair<uint32_t, int64_t>> positions;
+  for (const auto& p : topic.at("partition_details").as_array()) {
+    const uint32_t index = static_cast<uint32_t>(p.at("partition").to_number<int64_t>());
+    if (o.partition && *o.partition != index) continue;
+    positions.emplace_back(index, o.from_end ? p.at("high_watermark").to_number<int64_t>() : o.offset);
+  }
+  if (positions.empty()) {
+    std::cerr << "error: topic \"" << o.topic << "\" has no partition " << *o.partition << " (it has "
+              << topic.at("partitions").to_number<int64_t>() << ")\n";
+    return 1;
+  }
+  uint64_t printed = 0;
+  for (;;) {
+    bool any = false;
+    for (auto& [partition, offset] : positions) {
+      uint64_t want = 500;
+      if (o.count) want = std::min<uint64_t>(want, o.count - printed);
+      std::string target = topic_path + "/messages?offset=" + std::to_string(offset) +
+                           "&max_messages=" + std::to_string(want) +
+                           "&partition=" + std::to_string(partition);
+      // Following one partition: wait there. Following several: a short wait on each in turn.
+      if (o.follow) {
+        const uint32_t wait = positions.size() == 1 ? o.wait_ms
+                                                    : std::max<uint32_t>(50, o.wait_ms / static_cast<uint32_t>(positions.size()));
+        target += "&wait_ms=" + std::to_string(wait);
+      }
+      json::value v;
+      if (!get(target, &v) || !v.as_object().contains("messages")) return 1;
+      const auto& messages = v.at("messages").as_array();
+      for (const auto& m : messages) {
+        json::object line = m.as_object();
+        line["partition"] = partition;
+        std::cout << json::serialize(line) << '\n';
+      }
+      std::cout.flush();
+      printed += messages.size();
+      any |= !messages.empty();
+      offset = v.at("next_offset").to_number<int64_t>();
+      if (o.count && printed >= o.count) return 0;
+    }
+    if (!any && !o.follow) return 0;
   }
 }
 
@@ -180,6 +232,13 @@ void add_client_commands(CLI::App& app, int& exit_code) {
       ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{100000}));
   produce_cmd->add_option("--partition", p->partition, "partition for every message");
   produce_cmd->add_option("--key", p->key, "key for messages that have none");
+  produce_cmd->add_flag("--raw", p->raw, "every line is one value, JSON or not (no envelopes)");
+  produce_cmd->footer(
+      "Each line is a message: a JSON object with \"value\" (or \"value_base64\") is an envelope\n"
+      "(key, headers, timestamp, partition); any other line is the value. Filtered and\n"
+      "dead-lettered messages are outcomes, not failures: the exit code is 1 only when a\n"
+      "message failed or was refused.\n"
+      "Example: printf '{\"key\": \"k\", \"value\": \"v\"}\\nplain\\n' | wasmq produce events");
   produce_cmd->callback([p, &exit_code] { exit_code = produce(*p); });
 
   auto c = std::make_shared<ConsumeOptions>();
@@ -189,11 +248,17 @@ void add_client_commands(CLI::App& app, int& exit_code) {
       ->envname("WASMQ_BROKER")
       ->capture_default_str();
   add_access_options(consume_cmd, c->token, c->ca_file);
-  consume_cmd->add_option("--offset", c->offset, "first offset")->capture_default_str()
+  auto* offset = consume_cmd->add_option("--offset", c->offset, "first offset in each partition read")
+      ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   consume_cmd->add_option("-n,--count", c->count, "stop after this many messages (0: no limit)");
-  consume_cmd->add_option("--partition", c->partition, "partition")->capture_default_str();
+  consume_cmd->add_option("--partition", c->partition, "only this partition (default: every one)");
+  consume_cmd->add_flag("--from-end", c->from_end, "start at the end: only messages produced from now on")
+      ->excludes(offset);
   consume_cmd->add_flag("--follow", c->follow, "keep waiting for new messages");
+  consume_cmd->footer(
+      "Prints one JSON message per line, with its partition and offset.\n"
+      "Example: wasmq consume events --from-end --follow");
   consume_cmd->callback([c, &exit_code] { exit_code = consume(*c); });
 }
 

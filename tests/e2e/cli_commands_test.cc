@@ -1,0 +1,100 @@
+// `wasmq produce` and `wasmq consume` as a user runs them against a running broker: outcomes
+// counted (filtered is not failed), raw lines and JSON that is not an envelope sent as values,
+// every partition read with the partition printed, and reading from the end.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <thread>
+
+#include "broker_api_test.h"
+#include "command.h"
+
+namespace wasmq {
+namespace {
+
+namespace json = boost::json;
+using testing::shell;
+
+class CliCommandsTest : public testing::BrokerApiTest {
+ protected:
+  testing::CommandRun wasmq(const std::string& args, const std::string& input = "") {
+    return shell("WASMQ_BROKER=" + broker_->data_url() + " " + std::string(WASMQ_BINARY) + " " +
+                     args,
+                 input);
+  }
+};
+
+TEST_F(CliCommandsTest, ProduceCountsOutcomesAndFilteredIsNotAFailure) {
+  start();
+  upload("message_processor", "message-processor", "1.0.0", 201);
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "clean", "stages": [
+      {"priority": 0, "modules": [{"module_id": "message-processor"}]}]})",
+        201);
+  const std::string input =
+      R"({"value": "hello", "headers": {"content-type": "text/plain", "source": "web"}})" "\n"
+      R"({"value": "buy spam now", "headers": {"content-type": "text/plain", "source": "web"}})" "\n";
+  auto run = wasmq("produce inbox", input);
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.err.find("produced to inbox: 1 stored, 1 filtered, 0 dead-lettered, 0 failed"),
+            std::string::npos)
+      << run.err;
+  // A refused line is a failure: exit 1, and the count says so (the pipeline applies to every
+  // topic: the plain line, without a source header, is filtered).
+  auto bad = wasmq("produce plain", "{\"value\": 5}\nfine\n");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("line 1: value: must be a string"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("0 stored, 1 filtered, 0 dead-lettered, 1 failed"), std::string::npos) << bad.err;
+}
+
+TEST_F(CliCommandsTest, JsonThatIsNotAnEnvelopeAndRawLinesAreValues) {
+  start();
+  auto run = wasmq("produce raw", "{\"temperature\": 21.5}\n[1, 2]\n{\"value\": \"enveloped\"}\n");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  auto raw = wasmq("produce raw --raw", "{\"value\": \"kept as is\"}\n");
+  ASSERT_EQ(raw.exit_code, 0) << raw.err;
+  json::array messages = consume("raw");
+  ASSERT_EQ(messages.size(), 4u);
+  EXPECT_EQ(messages[0].at("value").as_string(), "{\"temperature\": 21.5}");
+  EXPECT_EQ(messages[1].at("value").as_string(), "[1, 2]");
+  EXPECT_EQ(messages[2].at("value").as_string(), "enveloped");
+  EXPECT_EQ(messages[3].at("value").as_string(), "{\"value\": \"kept as is\"}");
+}
+
+TEST_F(CliCommandsTest, ConsumeReadsEveryPartitionOrOneAndFromTheEnd) {
+  start();
+  data("POST", "/api/v1/topics", R"({"name": "spread", "partitions": 3})", 201);
+  for (int p = 0; p < 3; ++p) {
+    data("POST", "/api/v1/topics/spread/messages",
+         R"({"value": "p)" + std::to_string(p) + R"(", "partition": )" + std::to_string(p) + "}");
+  }
+  auto all = wasmq("consume spread");
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  ASSERT_EQ(all.lines.size(), 3u) << all.out;
+  for (const auto& line : all.lines) {
+    EXPECT_EQ(line.at("value").as_string(), "p" + std::to_string(line.at("partition").as_int64()));
+  }
+  auto one = wasmq("consume spread --partition 2");
+  ASSERT_EQ(one.lines.size(), 1u) << one.out;
+  EXPECT_EQ(one.lines[0].at("value").as_string(), "p2");
+  auto missing = wasmq("consume spread --partition 7");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("has no partition 7 (it has 3)"), std::string::npos) << missing.err;
+  // From the end: only what comes after the start.
+  auto empty = wasmq("consume spread --from-end");
+  EXPECT_EQ(empty.exit_code, 0);
+  EXPECT_TRUE(empty.lines.empty()) << empty.out;
+  std::thread later([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    data("POST", "/api/v1/topics/spread/messages", R"({"value": "new", "partition": 1})");
+  });
+  auto followed = wasmq("consume spread --from-end --follow -n 1");
+  later.join();
+  ASSERT_EQ(followed.exit_code, 0) << followed.err;
+  ASSERT_EQ(followed.lines.size(), 1u) << followed.out;
+  EXPECT_EQ(followed.lines[0].at("value").as_string(), "new");
+  EXPECT_EQ(followed.lines[0].at("partition").as_int64(), 1);
+}
+
+}  // namespace
+}  // namespace wasmq
