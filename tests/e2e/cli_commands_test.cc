@@ -1,6 +1,7 @@
-// `wasmq produce` and `wasmq consume` as a user runs them against a running broker: outcomes
-// counted (filtered is not failed), raw lines and JSON that is not an envelope sent as values,
-// every partition read with the partition printed, and reading from the end.
+// The CLI as a user runs it: `wasmq produce` and `wasmq consume` against a running broker
+// (outcomes counted, filtered is not failed; raw lines and JSON that is not an envelope sent as
+// values; every partition read with the partition printed; reading from the end), and what a
+// mistyped command is told.
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
@@ -94,6 +95,23 @@ TEST_F(CliCommandsTest, ConsumeReadsEveryPartitionOrOneAndFromTheEnd) {
   ASSERT_EQ(followed.lines.size(), 1u) << followed.out;
   EXPECT_EQ(followed.lines[0].at("value").as_string(), "new");
   EXPECT_EQ(followed.lines[0].at("partition").as_int64(), 1);
+}
+
+// A mistyped or missing command is answered with the commands there are.
+TEST(CliUsage, UnknownOrMissingCommandsNameTheOnesThatExist) {
+  auto top = shell(std::string(WASMQ_BINARY) + " fooo");
+  EXPECT_NE(top.exit_code, 0);
+  EXPECT_NE(top.err.find("unknown command \"fooo\" for wasmq; its commands: "), std::string::npos) << top.err;
+  EXPECT_NE(top.err.find("produce"), std::string::npos) << top.err;
+  EXPECT_NE(top.err.find("groups"), std::string::npos) << top.err;
+  auto nested = shell(std::string(WASMQ_BINARY) + " pipeline lst");
+  EXPECT_NE(nested.exit_code, 0);
+  EXPECT_NE(nested.err.find("unknown command \"lst\" for wasmq pipeline; its commands: apply, list"),
+            std::string::npos)
+      << nested.err;
+  auto missing = shell(std::string(WASMQ_BINARY) + " groups");
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("wasmq groups needs a command: list, describe"), std::string::npos) << missing.err;
 }
 
 }  // namespace
