@@ -528,6 +528,12 @@ std::vector<PartitionLag> group_lag(const GroupCoordinator::Offsets& offsets,
   return out;
 }
 
+int64_t total_lag(const std::vector<PartitionLag>& lags) {
+  int64_t total = 0;
+  for (const auto& l : lags) total += std::max<int64_t>(0, l.lag);
+  return total;
+}
+
 std::optional<TopicPartitions> decode_consumer_assignment(std::string_view bytes) {
   size_t at = 0;
   auto take = [&](size_t n) -> std::optional<std::string_view> {

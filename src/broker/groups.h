@@ -180,6 +180,8 @@ struct PartitionLag {
 // Every committed partition of `offsets` against the logs of `store` (no disk reads).
 std::vector<PartitionLag> group_lag(const GroupCoordinator::Offsets& offsets,
                                     const storage::TopicStore& store);
+// The sum of the known lags (partitions whose topic is gone count 0).
+int64_t total_lag(const std::vector<PartitionLag>& lags);
 
 // What a member of a "consumer" group was given: Kafka's ConsumerProtocol Assignment (version
 // i16, then [topic string, [partition i32]], then user data bytes). nullopt when `bytes` is not

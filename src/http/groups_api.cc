@@ -11,12 +11,6 @@ namespace {
 namespace json = boost::json;
 using boost::asio::awaitable;
 
-int64_t total_lag(const std::vector<broker::PartitionLag>& lags) {
-  int64_t total = 0;
-  for (const auto& l : lags) total += std::max<int64_t>(0, l.lag);
-  return total;
-}
-
 json::value or_null(int64_t v) { return v < 0 ? json::value(nullptr) : json::value(v); }
 
 class GroupsApi {
@@ -33,7 +27,7 @@ class GroupsApi {
                                  {"protocol_type", g.protocol_type},
                                  {"members", g.members.size()},
                                  {"committed_partitions", lags.size()},
-                                 {"lag", total_lag(lags)}});
+                                 {"lag", broker::total_lag(lags)}});
     }
     co_return json_response(HttpStatus::ok, json::object{{"groups", std::move(out)}});
   }
@@ -82,7 +76,7 @@ class GroupsApi {
                                           {"generation", g->generation},
                                           {"members", std::move(members)},
                                           {"offsets", std::move(offsets)},
-                                          {"lag", total_lag(lags)}});
+                                          {"lag", broker::total_lag(lags)}});
   }
 
  private:

@@ -274,10 +274,8 @@ awaitable<Response> StatusApi::metrics_json(Request&) {
   json::object groups;
   if (c_.groups) {
     for (const auto& g : c_.groups->list()) {
-      int64_t lag = 0;
-      for (const auto& l : broker::group_lag(c_.groups->committed(g.group_id), c_.broker->store())) {
-        lag += std::max<int64_t>(0, l.lag);
-      }
+      const int64_t lag =
+          broker::total_lag(broker::group_lag(c_.groups->committed(g.group_id), c_.broker->store()));
       groups[g.group_id] =
           json::object{{"state", g.state}, {"members", g.members.size()}, {"lag", lag}};
     }

@@ -132,9 +132,10 @@ awaitable<Result<Response>> Service::metadata(Session& s, const RequestHeader& h
   const bool describe =
       req.topics && req.topics->empty()
           ? true
-          : permit(s, Need::kDescribeTopics, "Metadata",
-                   req.topics ? topics_text(*req.topics, [](std::string_view n) { return n; })
-                              : std::string("every topic"));
+          : permit(s, Need::kDescribeTopics, "Metadata", [&] {
+              return req.topics ? topics_text(*req.topics, [](std::string_view n) { return n; })
+                                : std::string("every topic");
+            });
   // Topics are created only for a caller who may create them.
   const bool may_create = options_.auto_create_topics && req.allow_auto_topic_creation &&
                           (!options_.security || (s.caller && options_.security->allows(*s.caller, Need::kCreateTopics)));
@@ -243,7 +244,7 @@ awaitable<Result<Response>> Service::produce(Session& s, const RequestHeader& h,
 
   const bool acks_ok = req.acks == -1 || req.acks == 0 || req.acks == 1;
   const bool may = permit(s, Need::kProduce, "Produce",
-                          topics_text(req.topics, [](const auto& t) { return t.name; }));
+                          [&] { return topics_text(req.topics, [](const auto& t) { return t.name; }); });
   for (size_t t = 0; t < req.topics.size(); ++t) {
     const auto& topic_req = req.topics[t];
     auto topic = storage::validate_topic_name(topic_req.name).is_ok()
@@ -462,7 +463,7 @@ awaitable<Result<Response>> Service::fetch(Session& s, const RequestHeader& h, R
       Clock::now() + std::chrono::milliseconds(std::clamp(req.max_wait_ms, 0, kMaxFetchWaitMs));
   std::vector<TopicRead> reads;
   const bool may = permit(s, Need::kConsume, "Fetch",
-                          topics_text(req.topics, [](const auto& t) { return t.name; }));
+                          [&] { return topics_text(req.topics, [](const auto& t) { return t.name; }); });
   if (!may) {
     for (const auto& want : *wanted) {
       TopicRead& refused = reads.emplace_back();
@@ -587,7 +588,7 @@ awaitable<Result<Response>> Service::list_offsets(Session& s, const RequestHeade
   };
   Result<Topics> found = Topics{};
   if (permit(s, Need::kConsume, "ListOffsets",
-             topics_text(req.topics, [](const auto& t) { return t.name; }))) {
+             [&] { return topics_text(req.topics, [](const auto& t) { return t.name; }); })) {
     found = co_await run_on(broker_.disk_tasks(), look);
     if (!found.is_ok()) co_return found.status();
   } else {
