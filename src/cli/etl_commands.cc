@@ -1,6 +1,7 @@
 #include "cli/etl_commands.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <boost/json.hpp>
 #include <cctype>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include "common/base64.h"
 #include "common/file.h"
 #include "etl/module_signature.h"
+#include "etl/pipeline.h"
 #include "http/client.h"
 
 namespace wasmq::cli {
@@ -124,16 +126,68 @@ int list_modules(const Target& t) {
                     });
 }
 
+// An inline pipeline's topics, from its modules' topic filters: "app-logs*,orders" ("*" when a
+// module has none, so runs on every topic).
+std::string inline_topics(const json::object& pipeline) {
+  std::vector<std::string> topics;
+  auto add = [&](std::string t) {
+    if (std::find(topics.begin(), topics.end(), t) == topics.end()) topics.push_back(std::move(t));
+  };
+  for (const auto& stage : pipeline.at("stages").as_array()) {
+    for (const auto& module : stage.at("modules").as_array()) {
+      const json::value* filters = module.as_object().if_contains("topic_filters");
+      if (filters == nullptr || filters->as_array().empty()) {
+        add("*");
+        continue;
+      }
+      for (const auto& f : filters->as_array()) {
+        const std::string type = text_of(f.at("filter_type"));
+        const std::string pattern = text_of(f.at("pattern"));
+        if (type == "Exact" || type == "Wildcard") {
+          add(pattern);
+        } else if (type == "Prefix") {
+          add(pattern + "*");
+        } else if (type == "Suffix") {
+          add("*" + pattern);
+        } else if (type == "Contains") {
+          add("*" + pattern + "*");
+        } else {
+          add("/" + pattern + "/");
+        }
+      }
+    }
+  }
+  if (std::find(topics.begin(), topics.end(), "*") != topics.end()) return "*";
+  std::string out;
+  for (const auto& t : topics) out += (out.empty() ? "" : ",") + t;
+  return out.empty() ? "-" : out;
+}
+
 int list_pipelines(const Target& t) {
   return list_table(
       t, "/api/v1/etl/pipelines", "pipelines",
-      {"PIPELINE", "STATE", "ORIGIN", "PRIORITY", "STAGES", "NAME"}, [](const json::value& p) {
-        return std::vector<std::string>{text_of(p.at("pipeline_id")),
-                                        text_of(p.at("state")),
-                                        text_of(p.at("origin")),
-                                        text_of(p.at("priority")),
-                                        std::to_string(p.at("stages").as_array().size()),
-                                        text_of(p.at("name"))};
+      {"PIPELINE", "STATE", "MODE", "SOURCE", "DESTINATION", "ORIGIN", "PRIORITY", "STAGES",
+       "NAME"},
+      [](const json::value& p) {
+        const json::object& o = p.as_object();
+        const bool stream = o.contains("mode") && o.at("mode") == "stream";
+        std::string source = "-", destination = "-";
+        if (stream) {
+          source = text_of(o.at("source_topic"));
+          destination = text_of(o.at("destination_topic"));
+        } else {
+          source = inline_topics(o);
+          destination = "(same topic)";
+        }
+        return std::vector<std::string>{text_of(o.at("pipeline_id")),
+                                        text_of(o.at("state")),
+                                        stream ? "stream" : "inline",
+                                        source,
+                                        destination,
+                                        text_of(o.at("origin")),
+                                        text_of(o.at("priority")),
+                                        std::to_string(o.at("stages").as_array().size()),
+                                        text_of(o.at("name"))};
       });
 }
 
@@ -142,7 +196,9 @@ struct ApplyOptions {
   std::string file;
 };
 
-// Creates the pipeline of FILE, or replaces it when one with its pipeline_id exists.
+// Creates the pipeline of FILE, or replaces it when one with its id exists: its pipeline_id, or
+// the id its name gives (etl::pipeline_id_from_name), so applying a document twice changes
+// nothing the second time. Warnings of the answer (modules not deployed) go to stderr too.
 int apply(const ApplyOptions& o) {
   auto text = o.file == "-"
                   ? Result<std::string>(std::string(std::istreambuf_iterator<char>(std::cin), {}))
@@ -158,20 +214,32 @@ int apply(const ApplyOptions& o) {
               << "\n";
     return 1;
   }
-  const json::value* id = doc.get_object().if_contains("pipeline_id");
-  if (id && id->is_string()) {
+  std::string id = etl::pipeline_id_from_name(doc.get_object());
+  if (const json::value* given = doc.get_object().if_contains("pipeline_id");
+      given && given->is_string()) {
+    id = std::string(given->get_string());
+  }
+  std::string method = "POST", target = "/api/v1/etl/pipelines";
+  if (!id.empty()) {
     HttpClient client(o.admin.url, o.admin.client_options());
-    auto existing = client.request("GET", "/api/v1/etl/pipelines/" + url_encode(id->get_string()));
+    auto existing = client.request("GET", "/api/v1/etl/pipelines/" + url_encode(id));
     if (existing.is_ok() && existing->status == 200) {
-      return send(o.admin, "PUT", "/api/v1/etl/pipelines/" + url_encode(id->get_string()), *text);
+      method = "PUT";
+      target += "/" + url_encode(id);
     }
   }
-  return send(o.admin, "POST", "/api/v1/etl/pipelines", *text);
+  json::value answer;
+  if (int rc = send(o.admin, method, target, *text, &answer); rc != 0) return rc;
+  std::cout << json::serialize(answer) << "\n";
+  if (const json::value* warnings = answer.as_object().if_contains("warnings")) {
+    for (const auto& w : warnings->as_array()) std::cerr << "warning: " << text_of(w) << "\n";
+  }
+  return 0;
 }
 
 struct TestOptions {
   Admin admin;
-  std::string id, topic = "test", input;
+  std::string id, topic, input;
 };
 
 // Dry run: NDJSON messages from --input or stdin.
@@ -199,7 +267,8 @@ int test_pipeline(const TestOptions& o) {
     }
     messages.push_back(std::move(m));
   }
-  json::object body{{"topic", o.topic}, {"messages", std::move(messages)}};
+  json::object body{{"messages", std::move(messages)}};
+  if (!o.topic.empty()) body["topic"] = o.topic;
   return send(o.admin, "POST", "/api/v1/etl/pipelines/" + url_encode(o.id) + "/test",
               json::serialize(body));
 }
@@ -327,8 +396,9 @@ void add_etl_commands(CLI::App& app, int& exit_code) {
                                           "nothing stored"),
                  tt->admin);
   test_cmd->add_option("id", tt->id, "the pipeline id")->required();
-  test_cmd->add_option("--topic", tt->topic, "the topic the messages are produced to")
-      ->capture_default_str();
+  test_cmd->add_option("--topic", tt->topic,
+                       "the topic the messages are produced to (default: a stream pipeline's "
+                       "source_topic; \"test\" for an inline pipeline)");
   test_cmd->add_option("--input", tt->input, "NDJSON file instead of stdin");
   test_cmd->callback([tt, &exit_code] { exit_code = test_pipeline(*tt); });
 }

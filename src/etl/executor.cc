@@ -215,7 +215,13 @@ std::shared_ptr<Executor::BoundFigures> Executor::figures_for(const CompiledPipe
   std::shared_ptr<BoundFigures>& slot = figures_[pipeline.serial];
   if (!slot) {
     slot = std::make_shared<BoundFigures>();
-    slot->pipeline = runtime_.figures.pipeline(pipeline.spec.pipeline_id);
+    if (pipeline.key_prefix.empty()) {
+      slot->pipeline = runtime_.figures.pipeline(pipeline.spec.pipeline_id);
+    } else {
+      // A dry run counts apart: its messages are not the live pipeline's traffic.
+      slot->pipeline = std::make_shared<PipelineFigures>();
+      slot->pipeline->pipeline_id = pipeline.spec.pipeline_id;
+    }
   }
   return slot;
 }

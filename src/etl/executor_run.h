@@ -29,6 +29,8 @@ struct CallOutcome {
   std::string error;
   std::string resolved_id;
   double time_ms = 0;
+  bool module_error = false;  // the failure is the module's own `error` result
+  bool not_deployed = false;  // the failure is that no module of that name is deployed
 };
 
 // The call warnings (memory near its limit, a slow call) happen at call rate when a module is
@@ -139,6 +141,9 @@ struct Executor::Run {
   // when it used more than cpu_warning_threshold_percent of its time limit or its instance more
   // than memory_warning_threshold_percent of its memory limit; the warnings at most once per
   // module and kind per 10 s (CallWarnings).
+  // A breaker that opened or closed, at warn/info (a breaker changes at most once per open_ms).
+  void log_breaker(const CompiledPipeline& pipeline, const ModuleRecord& record,
+                   CircuitBreakers::Transition change, const std::string& last_error);
   void log_call(const ModuleRecord& record, size_t messages, double ms, uint32_t limit_ms, bool ok,
                 uint64_t memory_bytes, uint64_t memory_limit_bytes);
 
@@ -162,8 +167,17 @@ struct Executor::Run {
 
   // Applies the pipeline's error handling to a failure of `use` on `item`; returns the action
   // taken (for traces) and whether the item keeps going unchanged.
+  // A failure because the module is not deployed counts (ModuleFigures::not_deployed) and is
+  // logged, but writes no error record: pipeline status says the pipeline waits for it.
   std::string fail(const CompiledPipeline& pipeline, const CompiledStage& stage,
-                   const ModuleUse& use, const Item& item, const std::string& error, bool retried);
+                   const ModuleUse& use, const Item& item, const std::string& error, bool retried,
+                   bool not_deployed = false);
+  std::string apply_failure(const CompiledPipeline& pipeline, const CompiledStage& stage,
+                            const ModuleUse& use, const Item& item, const std::string& error,
+                            bool retried, bool not_deployed);
+  // The rate-limited warning of a live failure (dry runs log nothing).
+  void log_failure(const CompiledPipeline& pipeline, const ModuleUse& use,
+                   const std::string& error, std::string_view action, bool not_deployed);
 
   std::string dead_letter_topic(const CompiledPipeline& pipeline) const;
 

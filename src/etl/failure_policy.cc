@@ -60,7 +60,39 @@ void Executor::Run::error_record(const CompiledPipeline& pipeline, uint32_t stag
 
 std::string Executor::Run::fail(const CompiledPipeline& pipeline, const CompiledStage& stage,
                                 const ModuleUse& use, const Item& item, const std::string& error,
-                                bool retried) {
+                                bool retried, bool not_deployed) {
+  std::string action = apply_failure(pipeline, stage, use, item, error, retried, not_deployed);
+  if (trace == nullptr) log_failure(pipeline, use, error, action, not_deployed);
+  return action;
+}
+
+void Executor::Run::log_failure(const CompiledPipeline& pipeline, const ModuleUse& use,
+                                const std::string& error, std::string_view action,
+                                bool not_deployed) {
+  uint64_t suppressed = 0;
+  if (!call_warnings().allow(pipeline.spec.pipeline_id + '/' + use.spec->module_id,
+                             not_deployed ? 'n' : 'f', &suppressed)) {
+    return;
+  }
+  auto& logger = log::get("etl");
+  if (not_deployed) {
+    logger.warn("pipeline {} waits for module {}: it is not deployed, so its messages on topic "
+                "{} are {}{}",
+                pipeline.spec.pipeline_id, use.spec->module_id, topic, action,
+                suppressed_note(suppressed));
+    return;
+  }
+  std::string where = action == "dead-lettered"
+                          ? "dead-lettered to " + dead_letter_topic(pipeline)
+                          : std::string(action);
+  logger.warn("pipeline {}, module {} on topic {}: {}; {}{}", pipeline.spec.pipeline_id,
+              use.spec->module_id, topic, error, where, suppressed_note(suppressed));
+}
+
+std::string Executor::Run::apply_failure(const CompiledPipeline& pipeline,
+                                         const CompiledStage& stage, const ModuleUse& use,
+                                         const Item& item, const std::string& error,
+                                         bool retried, bool not_deployed) {
   // Every failure counts, whatever its cause: the call's, a refused route, a missing module.
   ++result.counts.module_failures;
   ModuleFigures& figures = figures_of(stage, use);
@@ -75,7 +107,9 @@ std::string Executor::Run::fail(const CompiledPipeline& pipeline, const Compiled
   // A failure record that fails again is counted and logged, but writes nothing new: an error
   // record of it, or a dead letter, could come back to this pipeline for ever.
   const bool not_repeated = failure_record_not_repeated(pipeline, item.input, error);
-  if (!not_repeated) {
+  if (not_deployed) {
+    figures.not_deployed.fetch_add(1, std::memory_order_relaxed);
+  } else if (!not_repeated) {
     error_record(pipeline, stage.spec->priority, use.spec->module_id, item.message, error);
   }
   auto skipped = [&](const char* why) {

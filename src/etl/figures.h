@@ -95,6 +95,7 @@ struct ModuleFigures {
   Counter not_matched;    // messages whose rules did not hold
   Counter cache_hits;
   Counter breaker_rejections;
+  Counter not_deployed;  // of the failures, those because no such module is deployed
   LatencyHistogram latency;  // per message
 };
 

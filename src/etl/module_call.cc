@@ -63,6 +63,32 @@ void Executor::Run::log_call(const ModuleRecord& record, size_t messages, double
   logger.debug("{}", line);
 }
 
+void Executor::Run::log_breaker(const CompiledPipeline& pipeline, const ModuleRecord& record,
+                                CircuitBreakers::Transition change,
+                                const std::string& last_error) {
+  auto& logger = log::get("etl");
+  const CircuitBreakerConfig& c = pipeline.spec.circuit_breaker;
+  switch (change) {
+    case CircuitBreakers::Transition::kOpened:
+      logger.warn(
+          "pipeline {}: circuit breaker for module {} opened after {} consecutive failures "
+          "(last: {}); its messages fail without a call for {} ms, then one trial call decides",
+          pipeline.spec.pipeline_id, record.id, c.failure_threshold, last_error, c.open_ms);
+      break;
+    case CircuitBreakers::Transition::kReopened:
+      logger.warn("pipeline {}: circuit breaker for module {} stays open: the trial call failed "
+                  "({}); next trial in {} ms",
+                  pipeline.spec.pipeline_id, record.id, last_error, c.open_ms);
+      break;
+    case CircuitBreakers::Transition::kClosed:
+      logger.info("pipeline {}: circuit breaker for module {} closed: the trial call succeeded",
+                  pipeline.spec.pipeline_id, record.id);
+      break;
+    case CircuitBreakers::Transition::kNone:
+      break;
+  }
+}
+
 Task<std::vector<CallOutcome>> Executor::Run::call_module(
     const CompiledPipeline& pipeline, const CompiledStage& stage, const ModuleUse& use,
     const std::vector<const Message*>& messages, Clock::time_point stage_deadline,
@@ -83,7 +109,11 @@ Task<std::vector<CallOutcome>> Executor::Run::call_module(
   // Held for the call: while it waits, the worker's other runs may bind again.
   const std::shared_ptr<const Executor::BoundUse> bound_use = executor.bind(pipeline, use);
   const Executor::BoundUse& bound = *bound_use;
-  if (!bound.error.empty()) co_return fail_all(bound.error);
+  if (!bound.error.empty()) {
+    fail_all(bound.error);
+    for (auto& o : out) o.not_deployed = bound.record == nullptr;
+    co_return out;
+  }
   const std::shared_ptr<const ModuleRecord>& record = bound.record;
   for (auto& o : out) o.resolved_id = record->id;
   const wasm::InstanceSettings& settings = bound.settings;
@@ -218,14 +248,25 @@ Task<std::vector<CallOutcome>> Executor::Run::call_module(
     co_return whole_ok;
   };
 
-  // A module's own error result is a failure of that message too.
+  // A module's own error result is a failure of that message too; of the module (for its
+  // breaker) only when circuit_breaker.count_module_errors says so.
   auto settle = [&](size_t i) {
     CallOutcome& o = out[i];
     if (o.ok && o.result.error) {
       o.ok = false;
+      o.module_error = true;
       o.error = "module error: " + *o.result.error;
     }
     if (o.ok) o.result.error.reset();
+  };
+  auto report = [&](size_t i) {
+    const CallOutcome& o = out[i];
+    const bool healthy = o.ok || (o.module_error && !breaker.count_module_errors);
+    const auto change =
+        bound.breaker->record(healthy, breaker.failure_threshold, open_for, Clock::now());
+    if (change != CircuitBreakers::Transition::kNone && trace == nullptr) {
+      log_breaker(pipeline, *record, change, o.error);
+    }
   };
 
   std::vector<size_t> pending;
@@ -274,8 +315,7 @@ Task<std::vector<CallOutcome>> Executor::Run::call_module(
       }
       for (size_t i : chunk) {
         settle(i);
-        bound.breaker->record(out[i].ok, breaker.failure_threshold, open_for,
-                                  Clock::now());
+        report(i);
       }
     }
   };

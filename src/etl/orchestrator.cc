@@ -245,13 +245,16 @@ std::string Orchestrator::new_pipeline_id_locked() const {
 }
 
 Result<PipelineSpec> Orchestrator::apply_locked(const json::value& document,
-                                                        std::string_view replacing_id) {
+                                                std::string_view replacing_id, bool* changed) {
+  if (changed != nullptr) *changed = true;
   if (!document.is_object()) {
     return Status(StatusCode::kInvalidArgument, "the pipeline must be a JSON object");
   }
   const bool replacing = !replacing_id.empty();
   PipelineSpec spec;
-  const std::string fallback_id = replacing ? std::string(replacing_id) : new_pipeline_id_locked();
+  std::string fallback_id = std::string(replacing_id);
+  if (!replacing) fallback_id = pipeline_id_from_name(document.get_object());
+  if (fallback_id.empty()) fallback_id = new_pipeline_id_locked();
   if (Status error = parse_pipeline(document, fallback_id, &spec); !error.is_ok()) return error;
   if (replacing && spec.pipeline_id != replacing_id) {
     return Status(StatusCode::kInvalidArgument,
@@ -261,8 +264,21 @@ Result<PipelineSpec> Orchestrator::apply_locked(const json::value& document,
   }
   auto existing = entries_.find(spec.pipeline_id);
   if (!replacing && existing != entries_.end()) {
+    const bool derived = !document.get_object().contains("pipeline_id");
     return Status(StatusCode::kAlreadyExists,
-                        "pipeline \"" + spec.pipeline_id + "\" already exists", "pipeline_id");
+                  "pipeline \"" + spec.pipeline_id + "\"" +
+                      (derived ? " (the id its name gives)" : "") +
+                      " already exists: replace it with PUT /api/v1/etl/pipelines/" +
+                      spec.pipeline_id + " (wasmq pipeline apply does)",
+                  "pipeline_id");
+  }
+  for (const auto& [other_id, other] : entries_) {
+    if (other_id != spec.pipeline_id && other.spec.name == spec.name) {
+      return Status(StatusCode::kAlreadyExists,
+                    "a pipeline named \"" + spec.name + "\" already exists: \"" + other_id +
+                        "\" (pipeline names are unique)",
+                    "name");
+    }
   }
   if (replacing && existing == entries_.end()) {
     return Status(StatusCode::kNotFound,
@@ -275,6 +291,10 @@ Result<PipelineSpec> Orchestrator::apply_locked(const json::value& document,
     return Status(StatusCode::kConflict,
                         "at most " + std::to_string(options_.max_pipelines) +
                             " pipelines (etl_management.max_pipelines_per_broker)");
+  }
+  if (replacing && existing->second.spec == spec) {
+    if (changed != nullptr) *changed = false;
+    return spec;
   }
   auto compiled = compile_pipeline(spec);
   if (!compiled.is_ok()) {
@@ -324,20 +344,20 @@ Status Orchestrator::api_may_change_locked(
 }
 
 Result<PipelineSpec> Orchestrator::replace_pipeline(std::string_view id,
-                                                            const json::value& document) {
+                                                    const json::value& document, bool* changed) {
   MutexLock lock(mutex_);
   auto it = entries_.find(id);
   if (Status refused = api_may_change_locked(id, it); !refused.is_ok()) return refused;
   if (document.is_object() && !document.get_object().contains("pipeline_id")) {
     json::value with_id = document;
     with_id.get_object()["pipeline_id"] = id;
-    return apply_locked(with_id, id);
+    return apply_locked(with_id, id, changed);
   }
-  return apply_locked(document, id);
+  return apply_locked(document, id, changed);
 }
 
-Result<PipelineSpec> Orchestrator::patch_pipeline(std::string_view id,
-                                                          const json::value& patch) {
+Result<PipelineSpec> Orchestrator::patch_pipeline(std::string_view id, const json::value& patch,
+                                                  bool* changed) {
   MutexLock lock(mutex_);
   auto it = entries_.find(id);
   if (Status refused = api_may_change_locked(id, it); !refused.is_ok()) return refused;
@@ -346,7 +366,7 @@ Result<PipelineSpec> Orchestrator::patch_pipeline(std::string_view id,
   }
   json::value document = pipeline_to_json(it->second.spec);
   merge_patch(document, patch);
-  return apply_locked(document, id);
+  return apply_locked(document, id, changed);
 }
 
 Result<PipelineSpec> Orchestrator::set_enabled(std::string_view id, bool enabled) {

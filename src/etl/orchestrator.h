@@ -103,9 +103,13 @@ class Orchestrator {
   // A refused change is kInvalidArgument (with the bad field's path in Status::field),
   // kNotFound, kAlreadyExists, kConflict or kIo.
   Result<PipelineSpec> create_pipeline(const boost::json::value& document);
-  Result<PipelineSpec> replace_pipeline(std::string_view id,
-                                                const boost::json::value& document);
-  Result<PipelineSpec> patch_pipeline(std::string_view id, const boost::json::value& patch);
+  // A document without pipeline_id gets the id its name gives (pipeline_id_from_name), else a
+  // random one. Two pipelines may not have the same name (kAlreadyExists). A replace or patch
+  // that leaves the pipeline as it is changes nothing and sets `*changed` false.
+  Result<PipelineSpec> replace_pipeline(std::string_view id, const boost::json::value& document,
+                                        bool* changed = nullptr);
+  Result<PipelineSpec> patch_pipeline(std::string_view id, const boost::json::value& patch,
+                                      bool* changed = nullptr);
   Status delete_pipeline(std::string_view id);
   Result<PipelineSpec> set_enabled(std::string_view id, bool enabled);
   std::vector<PipelineEntry> pipelines() const;
@@ -152,8 +156,10 @@ class Orchestrator {
   void refresh_in_use_locked() REQUIRES(mutex_);
   // Checks `document` as the new version of pipeline `id` (empty: a new pipeline) and applies
   // it: persisted, published. Caller holds mutex_.
+  // `*changed` (when given) is false when the pipeline was already as the document says.
   Result<PipelineSpec> apply_locked(const boost::json::value& document,
-                                            std::string_view replacing_id) REQUIRES(mutex_);
+                                    std::string_view replacing_id, bool* changed = nullptr)
+      REQUIRES(mutex_);
   std::string new_pipeline_id_locked() const REQUIRES(mutex_);
   // At start (before anything runs): while the enabled stream pipelines form a cycle, stops the
   // API pipelines on it (persisted as disabled, the reason in stop_reasons_ and `warnings`).

@@ -122,6 +122,10 @@ struct DeadLetterConfig {
 struct CircuitBreakerConfig {
   uint32_t failure_threshold = 5;
   uint64_t open_ms = 30000;
+  // Whether a module's own `error` result for a message counts as a failure of the module. Off:
+  // only traps, timeouts, limits and unusable results do, so a few malformed messages cannot
+  // open the breaker and dead-letter the good ones behind them.
+  bool count_module_errors = false;
 
   bool operator==(const CircuitBreakerConfig&) const = default;
 };
@@ -215,6 +219,13 @@ inline constexpr size_t kMaxTopicLength = 249;
 // regex: missing )").
 Status parse_pipeline(const boost::json::value& document, std::string_view generated_id,
                       PipelineSpec* out);
+
+// The pipeline_id a document without one gets: its name (`name`, or `pipeline_name` in the seed
+// 001 form) made an id: ASCII letters lower-cased, digits, '.' and '_' kept, every other run
+// of characters (spaces, '-' among them) one '-', at most kMaxIdLength. Empty when the document has a pipeline_id,
+// or no name that leaves an id ("IoT Sensors (v2)" -> "iot-sensors-v2"). Applying the same
+// document twice so names the same pipeline, which is replaced, not duplicated.
+std::string pipeline_id_from_name(const boost::json::object& document);
 
 // The document form of a pipeline (every field, defaults included), as GET returns it and as
 // it is persisted; parse_pipeline(pipeline_to_json(p)) gives p back. It is always the 000/003

@@ -112,6 +112,7 @@ boost::json::object pipeline_to_json(const PipelineSpec& pipeline) {
   out["circuit_breaker"] = json::object{
       {"failure_threshold", pipeline.circuit_breaker.failure_threshold},
       {"open_ms", pipeline.circuit_breaker.open_ms},
+      {"count_module_errors", pipeline.circuit_breaker.count_module_errors},
   };
   json::array globs;
   for (const std::string& glob : pipeline.allowed_output_topics) globs.push_back(json::value(glob));

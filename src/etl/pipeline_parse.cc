@@ -53,8 +53,8 @@ const std::initializer_list<std::string_view> kRetryConfigMembers = {
     "max_retries", "initial_delay_ms", "max_delay_ms", "backoff_multiplier", "jitter"};
 const std::initializer_list<std::string_view> kDeadLetterMembers = {
     "topic_prefix", "include_error_context", "max_message_size"};
-const std::initializer_list<std::string_view> kCircuitBreakerMembers = {"failure_threshold",
-                                                                        "open_ms"};
+const std::initializer_list<std::string_view> kCircuitBreakerMembers = {
+    "failure_threshold", "open_ms", "count_module_errors"};
 const std::initializer_list<std::string_view> kConfigurationMembers = {
     "timeout_ms", "batch_size", "processing_mode", "retry_policy"};
 const std::initializer_list<std::string_view> kRetryPolicyMembers = {"max_retries", "backoff_ms"};
@@ -190,7 +190,9 @@ bool DocumentReader::read_circuit_breaker(const json::object& object, PipelineSp
   return check_members(*breaker, path, kCircuitBreakerMembers) &&
          read_integer(*breaker, path, "failure_threshold", 1, kMaxFailureThreshold,
                       &spec->circuit_breaker.failure_threshold) &&
-         read_integer(*breaker, path, "open_ms", 1, kMaxTimeoutMs, &spec->circuit_breaker.open_ms);
+         read_integer(*breaker, path, "open_ms", 1, kMaxTimeoutMs, &spec->circuit_breaker.open_ms) &&
+         read_bool(*breaker, path, "count_module_errors",
+                   &spec->circuit_breaker.count_module_errors);
 }
 
 bool DocumentReader::read_allowed_output_topics(const json::object& object, PipelineSpec* spec) {
@@ -359,6 +361,30 @@ bool DocumentReader::check_mode(const json::object& object, bool single_module_f
 }
 
 }  // namespace pipeline_detail
+
+std::string pipeline_id_from_name(const boost::json::object& document) {
+  if (document.contains("pipeline_id")) return {};
+  const boost::json::value* name = document.if_contains("name");
+  if (name == nullptr || !name->is_string()) name = document.if_contains("pipeline_name");
+  if (name == nullptr || !name->is_string()) return {};
+  std::string id;
+  bool gap = false;
+  for (char c : name->get_string()) {
+    const bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                      (c >= '0' && c <= '9') || c == '.' || c == '_';
+    if (!keep) {
+      gap = true;
+      continue;
+    }
+    if (gap && !id.empty()) id += '-';
+    gap = false;
+    id += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    if (id.size() >= kMaxIdLength) break;
+  }
+  if (id.size() > kMaxIdLength) id.resize(kMaxIdLength);
+  while (!id.empty() && id.front() == '.') id.erase(id.begin());
+  return id;
+}
 
 Status parse_pipeline(const boost::json::value& document, std::string_view generated_id,
                       PipelineSpec* out) {

@@ -13,6 +13,7 @@ Result<std::shared_ptr<const CompiledPipeline>> compile_pipeline(PipelineSpec sp
   static std::atomic<uint64_t> pipeline_serials{0};
   pipeline->serial = ++pipeline_serials;
   pipeline->spec = std::move(spec);
+  pipeline->key_prefix = key_prefix;
   const PipelineSpec& p = pipeline->spec;
   for (size_t s = 0; s < p.stages.size(); ++s) {
     CompiledStage stage;

@@ -51,6 +51,9 @@ struct CompiledPipeline {
   PipelineSpec spec;
   std::vector<CompiledStage> stages;
   TopicMatcher allowed_outputs;  // Wildcard filters of spec.allowed_output_topics
+  // compile_pipeline's key_prefix: not empty for a copy compiled for another purpose (a dry
+  // run), whose figures are its own and never the live pipeline's.
+  std::string key_prefix;
 };
 
 // Compiles one pipeline; kInvalidArgument naming the field (as parse_pipeline does) when a

@@ -162,21 +162,22 @@ CircuitBreakers::Admission CircuitBreakers::Breaker::admit(
   return Admission::kTrial;
 }
 
-void CircuitBreakers::Breaker::record(bool success, uint32_t threshold,
-                                      std::chrono::milliseconds open_for,
-                                      std::chrono::steady_clock::time_point now) {
-  if (success && quiet_.load(std::memory_order_acquire)) return;
+CircuitBreakers::Transition CircuitBreakers::Breaker::record(
+    bool success, uint32_t threshold, std::chrono::milliseconds open_for,
+    std::chrono::steady_clock::time_point now) {
+  if (success && quiet_.load(std::memory_order_acquire)) return Transition::kNone;
   MutexLock lock(mutex_);
   // Open with no trial running: the call was admitted before the breaker opened. Only the trial
   // decides what happens next (pipelines.md), so a late success does not close the breaker and
   // a late failure does not extend its open time.
-  if (open_.load(std::memory_order_relaxed) && !trial_running_) return;
+  const bool was_open = open_.load(std::memory_order_relaxed);
+  if (was_open && !trial_running_) return Transition::kNone;
   if (success) {
     consecutive_failures_ = 0;
     trial_running_ = false;
     open_.store(false, std::memory_order_release);
     quiet_.store(true, std::memory_order_release);
-    return;
+    return was_open ? Transition::kClosed : Transition::kNone;
   }
   ++consecutive_failures_;
   quiet_.store(false, std::memory_order_release);
@@ -184,12 +185,33 @@ void CircuitBreakers::Breaker::record(bool success, uint32_t threshold,
     open_.store(true, std::memory_order_release);
     trial_running_ = false;
     open_until_ = now + open_for;
+    ++times_opened_;
+    return was_open ? Transition::kReopened : Transition::kOpened;
   }
+  return Transition::kNone;
 }
 
 bool CircuitBreakers::Breaker::is_open(std::chrono::steady_clock::time_point now) const {
   MutexLock lock(mutex_);
   return open_.load(std::memory_order_relaxed) && now < open_until_;
+}
+
+CircuitBreakers::Snapshot CircuitBreakers::Breaker::snapshot(
+    std::chrono::steady_clock::time_point now) const {
+  MutexLock lock(mutex_);
+  Snapshot out;
+  out.consecutive_failures = consecutive_failures_;
+  out.times_opened = times_opened_;
+  if (!open_.load(std::memory_order_relaxed)) {
+    out.state = "closed";
+  } else if (now < open_until_ && !trial_running_) {
+    out.state = "open";
+    out.open_remaining_ms =
+        std::chrono::ceil<std::chrono::milliseconds>(open_until_ - now).count();
+  } else {
+    out.state = "half_open";
+  }
+  return out;
 }
 
 void CircuitBreakers::Breaker::reset() {
@@ -213,6 +235,18 @@ void CircuitBreakers::reset(std::string_view key_prefix) {
   for (auto& [key, breaker] : breakers_) {
     if (key.starts_with(key_prefix)) breaker->reset();
   }
+}
+
+std::vector<std::pair<std::string, CircuitBreakers::Snapshot>> CircuitBreakers::list(
+    std::string_view key_prefix, std::chrono::steady_clock::time_point now) const {
+  std::vector<std::pair<std::string, Snapshot>> out;
+  MutexLock lock(mutex_);
+  for (const auto& [key, breaker] : breakers_) {
+    if (key.starts_with(key_prefix)) out.emplace_back(key, breaker->snapshot(now));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
 }
 
 bool CircuitBreakers::is_open(const std::string& key,

@@ -138,6 +138,15 @@ class ModuleCache {
 class CircuitBreakers {
  public:
   enum class Admission { kClosed, kTrial, kOpen };
+  // What a reported outcome did to the breaker (for the log).
+  enum class Transition { kNone, kOpened, kReopened, kClosed };
+  // A breaker as the status API shows it.
+  struct Snapshot {
+    std::string_view state;  // "closed" | "open" | "half_open" (open, its trial may run now)
+    uint32_t consecutive_failures = 0;
+    int64_t open_remaining_ms = 0;  // open: until a trial may run
+    uint64_t times_opened = 0;
+  };
 
   class Breaker {
    public:
@@ -148,9 +157,10 @@ class CircuitBreakers {
     // or at once after a failed trial, and closes it after a successful trial. While the
     // breaker is open and no trial runs, outcomes (of calls admitted before it opened) change
     // nothing.
-    void record(bool success, uint32_t threshold, std::chrono::milliseconds open_for,
-                std::chrono::steady_clock::time_point now);
+    Transition record(bool success, uint32_t threshold, std::chrono::milliseconds open_for,
+                      std::chrono::steady_clock::time_point now);
     bool is_open(std::chrono::steady_clock::time_point now) const;
+    Snapshot snapshot(std::chrono::steady_clock::time_point now) const;
     // Closed, no failures.
     void reset();
 
@@ -159,6 +169,7 @@ class CircuitBreakers {
     uint32_t consecutive_failures_ GUARDED_BY(mutex_) = 0;
     std::chrono::steady_clock::time_point open_until_ GUARDED_BY(mutex_){};
     bool trial_running_ GUARDED_BY(mutex_) = false;
+    uint64_t times_opened_ GUARDED_BY(mutex_) = 0;
     std::atomic<bool> open_{false};                      // written under mutex_
     // Closed with no failure counted: a success changes nothing (read without the lock).
     std::atomic<bool> quiet_{true};  // written under mutex_
@@ -178,6 +189,9 @@ class CircuitBreakers {
   }
   // Closes every breaker whose key starts with `key_prefix`.
   void reset(std::string_view key_prefix);
+  // The breakers whose key starts with `key_prefix`, by key.
+  std::vector<std::pair<std::string, Snapshot>> list(std::string_view key_prefix,
+                                                     std::chrono::steady_clock::time_point now) const;
   bool is_open(const std::string& key, std::chrono::steady_clock::time_point now) const;
 
  private:

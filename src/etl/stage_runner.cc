@@ -43,7 +43,7 @@ bool Executor::Run::take_outcome(const CompiledPipeline& pipeline, const Compile
   if (o.ok && !route(pipeline, o.result.transformed_messages, routes, &o.error)) o.ok = false;
   if (!o.ok) {
     s.error = o.error;
-    s.action = fail(pipeline, stage, use, item, o.error, false);
+    s.action = fail(pipeline, stage, use, item, o.error, false, o.not_deployed);
     step(item.input, std::move(s));
     return false;
   }

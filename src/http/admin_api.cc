@@ -196,10 +196,50 @@ class AdminApi {
 
   // --- pipelines ---
 
+  // The modules `spec` names that no deployed module resolves, in stage order, once each.
+  std::vector<std::string> missing_modules(const etl::PipelineSpec& spec) {
+    std::vector<std::string> missing;
+    for (const auto& stage : spec.stages) {
+      for (const auto& m : stage.modules) {
+        if (!etl_.modules().resolve(m.module_id) &&
+            std::find(missing.begin(), missing.end(), m.module_id) == missing.end()) {
+          missing.push_back(m.module_id);
+        }
+      }
+    }
+    return missing;
+  }
+
+  // "stopped", "waiting_for_modules" (enabled, some module not deployed) or "running".
+  static std::string_view state_of(const etl::PipelineSpec& spec,
+                                   const std::vector<std::string>& missing) {
+    if (!spec.enabled) return "stopped";
+    return missing.empty() ? "running" : "waiting_for_modules";
+  }
+
   json::object pipeline_entry(const etl::PipelineEntry& entry) {
     json::object o = etl::pipeline_to_json(entry.spec);
     o["origin"] = origin_name(entry.origin);
-    o["state"] = entry.spec.enabled ? "running" : "stopped";
+    o["state"] = state_of(entry.spec, missing_modules(entry.spec));
+    return o;
+  }
+
+  // The answer to a change: with `warnings` naming the modules the pipeline waits for.
+  json::object change_answer(const etl::PipelineSpec& spec, std::string_view status,
+                             bool with_enabled) {
+    json::object o{{"pipeline_id", spec.pipeline_id}, {"status", status}};
+    if (with_enabled) o["enabled"] = spec.enabled;
+    const auto missing = missing_modules(spec);
+    o["state"] = state_of(spec, missing);
+    if (!missing.empty()) {
+      json::array warnings;
+      for (const auto& m : missing) {
+        warnings.push_back(json::string(
+            "module \"" + m + "\" is not deployed: the pipeline waits for it, and its messages "
+            "fail at that module as its error_handling says until it is deployed"));
+      }
+      o["warnings"] = std::move(warnings);
+    }
     return o;
   }
 
@@ -215,9 +255,7 @@ class AdminApi {
     if (auto error = parse_body(req, &doc)) co_return std::move(*error);
     auto result = etl_.create_pipeline(doc);
     if (!result.is_ok()) co_return change_error_response(result.status());
-    const etl::PipelineSpec& spec = *result;
-    co_return json_response(HttpStatus::created,
-                            json::object{{"pipeline_id", spec.pipeline_id}, {"status", "created"}});
+    co_return json_response(HttpStatus::created, change_answer(*result, "created", false));
   }
 
   awaitable<Response> list_pipelines(Request&) {
@@ -243,24 +281,25 @@ class AdminApi {
     co_return json_response(HttpStatus::ok, pipeline_entry(*entry));
   }
 
-  static Response changed(const Result<etl::PipelineSpec>& result, std::string_view status) {
+  Response changed(const Result<etl::PipelineSpec>& result, std::string_view status) {
     if (!result.is_ok()) return change_error_response(result.status());
-    const etl::PipelineSpec& spec = result.value();
-    return json_response(HttpStatus::ok, json::object{{"pipeline_id", spec.pipeline_id},
-                                                      {"status", status},
-                                                      {"enabled", spec.enabled}});
+    return json_response(HttpStatus::ok, change_answer(result.value(), status, true));
   }
 
   awaitable<Response> replace_pipeline(Request& req) {
     json::value doc;
     if (auto error = parse_body(req, &doc)) co_return std::move(*error);
-    co_return changed(etl_.replace_pipeline(req.path_param("id"), doc), "updated");
+    bool was_changed = true;
+    auto result = etl_.replace_pipeline(req.path_param("id"), doc, &was_changed);
+    co_return changed(result, was_changed ? "updated" : "unchanged");
   }
 
   awaitable<Response> patch_pipeline(Request& req) {
     json::value doc;
     if (auto error = parse_body(req, &doc)) co_return std::move(*error);
-    co_return changed(etl_.patch_pipeline(req.path_param("id"), doc), "updated");
+    bool was_changed = true;
+    auto result = etl_.patch_pipeline(req.path_param("id"), doc, &was_changed);
+    co_return changed(result, was_changed ? "updated" : "unchanged");
   }
 
   awaitable<Response> delete_pipeline(Request& req) {
@@ -279,28 +318,25 @@ class AdminApi {
   }
 
   awaitable<Response> pipeline_status(Request& req) {
-    Response missing;
-    auto entry = find(req, &missing);
-    if (!entry) co_return missing;
+    Response not_found;
+    auto entry = find(req, &not_found);
+    if (!entry) co_return not_found;
     const etl::PipelineSpec& spec = entry->spec;
     size_t modules = 0;
     for (const auto& stage : spec.stages) modules += stage.modules.size();
-    json::array missing_modules;
-    for (const auto& stage : spec.stages) {
-      for (const auto& m : stage.modules) {
-        if (!etl_.modules().resolve(m.module_id))
-          missing_modules.push_back(json::string(m.module_id));
-      }
-    }
+    const auto missing = missing_modules(spec);
+    json::array missing_json;
+    for (const auto& m : missing) missing_json.push_back(json::string(m));
     json::object o{{"pipeline_id", spec.pipeline_id},
                    {"name", spec.name},
-                   {"state", spec.enabled ? "running" : "stopped"},
+                   {"state", state_of(spec, missing)},
                    {"enabled", spec.enabled},
                    {"mode", spec.mode == etl::PipelineMode::kInline ? "inline" : "stream"},
                    {"origin", origin_name(entry->origin)},
                    {"stages", spec.stages.size()},
                    {"modules", modules},
-                   {"modules_not_deployed", std::move(missing_modules)}};
+                   {"modules_not_deployed", std::move(missing_json)},
+                   {"circuit_breakers", breakers_json(spec)}};
     if (spec.mode == etl::PipelineMode::kStream) {
       o["source_topic"] = spec.source_topic;
       o["destination_topic"] = spec.destination_topic;
@@ -321,12 +357,55 @@ class AdminApi {
     co_return json_response(HttpStatus::ok, o);
   }
 
+  // The breakers of the pipeline's module uses (the ones that have run), with its settings.
+  json::object breakers_json(const etl::PipelineSpec& spec) {
+    const etl::CircuitBreakerConfig& c = spec.circuit_breaker;
+    json::array modules;
+    // Keys are "<pipeline_id>/<stage priority>/<index>@<module id>" (etl/executor.h).
+    for (const auto& [key, b] : etl_.runtime().breakers.list(spec.pipeline_id + "/",
+                                                             std::chrono::steady_clock::now())) {
+      const size_t slash = key.find('/', spec.pipeline_id.size() + 1);
+      const size_t at = key.find('@');
+      if (slash == std::string::npos || at == std::string::npos || at < slash) continue;
+      uint32_t priority = 0;
+      size_t index = 0;
+      try {
+        priority = static_cast<uint32_t>(
+            std::stoul(key.substr(spec.pipeline_id.size() + 1, slash - spec.pipeline_id.size() - 1)));
+        index = std::stoul(key.substr(slash + 1, at - slash - 1));
+      } catch (const std::exception&) {
+        continue;
+      }
+      // Only the uses the pipeline has now (a replaced pipeline's old stages are not shown).
+      const etl::StageSpec* stage = nullptr;
+      for (const auto& s : spec.stages) {
+        if (s.priority == priority) stage = &s;
+      }
+      if (stage == nullptr || index >= stage->modules.size()) continue;
+      modules.push_back(json::object{{"stage_priority", priority},
+                                     {"module_id", stage->modules[index].module_id},
+                                     {"resolved_id", key.substr(at + 1)},
+                                     {"state", b.state},
+                                     {"consecutive_failures", b.consecutive_failures},
+                                     {"open_remaining_ms", b.open_remaining_ms},
+                                     {"times_opened", b.times_opened}});
+    }
+    return json::object{{"failure_threshold", c.failure_threshold},
+                        {"open_ms", c.open_ms},
+                        {"count_module_errors", c.count_module_errors},
+                        {"modules", std::move(modules)}};
+  }
+
   // POST /api/v1/etl/pipelines/{id}/test: {"topic": "...", "messages": [...]}, or one message
-  // object (with "topic" beside its fields), or an array of messages (topic "test").
+  // object (with "topic" beside its fields), or an array of messages. The topic defaults to a
+  // stream pipeline's source_topic ("test" for an inline pipeline); a stream pipeline's outputs
+  // to its input topic are shown going to its destination_topic, as they would.
   awaitable<Response> test_pipeline(Request& req) {
     json::value doc;
     if (auto error = parse_body(req, &doc)) co_return std::move(*error);
-    std::string topic = "test";
+    const auto entry = etl_.find_pipeline(req.path_param("id"));
+    const bool stream = entry && entry->spec.mode == etl::PipelineMode::kStream;
+    std::string topic = stream ? entry->spec.source_topic : "test";
     if (json::object* o = doc.if_object()) {
       if (const json::value* t = o->if_contains("topic")) {
         if (!t->is_string()) {
@@ -371,7 +450,11 @@ class AdminApi {
           break;
       }
       json::array outputs, dead;
-      for (const auto& m : out.outputs) outputs.push_back(routed_json(m));
+      for (const auto& m : out.outputs) {
+        json::object o = routed_json(m);
+        if (stream && m.topic == topic) o["topic"] = entry->spec.destination_topic;
+        outputs.push_back(std::move(o));
+      }
       for (const auto& m : out.dead_letters) dead.push_back(routed_json(m));
       r["outputs"] = std::move(outputs);
       if (!dead.empty()) r["dead_letters"] = std::move(dead);

@@ -172,6 +172,7 @@ awaitable<Response> StatusApi::pipeline_metrics(Request& req) {
                                              {"not_matched", load(m->not_matched)},
                                              {"cache_hits", load(m->cache_hits)},
                                              {"breaker_rejections", load(m->breaker_rejections)},
+                                             {"not_deployed", load(m->not_deployed)},
                                              {"latency", latency_json(m->latency)}};
       }
       json::object s{

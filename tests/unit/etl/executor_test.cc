@@ -690,9 +690,10 @@ TEST_F(ExecutorTest, SkipsAModuleThatIsNotDeployedUnderSkipModule) {
   auto p = compile(pipeline("p1", {stage(0, {use("ghost"), appender("+")})}));
   BatchResult r = run(p, {message("m")});
   EXPECT_EQ(stored(r).value, "m+");
-  auto records = error_records(r);
-  ASSERT_EQ(records.size(), 1u);
-  EXPECT_NE(error_text(records[0].at("error")).find("not deployed"), std::string::npos);
+  EXPECT_EQ(r.counts.module_failures, 1u);
+  // Counted and logged, not an error record per message: the pipeline's status says it waits
+  // for the module.
+  EXPECT_TRUE(error_records(r).empty());
 }
 
 TEST_F(ExecutorTest, TreatsATrapAsAFailure) {
@@ -1086,15 +1087,61 @@ TEST_F(ExecutorTest, UsesThePipelinesConfigurationTimeoutAsTheModuleDefault) {
 
 // --- Circuit breaker -------------------------------------------------------------------------
 
+// The breaker's mechanics, with the module's own error results counted as failures
+// (count_module_errors), which lets a test choose which message fails.
 class ExecutorBreakerTest : public ExecutorTest {
  protected:
   std::shared_ptr<const CompiledPipeline> breaker_pipeline(uint32_t threshold, uint64_t open_ms) {
     return compile(pipeline("p1", {stage(0, {use("etl_faulty", R"({"error_word":"bad"})")})},
-                            R"("circuit_breaker":{"failure_threshold":)" +
+                            R"("circuit_breaker":{"count_module_errors":true,"failure_threshold":)" +
                                 std::to_string(threshold) + R"(,"open_ms":)" +
                                 std::to_string(open_ms) + "}"));
   }
 };
+
+// By default a module's own error result is the message's failure, not the module's: however
+// many malformed messages come, the breaker stays closed and good messages are processed.
+TEST_F(ExecutorBreakerTest, ModuleErrorResultsDoNotOpenTheBreakerByDefault) {
+  auto p = compile(pipeline("p1", {stage(0, {use("etl_faulty", R"({"error_word":"bad"})")})},
+                            R"("error_handling":"SendToDeadLetter",)"
+                            R"("circuit_breaker":{"failure_threshold":2,"open_ms":60000})"));
+  BatchResult bad = run(p, {message("bad"), message("bad"), message("bad"), message("bad")});
+  EXPECT_EQ(bad.counts.module_failures, 4u);
+  for (const auto& o : bad.outcomes) EXPECT_EQ(o.kind, Kind::kDeadLettered);
+  BatchResult good = run(p, {message("good")});
+  EXPECT_EQ(good.counts.breaker_rejections, 0u);
+  EXPECT_EQ(good.counts.calls, 1u);
+  ASSERT_EQ(good.outcomes[0].kind, Kind::kPass);
+  EXPECT_NE(header(stored(good), "faulty.calls"), "<absent>");
+}
+
+// Traps are the module's failure whatever count_module_errors says.
+TEST_F(ExecutorBreakerTest, TrapsOpenTheBreakerByDefault) {
+  auto p = compile(pipeline("p1", {stage(0, {use("etl_faulty", R"({"trap_word":"boom"})")})},
+                            R"("error_handling":"SendToDeadLetter",)"
+                            R"("circuit_breaker":{"failure_threshold":2,"open_ms":60000})"));
+  run(p, {message("boom")});
+  run(p, {message("boom")});
+  BatchResult r = run(p, {message("good")});
+  EXPECT_EQ(r.counts.calls, 0u);
+  EXPECT_EQ(r.counts.breaker_rejections, 1u);
+  ASSERT_EQ(r.outcomes[0].kind, Kind::kDeadLettered);
+  EXPECT_NE(r.outcomes[0].error.find("circuit breaker open"), std::string::npos);
+}
+
+// An error result in the half-open trial is a healthy call: it closes the breaker.
+TEST_F(ExecutorBreakerTest, AModuleErrorInTheTrialClosesTheBreaker) {
+  auto p = compile(pipeline(
+      "p1", {stage(0, {use("etl_faulty", R"({"trap_word":"boom","error_word":"bad"})")})},
+      R"("circuit_breaker":{"failure_threshold":1,"open_ms":100})"));
+  run(p, {message("boom")});
+  EXPECT_EQ(run(p, {message("good")}).counts.breaker_rejections, 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  BatchResult trial = run(p, {message("bad")});
+  EXPECT_EQ(trial.counts.calls, 1u);
+  BatchResult closed = run(p, {message("good"), message("good")});
+  EXPECT_EQ(closed.counts.breaker_rejections, 0u);
+}
 
 TEST_F(ExecutorBreakerTest, OpensAfterFailureThresholdConsecutiveFailures) {
   auto p = breaker_pipeline(3, 60000);
@@ -1128,7 +1175,8 @@ TEST_F(ExecutorBreakerTest, ASuccessResetsTheConsecutiveFailureCount) {
 TEST_F(ExecutorBreakerTest, AnOpenBreakerCountsAsAFailureForTheErrorStrategy) {
   auto p = compile(pipeline("p1", {stage(0, {use("etl_faulty", R"({"error_word":"bad"})")})},
                             R"("error_handling":"SendToDeadLetter",)"
-                            R"("circuit_breaker":{"failure_threshold":1,"open_ms":60000})"));
+                            R"("circuit_breaker":{"count_module_errors":true,)"
+                            R"("failure_threshold":1,"open_ms":60000})"));
   run(p, {message("bad")});
   BatchResult r = run(p, {message("good")});
   ASSERT_EQ(r.outcomes[0].kind, Kind::kDeadLettered);

@@ -355,7 +355,7 @@ TEST(PipelineFields, CanonicalFormHasDefaultsAndLeavesStreamFieldsToStreams) {
   EXPECT_EQ(out.at("max_retries"), 3);
   EXPECT_EQ(out.at("error_handling"), "SkipModule");
   EXPECT_EQ(out.at("circuit_breaker"),
-            json::parse(R"({"failure_threshold": 5, "open_ms": 30000})"));
+            json::parse(R"({"failure_threshold": 5, "open_ms": 30000, "count_module_errors": false})"));
   EXPECT_EQ(out.at("stages").at(0).at("modules").at(0).at("instance_config"),
             json::parse(R"({"enable_caching": false, "cache_ttl_seconds": 300})"));
   EXPECT_FALSE(out.contains("source_topic"));

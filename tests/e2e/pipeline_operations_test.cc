@@ -1,0 +1,222 @@
+// Pipelines as an operator meets them: applied twice without changing, refused under a name
+// that is taken, waiting for modules that are not deployed, module errors that do not punish
+// good messages, breakers that are logged and shown, and dry runs that leave live figures alone.
+// The real binary on loopback ports, driven by the CLI and the admin API.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "broker_api_test.h"
+#include "command.h"
+
+namespace wasmq {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+std::string seed_pipeline(const std::string& name) {
+  return testing::slurp(fs::path(WASMQ_TEST_DATA_DIR) / "pipelines" / name);
+}
+
+class PipelineOperationsTest : public testing::BrokerApiTest {
+ protected:
+  testing::CommandRun cli(std::vector<std::string> args, const std::string& input = "") {
+    args.push_back("--admin");
+    args.push_back(broker_->admin_url());
+    return testing::wasmq(args, input);
+  }
+  std::string log() const { return testing::slurp(broker_->log_path()); }
+  json::value status(const std::string& id) {
+    return admin("GET", "/api/v1/etl/pipelines/" + id + "/status");
+  }
+};
+
+// The seed 001 document has no pipeline_id: apply names it by its pipeline_name, so applying
+// it again changes nothing, and stream output is not doubled.
+TEST_F(PipelineOperationsTest, ApplyingTheSameDocumentTwiceKeepsOnePipeline) {
+  start();
+  upload("message_processor", "message-processor", "1.0.0");
+  const fs::path file = dir() / "seed-001.json";
+  std::ofstream(file) << seed_pipeline("seed-001-message-transformation.json");
+  auto first = cli({"pipeline", "apply", "-f", file.string()});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(first.lines.at(0).at("pipeline_id").as_string(), "message-transformation");
+  EXPECT_EQ(first.lines.at(0).at("status").as_string(), "created");
+  EXPECT_EQ(first.err, "") << "no warning: its module is deployed";
+  auto second = cli({"pipeline", "apply", "-f", file.string()});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(second.lines.at(0).at("status").as_string(), "unchanged");
+  EXPECT_EQ(admin("GET", "/api/v1/etl/pipelines").at("pipelines").as_array().size(), 1u);
+
+  // A POST of it again is refused, saying how to replace it.
+  json::value again = admin("POST", "/api/v1/etl/pipelines",
+                            seed_pipeline("seed-001-message-transformation.json"), 409);
+  EXPECT_NE(std::string(again.at("error").at("message").as_string()).find("PUT"),
+            std::string::npos)
+      << again;
+
+  // One message in, one out (two pipelines would store it twice), once the pipeline follows
+  // its source.
+  for (int i = 0; i < 500; ++i) {
+    json::value st = status("message-transformation");
+    if (st.as_object().contains("running") && st.at("running").as_bool()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  data("POST", "/api/v1/topics/raw-events/messages",
+       R"({"key": "once", "value": "hello", "headers": {"content-type": "text/plain",
+           "source": "web"}})");
+  json::array out;
+  for (int i = 0; i < 300 && out.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    auto reply = data_->request("GET", "/api/v1/topics/processed-events/messages?offset=0");
+    if (reply.is_ok() && reply->status == 200) out = parse(*reply).at("messages").as_array();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(consume("processed-events").size(), 1u);
+
+  // The list shows mode, source and destination.
+  auto listed = cli({"pipeline", "list"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_NE(listed.out.find("MODE"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("stream"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("raw-events"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("processed-events"), std::string::npos) << listed.out;
+}
+
+TEST_F(PipelineOperationsTest, TwoPipelinesMayNotShareAName) {
+  start();
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "a", "name": "orders",
+      "stages": [{"priority": 0, "modules": [{"module_id": "m"}]}]})",
+        201);
+  json::value refused = admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "b",
+      "name": "orders", "stages": [{"priority": 0, "modules": [{"module_id": "m"}]}]})",
+                              409);
+  EXPECT_EQ(refused.at("error").at("field").as_string(), "name") << refused;
+  admin("GET", "/api/v1/etl/pipelines/b", "", 404);
+}
+
+// A pipeline whose module is not deployed says so everywhere, and its messages are counted
+// and logged once in a while, not written as an error record each.
+TEST_F(PipelineOperationsTest, APipelineWaitingForItsModuleSaysSo) {
+  start();
+  const fs::path file = dir() / "p.json";
+  std::ofstream(file) << R"({"pipeline_id": "waits", "stages": [{"priority": 0,
+      "modules": [{"module_id": "ghost", "topic_filters": [
+        {"filter_type": "Exact", "pattern": "orders"}]}]}]})";
+  auto applied = cli({"pipeline", "apply", "-f", file.string()});
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  EXPECT_EQ(applied.lines.at(0).at("state").as_string(), "waiting_for_modules");
+  EXPECT_NE(applied.err.find("warning: module \"ghost\" is not deployed"), std::string::npos)
+      << applied.err;
+  EXPECT_EQ(status("waits").at("state").as_string(), "waiting_for_modules");
+  auto listed = cli({"pipeline", "list"});
+  EXPECT_NE(listed.out.find("waiting_for_modules"), std::string::npos) << listed.out;
+
+  for (int i = 0; i < 3; ++i) {
+    json::value r = data("POST", "/api/v1/topics/orders/messages", R"({"value": "o"})");
+    EXPECT_EQ(r.at("results").at(0).at("status").as_string(), "stored") << r;
+  }
+  data("GET", "/api/v1/topics/etl-errors/messages?offset=0", "", 404);
+  json::value metrics = admin("GET", "/api/v1/etl/pipelines/waits/metrics");
+  EXPECT_EQ(metrics.at("messages_by_stage").at("0").at("modules").at("ghost").at("not_deployed").as_int64(), 3)
+      << metrics;
+  const std::string text = log();
+  const std::string line = "pipeline waits waits for module ghost";
+  ASSERT_NE(text.find(line), std::string::npos) << text;
+  EXPECT_EQ(text.find(line), text.rfind(line)) << "rate-limited: one line for three messages";
+
+  // Deployed, it runs.
+  upload("header_adder_single", "ghost");
+  EXPECT_EQ(status("waits").at("state").as_string(), "running");
+  EXPECT_EQ(status("waits").at("modules_not_deployed").as_array().size(), 0u);
+}
+
+// Malformed messages the module refuses with its own error result do not open the breaker: the
+// good message after them is processed (seed 000's defaults: 5 failures, 30 s open).
+TEST_F(PipelineOperationsTest, ModuleErrorsDoNotOpenTheBreakerButTrapsDoAndItIsShown) {
+  start();
+  upload("etl_faulty", "picky");
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "picky", "name": "picky",
+      "error_handling": "SendToDeadLetter", "stages": [{"priority": 0, "modules": [
+        {"module_id": "picky", "topic_filters": [{"filter_type": "Exact", "pattern": "logs"}],
+         "instance_config": {"custom_config": {"error_word": "bad", "trap_word": "boom"}}}]}]})",
+        201);
+  for (int i = 0; i < 6; ++i) {
+    json::value r = data("POST", "/api/v1/topics/logs/messages", R"({"value": "bad input"})");
+    EXPECT_EQ(r.at("results").at(0).at("status").as_string(), "dead_lettered") << r;
+  }
+  json::value good = data("POST", "/api/v1/topics/logs/messages", R"({"value": "fine"})");
+  EXPECT_EQ(good.at("results").at(0).at("status").as_string(), "stored") << good;
+  json::value s = status("picky");
+  const json::object& breakers = s.at("circuit_breakers").as_object();
+  EXPECT_EQ(breakers.at("failure_threshold").as_int64(), 5);
+  EXPECT_EQ(breakers.at("open_ms").as_int64(), 30000);
+  EXPECT_EQ(breakers.at("count_module_errors").as_bool(), false);
+  ASSERT_EQ(breakers.at("modules").as_array().size(), 1u) << s;
+  EXPECT_EQ(breakers.at("modules").at(0).at("state").as_string(), "closed");
+  // Each failure is logged (rate-limited) with what was done.
+  EXPECT_NE(log().find("pipeline picky, module picky on topic logs: module error: asked to fail "
+                       "on bad; dead-lettered to dlq.etl.logs"),
+            std::string::npos)
+      << log();
+
+  // Traps are the module's failures: five open it, which is logged and shown.
+  for (int i = 0; i < 5; ++i) data("POST", "/api/v1/topics/logs/messages", R"({"value": "boom"})");
+  json::value refused = data("POST", "/api/v1/topics/logs/messages", R"({"value": "fine"})");
+  EXPECT_NE(std::string(refused.at("results").at(0).at("error").as_string())
+                .find("circuit breaker open"),
+            std::string::npos)
+      << refused;
+  s = status("picky");
+  const json::object& open = s.at("circuit_breakers").at("modules").at(0).as_object();
+  EXPECT_EQ(open.at("state").as_string(), "open") << s;
+  EXPECT_EQ(open.at("times_opened").as_int64(), 1);
+  EXPECT_GT(open.at("open_remaining_ms").as_int64(), 0);
+  EXPECT_NE(log().find("pipeline picky: circuit breaker for module picky-v1.0.0 opened after 5 "
+                       "consecutive failures"),
+            std::string::npos)
+      << log();
+}
+
+// A dry run is not traffic: the pipeline's live figures do not move. A stream pipeline's dry
+// run reads its source topic by default and shows outputs going to its destination.
+TEST_F(PipelineOperationsTest, DryRunsLeaveLiveFiguresAloneAndFollowAStreamPipelinesTopics) {
+  start();
+  upload("message_processor", "message-processor", "1.0.0");
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "inline", "stages": [{"priority": 0,
+      "modules": [{"module_id": "message-processor"}]}]})",
+        201);
+  data("POST", "/api/v1/topics/t/messages",
+       R"({"value": "hi", "headers": {"content-type": "text/plain", "source": "s"}})");
+  json::value before = admin("GET", "/api/v1/etl/pipelines/inline/metrics");
+  ASSERT_EQ(before.at("total_messages_processed").as_int64(), 1) << before;
+  auto tested = cli({"pipeline", "test", "inline", "--topic", "t"},
+                    R"({"value": "hi", "headers": {"content-type": "text/plain", "source": "s"}})"
+                    "\n");
+  ASSERT_EQ(tested.exit_code, 0) << tested.err;
+  json::value after = admin("GET", "/api/v1/etl/pipelines/inline/metrics");
+  EXPECT_EQ(after.at("total_messages_processed"), before.at("total_messages_processed")) << after;
+  EXPECT_EQ(after.at("messages_by_stage"), before.at("messages_by_stage")) << after;
+
+  const json::value created = admin("POST", "/api/v1/etl/pipelines",
+                                    seed_pipeline("seed-001-message-transformation.json"), 201);
+  const std::string id(created.at("pipeline_id").as_string());
+  auto stream = cli({"pipeline", "test", id},
+                    R"({"value": "hi", "headers": {"content-type": "text/plain", "source": "s"}})"
+                    "\n");
+  ASSERT_EQ(stream.exit_code, 0) << stream.err;
+  const json::object& answer = stream.lines.at(0);
+  EXPECT_EQ(answer.at("topic").as_string(), "raw-events");
+  EXPECT_EQ(answer.at("results").at(0).at("outputs").at(0).at("topic").as_string(),
+            "processed-events")
+      << answer;
+}
+
+}  // namespace
+}  // namespace wasmq
