@@ -52,6 +52,9 @@ Result<std::unique_ptr<Sandbox>> Sandbox::create(PoolOptions pool, uint64_t heap
   isolate->AddNearHeapLimitCallback(&Impl::near_heap_limit, impl.get());
   // Back to the configured limit once the heap has shrunk again (after recover_heap()).
   isolate->AutomaticallyRestoreInitialHeapLimit(0.5);
+  // A trap's message names the export it happened in (Impl::trap_export): the frames are
+  // captured when an exception is thrown, so this costs nothing on calls that do not throw.
+  isolate->SetCaptureStackTraceForUncaughtExceptions(true, 64);
   {
     v8::Isolate::Scope isolate_scope(isolate);
     v8::HandleScope handles(isolate);

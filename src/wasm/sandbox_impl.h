@@ -117,7 +117,14 @@ struct Sandbox::Impl : public WasiHost {
   // Starts a new one-second window of the module log rate limit when the second has changed,
   // reporting what the last one dropped.
   void roll_log_window();
-  void module_output(int fd, std::string_view line) override;
+  void module_output(int fd, std::string_view text, bool line_end) override;
+  // Logs what is left of a line on stdout and stderr (at the end of a guarded call).
+  void flush_module_output();
+  void log_module_line(int fd, std::string_view line);
+  std::string pending_output[2];  // stdout, stderr: the start of a line not ended yet
+  // What the guarded call running now wrote to stderr, at most kCallStderrBytes.
+  static constexpr size_t kCallStderrBytes = 1024;
+  std::string call_stderr;
   void module_output_dropped(int, uint64_t bytes) override;
   void module_exit(int32_t code) override { exit_code = code; }
 
@@ -154,6 +161,7 @@ struct Sandbox::Impl : public WasiHost {
     current = instance;
     current_module = &module;
     exit_code.reset();
+    call_stderr.clear();
     v8::TryCatch try_catch(isolate);
     const uint32_t timeout_ms =
         timeout_override_ms > 0 ? timeout_override_ms : module.settings().timeout_ms;
@@ -168,6 +176,7 @@ struct Sandbox::Impl : public WasiHost {
     }
     Status status = body();
     bool terminated = Watchdog::instance().disarm(watchdog_slot);
+    if (!pending_output[0].empty() || !pending_output[1].empty()) flush_module_output();
     // A run of messages ended before its own limit: one message took its limit.
     const uint32_t limit_hit =
         step_progress &&
@@ -201,6 +210,8 @@ struct Sandbox::Impl : public WasiHost {
   }
 
   Status classify_exception(v8::Local<v8::Value> exception);
+  // The export a trap happened in (the outermost wasm frame of its stack), or empty.
+  std::string trap_export(v8::Local<v8::Value> exception);
 
   // Calls an i32 export; false when it threw (the caught exception tells why).
   bool call(const v8::Global<v8::Function>& fn, std::initializer_list<int32_t> args,

@@ -58,7 +58,32 @@ void Sandbox::Impl::roll_log_window() {
   log_bytes_dropped_in_window = 0;
 }
 
-void Sandbox::Impl::module_output(int fd, std::string_view line) {
+void Sandbox::Impl::module_output(int fd, std::string_view text, bool line_end) {
+  std::string& pending = pending_output[fd == 1 ? 0 : 1];
+  if (pending.empty() && line_end) return log_module_line(fd, text);
+  const size_t room = kMaxOutputLineBytes - std::min(pending.size(), kMaxOutputLineBytes);
+  if (text.size() > room) module_output_dropped(fd, text.size() - room);
+  pending.append(text.substr(0, room));
+  if (!line_end) return;
+  log_module_line(fd, pending);
+  pending.clear();
+}
+
+void Sandbox::Impl::flush_module_output() {
+  for (int fd : {1, 2}) {
+    std::string& pending = pending_output[fd - 1];
+    if (pending.empty()) continue;
+    log_module_line(fd, pending);
+    pending.clear();
+  }
+}
+
+void Sandbox::Impl::log_module_line(int fd, std::string_view line) {
+  // The start of what the call wrote to stderr, for its failure (a Rust panic's message).
+  if (fd == 2 && call_stderr.size() < kCallStderrBytes) {
+    call_stderr.append(line.substr(0, kCallStderrBytes - call_stderr.size()));
+    call_stderr += '\n';
+  }
   roll_log_window();
   if (++log_lines_in_window > kLogLinesPerSecond) {
     ++stats.log_lines_dropped;
@@ -110,6 +135,41 @@ void Sandbox::Impl::recover_heap() {
           heap_limit_at_exhaustion, sweep.evicted);
 }
 
+std::string Sandbox::Impl::trap_export(v8::Local<v8::Value> exception) {
+  v8::Local<v8::StackTrace> trace = v8::Exception::GetStackTrace(exception);
+  if (trace.IsEmpty()) return {};
+  // The outermost wasm frame is the export the host called (V8 names it by the name section,
+  // or by its export name when the module is stripped).
+  std::string name;
+  for (int i = 0; i < trace->GetFrameCount(); ++i) {
+    v8::Local<v8::StackFrame> frame = trace->GetFrame(isolate, i);
+    if (frame->IsWasm()) name = to_utf8(isolate, frame->GetFunctionName());
+  }
+  if (!name.empty() && name[0] == '$') name.erase(0, 1);
+  return name;
+}
+
+// What a module wrote to stderr during the call, when it is a Rust panic's message: "panicked
+// at 'kaboom', src/lib.rs:3:5" (or the newer two-line form), without the backtrace note.
+static std::string panic_message(std::string_view stderr_text) {
+  const size_t at = stderr_text.find("panicked at");
+  if (at == std::string_view::npos) return {};
+  std::string out;
+  size_t start = stderr_text.rfind('\n', at);
+  start = start == std::string_view::npos ? 0 : start + 1;
+  std::string_view rest = stderr_text.substr(start);
+  while (!rest.empty()) {
+    const size_t nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    if (line.starts_with("note: ")) break;
+    if (line.empty()) continue;
+    if (!out.empty()) out += ' ';
+    out += line;
+  }
+  return out;
+}
+
 Status Sandbox::Impl::classify_exception(v8::Local<v8::Value> exception) {
   std::string text = to_utf8(isolate, exception);
   if (text.find("Maximum call stack size exceeded") != std::string::npos) {
@@ -120,6 +180,10 @@ Status Sandbox::Impl::classify_exception(v8::Local<v8::Value> exception) {
   if (text.rfind(kRuntimeError, 0) == 0) {
     std::string reason = text.substr(kRuntimeError.size());
     std::string message = "trap: " + reason;
+    if (std::string where = trap_export(exception); !where.empty()) message += " in " + where;
+    if (std::string panic = panic_message(call_stderr); !panic.empty()) {
+      message += ": " + panic;
+    }
     // A guest allocator usually traps when memory.grow fails at the limit: the figures let
     // the reader see whether that is what happened.
     if (current && !current->memory.IsEmpty() && current_module) {

@@ -148,13 +148,13 @@ void fd_write(const Args& args) {
       if (n > room) dropped += n - room;
       line_open = true;
       if (!nl) break;
-      host->module_output(static_cast<int>(fd), line);
+      host->module_output(static_cast<int>(fd), line, true);
       line.clear();
       line_open = false;
       p = nl + 1;
     }
   }
-  if (line_open) host->module_output(static_cast<int>(fd), line);
+  if (line_open) host->module_output(static_cast<int>(fd), line, false);
   if (dropped > 0) host->module_output_dropped(static_cast<int>(fd), dropped);
   if (!m.store_u32(u32_arg(args, 3), static_cast<uint32_t>(total))) return ret(args, kWasiFault);
   ret(args, kWasiSuccess);
@@ -168,6 +168,24 @@ void proc_exit(const Args& args) {
 
 void sched_yield(const Args& args) { ret(args, kWasiSuccess); }
 
+// fd_fdstat_get(fd, stat_ptr): stdout and stderr are character devices that can be written and
+// not sought, which is what wasi-libc's isatty() asks, so a C module's stdout is line-buffered
+// (as on a terminal) instead of held in a 1 KiB buffer that a call may never fill. Every other
+// descriptor is bad.
+void fd_fdstat_get(const Args& args) {
+  const uint32_t fd = u32_arg(args, 0);
+  if (fd != 1 && fd != 2) return ret(args, kWasiBadFd);
+  constexpr uint8_t kCharacterDevice = 2;
+  constexpr uint64_t kRightFdWrite = 1u << 6;
+  uint8_t stat[24] = {};  // filetype u8, flags u16 at 2, rights_base u64 at 8, inheriting at 16
+  stat[0] = kCharacterDevice;
+  std::memcpy(stat + 8, &kRightFdWrite, sizeof kRightFdWrite);
+  uint8_t* p = Memory(host_of(args)).range(u32_arg(args, 1), sizeof stat);
+  if (!p) return ret(args, kWasiFault);
+  std::memcpy(p, stat, sizeof stat);
+  ret(args, kWasiSuccess);
+}
+
 // No files exist: every descriptor is bad (this also ends wasi-libc's preopen scan).
 void bad_fd(const Args& args) { ret(args, kWasiBadFd); }
 
@@ -180,6 +198,7 @@ v8::FunctionCallback callback_for(std::string_view name) {
   if (name == "fd_write") return fd_write;
   if (name == "proc_exit") return proc_exit;
   if (name == "sched_yield") return sched_yield;
+  if (name == "fd_fdstat_get") return fd_fdstat_get;
   return bad_fd;
 }
 

@@ -37,9 +37,11 @@ class WasiHost {
   // The current instance's memory as [base, base + size), or base == nullptr when there is none
   // yet (a start function running during instantiation).
   virtual void guest_memory(uint8_t** base, size_t* size) = 0;
-  // A line the module wrote to stdout (fd 1) or stderr (fd 2), without its newline; at most
-  // kMaxOutputLineBytes long.
-  virtual void module_output(int fd, std::string_view line) = 0;
+  // Text the module wrote to stdout (fd 1) or stderr (fd 2), without a newline; `line_end`
+  // when a newline ended it. The host joins the pieces of a line (a line may come in several
+  // writes: Rust writes a panic message in a dozen) and logs whole lines; what is left when a
+  // call ends is logged as a line then.
+  virtual void module_output(int fd, std::string_view text, bool line_end) = 0;
   // Bytes of one fd_write call to `fd` that were not forwarded: beyond kMaxWriteBytesPerCall, or
   // beyond kMaxOutputLineBytes in a line.
   virtual void module_output_dropped(int fd, uint64_t bytes) = 0;

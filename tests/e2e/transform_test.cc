@@ -149,7 +149,7 @@ TEST(TransformRun, MemoryLimitFlagCapsTheModule) {
                        "{\"value\": \"a\"}\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string error(r.lines.at(0).at("error").as_string());
-  EXPECT_EQ(error.rfind("trap: unreachable (memory: ", 0), 0u) << error;
+  EXPECT_EQ(error.rfind("trap: unreachable in process_message (memory: ", 0), 0u) << error;
   EXPECT_NE(error.find(" of 4194304 bytes)"), std::string::npos) << error;
 }
 

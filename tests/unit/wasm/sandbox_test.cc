@@ -186,7 +186,7 @@ TEST_F(SandboxTest, MemoryIsLimited) {
   EXPECT_EQ(s.code(), StatusCode::kModuleFailed);
   // The guest's malloc failed because memory.grow did, so it trapped below the limit.
   uint64_t used = 0, limit = 0;
-  ASSERT_EQ(std::sscanf(s.message().c_str(), "trap: unreachable (memory: %lu of %lu bytes)", &used,
+  ASSERT_EQ(std::sscanf(s.message().c_str(), "trap: unreachable in process_message (memory: %lu of %lu bytes)", &used,
                         &limit), 2) << s.message();
   EXPECT_EQ(limit, 4194304u);
   EXPECT_LE(used, limit);
@@ -204,7 +204,7 @@ TEST_F(SandboxTest, StackOverflowIsCaught) {
 TEST_F(SandboxTest, TrapIsReported) {
   auto module = load("trap");
   Status s = fails_with(module, message());
-  EXPECT_EQ(s.message().rfind("trap: unreachable (memory: ", 0), 0u) << s.message();
+  EXPECT_EQ(s.message().rfind("trap: unreachable in process_message (memory: ", 0), 0u) << s.message();
   EXPECT_EQ(sandbox_->stats().instances_discarded, 1u);
   expect_sandbox_healthy();
 }
@@ -350,6 +350,50 @@ TEST_F(SandboxTest, WasiSubsetWorks) {
   EXPECT_EQ(*out.header("args_count"), "0");
   EXPECT_NE(log.str().find("[etl.module] wasi_probe stdout:"), std::string::npos) << log.str();
   EXPECT_NE(log.str().find("[etl.module] wasi_probe stderr:"), std::string::npos) << log.str();
+}
+
+// Module output is logged as whole lines: a C module's stdout reaches the log at each newline
+// (wasi-libc line-buffers a character device), a line written in pieces is one log line, and a
+// line without a newline is logged when the call ends. A trap names its export and, for a Rust
+// panic, the panic's message.
+TEST_F(SandboxTest, ModuleOutputIsLoggedAsWholeLinesAndAPanicNamesItsMessage) {
+  std::ostringstream log;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
+  log::configure(spdlog::level::info, {}, {sink}, log::Format::kText);
+  auto module = load("module_output");
+  std::vector<Status> statuses;
+  for (const char* value : {"one", "two", "three", "panic"}) {
+    Message m = message();
+    m.value = value;
+    auto r = sandbox_->process(module, m);
+    statuses.push_back(r.is_ok() ? Status::ok() : r.status());
+  }
+  log::configure(spdlog::level::info, {}, {std::make_shared<spdlog::sinks::stderr_color_sink_mt>()},
+                 log::Format::kText);
+  const std::string text = log.str();
+  auto count = [&](const std::string& needle) {
+    size_t n = 0;
+    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+  };
+  for (const char* value : {"one", "two", "three", "panic"}) {
+    EXPECT_EQ(count(std::string("module_output stdout: stdout line for ") + value + "\n"), 1u)
+        << value << "\n" << text;
+  }
+  EXPECT_EQ(count("module_output stderr: stderr in three pieces\n"), 4u) << text;
+  EXPECT_EQ(count("module_output stderr: stderr without a newline\n"), 4u) << text;
+  EXPECT_EQ(count("module_output stderr: thread '<unnamed>' panicked at 'kaboom: bad input', "
+                  "src/lib.rs:12:9\n"),
+            1u)
+      << text;
+  for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(statuses[i].is_ok()) << statuses[i].message();
+  ASSERT_FALSE(statuses[3].is_ok());
+  EXPECT_EQ(statuses[3].message().rfind(
+                "trap: unreachable in process_message: thread '<unnamed>' panicked at 'kaboom: "
+                "bad input', src/lib.rs:12:9 (memory: ",
+                0),
+            0u)
+      << statuses[3].message();
 }
 
 // A module compiled in one sandbox runs in another sandbox on another thread.
