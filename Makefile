@@ -19,7 +19,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize=vptr -fno-sanitize-recov
              -fno-omit-frame-pointer
 SAN_LOGS = $(CURDIR)/$(ASAN_BUILD_DIR)/sanitizer-logs
 
-.PHONY: all bootstrap build run test bench clean format fuzz-build fuzz asan tsan
+.PHONY: all bootstrap build run test bench clean format fuzz-build fuzz asan tsan install
 
 all: build
 
@@ -32,6 +32,13 @@ build: bootstrap
 
 run: build
 	./$(BUILD_DIR)/wasmq serve --config config/broker.toml
+
+# PREFIX/bin/wasmq, V8 in PREFIX/lib/wasmq, the SDKs and an example configuration in
+# PREFIX/share/wasmq, the systemd unit in PREFIX/lib/systemd/system; DESTDIR honoured. The tree
+# can be moved (RUNPATH $ORIGIN/../lib/wasmq). docs/operations.md, "Install and run as a service".
+PREFIX ?= /usr/local
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
 test: build fuzz-build
 	ctest --test-dir $(FUZZ_BUILD_DIR) --output-on-failure -j2

@@ -303,7 +303,15 @@ int serve(const std::string& config_path) {
 
   auto loaded = load_config(config_path);
   if (!loaded.is_ok()) {
-    std::cerr << "error: " << loaded.status().message() << "\n";
+    std::cerr << "error: " << loaded.status().message();
+    // A relative path (the default, config/broker.toml) is read from the working directory,
+    // which for an installed binary is seldom a checkout: say where it looked and what to do.
+    if (std::error_code ec; std::filesystem::path(config_path).is_relative() &&
+                            !std::filesystem::exists(config_path, ec)) {
+      std::cerr << " (looked for " << std::filesystem::absolute(config_path, ec).string()
+                << "; name the configuration file with --config FILE)";
+    }
+    std::cerr << "\n";
     return 1;
   }
   const Config& config = loaded->config;
