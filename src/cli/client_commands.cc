@@ -8,8 +8,9 @@
 #include <optional>
 #include <vector>
 
-#include "http/client.h"
+#include "common/json_text.h"
 #include "common/message_json.h"
+#include "http/client.h"
 
 namespace wasmq::cli {
 
@@ -88,7 +89,7 @@ int produce(const ProduceOptions& o) {
       return;
     }
     for (const auto& r : v.at("results").as_array()) {
-      std::cout << json::serialize(r) << '\n';
+      std::cout << json_text(r) << '\n';
       const json::value* status = r.is_object() ? r.as_object().if_contains("status") : nullptr;
       if (status && *status == "stored") {
         ++stored;
@@ -195,7 +196,7 @@ int consume(const ConsumeOptions& o) {
       for (const auto& m : messages) {
         json::object line = m.as_object();
         line["partition"] = partition;
-        std::cout << json::serialize(line) << '\n';
+        std::cout << json_text(line) << '\n';
       }
       std::cout.flush();
       printed += messages.size();

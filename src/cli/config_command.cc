@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/config.h"
+#include "common/json_text.h"
 
 namespace wasmq::cli {
 namespace {
@@ -25,7 +26,7 @@ int check(const CheckOptions& o) {
   for (const auto& warning : loaded->warnings) std::cerr << "warning: " << warning << "\n";
   std::cout << o.file << ": ok\n";
   if (o.print_effective) {
-    std::cout << boost::json::serialize(effective_config_json(loaded->config)) << "\n";
+    std::cout << json_text(effective_config_json(loaded->config)) << "\n";
   }
   return 0;
 }

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <memory>
 
+#include "common/json_text.h"
 #include "cli/admin_client.h"
 #include "common/base64.h"
 #include "common/file.h"
@@ -43,7 +44,7 @@ int send(const Admin& admin, const std::string& method, const std::string& targe
 
 std::string text_of(const json::value& v) {
   if (v.is_string()) return std::string(v.get_string());
-  return json::serialize(v);
+  return json_text(v);
 }
 
 struct DeployOptions {
@@ -230,7 +231,7 @@ int apply(const ApplyOptions& o) {
   }
   json::value answer;
   if (int rc = send(o.admin, method, target, *text, &answer); rc != 0) return rc;
-  std::cout << json::serialize(answer) << "\n";
+  std::cout << json_text(answer) << "\n";
   if (const json::value* warnings = answer.as_object().if_contains("warnings")) {
     for (const auto& w : warnings->as_array()) std::cerr << "warning: " << text_of(w) << "\n";
   }

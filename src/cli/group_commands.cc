@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/admin_client.h"
+#include "common/json_text.h"
 #include "http/client.h"
 
 namespace wasmq::cli {
@@ -19,7 +20,7 @@ namespace json = boost::json;
 std::string text(const json::value& v) {
   if (v.is_null()) return "-";
   if (v.is_string()) return std::string(v.get_string());
-  return json::serialize(v);
+  return json_text(v);
 }
 
 struct Options {

@@ -4,6 +4,8 @@
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 
+#include "common/json_text.h"
+
 namespace wasmq::http {
 namespace json = boost::json;
 
@@ -16,7 +18,7 @@ Response text_response(HttpStatus status, std::string body, std::string_view con
 }
 
 Response json_response(HttpStatus status, const json::value& body) {
-  return text_response(status, json::serialize(body), "application/json");
+  return text_response(status, json_text(body), "application/json");
 }
 
 Response error_response(HttpStatus status, std::string_view code, std::string_view message,

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <string>
 #include <thread>
 
@@ -216,6 +217,30 @@ TEST_F(PipelineOperationsTest, DryRunsLeaveLiveFiguresAloneAndFollowAStreamPipel
   EXPECT_EQ(answer.at("results").at(0).at("outputs").at(0).at("topic").as_string(),
             "processed-events")
       << answer;
+}
+
+// Numbers in answers are plain decimals ("uptime_seconds": 283.1), not Boost.JSON's 2.831E2.
+TEST_F(PipelineOperationsTest, AnswersWritePlainNumbers) {
+  start();
+  upload("message_processor", "message-processor", "1.0.0");
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "p", "stages": [{"priority": 0,
+      "modules": [{"module_id": "message-processor"}]}]})",
+        201);
+  data("POST", "/api/v1/topics/t/messages",
+       R"({"value": "hi", "headers": {"content-type": "text/plain", "source": "s"}})");
+  // A number token (after ':', ',' or '[') with an exponent; paths such as "…-e2e-…" are not.
+  const std::regex exponent(R"([:,\[]-?[0-9.]+[eE][-+]?[0-9])");
+  for (const char* path : {"/api/v1/status", "/api/v1/etl/status", "/api/v1/metrics",
+                           "/api/v1/config", "/api/v1/etl/pipelines/p/metrics",
+                           "/api/v1/etl/instance-pool/stats"}) {
+    auto reply = admin_->request("GET", path);
+    ASSERT_TRUE(reply.is_ok()) << path;
+    EXPECT_FALSE(std::regex_search(reply->body, exponent)) << path << ": " << reply->body;
+  }
+  auto status = cli({"status"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_FALSE(std::regex_search(status.out, exponent)) << status.out;
+  EXPECT_TRUE(status.lines.at(0).at("uptime_seconds").is_double()) << status.out;
 }
 
 }  // namespace
