@@ -355,6 +355,26 @@ int serve(const std::string& config_path) {
   if (!etl.is_ok()) return fail("cannot start ETL: " + etl.status().message());
   (*etl)->workers().set_admission_limits(
       {config.etl.max_queued_batches, config.etl.max_queued_bytes});
+  {
+    // One line that says what this start found: an operator reads it after every restart.
+    const auto topics = (*store)->list();
+    uint64_t partitions = 0;
+    for (const auto& topic : topics) partitions += topic->partition_count();
+    size_t from_file = 0, streams = 0, enabled = 0;
+    const auto pipelines = (*etl)->pipelines();
+    for (const auto& entry : pipelines) {
+      if (entry.origin == etl::PipelineOrigin::kFile) ++from_file;
+      if (entry.spec.mode == etl::PipelineMode::kStream) ++streams;
+      if (entry.spec.enabled) ++enabled;
+    }
+    logger.info(
+        "wasmq {} starting: configuration {}, data in {}: {} topic(s) with {} partition(s), {} "
+        "module(s), {} pipeline(s) ({} enabled, {} stream, {} from the configuration file)",
+        WASMQ_VERSION, std::filesystem::absolute(config_path).lexically_normal().string(),
+        std::filesystem::absolute(config.broker.data_dir).lexically_normal().string(),
+        topics.size(), partitions, (*etl)->modules().list().size(), pipelines.size(), enabled,
+        streams, from_file);
+  }
   broker::Broker broker(**store, broker::BrokerOptions{config.broker.auto_create_topics},
                         etl->get());
   auto streams = std::make_unique<broker::StreamPipelines>(broker);

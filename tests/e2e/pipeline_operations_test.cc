@@ -219,6 +219,23 @@ TEST_F(PipelineOperationsTest, DryRunsLeaveLiveFiguresAloneAndFollowAStreamPipel
       << answer;
 }
 
+// Each start logs one line with the version and what it recovered.
+TEST_F(PipelineOperationsTest, EachStartLogsWhatItFound) {
+  start();
+  admin("POST", "/api/v1/etl/modules", "", 400);  // an empty upload: refused, nothing stored
+  upload("passthrough", "pass");
+  data("POST", "/api/v1/topics", R"({"name": "orders", "partitions": 3})", 201);
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "p", "stages": [{"priority": 0,
+      "modules": [{"module_id": "pass"}]}]})",
+        201);
+  ASSERT_NO_FATAL_FAILURE(restart());
+  const std::regex line(
+      "wasmq [0-9]+\\.[0-9]+\\.[0-9]+ starting: configuration [^ ]*broker\\.toml, data in [^ ]*: "
+      "1 topic\\(s\\) with 3 partition\\(s\\), 1 module\\(s\\), 1 pipeline\\(s\\) \\(1 enabled, 0 "
+      "stream, 0 from the configuration file\\)");
+  EXPECT_TRUE(std::regex_search(log(), line)) << log();
+}
+
 // Numbers in answers are plain decimals ("uptime_seconds": 283.1), not Boost.JSON's 2.831E2.
 TEST_F(PipelineOperationsTest, AnswersWritePlainNumbers) {
   start();
