@@ -123,14 +123,17 @@ awaitable<Response> StatusApi::cluster_health(Request&) {
   for (const auto& entry : c_.etl->pipelines()) {
     if (!entry.spec.enabled) continue;
     auto figures = c_.etl->runtime().figures.find(entry.spec.pipeline_id);
+    // Every stage counts: a pipeline's problem is the sum over its stages.
+    size_t failed = 0, degraded = 0;
     for (const auto& stage : entry.spec.stages) {
       auto h = stage_health(entry.spec, stage, figures.get());
-      if (h.failed || h.degraded) {
-        ++degraded_pipelines;
-        problems.push_back("pipeline " + entry.spec.pipeline_id + ": " + std::to_string(h.failed) +
-                           " module(s) failed, " + std::to_string(h.degraded) + " degraded");
-        break;
-      }
+      failed += h.failed;
+      degraded += h.degraded;
+    }
+    if (failed || degraded) {
+      ++degraded_pipelines;
+      problems.push_back("pipeline " + entry.spec.pipeline_id + ": " + std::to_string(failed) +
+                         " module(s) failed, " + std::to_string(degraded) + " degraded");
     }
   }
   const auto& store = c_.broker->store();
@@ -173,7 +176,9 @@ awaitable<Response> StatusApi::features(Request&) {
                                        {"routing", true},
                                        {"prometheus_metrics", true},
                                        {"config_reload", static_cast<bool>(c_.reload)},
-                                       {"consumer_groups", false}});
+                                       {"consumer_groups", c_.groups != nullptr},
+                                       {"kafka_api", c_.kafka_figures &&
+                                                         !c_.kafka_figures().empty()}});
 }
 
 awaitable<Response> StatusApi::config(Request&) {

@@ -219,6 +219,24 @@ TEST_F(PipelineOperationsTest, DryRunsLeaveLiveFiguresAloneAndFollowAStreamPipel
       << answer;
 }
 
+// The cluster health counts the failed modules of every stage of a pipeline, not of its first
+// unhealthy stage only; features say what this build serves.
+TEST_F(PipelineOperationsTest, ClusterHealthCountsEveryStage) {
+  start();
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "gaps", "stages": [
+      {"priority": 0, "modules": [{"module_id": "a"}, {"module_id": "b"}]},
+      {"priority": 1, "modules": [{"module_id": "c"}, {"module_id": "d"}, {"module_id": "e"}]},
+      {"priority": 2, "modules": [{"module_id": "f"}]}]})",
+        201);
+  json::value health = admin("GET", "/api/v1/cluster/health");
+  ASSERT_EQ(health.at("problems").as_array().size(), 1u) << health;
+  EXPECT_EQ(health.at("problems").at(0).as_string(),
+            "pipeline gaps: 6 module(s) failed, 0 degraded");
+  json::value features = admin("GET", "/api/v1/features");
+  EXPECT_EQ(features.at("consumer_groups").as_bool(), true);
+  EXPECT_EQ(features.at("kafka_api").as_bool(), false) << "kafka.listen is not set";
+}
+
 // Each start logs one line with the version and what it recovered.
 TEST_F(PipelineOperationsTest, EachStartLogsWhatItFound) {
   start();
