@@ -88,6 +88,17 @@ void Orchestrator::upload_module(std::string name, std::string version, std::vec
 
 Status Orchestrator::delete_module(std::string_view id) {
   MutexLock lock(mutex_);
+  // A bare name names no one version: say which there are rather than "does not exist".
+  if (auto newest = registry_->resolve(id); newest && newest->id != id) {
+    std::string versions;
+    for (const auto& record : registry_->list()) {
+      if (record->name == id) versions += (versions.empty() ? "" : ", ") + record->id;
+    }
+    return Status(StatusCode::kInvalidArgument,
+                  "module " + std::string(id) +
+                      ": delete one version by its full id (name-vX.Y.Z); its versions: " +
+                      versions);
+  }
   std::vector<std::string> pinning;
   for (const auto& [pid, entry] : entries_) {
     if (!entry.spec.enabled) continue;

@@ -808,6 +808,20 @@ TEST_F(OrchestratorTest, AModulePinnedByAnEnabledPipelineCannotBeDeleted) {
   EXPECT_EQ(orchestrator_->delete_module("m-v1.0.0").code(), StatusCode::kNotFound);
 }
 
+// A bare name is no one version: deleting it is refused with the versions there are.
+TEST_F(OrchestratorTest, DeletingABareNameListsItsVersions) {
+  open();
+  upload_ok("m", "1.0.0", "passthrough");
+  upload_ok("m", "1.1.0", "passthrough");
+  Status s = orchestrator_->delete_module("m");
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "module m: delete one version by its full id (name-vX.Y.Z); its versions: m-v1.0.0, "
+            "m-v1.1.0");
+  EXPECT_EQ(orchestrator_->modules().list().size(), 2u);
+  EXPECT_EQ(orchestrator_->delete_module("nothing").code(), StatusCode::kNotFound);
+}
+
 TEST_F(OrchestratorTest, AModuleFollowedByBareNameCanBeDeleted) {
   open();
   upload_ok("m", "1.0.0", "passthrough");
