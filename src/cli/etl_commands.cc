@@ -208,11 +208,28 @@ int apply(const ApplyOptions& o) {
     std::cerr << "error: " << text.status().message() << "\n";
     return 1;
   }
+  // Parsed here, so that a syntax error names its line and column in the file.
+  json::stream_parser parser;
   boost::system::error_code ec;
-  json::value doc = json::parse(*text, ec);
-  if (ec || !doc.is_object()) {
-    std::cerr << "error: " << o.file << " is not a JSON object" << (ec ? ": " + ec.message() : "")
-              << "\n";
+  const size_t consumed = parser.write(text->data(), text->size(), ec);
+  if (!ec) parser.finish(ec);
+  if (ec) {
+    size_t line = 1, column = 1;
+    for (size_t i = 0; i < consumed && i < text->size(); ++i) {
+      if ((*text)[i] == '\n') {
+        ++line;
+        column = 1;
+      } else {
+        ++column;
+      }
+    }
+    std::cerr << "error: " << o.file << ":" << line << ":" << column
+              << ": not valid JSON: " << ec.message() << "\n";
+    return 1;
+  }
+  json::value doc = parser.release();
+  if (!doc.is_object()) {
+    std::cerr << "error: " << o.file << " is not a JSON object (a pipeline document is one)\n";
     return 1;
   }
   std::string id = etl::pipeline_id_from_name(doc.get_object());

@@ -6,6 +6,8 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "broker_api_test.h"
@@ -112,6 +114,18 @@ TEST(CliUsage, UnknownOrMissingCommandsNameTheOnesThatExist) {
   auto missing = shell(std::string(WASMQ_BINARY) + " groups");
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.err.find("wasmq groups needs a command: list, describe"), std::string::npos) << missing.err;
+}
+
+// A pipeline file that is not JSON is refused before any request, naming its line and column.
+TEST(CliUsage, PipelineApplyNamesWhereAFileIsNotJson) {
+  const auto file = std::filesystem::temp_directory_path() /
+                    ("wasmq-bad-pipeline-" + std::to_string(::getpid()) + ".json");
+  std::ofstream(file) << "{\"pipeline_id\": \"x\",\n  \"stages\": [ {\"priority\": 0,, }]}\n";
+  auto run = shell(std::string(WASMQ_BINARY) + " pipeline apply -f " + file.string() +
+                   " --admin http://127.0.0.1:1");
+  std::filesystem::remove(file);
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_NE(run.err.find(file.string() + ":2:30: not valid JSON"), std::string::npos) << run.err;
 }
 
 }  // namespace
