@@ -88,12 +88,19 @@ class AdminApi {
     std::string name(req.header("X-Module-Name"));
     std::string version(req.header("X-Module-Version"));
     if (name.empty()) {
-      co_return error_response(HttpStatus::bad_request, "invalid_module",
+      co_return error_response(HttpStatus::bad_request, "invalid_argument",
                                "the X-Module-Name header is required", "X-Module-Name");
     }
     if (version.empty()) {
-      co_return error_response(HttpStatus::bad_request, "invalid_module",
+      co_return error_response(HttpStatus::bad_request, "invalid_argument",
                                "the X-Module-Version header is required", "X-Module-Version");
+    }
+    if (std::string_view type = req.header("Content-Type"); type.starts_with("multipart/")) {
+      co_return error_response(
+          HttpStatus::bad_request, "invalid_argument",
+          "send the module's .wasm bytes as the request body (curl --data-binary @module.wasm -H "
+          "'Content-Type: application/octet-stream'), not as a multipart form (curl -F)",
+          "Content-Type");
     }
     if (req.body().empty()) {
       co_return error_response(HttpStatus::bad_request, "invalid_module",

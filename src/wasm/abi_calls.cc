@@ -43,7 +43,8 @@ constexpr char kGlueSource[] = R"JS(
 //   out: [1] the message running, or n when all ran (the watchdog's progress counter: each
 //        message has its own time limit), [3]/[4] offsets reached, [5] what stopped it: 0 all
 //        ran; 1 alloc out of bounds (regs[6] the pointer); 2 null WasmResult pointer; 3
-//        WasmResult out of bounds; 4 result over max_output_bytes (regs[6] its length); 5 result
+//        WasmResult out of bounds; 4 result over max_output_bytes (regs[6] its length, regs[7] its
+//        pointer); 5 result
 //        out of bounds; 6 output buffer full: the result of message [1] is left in guest memory
 //        (regs[6] input pointer, regs[7] input length, regs[8] WasmResult pointer) for the host,
 //        which copies it and leaves its buffers to be freed first thing by the next entry.
@@ -86,7 +87,7 @@ constexpr char kEachGlueSource[] = R"JS(
       if (res + 8 > buf.byteLength) { regs[5] = 3; return; }
       const rptr = dv.getUint32(res, true);
       const rlen = dv.getUint32(res + 4, true);
-      if (rlen > maxOut) { regs[5] = 4; regs[6] = rlen; return; }
+      if (rlen > maxOut) { regs[5] = 4; regs[6] = rlen; regs[7] = rptr; return; }
       if (rptr + rlen > buf.byteLength) { regs[5] = 5; return; }
       if (outOff + rlen > outCap) {
         regs[5] = 6; regs[6] = ptr; regs[7] = len; regs[8] = res;
@@ -214,10 +215,9 @@ Status Sandbox::Impl::run_each(const Module& module, Instance* inst, size_t n, s
       case 3:
         return failed("result pointer out of bounds");
       case 4:
-        return Status(StatusCode::kLimitExceeded,
-                      "result of " + std::to_string(static_cast<uint32_t>(regs[6])) +
-                          " bytes exceeds the output limit of " +
-                          std::to_string(module.settings().max_output_bytes) + " bytes");
+        return output_limit_exceeded(static_cast<uint32_t>(regs[7]),
+                                     static_cast<uint32_t>(regs[6]),
+                                     module.settings().max_output_bytes);
       case 5:
         return failed("result data out of bounds");
       case 6:

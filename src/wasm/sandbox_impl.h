@@ -246,6 +246,27 @@ struct Sandbox::Impl : public WasiHost {
   static Status failed(std::string message) {
     return Status(StatusCode::kModuleFailed, std::move(message));
   }
+  // A result longer than max_output_bytes. When the 8 bytes of {ptr, len} are printable text,
+  // they most likely are text the module returned in place of them (the seed 001 document's
+  // JSON ABI): the message says so.
+  static Status output_limit_exceeded(uint32_t ptr, uint32_t len, uint64_t max_output_bytes) {
+    std::string message = "result of " + std::to_string(len) +
+                          " bytes exceeds the output limit of " +
+                          std::to_string(max_output_bytes) + " bytes";
+    std::string text;
+    for (uint32_t word : {ptr, len}) {
+      for (int i = 0; i < 4; ++i) {
+        const char c = static_cast<char>((word >> (8 * i)) & 0xFF);
+        if (c < 0x20 || c > 0x7E) return Status(StatusCode::kLimitExceeded, message);
+        text += c;
+      }
+    }
+    message += "; its {ptr, len} reads as the text \"" + text +
+               "\": process_message must return a pointer to 8 bytes {ptr: u32, len: u32} of a "
+               "bincode WasmResult (docs/module-abi.md), not to the result itself";
+    return Status(StatusCode::kLimitExceeded, message);
+  }
+
   static Status caught() { return Status(StatusCode::kModuleFailed, "exception"); }
 
   // One guest entry point: allocates `size` bytes of guest memory (after freeing the previous
@@ -286,9 +307,7 @@ struct Sandbox::Impl : public WasiHost {
     std::memcpy(&ptr, wasm_result, 4);
     std::memcpy(&len, wasm_result + 4, 4);
     if (len > module.settings().max_output_bytes) {
-      return Status(StatusCode::kLimitExceeded,
-                    "result of " + std::to_string(len) + " bytes exceeds the output limit of " +
-                        std::to_string(module.settings().max_output_bytes) + " bytes");
+      return output_limit_exceeded(ptr, len, module.settings().max_output_bytes);
     }
     const uint8_t* bytes = v.range(ptr, len);
     if (!bytes) return failed("result data out of bounds");

@@ -237,6 +237,30 @@ TEST_F(PipelineOperationsTest, ClusterHealthCountsEveryStage) {
   EXPECT_EQ(features.at("kafka_api").as_bool(), false) << "kafka.listen is not set";
 }
 
+// Upload mistakes are answered with what to do.
+TEST_F(PipelineOperationsTest, UploadMistakesSayWhatToDo) {
+  start();
+  auto bytes = testing::read_module("passthrough");
+  const std::string body =
+      "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"m.wasm\"\r\n\r\n" +
+      std::string(bytes.begin(), bytes.end()) + "\r\n--b--\r\n";
+  auto multipart = admin_->request("POST", "/api/v1/etl/modules", body,
+                                   "multipart/form-data; boundary=b",
+                                   {{"X-Module-Name", "m"}, {"X-Module-Version", "1.0.0"}});
+  ASSERT_TRUE(multipart.is_ok());
+  EXPECT_EQ(multipart->status, 400);
+  EXPECT_NE(multipart->body.find("--data-binary"), std::string::npos) << multipart->body;
+  auto no_version = admin_->request("POST", "/api/v1/etl/modules",
+                                    std::string(bytes.begin(), bytes.end()),
+                                    "application/octet-stream", {{"X-Module-Name", "m"}});
+  ASSERT_TRUE(no_version.is_ok());
+  EXPECT_EQ(no_version->status, 400);
+  json::value error = parse(*no_version);
+  EXPECT_EQ(error.at("error").at("code").as_string(), "invalid_argument");
+  EXPECT_EQ(error.at("error").at("field").as_string(), "X-Module-Version");
+  EXPECT_EQ(admin("GET", "/api/v1/etl/modules").at("modules").as_array().size(), 0u);
+}
+
 // Each start logs one line with the version and what it recovered.
 TEST_F(PipelineOperationsTest, EachStartLogsWhatItFound) {
   start();

@@ -236,6 +236,24 @@ TEST_F(SandboxTest, OutputIsLimited) {
   expect_sandbox_healthy();
 }
 
+// A module that returns its result's JSON text where the ABI wants the 8-byte {ptr, len} (the
+// seed 001 document's ABI) is told so, on a single call and in a run of messages.
+TEST_F(SandboxTest, AResultReturnedAsTextIsExplained) {
+  auto module = load("text_result");
+  const std::string expected =
+      "result of 1718840929 bytes exceeds the output limit of 16777216 bytes; its {ptr, len} "
+      "reads as the text \"{\"transf\": process_message must return a pointer to 8 bytes {ptr: u32, len: "
+      "u32} of a bincode WasmResult (docs/module-abi.md), not to the result itself";
+  EXPECT_EQ(fails_with(module, message()).message(), expected);
+  Message m = message();
+  std::vector<const Message*> run = {&m, &m};
+  auto each = sandbox_->process_each(module, run, 1000, 1000, true);
+  ASSERT_FALSE(each.empty());
+  ASSERT_FALSE(each[0].is_ok());
+  EXPECT_EQ(each[0].status().message(), expected);
+  expect_sandbox_healthy();
+}
+
 TEST_F(SandboxTest, ProcExitEndsTheCall) {
   auto module = load("proc_exit");
   EXPECT_EQ(fails_with(module, message()).message(), "module called proc_exit(3)");
