@@ -3,9 +3,11 @@
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
 
+#include <chrono>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "common/json_text.h"
@@ -142,12 +144,15 @@ int consume(const ConsumeOptions& o) {
                     http::ClientOptions{.timeout_ms = static_cast<int>(o.wait_ms) + 30'000,
                                         .token = o.token,
                                         .ca_file = o.ca_file});
-  auto get = [&](const std::string& target, json::value* out) {
+  // With `absent`, a 404 sets it instead of being an error.
+  auto get = [&](const std::string& target, json::value* out, bool* absent = nullptr) {
     auto reply = client.request("GET", target);
     if (!reply.is_ok()) {
       std::cerr << "error: " << reply.status().message() << "\n";
       return false;
     }
+    if (absent != nullptr) *absent = reply->status == 404;
+    if (absent != nullptr && *absent) return true;
     if (reply->status / 100 != 2) {
       std::cerr << "error: " << http::error_text(*reply) << "\n";
       return false;
@@ -162,7 +167,15 @@ int consume(const ConsumeOptions& o) {
   };
   const std::string topic_path = "/api/v1/topics/" + url_encode(o.topic);
   json::value topic;
-  if (!get(topic_path, &topic)) return 1;
+  // Following a topic that does not exist yet waits for it (a pipeline's first output, say).
+  for (bool told = false;;) {
+    bool absent = false;
+    if (!get(topic_path, &topic, o.follow ? &absent : nullptr)) return 1;
+    if (!absent) break;
+    if (!told) std::cerr << "waiting for topic \"" << o.topic << "\" to be created\n";
+    told = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
   // Where each partition is read from: --offset, or its end with --from-end.
   std::vector<std::pair<uint32_t, int64_t>> positions;
   for (const auto& p : topic.at("partition_details").as_array()) {

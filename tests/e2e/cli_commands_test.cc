@@ -97,6 +97,22 @@ TEST_F(CliCommandsTest, ConsumeReadsEveryPartitionOrOneAndFromTheEnd) {
   ASSERT_EQ(followed.lines.size(), 1u) << followed.out;
   EXPECT_EQ(followed.lines[0].at("value").as_string(), "new");
   EXPECT_EQ(followed.lines[0].at("partition").as_int64(), 1);
+
+  // Following a topic that does not exist yet waits for it; without --follow it is an error.
+  auto absent = wasmq("consume later");
+  EXPECT_EQ(absent.exit_code, 1);
+  EXPECT_NE(absent.err.find("404"), std::string::npos) << absent.err;
+  std::thread created([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    data("POST", "/api/v1/topics/later/messages", R"({"value": "first"})");
+  });
+  auto waited = wasmq("consume later --follow -n 1");
+  created.join();
+  ASSERT_EQ(waited.exit_code, 0) << waited.err;
+  ASSERT_EQ(waited.lines.size(), 1u) << waited.out;
+  EXPECT_EQ(waited.lines[0].at("value").as_string(), "first");
+  EXPECT_NE(waited.err.find("waiting for topic \"later\" to be created"), std::string::npos)
+      << waited.err;
 }
 
 // A mistyped or missing command is answered with the commands there are.
