@@ -17,14 +17,6 @@
 namespace wasmq::cli {
 namespace {
 
-struct ModuleOptions {
-  std::string module_path;
-  std::string config;
-  uint32_t timeout_ms = 5000;
-  uint64_t memory_limit_bytes = 64ull * 1024 * 1024;
-  uint64_t max_output_bytes = 16ull * 1024 * 1024;
-};
-
 void add_module_options(CLI::App* cmd, ModuleOptions& o) {
   cmd->add_option("--module", o.module_path, "the module (.wasm)")->required();
   cmd->add_option("--config", o.config, "module configuration, JSON, passed to init_module");
@@ -97,7 +89,10 @@ bool read_messages(const std::string& input_path, OnLine&& on_line) {
   return true;
 }
 
-int run(const ModuleOptions& o, const std::string& input_path) {
+}  // namespace
+
+int run_transform(const ModuleOptions& o, const std::string& input_path, TransformCounts* counts) {
+  TransformCounts seen;
   auto loaded = load_module(o);
   if (!loaded) return 1;
   const bool interactive = input_path.empty() || input_path == "-";
@@ -107,6 +102,7 @@ int run(const ModuleOptions& o, const std::string& input_path) {
     out["input"] = index;
     boost::json::array messages;
     auto error = [&](const std::string& why) {
+      ++seen.errors;
       out["status"] = "error";
       out["should_continue"] = false;
       out["messages"] = boost::json::array();
@@ -123,6 +119,7 @@ int run(const ModuleOptions& o, const std::string& input_path) {
         out["should_continue"] = result->should_continue;
       } else {
         for (const auto& m : result->transformed_messages) messages.push_back(message_to_json(m));
+        ++(messages.empty() ? seen.filtered : seen.transformed);
         out["status"] = messages.empty() ? "filtered" : "ok";
         out["should_continue"] = result->should_continue;
         out["messages"] = std::move(messages);
@@ -132,8 +129,11 @@ int run(const ModuleOptions& o, const std::string& input_path) {
     if (interactive) std::cout.flush();
   });
   std::cout.flush();
+  if (counts) *counts = seen;
   return ok ? 0 : 1;
 }
+
+namespace {
 
 int bench(const ModuleOptions& o, const std::string& input_path, double seconds, size_t batch) {
   std::vector<Message> messages;
@@ -227,7 +227,7 @@ void add_transform_command(CLI::App& app, int& exit_code) {
       "run", "read NDJSON messages, write one NDJSON result line per message");
   add_module_options(run_cmd, *run_options);
   run_cmd->add_option("--input", *run_input, "NDJSON messages (default: stdin)");
-  run_cmd->callback([=, &exit_code] { exit_code = run(*run_options, *run_input); });
+  run_cmd->callback([=, &exit_code] { exit_code = run_transform(*run_options, *run_input); });
 
   auto bench_options = std::make_shared<ModuleOptions>();
   auto bench_input = std::make_shared<std::string>();

@@ -41,10 +41,16 @@ const std::vector<WasiFunction>& supported_wasi_functions() {
 
 void check_abi(ModuleInfo& info, int memories, std::string& problems) {
   // Imports: only the WASI subset, with its exact signatures.
+  bool unsupported = false;
+  bool wasm_bindgen = false;
   for (const Import& imp : info.imports) {
     std::string qualified = imp.module + "." + imp.name;
     if (imp.module != kWasiModule || imp.kind != ExternKind::kFunction) {
       add_problem(problems, "unsupported import " + qualified);
+      unsupported = true;
+      // wasm-bindgen's import modules (a Rust crate built for wasm32-unknown-unknown, as the
+      // seeds build theirs): a JavaScript host's glue, which a broker does not have.
+      wasm_bindgen |= imp.module.starts_with("__wbindgen_");
       continue;
     }
     const WasiFunction* known = nullptr;
@@ -53,10 +59,24 @@ void check_abi(ModuleInfo& info, int memories, std::string& problems) {
     }
     if (!known) {
       add_problem(problems, "unsupported import " + qualified);
+      unsupported = true;
     } else if (*imp.type != known->type) {
       add_problem(problems, "import " + qualified + " has signature " + imp.type->to_string() +
                                 ", expected " + known->type.to_string());
     }
+  }
+  // Once, after the list: how to build a module the host can link.
+  if (wasm_bindgen) {
+    add_problem(problems,
+                "the module was built with wasm-bindgen (imports from __wbindgen_*), whose "
+                "JavaScript glue the broker does not provide: build it for wasm32-wasi (rustup "
+                ">= 1.84: wasm32-wasip1) without wasm-bindgen; modules may import only "
+                "wasi_snapshot_preview1 functions");
+  } else if (unsupported) {
+    add_problem(problems,
+                "modules must be built for wasm32-wasi (rustup >= 1.84: wasm32-wasip1; C: "
+                "clang --target=wasm32-wasi -mexec-model=reactor) and may import only "
+                "wasi_snapshot_preview1 functions (docs/module-abi.md lists them)");
   }
 
   // Memory: exactly one, defined by the module and exported as "memory".

@@ -123,6 +123,39 @@ TEST(ModuleValidation, NamesUnsupportedImports) {
   EXPECT_NE(p.find("unsupported import wasi_snapshot_preview1.sock_accept"), std::string::npos) << p;
   EXPECT_NE(p.find("import wasi_snapshot_preview1.fd_write has signature (i32) -> i32"),
             std::string::npos) << p;
+  // After the list, once: how to build a module the host can link.
+  const std::string how = "modules must be built for wasm32-wasi (rustup >= 1.84: wasm32-wasip1";
+  EXPECT_NE(p.find("; " + how), std::string::npos) << p;
+  EXPECT_EQ(p.find(how), p.rfind(how)) << p;
+  EXPECT_GT(p.find(how), p.find("unsupported import wasi_snapshot_preview1.sock_accept")) << p;
+  EXPECT_EQ(p.find("wasm-bindgen"), std::string::npos) << p;
+}
+
+// A Rust crate built for wasm32-unknown-unknown with wasm-bindgen, as the seeds build theirs:
+// the problem list, then what to do, naming wasm-bindgen.
+TEST(ModuleValidation, SaysWhatToDoWithWasmBindgenModules) {
+  WasmBuilder b = WasmBuilder::abi_module();
+  b.import_function("__wbindgen_placeholder__", "__wbg_new0_a3b1c2d4", {{}, {kI32}});
+  b.import_function("__wbindgen_placeholder__", "__wbindgen_describe", {{kI32}, {}});
+  b.import_function("__wbindgen_externref_xform__", "__wbindgen_externref_table_grow", {{kI32}, {kI32}});
+  std::string p = problems(b.build());
+  EXPECT_EQ(p.rfind("unsupported import __wbindgen_placeholder__.__wbg_new0_a3b1c2d4; "
+                    "unsupported import __wbindgen_placeholder__.__wbindgen_describe; "
+                    "unsupported import __wbindgen_externref_xform__.__wbindgen_externref_table_grow; "
+                    "the module was built with wasm-bindgen",
+                    0),
+            0u)
+      << p;
+  EXPECT_NE(p.find("build it for wasm32-wasi (rustup >= 1.84: wasm32-wasip1) without wasm-bindgen; "
+                   "modules may import only wasi_snapshot_preview1 functions"),
+            std::string::npos)
+      << p;
+  EXPECT_EQ(p.find("modules must be built"), std::string::npos) << "one hint, not two: " << p;
+
+  // Valid imports only: no hint.
+  WasmBuilder fine = WasmBuilder::abi_module();
+  fine.import_function("wasi_snapshot_preview1", "proc_exit", {{kI32}, {}});
+  EXPECT_EQ(problems(fine.build()), "");
 }
 
 TEST(ModuleValidation, AcceptsTheWasiSubset) {
