@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 
+#include "common/json_text.h"
 #include "common/message_json.h"
 #include "wasm/engine.h"
 #include "wasm/sandbox.h"
@@ -46,7 +47,11 @@ std::optional<LoadedModule> load_module(const ModuleOptions& o) {
   if (!o.config.empty()) {
     boost::system::error_code ec;
     boost::json::value config = boost::json::parse(o.config, ec);
-    if (ec) return fail("--config is not valid JSON: " + ec.message());
+    if (ec) {
+      // The option is wrong, not the module.
+      std::cerr << "error: --config is not valid JSON: " << ec.message() << "\n";
+      return std::nullopt;
+    }
     settings.config_json = boost::json::serialize(config);
   }
   std::ifstream file(o.module_path, std::ios::binary);
@@ -109,7 +114,7 @@ int run_transform(const ModuleOptions& o, const std::string& input_path, Transfo
       out["error"] = why;
     };
     if (!parsed.is_ok()) {
-      error("line " + std::to_string(index) + ": " + parsed.message());
+      error("line " + std::to_string(index + 1) + ": " + parsed.message());
     } else {
       auto result = loaded->sandbox->process(loaded->module, message);
       if (!result.is_ok()) {
@@ -125,7 +130,7 @@ int run_transform(const ModuleOptions& o, const std::string& input_path, Transfo
         out["messages"] = std::move(messages);
       }
     }
-    std::cout << boost::json::serialize(out) << '\n';
+    std::cout << json_text(out) << '\n';
     if (interactive) std::cout.flush();
   });
   std::cout.flush();
@@ -140,7 +145,7 @@ int bench(const ModuleOptions& o, const std::string& input_path, double seconds,
   bool input_ok = true;
   bool read = read_messages(input_path, [&](size_t index, const Status& parsed, Message message) {
     if (!parsed.is_ok()) {
-      std::cerr << "error: input line " << index << ": " << parsed.message() << "\n";
+      std::cerr << "error: input line " << index + 1 << ": " << parsed.message() << "\n";
       input_ok = false;
     }
     messages.push_back(std::move(message));
@@ -211,7 +216,7 @@ int bench(const ModuleOptions& o, const std::string& input_path, double seconds,
   out["seconds"] = elapsed;
   out["messages_per_second"] = static_cast<double>(count) / elapsed;
   out["ns_per_message"] = elapsed * 1e9 / static_cast<double>(count);
-  std::cout << boost::json::serialize(out) << std::endl;
+  std::cout << json_text(out) << std::endl;
   return 0;
 }
 

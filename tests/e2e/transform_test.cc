@@ -124,9 +124,13 @@ TEST(TransformRun, BadLinesAreReportedAndTheRestGoOn) {
   EXPECT_EQ(r.lines[0].at("status").as_string(), "ok");
   EXPECT_EQ(r.lines[1].at("status").as_string(), "error");
   EXPECT_NE(r.lines[1].at("error").as_string().find("malformed JSON"), json::string::npos);
-  // Line numbers are 0-based positions in the input, blank lines included.
+  // `input` is the 0-based position in the input (as a dry run's), blank lines included; the
+  // error names the line as an editor does, from 1.
+  EXPECT_EQ(r.lines[1].at("input").as_int64(), 1);
+  EXPECT_EQ(r.lines[1].at("error").as_string().find("line 2: "), 0u) << r.lines[1];
   EXPECT_EQ(r.lines[2].at("input").as_int64(), 3);
-  EXPECT_NE(r.lines[2].at("error").as_string().find("value: must be a string"), json::string::npos);
+  EXPECT_NE(r.lines[2].at("error").as_string().find("line 4: value: must be a string"),
+            json::string::npos);
   const auto& binary = r.lines[3].at("messages").as_array().at(0).as_object();
   EXPECT_EQ(binary.at("value_base64").as_string(), "AP8=");
 }
@@ -165,7 +169,8 @@ TEST(TransformRun, UnloadableModuleExitsWithOneLineReason) {
 
   r = wasmq({"transform", "run", "--module", module("passthrough"), "--config", "{bad"}, "");
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find("--config is not valid JSON"), std::string::npos) << r.err;
+  // The option is named as what is wrong, not the module.
+  EXPECT_EQ(r.err.find("error: --config is not valid JSON"), 0u) << r.err;
 }
 
 TEST(TransformBench, PrintsOneJsonLine) {
