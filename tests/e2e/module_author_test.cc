@@ -338,6 +338,43 @@ TEST_F(ModuleAuthorTest, BuildFailsClearlyOnABrokenSource) {
       << nothing.err;
 }
 
+// A Rust module that panics: the result names the export that trapped and the panic's message
+// (not only "unreachable"), and the panic's lines are logged whole (Rust writes them in pieces).
+TEST_F(ModuleAuthorTest, ARustPanicIsReportedWithItsMessage) {
+  CommandRun init = run("wasmq module init panicky --lang rust", root_);
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  const fs::path project = root_ / "panicky";
+  const fs::path lib = project / "src" / "lib.rs";
+  std::string source = testing::slurp(lib);
+  const std::string start = "fn process(mut message: Message) -> Result<Option<Message>, String> {\n";
+  const size_t at = source.find(start);
+  ASSERT_NE(at, std::string::npos) << source;
+  source.insert(at + start.size(),
+                "    if message.value == b\"boom\" {\n        panic!(\"kaboom: {}\", \"bad input\");\n    }\n");
+  std::ofstream(lib) << source;
+  std::ofstream(project / "sample.ndjson", std::ios::app) << "{\"value\": \"boom\"}\n";
+  CommandRun build = run("wasmq module build", project);
+  ASSERT_EQ(build.exit_code, 0) << build.err;
+  ASSERT_FALSE(build.lines.empty()) << build.out;
+  const boost::json::object& last = build.lines.back();
+  ASSERT_EQ(last.at("status").as_string(), "error") << build.out;
+  const std::string error(last.at("error").as_string());
+  EXPECT_EQ(error.find("trap: unreachable in process_message: "), 0u) << error;
+  EXPECT_NE(error.find("panicked at"), std::string::npos) << error;
+  EXPECT_NE(error.find("kaboom: bad input"), std::string::npos) << error;
+  EXPECT_NE(error.find("src/lib.rs:"), std::string::npos) << error;
+  // One log line holds the panic's first line whole.
+  std::istringstream log(build.err);
+  bool whole = false;
+  for (std::string line; std::getline(log, line);) {
+    if (line.find("panicky stderr: ") != std::string::npos &&
+        line.find("panicked at") != std::string::npos && line.find("src/lib.rs:") != std::string::npos) {
+      whole = true;
+    }
+  }
+  EXPECT_TRUE(whole) << build.err;
+}
+
 // A module built the seeds' way (wasm-bindgen imports) is refused by the same check as an
 // upload, and the message says how to build it instead; so is any other foreign import.
 TEST_F(ModuleAuthorTest, BuildRefusesWasmBindgenModulesAndSaysHowToBuildThem) {
