@@ -8,6 +8,7 @@
 #include "cli/config_command.h"
 #include "cli/etl_commands.h"
 #include "cli/group_commands.h"
+#include "cli/help_examples.h"
 #include "cli/module_author.h"
 #include "cli/pool_commands.h"
 #include "cli/serve_command.h"
@@ -70,6 +71,7 @@ int main(int argc, char** argv) {
   wasmq::cli::add_module_author_commands(app, exit_code);
   wasmq::cli::add_pool_commands(app, exit_code);
   wasmq::cli::add_group_commands(app, exit_code);
+  wasmq::cli::add_help_examples(app);
   app.failure_message(failure_message);
   try {
     app.parse(argc, argv);

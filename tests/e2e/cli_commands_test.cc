@@ -8,7 +8,9 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
+#include <vector>
 
 #include "broker_api_test.h"
 #include "command.h"
@@ -142,6 +144,36 @@ TEST(CliUsage, PipelineApplyNamesWhereAFileIsNotJson) {
   std::filesystem::remove(file);
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_NE(run.err.find(file.string() + ":2:30: not valid JSON"), std::string::npos) << run.err;
+}
+
+// Every command's --help ends with an example of it, found by walking the commands --help lists.
+TEST(CliUsage, EveryCommandsHelpHasAnExample) {
+  std::vector<std::string> todo = {""}, leaves;
+  while (!todo.empty()) {
+    const std::string path = todo.back();
+    todo.pop_back();
+    auto help = shell(std::string(WASMQ_BINARY) + (path.empty() ? "" : " " + path) + " --help");
+    ASSERT_EQ(help.exit_code, 0) << path << ": " << help.err;
+    const size_t listed = help.out.find("Subcommands:\n");
+    if (listed == std::string::npos) {
+      leaves.push_back(path);
+      const size_t example = help.out.find("Example: ");
+      ASSERT_NE(example, std::string::npos) << "wasmq " << path << " --help:\n" << help.out;
+      const std::string line = help.out.substr(example, help.out.find('\n', example) - example);
+      EXPECT_NE(line.find("wasmq " + path), std::string::npos) << line;
+      continue;
+    }
+    std::istringstream lines(help.out.substr(listed + 13));
+    for (std::string line; std::getline(lines, line) && !line.empty();) {
+      std::istringstream words(line);
+      std::string name;
+      words >> name;
+      if (!name.empty()) todo.push_back(path.empty() ? name : path + " " + name);
+    }
+  }
+  // produce, consume, transform run|bench, config check|reload, serve, module (8), pipeline (8),
+  // status, metrics, pool (4), groups (2).
+  EXPECT_GE(leaves.size(), 30u);
 }
 
 }  // namespace
