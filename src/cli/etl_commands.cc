@@ -192,6 +192,14 @@ int list_pipelines(const Target& t) {
       });
 }
 
+// An answer's `warnings`, on stderr.
+void print_warnings(const json::value& answer) {
+  if (!answer.is_object()) return;
+  if (const json::value* warnings = answer.as_object().if_contains("warnings")) {
+    for (const auto& w : warnings->as_array()) std::cerr << "warning: " << text_of(w) << "\n";
+  }
+}
+
 struct ApplyOptions {
   Admin admin;
   std::string file;
@@ -249,9 +257,7 @@ int apply(const ApplyOptions& o) {
   json::value answer;
   if (int rc = send(o.admin, method, target, *text, &answer); rc != 0) return rc;
   std::cout << json_text(answer) << "\n";
-  if (const json::value* warnings = answer.as_object().if_contains("warnings")) {
-    for (const auto& w : warnings->as_array()) std::cerr << "warning: " << text_of(w) << "\n";
-  }
+  print_warnings(answer);
   return 0;
 }
 
@@ -287,8 +293,15 @@ int test_pipeline(const TestOptions& o) {
   }
   json::object body{{"messages", std::move(messages)}};
   if (!o.topic.empty()) body["topic"] = o.topic;
-  return send(o.admin, "POST", "/api/v1/etl/pipelines/" + url_encode(o.id) + "/test",
-              json::serialize(body));
+  json::value answer;
+  if (int rc = send(o.admin, "POST", "/api/v1/etl/pipelines/" + url_encode(o.id) + "/test",
+                    json::serialize(body), &answer);
+      rc != 0) {
+    return rc;
+  }
+  std::cout << json_text(answer) << "\n";
+  print_warnings(answer);
+  return 0;
 }
 
 }  // namespace
@@ -416,7 +429,8 @@ void add_etl_commands(CLI::App& app, int& exit_code) {
   test_cmd->add_option("id", tt->id, "the pipeline id")->required();
   test_cmd->add_option("--topic", tt->topic,
                        "the topic the messages are produced to (default: a stream pipeline's "
-                       "source_topic; \"test\" for an inline pipeline)");
+                       "source_topic; for an inline pipeline the one topic its Exact filters "
+                       "name, else \"test\")");
   test_cmd->add_option("--input", tt->input, "NDJSON file instead of stdin");
   test_cmd->callback([tt, &exit_code] { exit_code = test_pipeline(*tt); });
 }

@@ -1,5 +1,6 @@
 #include "http/admin_api.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
 
 #include "common/message_json.h"
@@ -403,16 +404,47 @@ class AdminApi {
                         {"modules", std::move(modules)}};
   }
 
+  // The topic a dry run of an inline pipeline uses when the request names none: the one topic
+  // its modules' Exact filters name, when there is exactly one; else "test".
+  static std::string default_test_topic(const etl::PipelineSpec& spec) {
+    std::vector<std::string> exact;
+    for (const auto& stage : spec.stages) {
+      for (const auto& m : stage.modules) {
+        for (const auto& f : m.topic_filters) {
+          if (f.filter_type == etl::FilterType::kExact && !f.negate && f.case_sensitive &&
+              std::find(exact.begin(), exact.end(), f.pattern) == exact.end()) {
+            exact.push_back(f.pattern);
+          }
+        }
+      }
+    }
+    return exact.size() == 1 ? exact[0] : "test";
+  }
+
+  // Whether some module of `spec` would run on `topic` by its topic filters.
+  static bool any_module_matches(const etl::PipelineSpec& spec, std::string_view topic) {
+    for (const auto& stage : spec.stages) {
+      for (const auto& m : stage.modules) {
+        auto matcher = etl::TopicMatcher::compile(m.topic_filters);
+        if (matcher.is_ok() && matcher->matches(topic)) return true;
+      }
+    }
+    return false;
+  }
+
   // POST /api/v1/etl/pipelines/{id}/test: {"topic": "...", "messages": [...]}, or one message
-  // object (with "topic" beside its fields), or an array of messages. The topic defaults to a
-  // stream pipeline's source_topic ("test" for an inline pipeline); a stream pipeline's outputs
-  // to its input topic are shown going to its destination_topic, as they would.
+  // object (with "topic" beside its fields), or an array of messages. Without a topic: a stream
+  // pipeline's source_topic, else default_test_topic(). A stream pipeline's outputs to its
+  // input topic are shown going to its destination_topic, as they would. When no module's
+  // filters match the topic, `warnings` says so (every message would pass untouched).
   awaitable<Response> test_pipeline(Request& req) {
     json::value doc;
     if (auto error = parse_body(req, &doc)) co_return std::move(*error);
     const auto entry = etl_.find_pipeline(req.path_param("id"));
     const bool stream = entry && entry->spec.mode == etl::PipelineMode::kStream;
-    std::string topic = stream ? entry->spec.source_topic : "test";
+    std::string topic = !entry                           ? std::string("test")
+                        : stream ? entry->spec.source_topic
+                                 : default_test_topic(entry->spec);
     if (json::object* o = doc.if_object()) {
       if (const json::value* t = o->if_contains("topic")) {
         if (!t->is_string()) {
@@ -472,11 +504,18 @@ class AdminApi {
     }
     json::array errors;
     for (const auto& e : result.error_records) errors.push_back(routed_json(e));
-    co_return json_response(HttpStatus::ok, json::object{{"pipeline_id", req.path_param("id")},
-                                                         {"topic", topic},
-                                                         {"stored", false},
-                                                         {"results", std::move(results)},
-                                                         {"error_records", std::move(errors)}});
+    json::object answer{{"pipeline_id", req.path_param("id")},
+                        {"topic", topic},
+                        {"stored", false},
+                        {"results", std::move(results)},
+                        {"error_records", std::move(errors)}};
+    if (entry && !any_module_matches(entry->spec, topic)) {
+      answer["warnings"] = json::array{json::string(
+          "no module's topic_filters match topic \"" + topic +
+          "\": every message passes unchanged; give the topic the messages are produced to "
+          "(\"topic\", or wasmq pipeline test --topic)")};
+    }
+    co_return json_response(HttpStatus::ok, answer);
   }
 
  private:

@@ -219,6 +219,37 @@ TEST_F(PipelineOperationsTest, DryRunsLeaveLiveFiguresAloneAndFollowAStreamPipel
       << answer;
 }
 
+// A dry run of an inline pipeline without a topic uses the one topic its Exact filters name;
+// when no module's filters match the topic, the answer (and the CLI, on stderr) warns that
+// every message would pass unchanged.
+TEST_F(PipelineOperationsTest, AnInlineDryRunPicksItsTopicOrWarns) {
+  start();
+  upload("header_adder_single", "tagger");
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "orders-only", "stages": [
+      {"priority": 0, "modules": [{"module_id": "tagger", "topic_filters": [
+        {"filter_type": "Exact", "pattern": "orders"}]}]}]})",
+        201);
+  auto picked = cli({"pipeline", "test", "orders-only"}, "{\"value\": \"o\"}\n");
+  ASSERT_EQ(picked.exit_code, 0) << picked.err;
+  EXPECT_EQ(picked.lines.at(0).at("topic").as_string(), "orders");
+  EXPECT_FALSE(picked.lines.at(0).contains("warnings"));
+  EXPECT_EQ(picked.err, "");
+  auto missed = cli({"pipeline", "test", "orders-only", "--topic", "payments"},
+                    "{\"value\": \"p\"}\n");
+  ASSERT_EQ(missed.exit_code, 0) << missed.err;
+  EXPECT_NE(missed.err.find("warning: no module's topic_filters match topic \"payments\""),
+            std::string::npos)
+      << missed.err;
+  // Two Exact topics: no guess, "test", and the warning.
+  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "two", "stages": [
+      {"priority": 0, "modules": [{"module_id": "tagger", "topic_filters": [
+        {"filter_type": "Exact", "pattern": "a"}, {"filter_type": "Exact", "pattern": "b"}]}]}]})",
+        201);
+  json::value two = admin("POST", "/api/v1/etl/pipelines/two/test", R"([{"value": "x"}])");
+  EXPECT_EQ(two.at("topic").as_string(), "test");
+  EXPECT_EQ(two.at("warnings").as_array().size(), 1u) << two;
+}
+
 // The cluster health counts the failed modules of every stage of a pipeline, not of its first
 // unhealthy stage only; features say what this build serves.
 TEST_F(PipelineOperationsTest, ClusterHealthCountsEveryStage) {
