@@ -7,6 +7,12 @@
 
 namespace wasmq::etl {
 
+std::string module_use_key(std::string_view key_prefix, std::string_view pipeline_id,
+                           uint32_t priority, size_t index) {
+  return std::string(key_prefix) + std::string(pipeline_id) + "/" + std::to_string(priority) +
+         "/" + std::to_string(index);
+}
+
 Result<std::shared_ptr<const CompiledPipeline>> compile_pipeline(PipelineSpec spec,
                                                                  std::string_view key_prefix) {
   auto pipeline = std::make_shared<CompiledPipeline>();
@@ -33,8 +39,7 @@ Result<std::shared_ptr<const CompiledPipeline>> compile_pipeline(PipelineSpec sp
       use.index = m;
       static std::atomic<uint64_t> serials{0};
       use.serial = ++serials;
-      use.key = std::string(key_prefix) + p.pipeline_id + "/" +
-                std::to_string(stage.spec->priority) + "/" + std::to_string(m);
+      use.key = module_use_key(key_prefix, p.pipeline_id, stage.spec->priority, m);
       stage.modules.push_back(std::move(use));
     }
     pipeline->stages.push_back(std::move(stage));

@@ -56,6 +56,11 @@ struct CompiledPipeline {
   std::string key_prefix;
 };
 
+// ModuleUse::key of module `index` of stage `priority` of pipeline `pipeline_id`. A use's
+// breakers are keyed "<key>@<module id>" (Executor::bind).
+std::string module_use_key(std::string_view key_prefix, std::string_view pipeline_id,
+                           uint32_t priority, size_t index);
+
 // Compiles one pipeline; kInvalidArgument naming the field (as parse_pipeline does) when a
 // pattern does not compile. `key_prefix` is put before every ModuleUse::key, so that a copy
 // compiled for another purpose (a dry run) keeps breakers and figures apart from the live one.

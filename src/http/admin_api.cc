@@ -6,6 +6,7 @@
 #include "common/message_json.h"
 #include "etl/compile_check.h"
 #include "etl/match.h"
+#include "etl/plan.h"
 #include "common/handoff.h"
 #include "http/json_response.h"
 #include "http/produce_body.h"
@@ -368,35 +369,23 @@ class AdminApi {
   // The breakers of the pipeline's module uses (the ones that have run), with its settings.
   json::object breakers_json(const etl::PipelineSpec& spec) {
     const etl::CircuitBreakerConfig& c = spec.circuit_breaker;
+    const auto now = std::chrono::steady_clock::now();
     json::array modules;
-    // Keys are "<pipeline_id>/<stage priority>/<index>@<module id>" (etl/executor.h).
-    for (const auto& [key, b] : etl_.runtime().breakers.list(spec.pipeline_id + "/",
-                                                             std::chrono::steady_clock::now())) {
-      const size_t slash = key.find('/', spec.pipeline_id.size() + 1);
-      const size_t at = key.find('@');
-      if (slash == std::string::npos || at == std::string::npos || at < slash) continue;
-      uint32_t priority = 0;
-      size_t index = 0;
-      try {
-        priority = static_cast<uint32_t>(
-            std::stoul(key.substr(spec.pipeline_id.size() + 1, slash - spec.pipeline_id.size() - 1)));
-        index = std::stoul(key.substr(slash + 1, at - slash - 1));
-      } catch (const std::exception&) {
-        continue;
+    // Per module use, the breaker of each version that has run (Executor::bind's keys).
+    for (const auto& stage : spec.stages) {
+      for (size_t i = 0; i < stage.modules.size(); ++i) {
+        const std::string prefix =
+            etl::module_use_key({}, spec.pipeline_id, stage.priority, i) + "@";
+        for (const auto& [key, b] : etl_.runtime().breakers.list(prefix, now)) {
+          modules.push_back(json::object{{"stage_priority", stage.priority},
+                                         {"module_id", stage.modules[i].module_id},
+                                         {"resolved_id", key.substr(prefix.size())},
+                                         {"state", b.state},
+                                         {"consecutive_failures", b.consecutive_failures},
+                                         {"open_remaining_ms", b.open_remaining_ms},
+                                         {"times_opened", b.times_opened}});
+        }
       }
-      // Only the uses the pipeline has now (a replaced pipeline's old stages are not shown).
-      const etl::StageSpec* stage = nullptr;
-      for (const auto& s : spec.stages) {
-        if (s.priority == priority) stage = &s;
-      }
-      if (stage == nullptr || index >= stage->modules.size()) continue;
-      modules.push_back(json::object{{"stage_priority", priority},
-                                     {"module_id", stage->modules[index].module_id},
-                                     {"resolved_id", key.substr(at + 1)},
-                                     {"state", b.state},
-                                     {"consecutive_failures", b.consecutive_failures},
-                                     {"open_remaining_ms", b.open_remaining_ms},
-                                     {"times_opened", b.times_opened}});
     }
     return json::object{{"failure_threshold", c.failure_threshold},
                         {"open_ms", c.open_ms},

@@ -169,14 +169,16 @@ TEST_F(OperateTest, SeedStatusEndpointsAnswerWithTheirFields) {
   admin("GET", "/api/v1/etl/pipelines/nope/metrics", "", 404);
 }
 
+// The configuration file's pipeline "live": one stage running `module`.
+std::string pipeline(const std::string& module) {
+  return "[[etl.pipelines]]\npipeline_id = \"live\"\n[[etl.pipelines.stages]]\npriority = 0\n"
+         "[[etl.pipelines.stages.modules]]\nmodule_id = \"" +
+         module + "\"\n";
+}
+
 // A reload under load: the file's pipelines change while a producer sends; no message fails or
 // is lost, and messages after the reload go through the new pipeline.
 TEST_F(OperateTest, ReloadUnderLoadChangesPipelinesWithoutLosingMessages) {
-  auto pipeline = [](const std::string& module) {
-    return "[[etl.pipelines]]\npipeline_id = \"live\"\n[[etl.pipelines.stages]]\npriority = 0\n"
-           "[[etl.pipelines.stages.modules]]\nmodule_id = \"" +
-           module + "\"\n";
-  };
   start(pipeline("plain"));
   upload("passthrough", "plain");
   upload("header_adder", "tagging");
@@ -258,11 +260,6 @@ TEST_F(OperateTest, ReloadUnderLoadChangesPipelinesWithoutLosingMessages) {
 // SIGHUP reloads the configuration as POST /api/v1/config/reload does (systemctl reload): the
 // file's pipelines change, a bad file is refused and logged, and the broker keeps serving.
 TEST_F(OperateTest, SighupReloadsTheConfigurationAndABadFileChangesNothing) {
-  auto pipeline = [](const std::string& module) {
-    return "[[etl.pipelines]]\npipeline_id = \"live\"\n[[etl.pipelines.stages]]\npriority = 0\n"
-           "[[etl.pipelines.stages.modules]]\nmodule_id = \"" +
-           module + "\"\n";
-  };
   start(pipeline("plain"));
   upload("passthrough", "plain");
   upload("header_adder", "tagging");

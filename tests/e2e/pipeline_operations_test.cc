@@ -33,6 +33,17 @@ class PipelineOperationsTest : public testing::BrokerApiTest {
     return testing::wasmq(args, input);
   }
   std::string log() const { return testing::slurp(broker_->log_path()); }
+  // Starts the broker with message-processor in the inline pipeline `id` and one message
+  // produced through it to topic "t".
+  void start_with_one_message(const std::string& id) {
+    start();
+    upload("message_processor", "message-processor", "1.0.0");
+    admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": ")" + id + R"(", "stages": [
+        {"priority": 0, "modules": [{"module_id": "message-processor"}]}]})",
+          201);
+    data("POST", "/api/v1/topics/t/messages",
+         R"({"value": "hi", "headers": {"content-type": "text/plain", "source": "s"}})");
+  }
   json::value status(const std::string& id) {
     return admin("GET", "/api/v1/etl/pipelines/" + id + "/status");
   }
@@ -188,13 +199,7 @@ TEST_F(PipelineOperationsTest, ModuleErrorsDoNotOpenTheBreakerButTrapsDoAndItIsS
 // A dry run is not traffic: the pipeline's live figures do not move. A stream pipeline's dry
 // run reads its source topic by default and shows outputs going to its destination.
 TEST_F(PipelineOperationsTest, DryRunsLeaveLiveFiguresAloneAndFollowAStreamPipelinesTopics) {
-  start();
-  upload("message_processor", "message-processor", "1.0.0");
-  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "inline", "stages": [{"priority": 0,
-      "modules": [{"module_id": "message-processor"}]}]})",
-        201);
-  data("POST", "/api/v1/topics/t/messages",
-       R"({"value": "hi", "headers": {"content-type": "text/plain", "source": "s"}})");
+  start_with_one_message("inline");
   json::value before = admin("GET", "/api/v1/etl/pipelines/inline/metrics");
   ASSERT_EQ(before.at("total_messages_processed").as_int64(), 1) << before;
   auto tested = cli({"pipeline", "test", "inline", "--topic", "t"},
@@ -311,13 +316,7 @@ TEST_F(PipelineOperationsTest, EachStartLogsWhatItFound) {
 
 // Numbers in answers are plain decimals ("uptime_seconds": 283.1), not Boost.JSON's 2.831E2.
 TEST_F(PipelineOperationsTest, AnswersWritePlainNumbers) {
-  start();
-  upload("message_processor", "message-processor", "1.0.0");
-  admin("POST", "/api/v1/etl/pipelines", R"({"pipeline_id": "p", "stages": [{"priority": 0,
-      "modules": [{"module_id": "message-processor"}]}]})",
-        201);
-  data("POST", "/api/v1/topics/t/messages",
-       R"({"value": "hi", "headers": {"content-type": "text/plain", "source": "s"}})");
+  start_with_one_message("p");
   // A number token (after ':', ',' or '[') with an exponent; paths such as "…-e2e-…" are not.
   const std::regex exponent(R"([:,\[]-?[0-9.]+[eE][-+]?[0-9])");
   for (const char* path : {"/api/v1/status", "/api/v1/etl/status", "/api/v1/metrics",
